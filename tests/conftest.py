@@ -1,0 +1,41 @@
+"""Shared fixtures: where ../shared lives, and small synthetic audio made by the tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_root() -> Path:
+    """``$EMOLENS_SHARED`` or ``../shared`` beside the repository."""
+    return Path(os.environ.get("EMOLENS_SHARED", REPO.parent / "shared")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    root = shared_root()
+    if not (root / "data" / "emodb" / "metadata.csv").exists():
+        pytest.skip(f"shared data not found at {root} (set EMOLENS_SHARED)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def emodb_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "emodb"
+
+
+@pytest.fixture(scope="session")
+def weights_dir(shared_dir: Path) -> Path:
+    return shared_dir / "weights"
+
+
+@pytest.fixture
+def tone() -> np.ndarray:
+    """1 s of a 1 kHz sine at 16 kHz, amplitude 0.5, float32, shape (16000,)."""
+    t = np.arange(16000) / 16000.0
+    return (0.5 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
