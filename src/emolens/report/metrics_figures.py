@@ -44,7 +44,7 @@ def plot_confusion(
 
     Each cell shows the count and its row-normalised percentage (colour = percentage);
     an extra column on the right gives each class's recall, an extra row below each
-    predicted class's precision, and the corner the overall accuracy.
+    predicted class's precision, and the corner the overall accuracy and UAR.
     """
     matrix = np.asarray(confusion, dtype=np.int64)
     labels = [str(label) for label in labels]
@@ -57,6 +57,7 @@ def plot_confusion(
     recall = _ratio(np.diag(matrix), row_sums)
     precision = _ratio(np.diag(matrix), col_sums)
     accuracy = float(_ratio(np.trace(matrix), matrix.sum()))
+    uar = float(np.nanmean(recall)) if np.any(row_sums > 0) else float("nan")
 
     size = 1.1 * (n + 1) + 1.6
     fig = Figure(figsize=(size, size * 0.9), layout="constrained")
@@ -76,7 +77,7 @@ def plot_confusion(
         ax.add_patch(_margin_cell(k, n))
         ax.text(k, n, _pct(precision[k]), ha="center", va="center", fontsize=9, weight="bold")
     ax.add_patch(_margin_cell(n, n))
-    ax.text(n, n, f"acc\n{_pct(accuracy)}", ha="center", va="center", fontsize=9, weight="bold")
+    ax.text(n, n, f"acc {_pct(accuracy)}\nUAR {_pct(uar)}", ha="center", va="center", fontsize=8, weight="bold")
     ax.set_xlim(-0.5, n + 0.5)
     ax.set_ylim(n + 0.5, -0.5)
     ax.set_xticks(range(n + 1), [*labels, "recall"], rotation=30, ha="right")
@@ -100,7 +101,7 @@ def _margin_cell(x: int, y: int) -> Rectangle:
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=120)
+    fig.savefig(path, format="png", dpi=120, bbox_inches="tight")
     return path
 
 
