@@ -1,0 +1,202 @@
+"""Implementations of the CLI sub-commands (argument parsing is in :mod:`main`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from emolens.errors import AudioError, EmolensError
+
+log = logging.getLogger("emolens")
+AUDIO_EXT = {".wav", ".flac", ".ogg", ".mp3"}
+
+
+# --------------------------------------------------------------------------- prepare
+def cmd_prepare(args) -> int:
+    from emolens.corpora.labels import resolve_class_set
+    from emolens.corpora.parsers import build_manifest
+    from emolens.errors import CorpusError
+    from emolens.features.cache import FeatureCache
+    from emolens.features.mel import PROFILES
+    from emolens.features.patches import PatchConfig
+    from emolens.report.gds_report import gds_summary, plot_gds
+    from emolens.selection.gds import GaussianDataSelector, GDSConfig
+    from emolens.training.data import patchset_from_mels
+
+    progress = not args.quiet
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    manifest, skipped = build_manifest(args.corpus, args.root, csv=args.csv)
+    for path, why in skipped[:20]:
+        log.warning("skipped %s: %s", path, why)
+    if len(skipped) > 20:
+        log.warning("... and %d more skipped files (see %s)", len(skipped) - 20, out / "skipped.csv")
+    if skipped:
+        (out / "skipped.csv").write_text("path,reason\n" + "".join(f"\"{p}\",\"{w}\"\n" for p, w in skipped))
+    classes = list(resolve_class_set(args.classes, manifest.labels))
+    manifest = manifest.filter_classes(classes)
+    if len(manifest) == 0:
+        raise CorpusError(f"no files of the classes {classes} under {args.root}; check --corpus and --classes")
+    fe = PROFILES[args.profile]
+    pcfg = PatchConfig(96, args.patch_hop)
+    cache = FeatureCache(out / "features", fe)
+    res = cache.compute(manifest.paths(), workers=args.workers, progress=progress)
+    if res.errors:
+        for p, e in list(res.errors.items())[:10]:
+            log.warning("unreadable, left out: %s", e)
+        good = [i for i, m in enumerate(res.mels) if m is not None]
+        manifest = manifest[np.array(good, int)]
+        res.mels[:] = [m for m in res.mels if m is not None]
+    for p, notes in res.notes.items():
+        if any("padded" in n or "silent" in n for n in notes):
+            log.info("note: %s: %s", p, "; ".join(notes))
+    manifest.to_csv(out / "manifest.csv")
+    ps = patchset_from_mels(res.mels, manifest.label_array(classes), pcfg)
+    gcfg = GDSConfig()
+    if args.gds_scope:
+        gcfg = gcfg.replace(scope=args.gds_scope) if hasattr(gcfg, "replace") else GDSConfig(**{**gcfg.to_dict(), "scope": args.gds_scope})
+    if args.gds_threshold is not None:
+        gcfg = GDSConfig(**{**gcfg.to_dict(), "threshold": args.gds_threshold})
+    sel = GaussianDataSelector(gcfg).fit(ps.patches, labels=ps.y, utterance_ids=ps.utt)
+    result = sel.select(ps.patches, ps.utt)
+    label_names = np.array(classes)[ps.y]
+    summary = gds_summary(result, label_names, ps.utt)
+    plot_gds(result, ps.patches, label_names, out / "gds.png")
+    with open(out / "gds_scores.csv", "w") as f:
+        f.write("path,label,patch,score,kept\n")
+        paths = manifest.paths()
+        first = np.r_[0, np.flatnonzero(np.diff(ps.utt)) + 1]
+        for i in range(len(ps.utt)):
+            u = int(ps.utt[i])
+            f.write(f"{paths[u]},{classes[ps.y[i]]},{i - first[u]},{result.scores[i]:.5f},{int(result.keep[i])}\n")
+    info = {
+        "corpus": args.corpus, "root": str(Path(args.root).resolve()), "classes": classes,
+        "files": len(manifest), "labels": manifest.label_counts(), "speakers": len(manifest.speakers),
+        "speaker_ids": list(manifest.speakers), "duration_s": round(float(sum(ps.n_frames)) * fe.frame_seconds, 2),
+        "skipped": len(skipped), "unreadable": len(res.errors),
+        "patches_before": summary["patches_before"], "patches_after": summary["patches_after"],
+        "frontend": fe.to_dict(), "patches": pcfg.to_dict(), "gds": gcfg.to_dict(), "gds_summary": summary,
+    }
+    (out / "prepare.json").write_text(json.dumps(info, indent=2))
+    _print_prepare(info)
+    return 0
+
+
+def _print_prepare(info: dict) -> None:
+    s = info["gds_summary"]
+    print(f"\n{info['corpus']}: {info['files']} files, {info['speakers']} speakers, {info['duration_s'] / 60:.1f} min, classes {', '.join(info['classes'])}")
+    print(f"{'label':<10}{'files':>7}{'patches':>9}{'kept':>7}{'dropped':>9}")
+    for lab, n in info["labels"].items():
+        pc = s["per_class"].get(lab, {"before": 0, "after": 0})
+        drop = 1 - pc["after"] / max(pc["before"], 1)
+        print(f"{lab:<10}{n:>7}{pc['before']:>9}{pc['after']:>7}{drop:>8.1%}")
+    print(f"{'total':<10}{info['files']:>7}{info['patches_before']:>9}{info['patches_after']:>7}{1 - info['patches_after'] / max(info['patches_before'], 1):>8.1%}")
+    print(f"GDS {json.dumps(info['gds'])}")
+
+
+# --------------------------------------------------------------------------- train / experiment
+def _run_config(args, model: str = "fusion", gds: bool = True):
+    from emolens.training.experiment import RunConfig
+    from emolens.training.trainer import TrainConfig
+
+    tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                     finetune=args.finetune, seed=args.seed)
+    return RunConfig(model=model, gds=gds, folds=str(args.folds), seed=args.seed, train=tc,
+                     yamnet_weights=args.yamnet_weights, vggish_weights=args.vggish_weights)
+
+
+def cmd_train(args) -> int:
+    from emolens.evaluation.baseline import run_egemaps_cv
+    from emolens.training.experiment import cross_validate
+    from emolens.workdir import WorkDir
+
+    work = WorkDir.open(args.work)
+    if args.model == "egemaps-svm":
+        m = run_egemaps_cv(work, str(args.folds), args.out, seed=args.seed, progress=not args.quiet)
+    else:
+        m = cross_validate(work, _run_config(args, args.model, args.gds), args.out, progress=not args.quiet)
+    _print_metrics(m, args.out)
+    return 0
+
+
+def _print_metrics(m: dict, out: Path) -> None:
+    print(f"\n{m['model']}{' +GDS' if m.get('gds') else ''}: {m['n_folds']} speaker-independent folds ({m['fold_spec']})")
+    print(f"accuracy {m['accuracy']:.3f} ± {m['accuracy_std']:.3f}   UAR {m['uar']:.3f} ± {m['uar_std']:.3f}   "
+          f"macro F1 {m['f1_macro']:.3f} ± {m['f1_macro_std']:.3f}   train {m['train_seconds']:.1f} s")
+    if m.get("vggish_pretrained") is False:
+        print("note: VGGish ran WITHOUT pretrained weights (random initialisation): not transfer learning")
+    print(f"written: {out / 'metrics.json'}, {out / 'confusion.png'}")
+
+
+def cmd_experiment(args) -> int:
+    from emolens.training.experiment import run_ablation
+    from emolens.workdir import WorkDir
+
+    work = WorkDir.open(args.work)
+    table = run_ablation(work, _run_config(args), args.out, progress=not args.quiet, baseline=not args.no_baseline)
+    print()
+    print((Path(args.out) / "ablation.md").read_text())
+    return 0
+
+
+# --------------------------------------------------------------------------- predict
+def _expand(inputs: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            files += sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_EXT)
+        else:
+            files.append(p)
+    if not files:
+        raise AudioError("no audio files found in the given folders (wav, flac, ogg, mp3)")
+    return files
+
+
+def cmd_predict(args) -> int:
+    from emolens.audio.io import load_audio
+    from emolens.inference import EmotionRecognizer
+
+    rec = EmotionRecognizer.from_dir(args.model)
+    files = _expand(args.inputs)
+    failures = 0
+    if not args.json:
+        print(f"{'file':<40} {'emotion':<9} {'p':>5}  " + " ".join(f"{c[:7]:>7}" for c in rec.classes))
+    for f in files:
+        try:
+            a = rec.analyze_clip(load_audio(f, sample_rate=rec.frontend.sample_rate, max_seconds=args.max_seconds))
+        except EmolensError as exc:
+            failures += 1
+            if args.json:
+                print(json.dumps({"file": str(f), "error": str(exc)}))
+            else:
+                print(f"emolens: error: {exc}", file=__import__("sys").stderr)
+            continue
+        if args.json:
+            print(json.dumps(a.as_dict()))
+        else:
+            name = str(f) if len(str(f)) <= 40 else "…" + str(f)[-39:]
+            note = f"  ({'; '.join(a.clip.notes)})" if a.clip.notes else ""
+            print(f"{name:<40} {a.label:<9} {a.confidence:>5.2f}  " + " ".join(f"{p:>7.2f}" for p in a.probs) + note)
+    if rec.config.get("vggish_pretrained") is False and not args.json:
+        print("note: this model's VGGish branch was trained from random initialisation (no pretrained weights)")
+    return 2 if failures == len(files) else 0
+
+
+# --------------------------------------------------------------------------- weights
+def cmd_weights(args) -> int:
+    from emolens.models.weights import download_weights, resolve_weights
+
+    names = ["yamnet", "vggish"] if args.name == "all" else [args.name]
+    for n in names:
+        if args.action == "where":
+            try:
+                print(f"{n}: {resolve_weights(n)}")
+            except EmolensError as exc:
+                print(f"{n}: {exc}")
+        else:
+            print(f"{n}: {download_weights(n, progress=not args.quiet)}")
+    return 0

@@ -1,0 +1,123 @@
+"""The ``emolens`` command line: prepare, train, experiment, predict, explain, profile,
+weights. Every user-facing problem is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from emolens.errors import EmolensError
+
+log = logging.getLogger("emolens")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from emolens.corpora.parsers import list_corpora
+
+    ap = argparse.ArgumentParser(prog="emolens", description="Speech emotion recognition you can see and hear.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="manifest + log-mel cache + GDS scores for a corpus",
+                       description="Build the manifest, the feature cache and the Gaussian Data Selection scores of a corpus.")
+    p.add_argument("--corpus", required=True, choices=list_corpora(), help="corpus layout / naming scheme")
+    p.add_argument("--root", required=True, type=Path, help="folder holding the corpus audio")
+    p.add_argument("--csv", type=Path, default=None, help="metadata table for corpora that need one (csv, aihub, csu2022 speaker map)")
+    p.add_argument("--classes", default="4class", help="class set: 4class (angry, happy, neutral, sad: the thesis's), all, or a comma list")
+    p.add_argument("--out", required=True, type=Path, help="work directory to write")
+    p.add_argument("--profile", default="vggish16k", choices=["vggish16k", "thesis48k"], help="front-end profile (default: the backbones' own 16 kHz front end)")
+    p.add_argument("--patch-hop", type=int, default=48, help="patch hop in 10 ms frames (patch = 96 frames; default 48 = 50%% overlap)")
+    p.add_argument("--gds-scope", default=None, choices=["corpus", "class", "utterance"], help="GDS comparison scope (default corpus)")
+    p.add_argument("--gds-threshold", type=float, default=None, help="GDS threshold on the normalised score (default calibrated to drop ~15%% on EmoDB)")
+    p.add_argument("--workers", type=int, default=None, help="processes for feature extraction (default: all cores)")
+    _add_common(p)
+
+    p = sub.add_parser("train", help="speaker-independent cross-validation of one model, then a final model",
+                       description="Train and evaluate one model configuration on speaker-independent folds; writes RUNDIR/metrics.json, figures and the final model.")
+    _train_args(p)
+    p.add_argument("--out", required=True, type=Path, help="run directory to write")
+
+    p = sub.add_parser("experiment", help="the thesis ablation: {fusion, vggish, yamnet} x {GDS off, on} (+ eGeMAPS-SVM)",
+                       description="Run the ablation on the same folds and write ablation.md / ablation.json.")
+    _train_args(p, ablation=True)
+    p.add_argument("--out", required=True, type=Path, help="directory for the ablation runs and table")
+    p.add_argument("--no-baseline", action="store_true", help="skip the eGeMAPS + SVM reference")
+
+    p = sub.add_parser("predict", help="classify audio files with a trained model")
+    p.add_argument("--model", required=True, type=Path, help="run directory written by `emolens train`")
+    p.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="reject recordings longer than this (default 600)")
+    _add_common(p)
+
+    p = sub.add_parser("explain", help="Grad-CAM, LIME and Occlusion maps, focus audio and faithfulness for files")
+    p.add_argument("--model", required=True, type=Path, help="run directory written by `emolens train`")
+    p.add_argument("inputs", nargs="+", type=Path, help="audio files")
+    p.add_argument("--out", required=True, type=Path, help="output directory (one folder per file)")
+    p.add_argument("--methods", default="gradcam,lime,occlusion", help="comma list of gradcam, lime, occlusion")
+    p.add_argument("--target", default=None, help="class to explain (default: the predicted one)")
+    p.add_argument("--layer", default="vggish", help="Grad-CAM backbone layer: vggish (fine) or yamnet (coarse)")
+    p.add_argument("--lime-samples", type=int, default=200, help="LIME perturbed samples per patch (default 200)")
+    p.add_argument("--no-faithfulness", action="store_true", help="skip deletion/insertion scores")
+    _add_common(p)
+
+    p = sub.add_parser("profile", help="per-emotion frequency profile of Grad-CAM over a prepared corpus")
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--work", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--layer", default="vggish", help="Grad-CAM layer: vggish or yamnet")
+    p.add_argument("--limit", type=int, default=None, help="use at most this many recordings per emotion")
+    _add_common(p)
+
+    p = sub.add_parser("weights", help="find or download the pretrained backbone weights")
+    p.add_argument("action", choices=["where", "download"])
+    p.add_argument("name", nargs="?", default="all", choices=["all", "yamnet", "vggish"])
+    _add_common(p)
+    return ap
+
+
+def _train_args(p: argparse.ArgumentParser, ablation: bool = False) -> None:
+    p.add_argument("--work", required=True, type=Path, help="work directory written by `emolens prepare`")
+    if not ablation:
+        p.add_argument("--model", default="fusion", choices=["fusion", "vggish", "yamnet", "egemaps-svm"], help="model kind (default fusion)")
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--gds", dest="gds", action="store_true", default=True, help="use Gaussian Data Selection (default)")
+        g.add_argument("--no-gds", dest="gds", action="store_false", help="train and evaluate on every patch")
+    p.add_argument("--finetune", default="head", choices=["head", "top", "all"], help="head: backbones frozen, features cached (CPU minutes); top: last blocks; all: whole network (GPU)")
+    p.add_argument("--folds", default="5", help="k (speaker-grouped k-fold), loso, or holdout:SPK,SPK (default 5)")
+    p.add_argument("--epochs", type=int, default=20, help="maximum epochs (thesis: 20)")
+    p.add_argument("--batch-size", type=int, default=128, help="mini-batch (thesis: 128)")
+    p.add_argument("--lr", type=float, default=0.01, help="Adam learning rate of the new layers (thesis: 0.01)")
+    p.add_argument("--patience", type=int, default=6, help="early-stopping patience in epochs")
+    p.add_argument("--yamnet-weights", default=None, help="YAMNet weights file (.tflite or .h5); default $EMOLENS_WEIGHTS")
+    p.add_argument("--vggish-weights", default=None, help="VGGish weights (vggish-10086976.pth); default $EMOLENS_WEIGHTS, else random init")
+    _add_common(p)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    warnings.filterwarnings("ignore", message=".*pretrained weights not found.*")  # logged instead
+    try:
+        from emolens.cli import commands
+
+        return int(getattr(commands, f"cmd_{args.command}")(args) or 0)
+    except EmolensError as exc:
+        print(f"emolens: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("emolens: interrupted; finished work is kept and a re-run resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

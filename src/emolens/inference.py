@@ -1,0 +1,113 @@
+"""Classifying recordings with a trained model (the practitioner's entry point).
+
+>>> rec = EmotionRecognizer.from_dir("runs/fusion")          # doctest: +SKIP
+>>> rec.predict_file("clip.wav").label                          # doctest: +SKIP
+'angry'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from emolens.audio.io import DEFAULT_MAX_SECONDS, AudioClip, load_audio
+from emolens.features.mel import PROFILES, FrontEndConfig, log_mel, mel_spectrogram
+from emolens.features.patches import PatchConfig, frame_patches
+from emolens.models.io import load_model
+from emolens.selection.gds import GaussianDataSelector
+
+
+@dataclass
+class Analysis:
+    """Everything computed on the way to a prediction (the explanations reuse it).
+
+    Attributes:
+        clip: the decoded audio (16 kHz mono).
+        log_mel: ``(n_frames, 64)`` ``log(mel + 0.01)`` of the whole recording.
+        patches: ``(n_patches, 96, 64)`` the same, cut into patches.
+        keep: ``(n_patches,)`` GDS decision (all True without GDS).
+        patch_probs: ``(n_patches, C)`` softmax per patch.
+        probs: ``(C,)`` utterance probabilities = mean over kept patches.
+    """
+
+    clip: AudioClip
+    log_mel: np.ndarray
+    patches: np.ndarray
+    keep: np.ndarray
+    patch_probs: np.ndarray
+    probs: np.ndarray
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.classes[int(np.argmax(self.probs))]
+
+    @property
+    def confidence(self) -> float:
+        return float(np.max(self.probs))
+
+    def as_dict(self) -> dict:
+        return {"file": self.clip.path, "label": self.label, "probability": self.confidence,
+                "probabilities": {c: float(p) for c, p in zip(self.classes, self.probs)},
+                "patches": int(len(self.keep)), "patches_kept": int(self.keep.sum()),
+                "duration_s": round(self.clip.duration, 3), "notes": list(self.clip.notes)}
+
+
+class EmotionRecognizer:
+    """A trained emolens model with its front end and GDS selector."""
+
+    def __init__(self, model, config: dict, gds_state: dict | None = None):
+        self.model = model.eval()
+        self.config = config
+        self.classes: list[str] = list(config["classes"])
+        fe = config["frontend"]
+        self.frontend: FrontEndConfig = PROFILES.get(fe["name"]) or FrontEndConfig(**fe)
+        self.patch_config = PatchConfig(**config["patches"])
+        self.selector = (GaussianDataSelector.from_state(gds_state)
+                         if gds_state is not None and config.get("gds", {}).get("enabled") else None)
+
+    @classmethod
+    def from_dir(cls, run_dir: str | Path) -> "EmotionRecognizer":
+        model, config, gds = load_model(run_dir)
+        return cls(model, config, gds)
+
+    @torch.no_grad()
+    def patch_probabilities(self, patches: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Softmax ``(n, C)`` for log-mel patches ``(n, 96, 64)``."""
+        out = []
+        for s in range(0, len(patches), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(patches[s : s + batch_size], dtype=np.float32)).unsqueeze(1)
+            out.append(torch.softmax(self.model(x), 1).numpy())
+        return np.concatenate(out)
+
+    def utterance_probabilities(self, log_mel_spec: np.ndarray) -> np.ndarray:
+        """Utterance probabilities ``(C,)`` of a log-mel ``(n_frames, 64)`` (no GDS:
+        used by perturbation-based faithfulness checks, which must see every patch)."""
+        pad = float(np.log(0.01))
+        patches = frame_patches(log_mel_spec.astype(np.float32), self.patch_config, pad_value=pad)
+        return self.patch_probabilities(patches).mean(0)
+
+    def analyze_clip(self, clip: AudioClip) -> Analysis:
+        mel = mel_spectrogram(clip.samples, self.frontend)
+        lm = log_mel(mel, "vggish")
+        patches = log_mel(frame_patches(mel, self.patch_config), "vggish")
+        keep = np.ones(len(patches), bool)
+        if self.selector is not None:
+            keep = self.selector.select(patches, np.zeros(len(patches), int)).keep
+        pp = self.patch_probabilities(patches)
+        return Analysis(clip, lm, patches, keep, pp, pp[keep].mean(0), self.classes)
+
+    def analyze(self, path: str | Path, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> Analysis:
+        """Load ``path`` (any format/rate/channels) and classify it."""
+        return self.analyze_clip(load_audio(path, sample_rate=self.frontend.sample_rate, max_seconds=max_seconds))
+
+    def predict_file(self, path: str | Path) -> Analysis:
+        return self.analyze(path)
+
+    def predict_files(self, paths: Iterable[str | Path]) -> Iterable[Analysis]:
+        for p in paths:
+            yield self.analyze(p)

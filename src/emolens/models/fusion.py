@@ -1,0 +1,172 @@
+"""The late-fusion network ("Custom YAMNet-VGGish Late Fusion Network", METHOD.md s.4).
+
+Input: patches ``(B, 1, 96, 64)`` of ``log(mel + 0.01)`` (the VGGish log-mel; the
+spectrogram users see and explanations perturb). YAMNet was trained on
+``log(mel + 0.001)``, so its input is derived inside the model as
+``log(max(exp(x) - 0.009, 1e-6))`` - one mel, each backbone its own offset.
+
+Three feature streams (the **open** points, decided here):
+
+* ``vggish``: VGGish's 128-d embedding (its top FC layer, post-ReLU), shape ``(B, 128)``.
+* ``vggish_layers``: "features taken from each VGGish layer, added up": the output of
+  each of the 4 conv blocks (after its max-pool) is global-average-pooled over
+  time-frequency (64, 128, 256, 512 channels), each is projected by its own trainable
+  linear layer to ``layer_dim`` (256) so they share one shape, and the four are summed.
+* ``yamnet``: YAMNet's 1024-d embedding (global average pool of its last conv layer).
+
+Each stream is layer-normalised (their scales differ by orders of magnitude, more so
+with a randomly initialised VGGish) and the streams are **depth-concatenated** (not
+added), followed by ``Dropout -> Linear(hidden=256) -> ReLU -> Dropout -> Linear(C)``;
+softmax is applied by the loss / at prediction. The single-backbone baselines are the
+same class with ``streams=("vggish",)`` or ``("yamnet",)``, so the comparison only
+changes the inputs to an identical head.
+
+Fine-tuning scopes (``set_finetune``): ``head`` (backbones frozen; their raw stream
+features can be computed once with :meth:`FusionNet.extract` and cached), ``top``
+(VGGish's last conv block + FC layers and YAMNet's last two depthwise-separable layers
+trainable), ``all`` (everything).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from emolens.models.vggish import VGGish, flatten_nhwc
+from emolens.models.yamnet import YAMNet
+
+#: Streams of each model kind.
+MODEL_STREAMS: dict[str, tuple[str, ...]] = {
+    "fusion": ("vggish", "vggish_layers", "yamnet"),
+    "vggish": ("vggish",),
+    "yamnet": ("yamnet",),
+}
+#: Width of each raw stream as :meth:`FusionNet.extract` returns it.
+RAW_DIMS: dict[str, int] = {"vggish": 128, "vggish_layers": 64 + 128 + 256 + 512, "yamnet": 1024}
+VGGISH_BLOCK_DIMS = (64, 128, 256, 512)
+#: YAMNet input offset conversion: exp(x) - (0.01 - 0.001).
+_OFFSET_SHIFT = 0.01 - 0.001
+
+
+def vggish_to_yamnet_input(x: torch.Tensor) -> torch.Tensor:
+    """``log(mel + 0.01)`` -> ``log(mel + 0.001)`` (clamped for perturbed inputs)."""
+    return torch.log(torch.clamp(torch.exp(x) - _OFFSET_SHIFT, min=1e-6))
+
+
+class FusionHead(nn.Module):
+    """Stream projections + depth concatenation + FC classifier (shared by all kinds)."""
+
+    def __init__(self, streams: Sequence[str], n_classes: int, hidden: int = 256,
+                 layer_dim: int = 256, dropout: float = 0.3):
+        super().__init__()
+        self.streams = tuple(streams)
+        dims = {}
+        if "vggish_layers" in self.streams:
+            self.layer_proj = nn.ModuleList(nn.Linear(d, layer_dim) for d in VGGISH_BLOCK_DIMS)
+            dims["vggish_layers"] = layer_dim
+        for s in ("vggish", "yamnet"):
+            dims[s] = RAW_DIMS[s]
+        self.norms = nn.ModuleDict({s: nn.LayerNorm(dims[s]) for s in self.streams})
+        width = sum(dims[s] for s in self.streams)
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, n_classes),
+        )
+
+    def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = []
+        for s in self.streams:
+            f = feats[s]
+            if s == "vggish_layers":
+                chunks = torch.split(f, VGGISH_BLOCK_DIMS, dim=1)
+                f = sum(p(c) for p, c in zip(self.layer_proj, chunks))
+            parts.append(self.norms[s](f))
+        return self.classifier(torch.cat(parts, dim=1))
+
+
+class FusionNet(nn.Module):
+    """Backbones + :class:`FusionHead`; ``forward(x (B,1,96,64)) -> logits (B, C)``."""
+
+    def __init__(self, n_classes: int, streams: Sequence[str] = MODEL_STREAMS["fusion"], *,
+                 vggish: VGGish | None = None, yamnet: YAMNet | None = None,
+                 hidden: int = 256, layer_dim: int = 256, dropout: float = 0.3):
+        super().__init__()
+        self.streams = tuple(streams)
+        unknown = set(self.streams) - set(RAW_DIMS)
+        if unknown:
+            raise ValueError(f"unknown streams {sorted(unknown)}; use {sorted(RAW_DIMS)}")
+        self.uses_vggish = any(s.startswith("vggish") for s in self.streams)
+        self.uses_yamnet = "yamnet" in self.streams
+        self.vggish = (vggish or VGGish()) if self.uses_vggish else None
+        self.yamnet = (yamnet or YAMNet()) if self.uses_yamnet else None
+        self.head = FusionHead(self.streams, n_classes, hidden, layer_dim, dropout)
+
+    # -- features ---------------------------------------------------------------
+    def extract(self, x: torch.Tensor, streams: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """Raw backbone stream features, e.g. ``{'vggish': (B,128), 'vggish_layers':
+        (B,960), 'yamnet': (B,1024)}``, for ``streams`` (default: the model's)."""
+        streams = self.streams if streams is None else tuple(streams)
+        out: dict[str, torch.Tensor] = {}
+        if self.vggish is not None and any(s.startswith("vggish") for s in streams):
+            h, pooled = x, []
+            for m in self.vggish.features:
+                h = m(h)
+                if isinstance(m, nn.MaxPool2d):
+                    pooled.append(h.mean(dim=(2, 3)))
+            if "vggish_layers" in streams:
+                out["vggish_layers"] = torch.cat(pooled, dim=1)
+            if "vggish" in streams:
+                e = self.vggish.embeddings[:5](flatten_nhwc(h))  # TF's NHWC flatten order
+                out["vggish"] = torch.relu(e) if self.vggish.final_relu else e
+        if self.yamnet is not None and "yamnet" in streams:
+            out["yamnet"] = self.yamnet.embed(vggish_to_yamnet_input(x))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.extract(x))
+
+    # -- training scopes and explanation hooks ------------------------------------
+    def set_finetune(self, mode: str) -> list[nn.Parameter]:
+        """Freeze/unfreeze backbones for ``mode`` in {head, top, all}; returns the
+        trainable backbone parameters (the head is always trainable)."""
+        if mode not in ("head", "top", "all"):
+            raise ValueError(f"finetune mode {mode!r}: use head, top or all")
+        trainable: list[nn.Parameter] = []
+        for bb in (self.vggish, self.yamnet):
+            if bb is None:
+                continue
+            for p in bb.parameters():
+                p.requires_grad_(mode == "all")
+        if mode == "top":
+            mods: list[nn.Module] = []
+            if self.vggish is not None:
+                mods += [self.vggish.features[i] for i in range(11, len(self.vggish.features))]
+                mods.append(self.vggish.embeddings)
+            if self.yamnet is not None:
+                mods += list(self.yamnet.layers[-2:])
+            for m in mods:
+                for p in m.parameters():
+                    p.requires_grad_(True)
+        for bb in (self.vggish, self.yamnet):
+            if bb is not None:
+                trainable += [p for p in bb.parameters() if p.requires_grad]
+        return trainable
+
+    def gradcam_layers(self) -> dict[str, nn.Module]:
+        """Conv layers for Grad-CAM: VGGish's last conv ReLU (12x8 cells of 8 frames x
+        8 bands: fine) and YAMNet's last depthwise-separable block (3x2 cells: coarse)."""
+        layers: dict[str, nn.Module] = {}
+        if self.vggish is not None:
+            layers["vggish"] = self.vggish.features[14]
+        if self.yamnet is not None:
+            layers["yamnet"] = self.yamnet.layers[-1]
+        return layers
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__ = ["FusionNet", "FusionHead", "MODEL_STREAMS", "RAW_DIMS", "vggish_to_yamnet_input", "count_parameters"]

@@ -1,0 +1,255 @@
+"""Speaker-independent cross-validation of one model configuration, and the thesis's
+ablation ({fusion, vggish, yamnet} x {GDS off, on}) on the same folds.
+
+Per fold: GDS is fitted on the fold's *training* patches only and the same fitted
+selector is applied to its validation and test patches; the model is trained with
+early stopping on the speaker-independent validation speakers; each test utterance's
+decision is the mean of its kept patches' probabilities. Finished folds are saved
+(``RUNDIR/folds/<name>/``) and skipped on a re-run, and the epoch checkpoint inside a
+fold resumes after a kill. After the folds, a final model is trained on all speakers
+(one held out for early stopping) and saved for ``emolens predict``/``explain``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emolens.corpora.splits import Fold, make_folds
+from emolens.evaluation.metrics import aggregate_folds, classification_report_dict, utterance_scores, write_confusion_csv
+from emolens.models import build_model
+from emolens.models.fusion import MODEL_STREAMS, FusionNet
+from emolens.models.io import save_model
+from emolens.report.metrics_figures import plot_confusion, plot_training_curves
+from emolens.selection.gds import GaussianDataSelector, GDSConfig
+from emolens.training.data import PatchSet, backbone_features
+from emolens.training.trainer import TrainConfig, fit, predict_proba
+from emolens.workdir import WorkDir
+
+log = logging.getLogger("emolens")
+
+
+@dataclass
+class RunConfig:
+    """One row of the ablation: model kind, GDS on/off, folds, optimisation."""
+
+    model: str = "fusion"  # fusion | vggish | yamnet
+    gds: bool = True
+    folds: str = "5"  # k, 'loso' or 'holdout:SPK,SPK'
+    seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+    gds_config: GDSConfig = field(default_factory=GDSConfig)
+    hidden: int = 256
+    layer_dim: int = 256
+    dropout: float = 0.3
+    final_model: bool = True
+    yamnet_weights: str | None = None
+    vggish_weights: str | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["gds_config"] = self.gds_config.to_dict()
+        return d
+
+
+class _Inputs:
+    """Module inputs for patch indices: cached features (head) or log-mel patches."""
+
+    def __init__(self, ps: PatchSet, feats: dict[str, np.ndarray] | None):
+        self.ps, self.feats = ps, feats
+
+    def __call__(self, idx: np.ndarray, train: bool = False):
+        if self.feats is not None:
+            return {k: torch.from_numpy(v[idx]) for k, v in self.feats.items()}
+        return torch.from_numpy(self.ps.patches[idx]).unsqueeze(1)
+
+
+def _select(cfg: RunConfig, ps: PatchSet, train_p: np.ndarray) -> tuple[np.ndarray, GaussianDataSelector | None]:
+    """Keep mask over all patches: GDS fitted on ``train_p`` (or all True)."""
+    if not cfg.gds:
+        return np.ones(len(ps.utt), bool), None
+    sel = GaussianDataSelector(cfg.gds_config).fit(ps.patches[train_p], labels=ps.y[train_p], utterance_ids=ps.utt[train_p])
+    return sel.select(ps.patches, ps.utt).keep, sel
+
+
+def _evaluate(module, inputs: _Inputs, ps: PatchSet, test_p: np.ndarray, classes: list[str]) -> dict:
+    probs = predict_proba(module, lambda i: inputs(test_p[i]), len(test_p))
+    ids, scores = utterance_scores(probs, ps.utt[test_p])
+    y = ps.y_utt[ids]
+    rep = classification_report_dict(y, scores.argmax(1), classes)
+    rep["utterances"] = [int(i) for i in ids]
+    rep["predicted"] = [int(p) for p in scores.argmax(1)]
+    return rep
+
+
+def _train_one(cfg: RunConfig, model: FusionNet, ps: PatchSet, feats, keep: np.ndarray,
+               train_u: np.ndarray, val_u: np.ndarray | None, n_classes: int, out: Path,
+               progress: bool, desc: str):
+    """Train a fresh head (or a copy of the network) on ``train_u``; returns (module, result)."""
+    mode = cfg.train.finetune
+    if mode == "head":
+        module = copy.deepcopy(model.head)
+        bb_params = None
+        inputs = _Inputs(ps, feats)
+    else:
+        module = copy.deepcopy(model)
+        bb_params = module.set_finetune(mode)
+        inputs = _Inputs(ps, None)
+    torch.manual_seed(cfg.seed)
+    for m in module.modules() if mode == "head" else module.head.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    train_p = ps.patch_indices(train_u)
+    train_p = train_p[keep[train_p]]
+    val_p = None
+    if val_u is not None and len(val_u):
+        val_p = ps.patch_indices(val_u)
+        val_p = val_p[keep[val_p]]
+    out.mkdir(parents=True, exist_ok=True)
+    res = fit(module, inputs, ps.y, train_p, val_p, ps.utt, n_classes, cfg.train, backbone_params=bb_params, log_path=out / "train_log.jsonl",
+              ckpt_path=out / "checkpoint.pt", progress=progress, desc=desc)
+    return module, inputs, res, len(train_p)
+
+
+def cross_validate(work: WorkDir, cfg: RunConfig, out: str | Path, *, progress: bool = True) -> dict:
+    """Run ``cfg`` over the folds of ``work``; writes ``out/metrics.json`` and figures."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    classes = work.classes
+    t_feat = time.perf_counter()
+    ps = work.patchset(progress=progress)
+    model, weights_info = build_model(cfg.model, len(classes), yamnet_weights=cfg.yamnet_weights,
+                                      vggish_weights=cfg.vggish_weights, seed=cfg.seed,
+                                      hidden=cfg.hidden, layer_dim=cfg.layer_dim, dropout=cfg.dropout)
+    feats = None
+    if cfg.train.finetune == "head":
+        feats = backbone_features(model, ps.patches, work.root / "embeddings", progress=progress)
+    feature_seconds = time.perf_counter() - t_feat
+    folds = make_folds(work.manifest, cfg.folds, seed=cfg.seed)
+    fold_reports = []
+    for fold in folds:
+        fdir = out / "folds" / fold.name
+        done = fdir / "metrics.json"
+        if done.exists():
+            fold_reports.append(json.loads(done.read_text()))
+            log.info("fold %s: already done, skipped", fold.name)
+            continue
+        train_p_all = ps.patch_indices(fold.train)
+        t0 = time.perf_counter()
+        keep, _ = _select(cfg, ps, train_p_all)
+        gds_seconds = time.perf_counter() - t0
+        module, inputs, res, n_train = _train_one(cfg, model, ps, feats, keep, fold.train, fold.val,
+                                                   len(classes), fdir, progress, f"{cfg.model} {fold.name}")
+        test_p = ps.patch_indices(fold.test)
+        rep = _evaluate(module, inputs, ps, test_p[keep[test_p]], classes)
+        rep.update(fold=fold.name, train_seconds=res.seconds, gds_seconds=gds_seconds,
+                   best_epoch=res.best_epoch, best_val_uar=res.best_val_uar,
+                   epochs_run=len(res.history),
+                   patches={"train_before": int(len(train_p_all)), "train_after": n_train,
+                            "test_before": int(len(test_p)), "test_after": int(keep[test_p].sum())})
+        done.write_text(json.dumps(rep, indent=2))
+        (fdir / "checkpoint.pt").unlink(missing_ok=True)
+        fold_reports.append(rep)
+        log.info("fold %s: UAR %.3f accuracy %.3f (%d train patches, %.1f s)", fold.name, rep["uar"], rep["accuracy"], n_train, res.seconds)
+    agg = aggregate_folds(fold_reports)
+    metrics = {
+        "model": cfg.model, "streams": list(MODEL_STREAMS[cfg.model]), "gds": cfg.gds,
+        "finetune": cfg.train.finetune, "labels": classes,
+        "accuracy": agg["accuracy"]["mean"], "uar": agg["uar"]["mean"], "f1_macro": agg["f1_macro"]["mean"],
+        "accuracy_std": agg["accuracy"]["std"], "uar_std": agg["uar"]["std"], "f1_macro_std": agg["f1_macro"]["std"],
+        "confusion": agg["confusion"],
+        "train_seconds": float(sum(r["train_seconds"] for r in fold_reports)),
+        "feature_seconds": feature_seconds,
+        "patches": {k: int(sum(r["patches"][k] for r in fold_reports)) for k in fold_reports[0]["patches"]},
+        "folds": [{k: r[k] for k in ("fold", "accuracy", "uar", "f1_macro", "train_seconds", "best_epoch", "patches")} for r in fold_reports],
+        "n_folds": len(fold_reports), "fold_spec": cfg.folds,
+        "aggregate": agg, **weights_info, "config": cfg.to_dict(),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_confusion_csv(out / "confusion.csv", agg["confusion"], classes)
+    title = f"{cfg.model} {'+GDS' if cfg.gds else ''} ({len(fold_reports)} folds): UAR {metrics['uar']:.3f}"
+    plot_confusion(np.array(agg["confusion"]), classes, out / "confusion.png", title=title)
+    first_log = out / "folds" / fold_reports[0]["fold"] / "train_log.jsonl"
+    if first_log.exists():
+        plot_training_curves([json.loads(l) for l in first_log.read_text().splitlines() if l], out / "training_curves.png")
+    if cfg.final_model:
+        train_final(work, cfg, model, ps, feats, folds[0], out, progress=progress, weights_info=weights_info)
+    return metrics
+
+
+def train_final(work: WorkDir, cfg: RunConfig, model: FusionNet, ps: PatchSet, feats, fold0: Fold,
+                out: Path, *, progress: bool, weights_info: dict) -> Path:
+    """Train on every speaker but fold 0's validation speakers (kept for early
+    stopping) and save the full network + GDS state for prediction."""
+    all_u = np.arange(len(ps.y_utt))
+    val_u = fold0.val if fold0.val is not None else np.array([], int)
+    train_u = np.setdiff1d(all_u, val_u)
+    keep, sel = _select(cfg, ps, ps.patch_indices(train_u))
+    module, _, res, _ = _train_one(cfg, model, ps, feats, keep, train_u, val_u, len(work.classes),
+                                   out / "final", progress, f"{cfg.model} final")
+    final = copy.deepcopy(model)
+    if cfg.train.finetune == "head":
+        final.head.load_state_dict(module.state_dict())
+    else:
+        final.load_state_dict(module.state_dict())
+    config = {
+        "emolens_model": 1, "model": cfg.model, "streams": list(final.streams),
+        "classes": list(work.classes), "frontend": work.info["frontend"], "patches": work.info["patches"],
+        "head": {"hidden": cfg.hidden, "layer_dim": cfg.layer_dim, "dropout": cfg.dropout},
+        "vggish_final_relu": True,
+        "gds": {"enabled": cfg.gds, "config": cfg.gds_config.to_dict()},
+        "train": cfg.train.to_dict(), "best_epoch": res.best_epoch, "val_uar": res.best_val_uar,
+        **weights_info,
+    }
+    (out / "final" / "checkpoint.pt").unlink(missing_ok=True)
+    return save_model(out, final, config, sel.state_dict() if sel is not None else None)
+
+
+ABLATION = [(m, g) for m in ("fusion", "vggish", "yamnet") for g in (False, True)]
+
+
+def run_ablation(work: WorkDir, base: RunConfig, out: str | Path, *, progress: bool = True,
+                 baseline: bool = True) -> dict:
+    """{fusion, vggish, yamnet} x {GDS off, on} on the same folds (+ eGeMAPS-SVM)."""
+    out = Path(out)
+    rows = []
+    for kind, gds in ABLATION:
+        cfg = copy.deepcopy(base)
+        cfg.model, cfg.gds, cfg.final_model = kind, gds, False
+        name = f"{kind}-{'gds' if gds else 'nogds'}"
+        log.info("ablation: %s", name)
+        m = cross_validate(work, cfg, out / name, progress=progress)
+        rows.append(_row(name, m))
+    if baseline:
+        from emolens.evaluation.baseline import run_egemaps_cv
+
+        m = run_egemaps_cv(work, base.folds, out / "egemaps-svm", seed=base.seed, progress=progress)
+        rows.append(_row("egemaps-svm", m))
+    table = {"rows": rows, "folds": base.folds, "finetune": base.train.finetune, "labels": work.classes}
+    (out / "ablation.json").write_text(json.dumps(table, indent=2))
+    (out / "ablation.md").write_text(ablation_markdown(table))
+    return table
+
+
+def _row(name: str, m: dict) -> dict:
+    return {"run": name, "accuracy": m["accuracy"], "accuracy_std": m.get("accuracy_std", 0.0),
+            "uar": m["uar"], "uar_std": m.get("uar_std", 0.0), "f1_macro": m["f1_macro"],
+            "f1_macro_std": m.get("f1_macro_std", 0.0), "train_seconds": m["train_seconds"],
+            "patches": m.get("patches", {}).get("train_after"),
+            "vggish_pretrained": m.get("vggish_pretrained")}
+
+
+def ablation_markdown(table: dict) -> str:
+    lines = [f"Folds: {table['folds']} (speaker-independent); fine-tuning: {table['finetune']}; classes: {', '.join(table['labels'])}", "",
+             "| run | accuracy | UAR | macro F1 | train s | train patches |", "|---|---|---|---|---|---|"]
+    for r in table["rows"]:
+        lines.append(f"| {r['run']} | {r['accuracy']:.3f} ± {r['accuracy_std']:.3f} | {r['uar']:.3f} ± {r['uar_std']:.3f} | "
+                     f"{r['f1_macro']:.3f} ± {r['f1_macro_std']:.3f} | {r['train_seconds']:.1f} | {r['patches'] if r['patches'] is not None else '-'} |")
+    return "\n".join(lines) + "\n"
