@@ -156,7 +156,7 @@ def fit(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             count += len(idx)
         rec: dict[str, float] = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
         if val_idx is not None and len(val_idx):
