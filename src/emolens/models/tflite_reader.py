@@ -218,13 +218,18 @@ class TFLiteModel:
         Raises WeightsError when the tensor has no constant data (an activation).
         """
         info = self.tensors[tensor_index]
-        buf = self._model.Buffers(info.buffer)
-        raw: bytes | np.ndarray
-        if buf.Offset() > 1:  # large models keep data outside the flatbuffer
-            raw = self._data[buf.Offset() : buf.Offset() + buf.Size()]
-        elif buf.DataLength() > 0:
-            raw = buf.DataAsNumpy().tobytes()
-        else:
+        try:
+            buf = self._model.Buffers(info.buffer)
+            if buf.Offset() > 1:  # large models keep data outside the flatbuffer
+                raw = self._data[buf.Offset() : buf.Offset() + buf.Size()]
+            else:
+                raw = buf.DataAsNumpy().tobytes() if buf.DataLength() > 0 else b""
+        except Exception as exc:  # out-of-range offsets in a truncated file
+            raise WeightsError(
+                f"tensor {info.name!r} in {self.label} cannot be read ({type(exc).__name__}); "
+                "the file is truncated or corrupt: download it again"
+            ) from exc
+        if not raw:
             raise WeightsError(
                 f"tensor {tensor_index} ({info.name!r}) in {self.label} holds no constant data"
             )
