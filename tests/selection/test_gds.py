@@ -285,3 +285,17 @@ def test_default_drops_mostly_silence_on_emodb(emodb_dir):
     # the end-padded 4th patch of each 2-s clip is the one dropped most often
     drop_rate = {p: 1 - v["after"] / v["before"] for p, v in s["per_position"].items()}
     assert max(drop_rate, key=drop_rate.get) == 3 and drop_rate[3] > 0.3
+
+
+def test_state_round_trip_scores_identically():
+    from emolens.selection.gds import GaussianDataSelector, GDSConfig
+
+    rng = np.random.default_rng(3)
+    train = rng.standard_normal((300, 96, 64)).astype(np.float32)
+    train[:30] = np.log(0.01) + 0.01 * rng.standard_normal((30, 96, 64))
+    test = rng.standard_normal((50, 96, 64)).astype(np.float32) * 1.5
+    for scope in ("corpus", "class"):
+        sel = GaussianDataSelector(GDSConfig(scope=scope)).fit(train, labels=np.arange(300) % 3)
+        back = GaussianDataSelector.from_state(sel.state_dict())
+        np.testing.assert_array_equal(back.score(test), sel.score(test))
+        np.testing.assert_array_equal(back.select(test).keep, sel.select(test).keep)

@@ -393,6 +393,48 @@ class GaussianDataSelector:
         self.threshold_ = self._threshold(self._normalize(raw, self.norm_))
         return self
 
+    # ------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Fitted state as flat numpy arrays (for safetensors; no pickles): the
+        config as JSON bytes, the grid, each reference's Gaussians, the
+        normalisation and the threshold."""
+        import json
+
+        if not self.is_fitted:
+            raise SelectionError("GDS selector is not fitted; call fit() first")
+        state = {
+            "config_json": np.frombuffer(json.dumps(self.config.to_dict()).encode(), dtype=np.uint8).copy(),
+            "grid": np.asarray(self.grid_, dtype=np.float64),
+            "norm": np.asarray(self.norm_, dtype=np.float64),
+            "threshold": np.asarray([self.threshold_], dtype=np.float64),
+        }
+        for key, ref in self._refs.items():
+            for name, arr in ref.items():
+                state[f"ref.{key}.{name}"] = np.asarray(arr, dtype=np.float64)
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> GaussianDataSelector:
+        """Rebuild a fitted selector from :meth:`state_dict` (scores identically)."""
+        import json
+
+        try:
+            cfg = GDSConfig(**json.loads(bytes(np.asarray(state["config_json"], dtype=np.uint8)).decode()))
+            sel = cls(cfg)
+            sel.grid_ = np.asarray(state["grid"])
+            loc, scale = (float(v) for v in state["norm"])
+            sel.norm_ = (loc, scale)
+            sel.threshold_ = float(state["threshold"][0])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise SelectionError(f"saved GDS state is incomplete ({exc}); retrain the model") from None
+        refs: dict[str, dict[str, np.ndarray]] = {}
+        for k, v in state.items():
+            if k.startswith("ref."):
+                key, name = k[4:].rsplit(".", 1)
+                refs.setdefault(key, {})[name] = np.asarray(v)
+        sel._refs = refs
+        return sel
+
     # ------------------------------------------------------------ scoring
     def score(
         self,
