@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,8 @@ def cmd_prepare(args) -> int:
     progress = not args.quiet
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    manifest, skipped = build_manifest(args.corpus, args.root, csv=args.csv)
+    manifest, skipped = build_manifest(args.corpus, args.root, csv=args.csv,
+                                       allow_unknown_speakers=args.allow_unknown_speakers)
     for path, why in skipped[:20]:
         log.warning("skipped %s: %s", path, why)
     if len(skipped) > 20:
@@ -58,13 +59,13 @@ def cmd_prepare(args) -> int:
     ps = patchset_from_mels(res.mels, manifest.label_array(classes), pcfg)
     gcfg = GDSConfig()
     if args.gds_scope:
-        gcfg = gcfg.replace(scope=args.gds_scope) if hasattr(gcfg, "replace") else GDSConfig(**{**gcfg.to_dict(), "scope": args.gds_scope})
+        gcfg = dataclasses.replace(gcfg, scope=args.gds_scope)
     if args.gds_threshold is not None:
-        gcfg = GDSConfig(**{**gcfg.to_dict(), "threshold": args.gds_threshold})
+        gcfg = dataclasses.replace(gcfg, threshold=args.gds_threshold)
     sel = GaussianDataSelector(gcfg).fit(ps.patches, labels=ps.y, utterance_ids=ps.utt)
     result = sel.select(ps.patches, ps.utt)
     label_names = np.array(classes)[ps.y]
-    summary = gds_summary(result, label_names, ps.utt)
+    summary = gds_summary(result, label_names, ps.utt, patches=ps.patches)
     plot_gds(result, ps.patches, label_names, out / "gds.png")
     with open(out / "gds_scores.csv", "w") as f:
         f.write("path,label,patch,score,kept\n")

@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True, choices=list_corpora(), help="corpus layout / naming scheme")
     p.add_argument("--root", required=True, type=Path, help="folder holding the corpus audio")
     p.add_argument("--csv", type=Path, default=None, help="metadata table for corpora that need one (csv, aihub, csu2022 speaker map)")
+    p.add_argument("--allow-unknown-speakers", action="store_true", help="accept files without a speaker id (then only the random split works: not speaker-independent)")
     p.add_argument("--classes", default="4class", help="class set: 4class (angry, happy, neutral, sad: the thesis's), all, or a comma list")
     p.add_argument("--out", required=True, type=Path, help="work directory to write")
     p.add_argument("--profile", default="vggish16k", choices=["vggish16k", "thesis48k"], help="front-end profile (default: the backbones' own 16 kHz front end)")
