@@ -32,6 +32,10 @@ def test_streams_and_logits(net):
     # the vggish stream equals VGGish's own forward (same flatten order)
     np.testing.assert_allclose(feats["vggish"].detach(), net.vggish(x).detach(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(feats["yamnet"].detach(), net.yamnet.embed(vggish_to_yamnet_input(x)).detach(), rtol=1e-4, atol=1e-5)
+    h = vggish_to_yamnet_input(x)
+    for layer in net.yamnet.layers[:8]:
+        h = layer(h)
+    np.testing.assert_allclose(feats["yamnet_mid"][:, :512].detach(), h.mean((2, 3)).detach(), rtol=1e-4, atol=1e-5)
     assert net(x).shape == (3, 4)
 
 
@@ -44,10 +48,12 @@ def test_every_stream_reaches_the_logits(net):
 
 
 def test_single_backbone_kinds_share_the_head_code():
-    y = FusionNet(3, MODEL_STREAMS["yamnet"])
+    y = FusionNet(3, MODEL_STREAMS["yamnet-thesis"])
     assert y.vggish is None and y.head.classifier[1].in_features == 1024
-    v = FusionNet(3, MODEL_STREAMS["vggish"])
+    v = FusionNet(3, MODEL_STREAMS["vggish-thesis"])
     assert v.yamnet is None and v.head.classifier[1].in_features == 128
+    assert FusionNet(3, MODEL_STREAMS["yamnet"]).head.classifier[1].in_features == 2048
+    assert FusionNet(3, MODEL_STREAMS["fusion"]).head.classifier[1].in_features == 128 + 256 + 2048
 
 
 def test_finetune_scopes(net):

@@ -30,7 +30,7 @@ def build_model(kind: str, n_classes: int, *, yamnet_weights: str | None = None,
         torch.manual_seed(seed)
         vgg, pre = load_vggish(vggish_weights, allow_random=True)
         info["vggish_pretrained"] = pre
-    if "yamnet" in streams:
+    if any(s.startswith("yamnet") for s in streams):
         path = resolve_weights("yamnet", yamnet_weights)
         yam = load_yamnet_file(path)
         info["yamnet_pretrained"] = True

@@ -47,7 +47,7 @@ def load_model(run_dir: str | Path) -> tuple[FusionNet, dict, dict[str, np.ndarr
         streams = tuple(config["streams"])
         vgg = VGGish(final_relu=config.get("vggish_final_relu", True)) if any(s.startswith("vggish") for s in streams) else None
         model = FusionNet(len(config["classes"]), streams, vggish=vgg,
-                          yamnet=YAMNet() if "yamnet" in streams else None, **head)
+                          yamnet=YAMNet() if any(s.startswith("yamnet") for s in streams) else None, **head)
         model.load_state_dict(load_file(str(w_path)))
     except (KeyError, RuntimeError, json.JSONDecodeError, OSError) as exc:
         raise ModelError(f"{run_dir}: the saved model is incomplete or corrupt ({str(exc).splitlines()[0][:120]}); retrain it") from None

@@ -24,7 +24,7 @@ from emolens.features.mel import log_mel
 from emolens.features.patches import DEFAULT_PATCHES, PatchConfig, frame_patches
 
 #: The streams each backbone provides.
-BACKBONE_STREAMS = {"vggish": ("vggish", "vggish_layers"), "yamnet": ("yamnet",)}
+BACKBONE_STREAMS = {"vggish": ("vggish", "vggish_layers"), "yamnet": ("yamnet", "yamnet_mid")}
 
 
 @dataclass
@@ -89,7 +89,8 @@ def backbone_features(model, patches: np.ndarray, cache_dir: Path | None = None,
             continue
         path = None
         if cache_dir is not None:
-            path = Path(cache_dir) / f"{name}-{module_digest(bb)}-{key_p}.npz"
+            tag = "+".join(BACKBONE_STREAMS[name])
+            path = Path(cache_dir) / f"{tag}-{module_digest(bb)}-{key_p}.npz"
             if path.exists():
                 with np.load(path, allow_pickle=False) as z:
                     out.update({k: z[k] for k in z.files})
