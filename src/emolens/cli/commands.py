@@ -201,3 +201,87 @@ def cmd_weights(args) -> int:
         else:
             print(f"{n}: {download_weights(n, progress=not args.quiet)}")
     return 0
+
+
+# --------------------------------------------------------------------------- explain / profile
+def _true_labels(work_dir: Path | None) -> dict[str, str]:
+    if work_dir is None:
+        return {}
+    from emolens.workdir import WorkDir
+
+    return {str(Path(u.path).resolve()): u.label for u in WorkDir.open(work_dir).manifest}
+
+
+def cmd_explain(args) -> int:
+    from emolens.explain.pipeline import METHODS, explain_file
+    from emolens.inference import EmotionRecognizer
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise EmolensError(f"unknown method(s) {', '.join(bad)}; use {', '.join(METHODS)}")
+    rec = EmotionRecognizer.from_dir(args.model)
+    if args.target is not None and args.target not in rec.classes:
+        raise EmolensError(f"--target {args.target!r} is not a class of this model ({', '.join(rec.classes)})")
+    truth = _true_labels(args.work)
+    files = _expand(args.inputs)
+    for f in files:
+        dest = Path(args.out) / Path(f).stem
+        info = explain_file(rec, f, dest, methods=methods, target=args.target,
+                            true_label=truth.get(str(Path(f).resolve())), layer=args.layer,
+                            lime_samples=args.lime_samples, with_faithfulness=not args.no_faithfulness,
+                            progress=not args.quiet)
+        line = f"{f}: {info['label']} ({info['probability']:.2f}) -> {dest}/explanation.png, focus.wav"
+        if "faithfulness" in info:
+            line += "  deletion AUC " + ", ".join(
+                f"{k} {v['deletion_auc']:.3f}" for k, v in info["faithfulness"].items())
+        print(line)
+    return 0
+
+
+def cmd_profile(args) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from emolens.explain.attributions import gradcam
+    from emolens.explain.profile import frequency_profile, leans_higher, profile_summary, write_profile_csv
+    from emolens.explain.stitch import utterance_map
+    from emolens.features.mel import mel_band_centers
+    from emolens.inference import EmotionRecognizer
+    from emolens.report.explain_figures import plot_profile
+    from emolens.workdir import WorkDir
+
+    rec = EmotionRecognizer.from_dir(args.model)
+    work = WorkDir.open(args.work)
+    layers = rec.model.gradcam_layers()
+    layer = layers.get(args.layer) or next(iter(layers.values()))
+    mels = work.cache.compute(work.manifest.paths(), progress=False).mels
+    from emolens.features.mel import log_mel
+    from emolens.features.patches import frame_patches
+
+    maps, labels, seen = [], [], {}
+    for u, mel in tqdm(list(zip(work.manifest, mels)), desc="Grad-CAM profile", disable=args.quiet):
+        if mel is None or u.label not in rec.classes:
+            continue
+        if args.limit and seen.get(u.label, 0) >= args.limit:
+            continue
+        seen[u.label] = seen.get(u.label, 0) + 1
+        x = torch.from_numpy(log_mel(frame_patches(mel, rec.patch_config), "vggish")).unsqueeze(1)
+        att = gradcam(rec.model, layer, x, rec.classes.index(u.label))  # the emotion's own class
+        maps.append(utterance_map(att.maps, mel.shape[0]))
+        labels.append(u.label)
+    hz = mel_band_centers(rec.frontend)
+    prof = frequency_profile(maps, labels)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_profile_csv(out / "profile.csv", prof, hz)
+    plot_profile(prof, hz, out / "profile.png", title=f"Grad-CAM per mel band ({args.layer} layer), per emotion")
+    summ = profile_summary(prof, hz)
+    lean = leans_higher(summ)
+    (out / "profile.json").write_text(json.dumps({"summary": summ, "angry_happy_above_neutral_sad": lean,
+                                                  "layer": args.layer, "recordings": len(maps)}, indent=2))
+    print(f"{'emotion':<10}{'n':>5}{'centroid Hz':>13}{'high/low (1 kHz)':>18}")
+    for lab, s in summ.items():
+        print(f"{lab:<10}{int(s['n']):>5}{s['centroid_hz']:>13.0f}{s['high_low_ratio']:>18.2f}")
+    print(f"angry/happy lean higher than neutral/sad: {lean}   -> {out / 'profile.png'}, {out / 'profile.csv'}")
+    return 0

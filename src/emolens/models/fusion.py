@@ -180,6 +180,7 @@ class FusionNet(nn.Module):
             layers["vggish"] = self.vggish.features[14]
         if self.yamnet is not None:
             layers["yamnet"] = self.yamnet.layers[-1]
+            layers["yamnet_mid"] = self.yamnet.layers[YAMNET_MID_LAYER]  # 6x4 cells
         return layers
 
 
