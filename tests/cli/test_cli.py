@@ -1,0 +1,92 @@
+"""The command line: one-line errors with exit code 2, and the whole pipeline
+(prepare -> train -> predict -> explain -> profile) on a real EmoDB subset."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from emolens.cli.main import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    code, _, err = run(capsys, "predict", "--model", tmp_path / "nope", tmp_path / "x.wav")
+    assert code == 2 and err.count("\n") == 1 and "emolens: error:" in err and "train" in err
+    code, _, err = run(capsys, "prepare", "--corpus", "emodb", "--root", tmp_path / "missing", "--out", tmp_path / "w")
+    assert code == 2 and err.count("\n") == 1
+    code, _, err = run(capsys, "train", "--work", tmp_path, "--out", tmp_path / "r")
+    assert code == 2 and "prepare" in err and err.count("\n") == 1
+
+
+def test_console_script_exit_code(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "emolens.cli.main", "explain", "--model", str(tmp_path), str(tmp_path / "a.wav"), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("emolens: error:") and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_pipeline_on_emodb_subset(tmp_path, capsys, emodb_dir, weights_dir, monkeypatch):
+    monkeypatch.setenv("EMOLENS_WEIGHTS", str(weights_dir))
+    rows = [r for r in csv.DictReader(open(emodb_dir / "metadata.csv"))
+            if r["speaker"] in {"03", "08", "09", "10", "11"} and r["emotion"] in {"angry", "happy", "neutral", "sad"}]
+    table = tmp_path / "subset.csv"
+    with open(table, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "speaker"])
+        for r in rows:
+            w.writerow([str(emodb_dir / r["path"]), r["emotion"], r["speaker"]])
+    work, run_dir = tmp_path / "work", tmp_path / "run"
+    code, out, _ = run(capsys, "prepare", "--corpus", "csv", "--root", emodb_dir, "--csv", table, "--out", work, "--quiet")
+    assert code == 0
+    info = json.loads((work / "prepare.json").read_text())
+    assert info["files"] == len(rows) and info["speakers"] == 5 and info["patches_before"] == 4 * len(rows)
+    assert 0.05 < 1 - info["patches_after"] / info["patches_before"] < 0.3
+    assert (work / "gds.png").stat().st_size > 10_000
+    code, out, _ = run(capsys, "train", "--work", work, "--model", "yamnet", "--folds", "3", "--epochs", "4", "--out", run_dir, "--quiet")
+    assert code == 0
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["n_folds"] == 3 and len(m["confusion"]) == 4
+    assert sum(map(sum, m["confusion"])) == len(rows)  # every utterance tested once
+    assert m["uar"] > 0.4 and m["gds"] is True and m["patches"]["train_after"] < m["patches"]["train_before"]
+    assert (run_dir / "model.safetensors").exists() and (run_dir / "gds.safetensors").exists()
+    # re-running resumes: finished folds are not retrained
+    code, out2, _ = run(capsys, "train", "--work", work, "--model", "yamnet", "--folds", "3", "--epochs", "4", "--out", run_dir, "--quiet")
+    assert json.loads((run_dir / "metrics.json").read_text())["uar"] == m["uar"]
+    # predict: JSON lines, bad files reported per file
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio" * 20)
+    stereo = tmp_path / "stereo44k.wav"
+    x, sr = sf.read(emodb_dir / "wav" / "03a01Wa.flac")
+    sf.write(stereo, np.stack([x, x], 1), 44100)
+    code, out, err = run(capsys, "predict", "--model", run_dir, "--json", emodb_dir / "wav" / "03a01Wa.flac", stereo, bad)
+    lines = [json.loads(l) for l in out.splitlines()]
+    assert code == 0 and len(lines) == 3 and "error" in lines[2]
+    assert abs(sum(lines[0]["probabilities"].values()) - 1) < 1e-5
+    assert any("mixed to mono" in n for n in lines[1]["notes"])
+    # explain: every file is written, maps cover the recording
+    ex = tmp_path / "ex"
+    code, out, _ = run(capsys, "explain", "--model", run_dir, emodb_dir / "wav" / "03a01Wa.flac", "--out", ex,
+                       "--layer", "yamnet_mid", "--lime-samples", "50", "--work", work, "--quiet")
+    assert code == 0
+    d = ex / "03a01Wa"
+    for name in ("explanation.png", "focus.wav", "focus.png", "focus_tf.wav", "faithfulness.png", "explanation.json"):
+        assert (d / name).exists(), name
+    info = json.loads((d / "explanation.json").read_text())
+    assert info["true_label"] == "angry" and set(info["faithfulness"]) == {"gradcam", "lime", "occlusion", "random"}
+    assert info["focus_regions_s"] and 0 < info["focus_fraction"] < 1
+    focus, fsr = sf.read(d / "focus.wav")
+    assert fsr == 16000 and len(focus) == 32000 and np.count_nonzero(focus) < len(focus)
+    # profile
+    code, out, _ = run(capsys, "profile", "--model", run_dir, "--work", work, "--out", tmp_path / "prof", "--layer", "yamnet_mid", "--limit", "5", "--quiet")
+    assert code == 0 and (tmp_path / "prof" / "profile.csv").exists()
+    assert len((tmp_path / "prof" / "profile.csv").read_text().splitlines()) == 1 + 4 * 64
