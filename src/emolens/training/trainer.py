@@ -7,9 +7,12 @@ for the patches ``idx``. In ``head`` mode the module is the :class:`FusionHead` 
 the inputs are cached backbone features; in ``top``/``all`` modes it is the whole
 :class:`FusionNet` and the inputs are log-mel patches.
 
-Defaults follow the thesis (table 3): Adam, learning rate 0.01 for the new layers,
-20 epochs, mini-batch 128. Backbone layers, when trainable, use ``backbone_lr``
-(1e-4): 0.01 would wreck the pretrained weights.
+Defaults follow the thesis (table 3): Adam, 20 epochs, mini-batch 128, with one
+measured change: the learning rate of the new layers is 3e-4, not 0.01. On EmoDB
+4-class (speaker-grouped 5-fold, fusion, head mode) UAR was 0.696 at 0.01, 0.761 at
+3e-3 and 0.771 at 3e-4 (the thesis trained the whole network on a GPU; a head on
+frozen features overshoots at 0.01). Backbone layers, when trainable, use
+``backbone_lr`` (1e-4): 0.01 would wreck the pretrained weights.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class TrainConfig:
 
     epochs: int = 20
     batch_size: int = 128
-    lr: float = 0.01
+    lr: float = 3e-4
     backbone_lr: float = 1e-4
     weight_decay: float = 1e-4
     patience: int = 6
