@@ -242,7 +242,7 @@ def _row(name: str, m: dict) -> dict:
     return {"run": name, "accuracy": m["accuracy"], "accuracy_std": m.get("accuracy_std", 0.0),
             "uar": m["uar"], "uar_std": m.get("uar_std", 0.0), "f1_macro": m["f1_macro"],
             "f1_macro_std": m.get("f1_macro_std", 0.0), "train_seconds": m["train_seconds"],
-            "patches": m.get("patches", {}).get("train_after"),
+            "patches": (m.get("patches") or {}).get("train_after"),
             "vggish_pretrained": m.get("vggish_pretrained")}
 
 
