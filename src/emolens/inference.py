@@ -84,13 +84,6 @@ class EmotionRecognizer:
             out.append(torch.softmax(self.model(x), 1).numpy())
         return np.concatenate(out)
 
-    def utterance_probabilities(self, log_mel_spec: np.ndarray) -> np.ndarray:
-        """Utterance probabilities ``(C,)`` of a log-mel ``(n_frames, 64)`` (no GDS:
-        used by perturbation-based faithfulness checks, which must see every patch)."""
-        pad = float(np.log(0.01))
-        patches = frame_patches(log_mel_spec.astype(np.float32), self.patch_config, pad_value=pad)
-        return self.patch_probabilities(patches).mean(0)
-
     def analyze_clip(self, clip: AudioClip) -> Analysis:
         mel = mel_spectrogram(clip.samples, self.frontend)
         lm = log_mel(mel, "vggish")
