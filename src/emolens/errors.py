@@ -30,3 +30,7 @@ class WeightsError(EmolensError):
 
 class ModelError(EmolensError):
     """A saved emolens model/run directory is missing or inconsistent."""
+
+
+class SelectionError(EmolensError):
+    """Gaussian Data Selection was given unusable input or used before it was fitted."""

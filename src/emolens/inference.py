@@ -84,15 +84,31 @@ class EmotionRecognizer:
             out.append(torch.softmax(self.model(x), 1).numpy())
         return np.concatenate(out)
 
-    def analyze_clip(self, clip: AudioClip) -> Analysis:
+    def _patches(self, clip: AudioClip) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(log-mel (n_frames, 64), patches (n, 96, 64), GDS keep (n,)) of one clip."""
         mel = mel_spectrogram(clip.samples, self.frontend)
-        lm = log_mel(mel, "vggish")
         patches = log_mel(frame_patches(mel, self.patch_config), "vggish")
         keep = np.ones(len(patches), bool)
         if self.selector is not None:
             keep = self.selector.select(patches, np.zeros(len(patches), int)).keep
-        pp = self.patch_probabilities(patches)
-        return Analysis(clip, lm, patches, keep, pp, pp[keep].mean(0), self.classes)
+        return log_mel(mel, "vggish"), patches, keep
+
+    def analyze_clips(self, clips: list[AudioClip], batch_size: int = 64) -> list[Analysis]:
+        """Classify several clips with their patches batched together."""
+        parts = [self._patches(c) for c in clips]
+        if not parts:
+            return []
+        probs = self.patch_probabilities(np.concatenate([p[1] for p in parts]), batch_size)
+        out, start = [], 0
+        for clip, (lm, patches, keep) in zip(clips, parts):
+            pp = probs[start : start + len(patches)]
+            start += len(patches)
+            out.append(Analysis(clip, lm, patches, keep, pp, pp[keep].mean(0), self.classes))
+        return out
+
+    def analyze_clip(self, clip: AudioClip) -> Analysis:
+        """Classify one decoded clip (16 kHz mono)."""
+        return self.analyze_clips([clip])[0]
 
     def analyze(self, path: str | Path, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> Analysis:
         """Load ``path`` (any format/rate/channels) and classify it."""
@@ -101,6 +117,9 @@ class EmotionRecognizer:
     def predict_file(self, path: str | Path) -> Analysis:
         return self.analyze(path)
 
-    def predict_files(self, paths: Iterable[str | Path]) -> Iterable[Analysis]:
-        for p in paths:
-            yield self.analyze(p)
+    def predict_files(self, paths: Iterable[str | Path], chunk: int = 16) -> Iterable[Analysis]:
+        """Classify files ``chunk`` at a time (patches of a chunk share forward passes)."""
+        paths = list(paths)
+        for s in range(0, len(paths), chunk):
+            clips = [load_audio(p, sample_rate=self.frontend.sample_rate) for p in paths[s : s + chunk]]
+            yield from self.analyze_clips(clips)

@@ -90,3 +90,24 @@ def test_pipeline_on_emodb_subset(tmp_path, capsys, emodb_dir, weights_dir, monk
     code, out, _ = run(capsys, "profile", "--model", run_dir, "--work", work, "--out", tmp_path / "prof", "--layer", "yamnet_mid", "--limit", "5", "--quiet")
     assert code == 0 and (tmp_path / "prof" / "profile.csv").exists()
     assert len((tmp_path / "prof" / "profile.csv").read_text().splitlines()) == 1 + 4 * 64
+
+
+def test_batched_analysis_equals_one_by_one():
+    import torch
+
+    from emolens.audio.io import AudioClip
+    from emolens.inference import EmotionRecognizer
+    from emolens.models.fusion import MODEL_STREAMS, FusionNet
+
+    torch.manual_seed(0)
+    model = FusionNet(3, MODEL_STREAMS["yamnet"]).eval()
+    cfg = {"classes": ["a", "b", "c"], "frontend": {"name": "vggish16k"}, "patches": {"patch_frames": 96, "hop_frames": 48},
+           "gds": {"enabled": False}}
+    rec = EmotionRecognizer(model, cfg)
+    rng = np.random.default_rng(0)
+    clips = [AudioClip((0.1 * rng.standard_normal(n)).astype(np.float32), 16000, 16000, 1) for n in (8000, 32000, 50000)]
+    batched = rec.analyze_clips(clips)
+    for clip, b in zip(clips, batched):
+        single = rec.analyze_clip(clip)
+        np.testing.assert_allclose(b.probs, single.probs, rtol=1e-5, atol=1e-6)
+        assert len(b.patches) == len(single.patches) and abs(b.probs.sum() - 1) < 1e-5

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,12 @@ def cmd_prepare(args) -> int:
     progress = not args.quiet
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    manifest, skipped = build_manifest(args.corpus, args.root, csv=args.csv,
-                                       allow_unknown_speakers=args.allow_unknown_speakers)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        manifest, skipped = build_manifest(args.corpus, args.root, csv=args.csv,
+                                           allow_unknown_speakers=args.allow_unknown_speakers)
+    for w in caught:
+        log.warning("warning: %s", w.message)
     for path, why in skipped[:20]:
         log.warning("skipped %s: %s", path, why)
     if len(skipped) > 20:
@@ -107,6 +112,7 @@ def _run_config(args, model: str = "fusion", gds: bool = True):
     tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                      finetune=args.finetune, seed=args.seed)
     return RunConfig(model=model, gds=gds, folds=str(args.folds), seed=args.seed, train=tc,
+                     allow_speaker_overlap=args.allow_speaker_overlap,
                      yamnet_weights=args.yamnet_weights, vggish_weights=args.vggish_weights)
 
 
@@ -117,7 +123,8 @@ def cmd_train(args) -> int:
 
     work = WorkDir.open(args.work)
     if args.model == "egemaps-svm":
-        m = run_egemaps_cv(work, str(args.folds), args.out, seed=args.seed, progress=not args.quiet)
+        m = run_egemaps_cv(work, str(args.folds), args.out, seed=args.seed, progress=not args.quiet,
+                           allow_speaker_overlap=args.allow_speaker_overlap)
     else:
         m = cross_validate(work, _run_config(args, args.model, args.gds), args.out, progress=not args.quiet)
     _print_metrics(m, args.out)
@@ -158,6 +165,8 @@ def _expand(inputs: list[Path]) -> list[Path]:
 
 
 def cmd_predict(args) -> int:
+    import sys
+
     from emolens.audio.io import load_audio
     from emolens.inference import EmotionRecognizer
 
@@ -166,22 +175,25 @@ def cmd_predict(args) -> int:
     failures = 0
     if not args.json:
         print(f"{'file':<40} {'emotion':<9} {'p':>5}  " + " ".join(f"{c[:7]:>7}" for c in rec.classes))
-    for f in files:
-        try:
-            a = rec.analyze_clip(load_audio(f, sample_rate=rec.frontend.sample_rate, max_seconds=args.max_seconds))
-        except EmolensError as exc:
-            failures += 1
+    chunk = 16  # files whose patches share batched forward passes
+    for s in range(0, len(files), chunk):
+        loaded = []
+        for f in files[s : s + chunk]:
+            try:
+                loaded.append((f, load_audio(f, sample_rate=rec.frontend.sample_rate, max_seconds=args.max_seconds)))
+            except EmolensError as exc:
+                failures += 1
+                if args.json:
+                    print(json.dumps({"file": str(f), "error": str(exc)}))
+                else:
+                    print(f"emolens: error: {exc}", file=sys.stderr)
+        for (f, _), a in zip(loaded, rec.analyze_clips([c for _, c in loaded])):
             if args.json:
-                print(json.dumps({"file": str(f), "error": str(exc)}))
+                print(json.dumps(a.as_dict()))
             else:
-                print(f"emolens: error: {exc}", file=__import__("sys").stderr)
-            continue
-        if args.json:
-            print(json.dumps(a.as_dict()))
-        else:
-            name = str(f) if len(str(f)) <= 40 else "…" + str(f)[-39:]
-            note = f"  ({'; '.join(a.clip.notes)})" if a.clip.notes else ""
-            print(f"{name:<40} {a.label:<9} {a.confidence:>5.2f}  " + " ".join(f"{p:>7.2f}" for p in a.probs) + note)
+                name = str(f) if len(str(f)) <= 40 else "…" + str(f)[-39:]
+                note = f"  ({'; '.join(a.clip.notes)})" if a.clip.notes else ""
+                print(f"{name:<40} {a.label:<9} {a.confidence:>5.2f}  " + " ".join(f"{p:>7.2f}" for p in a.probs) + note)
     if rec.config.get("vggish_pretrained") is False and not args.json:
         print("note: this model's VGGish branch was trained from random initialisation (no pretrained weights)")
     return 2 if failures == len(files) else 0

@@ -15,7 +15,8 @@ from emolens.evaluation.metrics import aggregate_folds, classification_report_di
 from emolens.report.metrics_figures import plot_confusion
 
 
-def run_egemaps_cv(work, folds: str, out: str | Path, *, seed: int = 0, progress: bool = True) -> dict:
+def run_egemaps_cv(work, folds: str, out: str | Path, *, seed: int = 0, progress: bool = True,
+                   allow_speaker_overlap: bool = False) -> dict:
     """Speaker-independent CV of eGeMAPSv02 functionals + RBF SVM; writes metrics.json."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -24,7 +25,7 @@ def run_egemaps_cv(work, folds: str, out: str | Path, *, seed: int = 0, progress
     y = work.labels()
     spk = work.manifest.speaker_array()
     reports = []
-    for fold in make_folds(work.manifest, folds, seed=seed):
+    for fold in make_folds(work.manifest, folds, seed=seed, allow_speaker_overlap=allow_speaker_overlap):
         train = fold.train if fold.val is None else np.union1d(fold.train, fold.val)
         t0 = time.perf_counter()
         clf = EgemapsSVM().fit(X[train], y[train], groups=spk[train])

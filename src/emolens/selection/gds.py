@@ -75,7 +75,7 @@ from typing import Any
 
 import numpy as np
 
-from emolens.errors import EmolensError
+from emolens.errors import SelectionError
 
 __all__ = [
     "CORRELATIONS",
@@ -117,10 +117,6 @@ CLASS_MATCHES: tuple[str, ...] = ("best", "label")
 
 #: Rows scored per chunk (bounds memory to ``chunk x max(G, n_ref)`` floats).
 _CHUNK: int = 8192
-
-
-class SelectionError(EmolensError):
-    """GDS was given unusable input or used before :meth:`GaussianDataSelector.fit`."""
 
 
 @dataclass(frozen=True)

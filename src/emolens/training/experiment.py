@@ -42,7 +42,8 @@ class RunConfig:
 
     model: str = "fusion"  # fusion | vggish | yamnet
     gds: bool = True
-    folds: str = "5"  # k, 'loso' or 'holdout:SPK,SPK'
+    folds: str = "5"  # k, 'loso' or 'holdout:SPK,SPK' ('random[:k]' needs allow_speaker_overlap)
+    allow_speaker_overlap: bool = False
     seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
     gds_config: GDSConfig = field(default_factory=GDSConfig)
@@ -132,7 +133,7 @@ def cross_validate(work: WorkDir, cfg: RunConfig, out: str | Path, *, progress: 
     if cfg.train.finetune == "head":
         feats = backbone_features(model, ps.patches, work.root / "embeddings", progress=progress)
     feature_seconds = time.perf_counter() - t_feat
-    folds = make_folds(work.manifest, cfg.folds, seed=cfg.seed)
+    folds = make_folds(work.manifest, cfg.folds, seed=cfg.seed, allow_speaker_overlap=cfg.allow_speaker_overlap)
     fold_reports = []
     for fold in folds:
         fdir = out / "folds" / fold.name
@@ -230,7 +231,8 @@ def run_ablation(work: WorkDir, base: RunConfig, out: str | Path, *, progress: b
     if baseline:
         from emolens.evaluation.baseline import run_egemaps_cv
 
-        m = run_egemaps_cv(work, base.folds, out / "egemaps-svm", seed=base.seed, progress=progress)
+        m = run_egemaps_cv(work, base.folds, out / "egemaps-svm", seed=base.seed, progress=progress,
+                           allow_speaker_overlap=base.allow_speaker_overlap)
         rows.append(_row("egemaps-svm", m))
     table = {"rows": rows, "folds": base.folds, "finetune": base.train.finetune, "labels": work.classes}
     (out / "ablation.json").write_text(json.dumps(table, indent=2))
