@@ -13,6 +13,7 @@ small random CNN stands in, so the script runs on its own::
 
     python benchmarks/explain_speed.py --seconds 3 10
     python benchmarks/explain_speed.py --factory mypkg.models:build --layer vggish --json out.json
+    python benchmarks/explain_speed.py --model runs/demo/fusion --layer vggish --seconds 4
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ def _load_factory(spec: str) -> ModelFactory:
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--factory", help="module:function returning the model (default: a tiny CNN)")
+    ap.add_argument("--model", help="run directory of a trained emolens model (instead of --factory)")
     ap.add_argument("--layer", help="key of model.gradcam_layers() (default: the first)")
     ap.add_argument("--seconds", type=float, nargs="+", default=[3.0])
     ap.add_argument("--target", type=int, default=0)
@@ -146,7 +148,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    factory = _load_factory(args.factory) if args.factory else tiny_cnn
+    if args.model:
+        from emolens.models.io import load_model
+
+        factory = lambda: load_model(args.model)[0]  # noqa: E731
+    else:
+        factory = _load_factory(args.factory) if args.factory else tiny_cnn
     rows = run_benchmark(factory, args.seconds, args.layer, args.target, args.device)
     cols = ["seconds", "method", "patches", "wall_s", "ms_per_patch", "forward_calls", "patches_evaluated",
             "backward_calls"]
