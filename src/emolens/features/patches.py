@@ -45,13 +45,22 @@ def num_patches(n_frames: int, pcfg: PatchConfig = DEFAULT_PATCHES) -> int:
     return 1 + -(-extra // pcfg.hop_frames)
 
 
-def frame_patches(spec: np.ndarray, pcfg: PatchConfig = DEFAULT_PATCHES, pad_value: float = 0.0) -> np.ndarray:
+def frame_patches(spec: np.ndarray, pcfg: PatchConfig = DEFAULT_PATCHES, pad_value: float = 0.0,
+                  pad_end: bool = True) -> np.ndarray:
     """Cut ``spec`` ``(n_frames, n_mels)`` into ``(n_patches, patch_frames, n_mels)``.
 
-    The end is padded with ``pad_value`` (0 for a linear mel = silence) so the last
-    patch is full.
+    ``pad_end=True`` (emolens): the end is padded with ``pad_value`` (0 for a linear
+    mel = silence) so the last patch is full and every frame is covered.
+    ``pad_end=False`` (YAMNet's ``tf.signal.frame``): a tail shorter than a patch is
+    dropped, ``n = 1 + (n_frames - patch_frames) // hop`` (0 when too short).
     """
     n_frames, n_mels = spec.shape
+    if not pad_end:
+        n = max(0, 1 + (n_frames - pcfg.patch_frames) // pcfg.hop_frames)
+        if n == 0:
+            return np.zeros((0, pcfg.patch_frames, n_mels), dtype=spec.dtype)
+        view = np.lib.stride_tricks.sliding_window_view(spec, (pcfg.patch_frames, n_mels))[:, 0]
+        return np.ascontiguousarray(view[:: pcfg.hop_frames][:n])
     n = num_patches(n_frames, pcfg)
     total = (n - 1) * pcfg.hop_frames + pcfg.patch_frames
     if total > n_frames:

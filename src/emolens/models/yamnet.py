@@ -146,24 +146,6 @@ class YAMNet(nn.Module):
         return torch.sigmoid(self.forward(x))
 
 
-def frame_patches(
-    log_mel: np.ndarray, patch_frames: int = PATCH_FRAMES, hop_frames: int = PATCH_HOP_FRAMES
-) -> np.ndarray:
-    """(T, 64) log-mel frames -> (N, patch_frames, 64) patches, N = 1 + (T - 96) // 48.
-
-    Same as YAMNet's ``tf.signal.frame(..., pad_end=False)``: a tail shorter than a
-    full patch is dropped; N = 0 when T < patch_frames.
-    """
-    log_mel = np.asarray(log_mel)
-    if log_mel.ndim != 2:
-        raise ValueError(f"expected a (frames, bands) log-mel array, got shape {log_mel.shape}")
-    n = max(0, 1 + (log_mel.shape[0] - patch_frames) // hop_frames)
-    if n == 0:
-        return np.zeros((0, patch_frames, log_mel.shape[1]), dtype=log_mel.dtype)
-    idx = np.arange(patch_frames)[None, :] + hop_frames * np.arange(n)[:, None]
-    return log_mel[idx]
-
-
 # --------------------------------------------------------------------- weight mapping
 def conv_modules(model: YAMNet) -> list[tuple[str, nn.Conv2d]]:
     """The 27 convolutions in network order, with their kind: 'conv'|'depthwise'|'pointwise'."""
