@@ -42,8 +42,6 @@ from emolens.errors import WeightsError
 
 NUM_CLASSES = 521
 EMBEDDING_DIM = 1024
-PATCH_FRAMES = 96
-PATCH_HOP_FRAMES = 48
 MEL_BANDS = 64
 BN_EPSILON = 1e-4  # yamnet params.py: batchnorm_epsilon
 
