@@ -111,3 +111,13 @@ def test_batched_analysis_equals_one_by_one():
         single = rec.analyze_clip(clip)
         np.testing.assert_allclose(b.probs, single.probs, rtol=1e-5, atol=1e-6)
         assert len(b.patches) == len(single.patches) and abs(b.probs.sum() - 1) < 1e-5
+
+
+def test_weights_where(capsys, monkeypatch, tmp_path):
+    (tmp_path / "yamnet.tflite").write_bytes(b"TFL3")
+    monkeypatch.setenv("EMOLENS_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("EMOLENS_CACHE", str(tmp_path / "cache"))
+    code, out, _ = run(capsys, "weights", "where")
+    assert code == 0
+    assert f"yamnet: {tmp_path / 'yamnet.tflite'}" in out
+    assert "vggish:" in out and "not found" in out

@@ -32,3 +32,13 @@ def test_cache_computes_once_and_resumes(tmp_path):
     dup.write_bytes(paths[5].read_bytes())
     assert cache.key(dup) == cache.key(paths[5])
     assert FeatureCache(tmp_path / "cache", THESIS_48K).key(paths[5]) != cache.key(paths[5])
+
+
+def test_thesis_profile_gives_the_same_frames(tmp_path):
+    """The 48 kHz thesis profile resamples and frames to the same 10 ms grid."""
+    rng = np.random.default_rng(1)
+    p = tmp_path / "clip22k.wav"
+    sf.write(p, (0.1 * rng.standard_normal(22050 * 2)).astype(np.float32), 22050, subtype="FLOAT")
+    m16 = FeatureCache(tmp_path / "c16").compute([p], progress=False).mels[0]
+    m48 = FeatureCache(tmp_path / "c48", THESIS_48K).compute([p], progress=False).mels[0]
+    assert m16.shape == m48.shape == (198, 64)
