@@ -93,7 +93,8 @@ def _evaluate(module, inputs: _Inputs, ps: PatchSet, test_p: np.ndarray, classes
 def _train_one(cfg: RunConfig, model: FusionNet, ps: PatchSet, feats, keep: np.ndarray,
                train_u: np.ndarray, val_u: np.ndarray | None, n_classes: int, out: Path,
                progress: bool, desc: str):
-    """Train a fresh head (or a copy of the network) on ``train_u``; returns (module, result)."""
+    """Train a fresh head (``head`` mode) or a copy of the whole network on the kept
+    patches of ``train_u``; returns ``(module, inputs, FitResult, n_train_patches)``."""
     mode = cfg.train.finetune
     if mode == "head":
         module = copy.deepcopy(model.head)
@@ -114,8 +115,8 @@ def _train_one(cfg: RunConfig, model: FusionNet, ps: PatchSet, feats, keep: np.n
         val_p = ps.patch_indices(val_u)
         val_p = val_p[keep[val_p]]
     out.mkdir(parents=True, exist_ok=True)
-    res = fit(module, inputs, ps.y, train_p, val_p, ps.utt, n_classes, cfg.train, backbone_params=bb_params, log_path=out / "train_log.jsonl",
-              ckpt_path=out / "checkpoint.pt", progress=progress, desc=desc)
+    res = fit(module, inputs, ps.y, train_p, val_p, ps.utt, n_classes, cfg.train, backbone_params=bb_params,
+              log_path=out / "train_log.jsonl", ckpt_path=out / "checkpoint.pt", progress=progress, desc=desc)
     return module, inputs, res, len(train_p)
 
 
