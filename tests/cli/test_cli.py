@@ -62,6 +62,11 @@ def test_pipeline_on_emodb_subset(tmp_path, capsys, emodb_dir, weights_dir, monk
     # re-running resumes: finished folds are not retrained
     code, out2, _ = run(capsys, "train", "--work", work, "--model", "yamnet", "--folds", "3", "--epochs", "4", "--out", run_dir, "--quiet")
     assert json.loads((run_dir / "metrics.json").read_text())["uar"] == m["uar"]
+    # top fine-tuning runs through the same pipeline (backbone layers trainable, no feature cache)
+    code, _, _ = run(capsys, "train", "--work", work, "--model", "yamnet", "--finetune", "top", "--folds", "2",
+                     "--epochs", "1", "--out", tmp_path / "top", "--quiet")
+    mt = json.loads((tmp_path / "top" / "metrics.json").read_text())
+    assert code == 0 and mt["finetune"] == "top" and mt["n_folds"] == 2 and sum(map(sum, mt["confusion"])) == len(rows)
     # predict: JSON lines, bad files reported per file
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio" * 20)

@@ -177,17 +177,22 @@ def cmd_predict(args) -> int:
         print(f"{'file':<40} {'emotion':<9} {'p':>5}  " + " ".join(f"{c[:7]:>7}" for c in rec.classes))
     chunk = 16  # files whose patches share batched forward passes
     for s in range(0, len(files), chunk):
-        loaded = []
+        results: list = []  # per file, in input order: an Analysis or the error message
         for f in files[s : s + chunk]:
             try:
-                loaded.append((f, load_audio(f, sample_rate=rec.frontend.sample_rate, max_seconds=args.max_seconds)))
+                results.append(load_audio(f, sample_rate=rec.frontend.sample_rate, max_seconds=args.max_seconds))
             except EmolensError as exc:
                 failures += 1
+                results.append(str(exc))
+        analyses = iter(rec.analyze_clips([r for r in results if not isinstance(r, str)]))
+        for f, r in zip(files[s : s + chunk], results):
+            if isinstance(r, str):
                 if args.json:
-                    print(json.dumps({"file": str(f), "error": str(exc)}))
+                    print(json.dumps({"file": str(f), "error": r}))
                 else:
-                    print(f"emolens: error: {exc}", file=sys.stderr)
-        for (f, _), a in zip(loaded, rec.analyze_clips([c for _, c in loaded])):
+                    print(f"emolens: error: {r}", file=sys.stderr)
+                continue
+            a = next(analyses)
             if args.json:
                 print(json.dumps(a.as_dict()))
             else:
