@@ -86,6 +86,9 @@ def test_aggregate_folds_mean_std_and_summed_confusion() -> None:
     assert agg["confusion"] == [[6, 1, 0], [1, 2, 0], [0, 1, 3]]
     assert agg["pooled"]["accuracy"] == pytest.approx(11 / 14)
     assert agg["pooled"]["uar"] == pytest.approx((6 / 7 + 2 / 3 + 3 / 4) / 3)
+    pc = agg["pooled"]["per_class"]
+    assert pc["b"]["precision"] == pytest.approx(2 / 4) and pc["b"]["recall"] == pytest.approx(2 / 3)
+    assert pc["c"]["precision"] == pytest.approx(1.0) and pc["c"]["support"] == 4
 
 
 def test_aggregate_folds_skips_absent_class_in_recall_mean() -> None:

@@ -39,7 +39,7 @@ def run_egemaps_cv(work, folds: str, out: str | Path, *, seed: int = 0, progress
         "model": "egemaps-svm", "gds": False, "labels": classes,
         "accuracy": agg["accuracy"]["mean"], "uar": agg["uar"]["mean"], "f1_macro": agg["f1_macro"]["mean"],
         "accuracy_std": agg["accuracy"]["std"], "uar_std": agg["uar"]["std"], "f1_macro_std": agg["f1_macro"]["std"],
-        "confusion": agg["confusion"], "train_seconds": float(sum(r["train_seconds"] for r in reports)),
+        "confusion": agg["confusion"], "per_class": agg["pooled"]["per_class"], "train_seconds": float(sum(r["train_seconds"] for r in reports)),
         "patches": None, "n_folds": len(reports), "fold_spec": folds,
         "folds": [{k: r[k] for k in ("fold", "accuracy", "uar", "f1_macro", "train_seconds", "C")} for r in reports],
         "aggregate": agg,

@@ -185,9 +185,18 @@ def aggregate_folds(folds: Sequence[dict]) -> dict:
         result[key] = _summary([fold[key] for fold in folds])
     result["per_class_recall"] = per_class_recall
     result["confusion"] = confusion.astype(int).tolist()
+    col_sums = confusion.sum(axis=0)
     result["pooled"] = {
         "accuracy": float(np.trace(confusion) / confusion.sum()),
         "uar": float(pooled_recall.mean()),
+        "per_class": {
+            label: {
+                "precision": float(confusion[i, i] / col_sums[i]) if col_sums[i] else 0.0,
+                "recall": float(confusion[i, i] / row_sums[i]) if row_sums[i] else 0.0,
+                "support": int(row_sums[i]),
+            }
+            for i, label in enumerate(labels)
+        },
     }
     return result
 

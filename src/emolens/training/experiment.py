@@ -166,7 +166,7 @@ def cross_validate(work: WorkDir, cfg: RunConfig, out: str | Path, *, progress: 
         "finetune": cfg.train.finetune, "labels": classes,
         "accuracy": agg["accuracy"]["mean"], "uar": agg["uar"]["mean"], "f1_macro": agg["f1_macro"]["mean"],
         "accuracy_std": agg["accuracy"]["std"], "uar_std": agg["uar"]["std"], "f1_macro_std": agg["f1_macro"]["std"],
-        "confusion": agg["confusion"],
+        "confusion": agg["confusion"], "per_class": agg["pooled"]["per_class"],
         "train_seconds": float(sum(r["train_seconds"] for r in fold_reports)),
         "feature_seconds": feature_seconds,
         "patches": {k: int(sum(r["patches"][k] for r in fold_reports)) for k in fold_reports[0]["patches"]},
