@@ -87,6 +87,9 @@ class EmotionRecognizer:
     def _patches(self, clip: AudioClip) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log-mel (n_frames, 64), patches (n, 96, 64), GDS keep (n,)) of one clip."""
         mel = mel_spectrogram(clip.samples, self.frontend)
+        short = f"shorter than one patch ({self.patch_config.patch_frames * self.frontend.frame_seconds:.2f} s): padded with silence"
+        if mel.shape[0] < self.patch_config.patch_frames and short not in clip.notes:
+            clip.notes.append(short)
         patches = log_mel(frame_patches(mel, self.patch_config), "vggish")
         keep = np.ones(len(patches), bool)
         if self.selector is not None:

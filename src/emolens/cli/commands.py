@@ -249,6 +249,8 @@ def cmd_explain(args) -> int:
                             lime_samples=args.lime_samples, with_faithfulness=not args.no_faithfulness,
                             progress=not args.quiet)
         line = f"{f}: {info['label']} ({info['probability']:.2f}) -> {dest}/explanation.png, focus.wav"
+        if info["notes"]:
+            line += f"  ({'; '.join(info['notes'])})"
         if "faithfulness" in info:
             line += "  deletion AUC " + ", ".join(
                 f"{k} {v['deletion_auc']:.3f}" for k, v in info["faithfulness"].items())
