@@ -112,8 +112,8 @@ def test_batched_analysis_equals_one_by_one():
     rng = np.random.default_rng(0)
     clips = [AudioClip((0.1 * rng.standard_normal(n)).astype(np.float32), 16000, 16000, 1) for n in (8000, 32000, 50000)]
     batched = rec.analyze_clips(clips)
-    assert any("shorter than one patch" in n for n in batched[0].notes)
-    assert not any("shorter" in n for n in batched[1].notes)
+    assert any("shorter than one patch" in n for n in batched[0].clip.notes)
+    assert not any("shorter" in n for n in batched[1].clip.notes)
     for clip, b in zip(clips, batched):
         single = rec.analyze_clip(clip)
         np.testing.assert_allclose(b.probs, single.probs, rtol=1e-5, atol=1e-6)
