@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from emolens.audio.io import DEFAULT_MAX_SECONDS, AudioClip, load_audio
-from emolens.features.mel import PROFILES, FrontEndConfig, log_mel, mel_spectrogram
+from emolens.features.mel import FrontEndConfig, frontend_from_dict, log_mel, mel_spectrogram
 from emolens.features.patches import PatchConfig, frame_patches
 from emolens.models.io import load_model
 from emolens.selection.gds import GaussianDataSelector
@@ -65,7 +65,7 @@ class EmotionRecognizer:
         self.config = config
         self.classes: list[str] = list(config["classes"])
         fe = config["frontend"]
-        self.frontend: FrontEndConfig = PROFILES.get(fe["name"]) or FrontEndConfig(**fe)
+        self.frontend: FrontEndConfig = frontend_from_dict(fe)
         self.patch_config = PatchConfig(**config["patches"])
         self.selector = (GaussianDataSelector.from_state(gds_state)
                          if gds_state is not None and config.get("gds", {}).get("enabled") else None)

@@ -21,7 +21,7 @@ import numpy as np
 from emolens.corpora.manifest import Manifest
 from emolens.errors import CorpusError
 from emolens.features.cache import FeatureCache
-from emolens.features.mel import PROFILES, FrontEndConfig
+from emolens.features.mel import FrontEndConfig, frontend_from_dict
 from emolens.features.patches import PatchConfig
 from emolens.training.data import PatchSet, patchset_from_mels
 
@@ -46,7 +46,7 @@ class WorkDir:
     @property
     def frontend(self) -> FrontEndConfig:
         fe = self.info["frontend"]
-        return PROFILES.get(fe["name"]) or FrontEndConfig(**fe)
+        return frontend_from_dict(fe)
 
     @property
     def patch_config(self) -> PatchConfig:

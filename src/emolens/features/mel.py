@@ -59,6 +59,12 @@ THESIS_48K = FrontEndConfig(
 PROFILES: dict[str, FrontEndConfig] = {VGGISH_16K.name: VGGISH_16K, THESIS_48K.name: THESIS_48K}
 
 
+def frontend_from_dict(d: dict) -> FrontEndConfig:
+    """The configuration saved by :meth:`FrontEndConfig.to_dict` (a named profile
+    when only its name is given)."""
+    return PROFILES[d["name"]] if set(d) <= {"name"} else FrontEndConfig(**d)
+
+
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
     """HTK mel scale: ``1127 ln(1 + f / 700)``."""
     return 1127.0 * np.log1p(np.asarray(hz, dtype=np.float64) / 700.0)
