@@ -127,7 +127,6 @@ def fit(
     history: list[dict] = []
     best = {"uar": -1.0, "epoch": -1, "state": copy.deepcopy(module.state_dict())}
     start_epoch, elapsed, resumed_from, bad_epochs = 0, 0.0, 0, 0
-    rng = np.random.default_rng(cfg.seed)
 
     if ckpt_path is not None and ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=True)
@@ -139,7 +138,7 @@ def fit(
             start_epoch = resumed_from = int(ck["epoch"]) + 1
             elapsed = float(ck["elapsed"])
             bad_epochs = int(ck["bad_epochs"])
-            rng = np.random.default_rng([cfg.seed, start_epoch])
+            torch.set_rng_state(ck["torch_rng"])  # dropout continues as if never stopped
     if log_path is not None and start_epoch == 0 and log_path.exists():
         log_path.unlink()
 
@@ -148,7 +147,7 @@ def fit(
             break
         t0 = time.perf_counter()
         module.train()
-        order = rng.permutation(train_idx)
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(train_idx)  # same order after a resume
         total, count = 0.0, 0
         batches = range(0, len(order), cfg.batch_size)
         for s in tqdm(batches, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", leave=False,
@@ -187,7 +186,7 @@ def fit(
                         "model": module.state_dict(), "optim": opt.state_dict(),
                         "best_uar": best["uar"], "best_epoch": best["epoch"],
                         "best_state": best["state"], "history": json.dumps(history),
-                        "elapsed": elapsed, "bad_epochs": bad_epochs}, tmp)
+                        "elapsed": elapsed, "bad_epochs": bad_epochs, "torch_rng": torch.get_rng_state()}, tmp)
             tmp.replace(ckpt_path)
     module.load_state_dict(best["state"])
     module.eval()
