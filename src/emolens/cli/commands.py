@@ -273,6 +273,8 @@ def cmd_profile(args) -> int:
     rec = EmotionRecognizer.from_dir(args.model)
     work = WorkDir.open(args.work)
     layers = rec.model.gradcam_layers()
+    if args.layer not in layers:
+        log.warning("Grad-CAM layer %r is not in this model (it has %s): using %r", args.layer, ", ".join(layers), next(iter(layers)))
     layer = layers.get(args.layer) or next(iter(layers.values()))
     mels = work.cache.compute(work.manifest.paths(), progress=False).mels
     from emolens.features.mel import log_mel

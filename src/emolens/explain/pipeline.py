@@ -11,6 +11,7 @@ against a random order on the same clip.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from emolens.explain.sonify import focus_activation, focus_audio, focus_mask, fo
 from emolens.explain.stitch import utterance_map
 from emolens.report.explain_figures import plot_faithfulness, plot_focus, plot_four_panel
 
+log = logging.getLogger("emolens")
 METHODS = ("gradcam", "lime", "occlusion")
 TITLES = {"gradcam": "Grad-CAM", "lime": "LIME", "occlusion": "Occlusion"}
 
@@ -32,7 +34,10 @@ def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "v
     model = rec.model
     layers = model.gradcam_layers()
     if layer not in layers:
-        layer = next(iter(layers))
+        fallback = next(iter(layers))
+        log.warning("Grad-CAM layer %r is not in this %s model (it has %s): using %r",
+                    layer, "+".join(rec.config.get("streams", [])), ", ".join(layers), fallback)
+        layer = fallback
     x = torch.from_numpy(analysis.patches).unsqueeze(1)
     n_frames = analysis.log_mel.shape[0]
     maps, cost = {}, {}
