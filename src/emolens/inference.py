@@ -16,7 +16,7 @@ import torch
 
 from emolens.audio.io import DEFAULT_MAX_SECONDS, AudioClip, load_audio
 from emolens.features.mel import FrontEndConfig, frontend_from_dict, log_mel, mel_spectrogram
-from emolens.features.patches import PatchConfig, frame_patches
+from emolens.features.patches import PatchConfig, log_mel_patches
 from emolens.models.io import load_model
 from emolens.selection.gds import GaussianDataSelector
 
@@ -90,7 +90,7 @@ class EmotionRecognizer:
         short = f"shorter than one patch ({self.patch_config.patch_frames * self.frontend.frame_seconds:.2f} s): padded with silence"
         if mel.shape[0] < self.patch_config.patch_frames and short not in clip.notes:
             clip.notes.append(short)
-        patches = log_mel(frame_patches(mel, self.patch_config), "vggish")
+        patches = log_mel_patches(mel, self.patch_config)
         keep = np.ones(len(patches), bool)
         if self.selector is not None:
             keep = self.selector.select(patches, np.zeros(len(patches), int)).keep

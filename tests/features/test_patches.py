@@ -50,3 +50,11 @@ def test_overlap_average_inverts_patching():
     spec = rng.standard_normal((250, 64)).astype(np.float32)
     back = P.overlap_average(P.frame_patches(spec), 250)
     np.testing.assert_allclose(back, spec, rtol=1e-6)
+
+
+def test_log_mel_patches_pads_with_silence():
+    mel = np.full((100, 64), 2.0, dtype=np.float32)
+    p = P.log_mel_patches(mel)
+    assert p.shape == (2, 96, 64)
+    np.testing.assert_allclose(p[1, :52], np.log(2.01), rtol=1e-6)
+    np.testing.assert_allclose(p[1, 52:], np.log(0.01), rtol=1e-6)

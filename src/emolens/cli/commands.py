@@ -277,8 +277,7 @@ def cmd_profile(args) -> int:
         log.warning("Grad-CAM layer %r is not in this model (it has %s): using %r", args.layer, ", ".join(layers), next(iter(layers)))
     layer = layers.get(args.layer) or next(iter(layers.values()))
     mels = work.cache.compute(work.manifest.paths(), progress=False).mels
-    from emolens.features.mel import log_mel
-    from emolens.features.patches import frame_patches
+    from emolens.features.patches import log_mel_patches
 
     maps, labels, seen = [], [], {}
     for u, mel in tqdm(list(zip(work.manifest, mels)), desc="Grad-CAM profile", disable=args.quiet):
@@ -287,7 +286,7 @@ def cmd_profile(args) -> int:
         if args.limit and seen.get(u.label, 0) >= args.limit:
             continue
         seen[u.label] = seen.get(u.label, 0) + 1
-        x = torch.from_numpy(log_mel(frame_patches(mel, rec.patch_config), "vggish")).unsqueeze(1)
+        x = torch.from_numpy(log_mel_patches(mel, rec.patch_config)).unsqueeze(1)
         att = gradcam(rec.model, layer, x, rec.classes.index(u.label))  # the emotion's own class
         maps.append(utterance_map(att.maps, mel.shape[0]))
         labels.append(u.label)

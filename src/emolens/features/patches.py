@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from emolens.features.mel import VGGISH_16K, FrontEndConfig
+from emolens.features.mel import VGGISH_16K, FrontEndConfig, log_mel
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,13 @@ def frame_patches(spec: np.ndarray, pcfg: PatchConfig = DEFAULT_PATCHES, pad_val
         )
     view = np.lib.stride_tricks.sliding_window_view(spec, (pcfg.patch_frames, n_mels))[:, 0]
     return np.ascontiguousarray(view[:: pcfg.hop_frames][:n])
+
+
+def log_mel_patches(mel: np.ndarray, pcfg: PatchConfig = DEFAULT_PATCHES, offset: float | str = "vggish") -> np.ndarray:
+    """Model input from a *linear* mel ``(n_frames, n_mels)``: patches
+    ``(n_patches, patch_frames, n_mels)`` of ``log(mel + offset)``, the tail padded
+    with silence (zeros before the log)."""
+    return log_mel(frame_patches(mel, pcfg), offset)
 
 
 def patch_frame_span(p: int, pcfg: PatchConfig = DEFAULT_PATCHES) -> tuple[int, int]:

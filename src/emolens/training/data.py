@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from emolens.features.mel import log_mel
-from emolens.features.patches import DEFAULT_PATCHES, PatchConfig, frame_patches
+from emolens.features.patches import DEFAULT_PATCHES, PatchConfig, log_mel_patches
 
 #: The streams each backbone provides.
 BACKBONE_STREAMS = {"vggish": ("vggish", "vggish_layers"), "yamnet": ("yamnet", "yamnet_mid")}
@@ -58,8 +57,8 @@ def patchset_from_mels(mels: Sequence[np.ndarray], y_utt: np.ndarray,
     """Cut each linear mel ``(n_frames, 64)`` into patches and take the VGGish log."""
     parts, utt = [], []
     for i, m in enumerate(mels):
-        p = frame_patches(m, pcfg)  # padded with 0 in the linear mel = silence
-        parts.append(log_mel(p, "vggish"))
+        p = log_mel_patches(m, pcfg)
+        parts.append(p)
         utt.append(np.full(len(p), i))
     return PatchSet(
         np.concatenate(parts).astype(np.float32), np.concatenate(utt),
