@@ -32,7 +32,7 @@ def skipped_names(skipped: list[tuple[str, str]]) -> dict[str, str]:
 
 
 def test_list_corpora() -> None:
-    assert list_corpora() == ["aihub", "cremad", "csu2022", "csv", "emodb", "folder", "ravdess", "savee", "tess"]
+    assert list_corpora() == ["aihub", "ased", "cremad", "csu2022", "csv", "emodb", "folder", "ravdess", "savee", "tess"]
 
 
 def test_unknown_corpus_and_missing_root(tmp_path: Path) -> None:
@@ -42,6 +42,29 @@ def test_unknown_corpus_and_missing_root(tmp_path: Path) -> None:
         build_manifest("emodb", tmp_path / "missing")
     with pytest.raises(CorpusError, match="no usable emodb audio"):
         build_manifest("emodb", make_tree(tmp_path, ["bad.wav"]))
+
+
+def test_ased(tmp_path: Path) -> None:
+    root = make_tree(tmp_path, [
+        "05Angry/a5-01-01-02-07.flac",
+        "04Sad/S4-04-02-01-29.flac",          # upper-case letter, as in the release
+        "03Happy/h3-02-01-01-11.flac",
+        "03Happy/a5-02-01-01-11.flac",        # angry name in the happy folder
+        "01Neutral/n2-01-01-01-01.flac",      # letter and number disagree
+        "01Neutral/readme.flac",
+    ])
+    (root / "metadata.csv").write_text("path,speaker,gender\n05Angry/a5-01-01-02-07.flac,07,female\n")
+    m, skipped = build_manifest("ased", root)
+    assert by_name(m) == {
+        "a5-01-01-02-07.flac": ("angry", "07", "female"),   # metadata.csv wins over GG=02
+        "S4-04-02-01-29.flac": ("sad", "29", "female"),
+        "h3-02-01-01-11.flac": ("happy", "11", "female"),
+    }
+    assert {u.corpus for u in m} == {"ased"} and m[0].text in {"01", "02", "04"}
+    why = skipped_names(skipped)
+    assert "disagrees with folder" in why["a5-02-01-01-11.flac"]
+    assert "does not match its number" in why["n2-01-01-01-01.flac"]
+    assert why["readme.flac"].startswith("unparseable name")
 
 
 def test_ravdess(tmp_path: Path) -> None:

@@ -30,6 +30,13 @@ in the skipped list with a reason. Supported layouts (``list_corpora()``):
 ``savee``
     ``DC_a01.wav`` or ``DC/a01.wav``: speakers DC JE JK KL (male); codes a d f h n
     sa su (two-letter ``sa``/``su`` are sadness/surprise).
+``ased``
+    Amharic Speech Emotion Dataset: ``<NN><Emotion>/xn-SS-RR-GG-PP.flac`` with the
+    emotion letter x (n neutral, f fear, h happy, s sad, a angry; any case) and folder
+    number n, sentence SS (→ text), repetition RR, gender GG (01 female, 02 male),
+    speaker PP. The speaker id is PP alone (the corpus README: five speakers carry both
+    gender codes, labelling noise), gender from ``root/metadata.csv`` when present, else
+    GG. A letter that disagrees with its folder is skipped.
 ``csu2022``
     ``<Emotion>/<Day n>/<k>.wav`` (thesis layout). The path has no speaker id, so a
     speaker map is required: ``root/speakers.csv`` or ``csv=`` with either
@@ -514,8 +521,42 @@ def parse_aihub(root: Path, csv: Path | None = None) -> ParseResult:
     return _dedupe(items, skipped), skipped
 
 
+ASED_EMOTIONS = {"n": "neutral", "f": "fear", "h": "happy", "s": "sad", "a": "angry"}
+ASED_FOLDERS = {"01": "n", "02": "f", "03": "h", "04": "s", "05": "a"}
+_ASED_RE = re.compile(r"^([nfhsa])([1-5])-(\d{2})-(\d{2})-(0[12])-(\d{2})$", re.IGNORECASE)
+
+
+def parse_ased(root: Path, csv: Path | None = None) -> ParseResult:
+    """ASED ``xn-SS-RR-GG-PP``; speaker PP, gender from ``metadata.csv`` when present."""
+    meta: dict[str, dict[str, str]] = {}
+    if (root / "metadata.csv").is_file():
+        _, rows = _read_table(root / "metadata.csv")
+        meta = {Path(r["path"]).stem.lower(): r for r in rows if r.get("path")}
+    items: list[tuple[str, Utterance]] = []
+    skipped: Skipped = []
+    for f in _audio_files(root):
+        m = _ASED_RE.match(f.stem)
+        if not m:
+            skipped.append((str(f), "unparseable name (expected xn-SS-RR-GG-PP, e.g. a5-01-01-02-07)"))
+            continue
+        letter, number, sentence, _, gcode, speaker = m.groups()
+        letter = letter.lower()
+        if ASED_FOLDERS.get(f"0{number}") != letter:
+            skipped.append((str(f), f"emotion letter {letter!r} does not match its number {number!r}"))
+            continue
+        folder = f.parent.name[:2]
+        if folder in ASED_FOLDERS and ASED_FOLDERS[folder] != letter:
+            skipped.append((str(f), f"emotion letter {letter!r} disagrees with folder {f.parent.name!r}"))
+            continue
+        gender = _gender(meta.get(f.stem.lower(), {}).get("gender")) or ("female" if gcode == "01" else "male")
+        utt = Utterance(str(f), ASED_EMOTIONS[letter], speaker, "ased", gender=gender, text=sentence)
+        items.append((f.stem.lower(), utt))
+    return _dedupe(items, skipped), skipped
+
+
 # --- registry --------------------------------------------------------------------------
 CORPORA: dict[str, Parser] = {
+    "ased": parse_ased,
     "aihub": parse_aihub,
     "cremad": parse_cremad,
     "csu2022": parse_csu2022,
