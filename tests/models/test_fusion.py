@@ -85,3 +85,18 @@ def test_save_load_round_trip(tmp_path, net):
     torch.testing.assert_close(back(x), net(x))
     assert cfg2["classes"] == cfg["classes"] and gds["ref"].tolist() == [0, 1, 2]
     assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))
+
+
+def test_forward_with_audioset_matches_separate_passes() -> None:
+    from emolens.models.yamnet import YAMNet
+
+    torch.manual_seed(0)
+    model = FusionNet(4, ("yamnet_mid",), yamnet=YAMNet()).eval()
+    x = torch.randn(3, 1, 96, 64)
+    with torch.no_grad():
+        logits, scores = model.forward_with_audioset(x)
+        want = model.yamnet.scores(vggish_to_yamnet_input(x))
+        assert torch.allclose(logits, model(x), atol=1e-6)
+    assert scores.shape == (3, 521) and torch.allclose(scores, want, atol=1e-6)
+    with pytest.raises(ValueError, match="no YAMNet"):
+        FusionNet(4, ("vggish",)).forward_with_audioset(x)

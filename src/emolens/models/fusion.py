@@ -145,6 +145,18 @@ class FusionNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.extract(x))
 
+    def forward_with_audioset(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits (B, C), AudioSet scores (B, 521))`` in one pass through YAMNet.
+
+        The scores are YAMNet's own sigmoid outputs (its AudioSet head, kept frozen in
+        every saved model), used for speech gating. A model without a YAMNet branch
+        raises: pass a YAMNet separately for it."""
+        if self.yamnet is None:
+            raise ValueError("this model has no YAMNet branch: AudioSet scores need one")
+        feats = self.extract(x, tuple(dict.fromkeys(self.streams + ("yamnet",))))
+        scores = torch.sigmoid(self.yamnet.classifier(feats["yamnet"]))
+        return self.head({s: feats[s] for s in self.streams}), scores
+
     # -- training scopes and explanation hooks ------------------------------------
     def set_finetune(self, mode: str) -> list[nn.Parameter]:
         """Freeze/unfreeze backbones for ``mode`` in {head, top, all}; returns the
