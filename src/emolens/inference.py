@@ -76,13 +76,24 @@ class EmotionRecognizer:
         return cls(model, config, gds)
 
     @torch.no_grad()
-    def patch_probabilities(self, patches: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Softmax ``(n, C)`` for log-mel patches ``(n, 96, 64)``."""
-        out = []
+    def patch_outputs(self, patches: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+        """Emotion softmax ``(n, C)`` and YAMNet's AudioSet scores ``(n, 521)`` (``None``
+        for a model without a YAMNet branch) for log-mel patches ``(n, 96, 64)``."""
+        probs, audioset = [], []
+        with_as = self.model.yamnet is not None
         for s in range(0, len(patches), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(patches[s : s + batch_size], dtype=np.float32)).unsqueeze(1)
-            out.append(torch.softmax(self.model(x), 1).numpy())
-        return np.concatenate(out)
+            if with_as:
+                logits, scores = self.model.forward_with_audioset(x)
+                audioset.append(scores.numpy())
+            else:
+                logits = self.model(x)
+            probs.append(torch.softmax(logits, 1).numpy())
+        return np.concatenate(probs), (np.concatenate(audioset) if with_as else None)
+
+    def patch_probabilities(self, patches: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Softmax ``(n, C)`` for log-mel patches ``(n, 96, 64)``."""
+        return self.patch_outputs(patches, batch_size)[0]
 
     def _patches(self, clip: AudioClip) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log-mel (n_frames, 64), patches (n, 96, 64), GDS keep (n,)) of one clip."""
