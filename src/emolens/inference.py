@@ -17,6 +17,7 @@ import torch
 from emolens.audio.io import DEFAULT_MAX_SECONDS, AudioClip, load_audio
 from emolens.features.mel import FrontEndConfig, frontend_from_dict, log_mel, mel_spectrogram
 from emolens.features.patches import PatchConfig, log_mel_patches
+from emolens.errors import ModelError
 from emolens.models.io import load_model
 from emolens.selection.gds import GaussianDataSelector
 
@@ -57,8 +58,23 @@ class Analysis:
                 "duration_s": round(self.clip.duration, 3), "notes": list(self.clip.notes)}
 
 
+def resolve_model(path: str | Path | None) -> Path:
+    """A run directory: ``path`` itself, or the shipped default model when ``path`` is None."""
+    if path is not None:
+        return Path(path)
+    from emolens.resources import default_model_dir
+
+    d = default_model_dir()
+    if d is None:
+        raise ModelError("no --model given and this emolens install has no default model "
+                         "(emolens/data/default_model); train one with `emolens train` and pass --model RUN")
+    return d
+
+
 class EmotionRecognizer:
     """A trained emolens model with its front end and GDS selector."""
+
+    model_dir: Path | None = None
 
     def __init__(self, model, config: dict, gds_state: dict | None = None):
         self.model = model.eval()
@@ -73,7 +89,14 @@ class EmotionRecognizer:
     @classmethod
     def from_dir(cls, run_dir: str | Path) -> "EmotionRecognizer":
         model, config, gds = load_model(run_dir)
-        return cls(model, config, gds)
+        rec = cls(model, config, gds)
+        rec.model_dir = Path(run_dir)
+        return rec
+
+    @classmethod
+    def default(cls) -> "EmotionRecognizer":
+        """The model shipped with emolens (see ``emolens info`` for its card)."""
+        return cls.from_dir(resolve_model(None))
 
     @torch.no_grad()
     def patch_outputs(self, patches: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:

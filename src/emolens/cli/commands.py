@@ -168,9 +168,9 @@ def cmd_predict(args) -> int:
     import sys
 
     from emolens.audio.io import load_audio
-    from emolens.inference import EmotionRecognizer
+    from emolens.inference import EmotionRecognizer, resolve_model
 
-    rec = EmotionRecognizer.from_dir(args.model)
+    rec = EmotionRecognizer.from_dir(resolve_model(args.model))
     files = _expand(args.inputs)
     failures = 0
     if not args.json:
@@ -231,13 +231,13 @@ def _true_labels(work_dir: Path | None) -> dict[str, str]:
 
 def cmd_explain(args) -> int:
     from emolens.explain.pipeline import METHODS, explain_file
-    from emolens.inference import EmotionRecognizer
+    from emolens.inference import EmotionRecognizer, resolve_model
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise EmolensError(f"unknown method(s) {', '.join(bad)}; use {', '.join(METHODS)}")
-    rec = EmotionRecognizer.from_dir(args.model)
+    rec = EmotionRecognizer.from_dir(resolve_model(args.model))
     if args.target is not None and args.target not in rec.classes:
         raise EmolensError(f"--target {args.target!r} is not a class of this model ({', '.join(rec.classes)})")
     truth = _true_labels(args.work)
@@ -266,11 +266,11 @@ def cmd_profile(args) -> int:
     from emolens.explain.profile import frequency_profile, leans_higher, profile_summary, write_profile_csv
     from emolens.explain.stitch import utterance_map
     from emolens.features.mel import mel_band_centers
-    from emolens.inference import EmotionRecognizer
+    from emolens.inference import EmotionRecognizer, resolve_model
     from emolens.report.explain_figures import plot_profile
     from emolens.workdir import WorkDir
 
-    rec = EmotionRecognizer.from_dir(args.model)
+    rec = EmotionRecognizer.from_dir(resolve_model(args.model))
     work = WorkDir.open(args.work)
     layers = rec.model.gradcam_layers()
     if args.layer not in layers:

@@ -54,14 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true", help="skip the eGeMAPS + SVM reference")
 
     p = sub.add_parser("predict", help="classify audio files with a trained model")
-    p.add_argument("--model", required=True, type=Path, help="run directory written by `emolens train`")
+    p.add_argument("--model", default=None, type=Path, help="run directory written by `emolens train` (default: the shipped model, see `emolens info`)")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.add_argument("--max-seconds", type=float, default=600.0, help="reject recordings longer than this (default 600)")
     _add_common(p)
 
     p = sub.add_parser("explain", help="Grad-CAM, LIME and Occlusion maps, focus audio and faithfulness for files")
-    p.add_argument("--model", required=True, type=Path, help="run directory written by `emolens train`")
+    p.add_argument("--model", default=None, type=Path, help="run directory written by `emolens train` (default: the shipped model, see `emolens info`)")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files")
     p.add_argument("--out", required=True, type=Path, help="output directory (one folder per file)")
     p.add_argument("--methods", default="gradcam,lime,occlusion", help="comma list of gradcam, lime, occlusion")
@@ -73,12 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("profile", help="per-emotion frequency profile of Grad-CAM over a prepared corpus")
-    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--model", default=None, type=Path, help="run directory (default: the shipped model)")
     p.add_argument("--work", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--layer", default="vggish", help="Grad-CAM layer: vggish or yamnet")
     p.add_argument("--limit", type=int, default=None, help="use at most this many recordings per emotion")
     _add_common(p)
+
+    from emolens.cli import info as _info
+
+    _info.add_parser(sub)
 
     p = sub.add_parser("weights", help="find or download the pretrained backbone weights")
     p.add_argument("action", choices=["where", "download"])
@@ -113,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from emolens.cli import commands
 
-        return int(getattr(commands, f"cmd_{args.command}")(args) or 0)
+        handler = getattr(args, "handler", None) or getattr(commands, f"cmd_{args.command}")
+        return int(handler(args) or 0)
     except EmolensError as exc:
         print(f"emolens: error: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,8 @@ Resolution order for a backbone name (``yamnet``, ``vggish``; also ``vggish_pca`
    folder holding one of the known file names (:attr:`WeightSpec.accepted`);
 3. the cache folder :func:`weights_cache_dir` (``$EMOLENS_CACHE/weights``, default
    ``~/.cache/emolens/weights``), where :func:`download_weights` writes;
-4. otherwise :class:`WeightsNotFoundError` saying how to get them.
+4. YAMNet only: the copy packaged with emolens (``emolens/data/yamnet``, sha256-checked);
+5. otherwise :class:`WeightsNotFoundError` saying how to get them.
 
 Downloads come from the official published locations (:data:`REGISTRY`), stream to a
 temporary file in the target folder, are checked against a sha256 and only then renamed
@@ -183,8 +184,25 @@ def resolve_weights(
     found = _find_in(cache, spec)
     if found is not None:
         return found
+    if name == "yamnet" and registry is None:
+        packaged = _packaged_yamnet()
+        if packaged is not None:
+            return packaged
     where = f"{ENV_WEIGHTS}={env}, " if env else f"{ENV_WEIGHTS} unset, "
     raise WeightsNotFoundError(f"{name} weights not found ({where}cache {cache}); {_how_to_get(spec)}")
+
+
+def _packaged_yamnet() -> Path | None:
+    """The YAMNet TFLite shipped in ``emolens/data/yamnet`` after its sha256 check."""
+    from emolens.resources import packaged_checksums, packaged_yamnet
+
+    p = packaged_yamnet()
+    if p is None:
+        return None
+    want = packaged_checksums().get(p.name)
+    if want is not None and sha256_file(p) != want:
+        raise WeightsError(f"the packaged {p} is corrupt (sha256 differs from SHA256SUMS); reinstall emolens")
+    return p
 
 
 # --------------------------------------------------------------------------- download

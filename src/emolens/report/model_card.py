@@ -1,0 +1,85 @@
+"""Model cards: what a model was trained on, under which licences, how well it does
+where, and what it is not for — rendered as Markdown from data (``model.json`` and an
+optional ``card`` section written by the training script, plus ``metrics.json``)."""
+
+from __future__ import annotations
+
+#: Licence and use terms of the corpora emolens knows (shown on every card that uses them).
+CORPUS_TERMS: dict[str, str] = {
+    "emodb": "Berlin EmoDB (Burkhardt et al., Interspeech 2005): free for research; cite the paper",
+    "ravdess": "RAVDESS (Livingstone & Russo, PLoS ONE 2018): CC BY-NC-SA 4.0 (non-commercial, share-alike)",
+    "ased": "ASED v1 (Retta et al., ACM TALLIP 2023): no licence stated by the authors; research use",
+}
+
+NOT_FOR = (
+    "Acted speech only: all training corpora are actors portraying emotions on cue, in German, "
+    "English and Amharic. Expect lower accuracy on spontaneous speech, other languages, children, "
+    "noisy or far-field audio, and telephone bandwidth.",
+    "Not for decisions about people (hiring, health, policing, education, credit) and not for "
+    "covert monitoring: an emotion label is a guess about how speech sounds, not about what a "
+    "person feels.",
+    "Research and non-commercial use only: the training corpora's terms (above) do not permit commercial use.",
+)
+
+
+def _table(rows: list[dict], cols: list[tuple[str, str]]) -> list[str]:
+    out = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for k, _ in cols:
+            v = r.get(k, "")
+            cells.append(f"{v:.3f}" if isinstance(v, float) else str(v))
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def model_card(config: dict, metrics: dict | None = None, *, name: str = "emolens model") -> str:
+    """Markdown model card of a saved model (``model.json`` as a dict)."""
+    card = config.get("card", {})
+    lines = [f"# {card.get('title', name)}", ""]
+    if card.get("summary"):
+        lines += [card["summary"], ""]
+    streams = ", ".join(config.get("streams", []))
+    lines += ["## Model", "",
+              f"- classes: {', '.join(config.get('classes', []))}",
+              f"- kind: `{config.get('model')}` (streams: {streams}); fine-tuning: {config.get('train', {}).get('finetune', '?')}",
+              f"- input: 16 kHz mono log-mel patches of 0.96 s (hop {config.get('patches', {}).get('hop_frames', 48) * 10} ms); "
+              "the utterance decision is the mean of the voting patches' probabilities"]
+    if config.get("vggish_pretrained") is False:
+        lines.append("- **VGGish branch trained from random initialisation** (no pretrained weights were available)")
+    if config.get("backbones"):
+        for b, ref in config["backbones"].items():
+            lines.append(f"- frozen backbone: {b} from `{ref['file']}` (sha256 {ref['sha256'][:16]}…)")
+    gds = config.get("gds", {})
+    lines.append(f"- Gaussian Data Selection: {'on' if gds.get('enabled') else 'off'}")
+    if config.get("speech_gate"):
+        lines.append(f"- speech gating: {config['speech_gate']}")
+    lines.append("")
+    corpora = card.get("training_data") or []
+    if corpora:
+        lines += ["## Training data", ""]
+        for c in corpora:
+            terms = CORPUS_TERMS.get(c.get("corpus", ""), c.get("terms", ""))
+            lines.append(f"- {c.get('corpus')}: {c.get('files', '?')} recordings, {c.get('speakers', '?')} speakers — {terms}")
+        lines.append("")
+    for ev in card.get("evaluations", []):
+        lines += [f"## {ev['title']}", ""]
+        if ev.get("note"):
+            lines += [ev["note"], ""]
+        lines += _table(ev["rows"], [tuple(c) for c in ev["columns"]])
+        if ev.get("command"):
+            lines += ["", f"Command: `{ev['command']}`"]
+        lines.append("")
+    if metrics and not card.get("evaluations"):
+        lines += ["## Cross-validation (this run)", "",
+                  f"{metrics.get('n_folds')} speaker-independent folds ({metrics.get('fold_spec')}): "
+                  f"UAR {metrics.get('uar', float('nan')):.3f} ± {metrics.get('uar_std', 0):.3f}, "
+                  f"accuracy {metrics.get('accuracy', float('nan')):.3f}", ""]
+    if card:
+        lines += ["## What it is not for", ""] + [f"- {t}" for t in card.get("not_for", NOT_FOR)]
+    if card.get("reproduce"):
+        lines += ["", "## Reproduce", "", f"`{card['reproduce']}`"]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["CORPUS_TERMS", "NOT_FOR", "model_card"]

@@ -1,0 +1,53 @@
+"""Files that ship inside the package (``emolens/data``), so emolens works offline.
+
+* ``data/yamnet/``: Google's YAMNet TFLite model and class map (Apache-2.0, ``NOTICE.md``,
+  ``LICENSE``, ``SHA256SUMS``); the last place :func:`~emolens.models.weights.resolve_weights`
+  looks for YAMNet weights.
+* ``data/default_model/``: the shipped emotion model (``model.json``, a head-only
+  ``model.safetensors`` whose YAMNet backbone is the packaged TFLite, ``MODEL_CARD.md``);
+  loaded by :meth:`emolens.EmotionRecognizer.default` and by the CLI when ``--model`` is omitted.
+* ``data/examples/``: two RAVDESS recordings (CC BY-NC-SA 4.0, ``ATTRIBUTION.md``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+YAMNET_DIR = DATA_DIR / "yamnet"
+DEFAULT_MODEL_DIR = DATA_DIR / "default_model"
+EXAMPLES_DIR = DATA_DIR / "examples"
+
+
+def packaged_checksums(folder: Path = YAMNET_DIR) -> dict[str, str]:
+    """``{file name: sha256}`` from a folder's ``SHA256SUMS`` (``sha256sum`` format)."""
+    sums = folder / "SHA256SUMS"
+    if not sums.is_file():
+        return {}
+    out = {}
+    for line in sums.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            out[parts[1].lstrip("*")] = parts[0]
+    return out
+
+
+def packaged_yamnet() -> Path | None:
+    """The packaged ``yamnet.tflite``, or None when this install lacks it."""
+    p = YAMNET_DIR / "yamnet.tflite"
+    return p if p.is_file() else None
+
+
+def default_model_dir() -> Path | None:
+    """The shipped model's folder, or None when this install has none."""
+    ok = (DEFAULT_MODEL_DIR / "model.json").is_file() and (DEFAULT_MODEL_DIR / "model.safetensors").is_file()
+    return DEFAULT_MODEL_DIR if ok else None
+
+
+def example_clips() -> list[Path]:
+    """The shipped example recordings (sorted)."""
+    return sorted(EXAMPLES_DIR.glob("*.flac"))
+
+
+__all__ = ["DATA_DIR", "DEFAULT_MODEL_DIR", "EXAMPLES_DIR", "YAMNET_DIR", "default_model_dir",
+           "example_clips", "packaged_checksums", "packaged_yamnet"]
