@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
                        description="Print the model card of a run directory (default: the model shipped with emolens).")
     p.add_argument("--model", default=None, type=Path, help="run directory (default: the shipped model)")
     p.add_argument("--json", action="store_true", help="print model.json instead of the card")
-    p.set_defaults(handler=cmd_info)
+    p.set_defaults(func=cmd_info)
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from emolens.cli import commands
 
-        handler = getattr(args, "handler", None) or getattr(commands, f"cmd_{args.command}")
+        handler = getattr(args, "func", None) or getattr(commands, f"cmd_{args.command}")
         return int(handler(args) or 0)
     except EmolensError as exc:
         print(f"emolens: error: {exc}", file=sys.stderr)
