@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     except EmolensError as exc:
         print(f"emolens: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("emolens: interrupted; finished work is kept and a re-run resumes", file=sys.stderr)
         return 130
