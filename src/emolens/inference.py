@@ -137,3 +137,16 @@ class EmotionRecognizer:
         for s in range(0, len(paths), chunk):
             clips = [load_audio(p, sample_rate=self.frontend.sample_rate) for p in paths[s : s + chunk]]
             yield from self.analyze_clips(clips)
+
+
+def resolve_model(path: str | Path | None) -> EmotionRecognizer:
+    """The recognizer of run directory ``path``; ``None`` means the installed default
+    model (``EmotionRecognizer.default()`` where the package ships one)."""
+    if path is not None:
+        return EmotionRecognizer.from_dir(path)
+    default = getattr(EmotionRecognizer, "default", None)
+    if default is None:
+        from emolens.errors import ModelError
+
+        raise ModelError("no --model given and no default model installed; pass --model RUN (a run directory of `emolens train`)")
+    return default()
