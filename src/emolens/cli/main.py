@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["where", "download"])
     p.add_argument("name", nargs="?", default="all", choices=["all", "yamnet", "vggish"])
     _add_common(p)
+    from emolens.cli import app, report  # sub-commands in their own modules (add_parser sets func)
+
+    for mod in (app, report):
+        mod.add_parser(sub)
     return ap
 
 
@@ -113,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from emolens.cli import commands
 
-        return int(getattr(commands, f"cmd_{args.command}")(args) or 0)
+        return int((getattr(args, "func", None) or getattr(commands, f"cmd_{args.command}"))(args) or 0)
     except EmolensError as exc:
         print(f"emolens: error: {exc}", file=sys.stderr)
         return 2
