@@ -96,12 +96,15 @@ def _focus_method(maps: dict, focus: str | None) -> str | None:
 def explain(rec, source, *, methods=METHODS, target: str | int | None = None, true_label: str | None = None,
             layer: str = "vggish", lime_samples: int = 200, occlusion_stride=(8, 4),
             with_faithfulness: bool = True, focus: str | None = None, tf_keep: float = 0.3,
-            progress: bool | StepProgress = True, max_seconds: float | None = None) -> Explanation:
+            progress: bool | StepProgress = True, max_seconds: float | None = None,
+            faithfulness_options: dict | None = None) -> Explanation:
     """Compute the :class:`Explanation` of ``source`` (a path or an ``Analysis``).
 
     ``focus``: the method whose map drives the focus audio (default: the registry's
     default method when computed, else the first of ``methods``); signed maps are
     clipped at 0 first. ``tf_keep``: share of STFT cells kept in the TF-masked audio.
+    ``faithfulness_options``: keyword arguments of
+    :func:`emolens.explain.faithfulness.faithfulness` (``steps``, ``n_orders``, ...).
     """
     if isinstance(source, (str, Path)):
         a = rec.analyze(source) if max_seconds is None else rec.analyze(source, max_seconds=max_seconds)
@@ -135,7 +138,7 @@ def explain(rec, source, *, methods=METHODS, target: str | int | None = None, tr
     if with_faithfulness and maps:
         if callable(progress):
             progress("faithfulness", 0, 1)
-        ex.faithfulness = faithfulness(utterance_predictor(rec.model), a.log_mel, maps, t)
+        ex.faithfulness = faithfulness(utterance_predictor(rec.model), a.log_mel, maps, t, **(faithfulness_options or {}))
         if callable(progress):
             progress("faithfulness", 1, 1)
     return ex
