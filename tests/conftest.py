@@ -42,20 +42,24 @@ def tone() -> np.ndarray:
 
 
 def _save_tiny_run(root: Path, classes=("angry", "happy", "neutral", "sad")) -> Path:
-    """A randomly initialised YAMNet-stream model saved as a run directory (no
-    training, no weights: the surfaces only need a working model)."""
+    """A YAMNet-stream model with an untrained head saved as a run directory (no
+    training: the surfaces only need a working model). YAMNet is Google's when
+    ../shared/weights has it (outputs then differ between clips), else random."""
     import torch
 
     from emolens.models.fusion import MODEL_STREAMS, FusionNet
     from emolens.models.io import save_model
+    from emolens.models.yamnet import load_yamnet_file
 
     torch.manual_seed(0)
     streams = MODEL_STREAMS["yamnet"]
-    model = FusionNet(len(classes), streams, hidden=32, layer_dim=32).eval()
+    tfl = shared_root() / "weights" / "yamnet.tflite"
+    yam = load_yamnet_file(tfl) if tfl.is_file() else None
+    model = FusionNet(len(classes), streams, yamnet=yam, hidden=32, layer_dim=32).eval()
     cfg = {"emolens_model": 1, "model": "yamnet", "streams": list(streams), "classes": list(classes),
            "frontend": {"name": "vggish16k"}, "patches": {"patch_frames": 96, "hop_frames": 48},
            "head": {"hidden": 32, "layer_dim": 32, "dropout": 0.3}, "gds": {"enabled": False},
-           "yamnet_pretrained": False, "vggish_pretrained": None}
+           "yamnet_pretrained": yam is not None, "vggish_pretrained": None}
     return save_model(root, model, cfg)
 
 

@@ -46,6 +46,7 @@ class AppConfig:
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="emolens-app-"))
         self.workdir = Path(self.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
 
 
 @dataclass

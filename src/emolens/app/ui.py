@@ -55,8 +55,8 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
             session.analyse(path)
             target = target if target in rec.classes else None
             return _show(session, method, target, progress) + (session,)
-        except EmolensError as exc:
-            return _error(str(exc)) + (None,)
+        except EmolensError as exc:  # name the upload as the user knows it, not by its temporary path
+            return _error(str(exc).replace(str(path), Path(str(path)).name) if path else str(exc)) + (None,)
         except Exception as exc:  # never a traceback in the page
             log.exception("app: analysis failed")
             return _error(f"could not analyse this recording ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") + (None,)
