@@ -71,7 +71,9 @@ def test_reports_render_in_chromium(tmp_path, tiny_run, emodb_dir, browser, caps
         write_explanation(ex, tmp_path / "ex" / c.stem, cfg=rec.frontend)
     assert main(["report", str(tmp_path / "ex"), "--out", str(tmp_path / "ex.html")]) == 0
     pages["explain"] = tmp_path / "ex.html"
-    expected = {"run": (2 + 2 * 2, 2 * 3), "explain": (2 * 3, 2 * 3)}  # (images, audio players)
+    # (images, audio players): run = confusion + curves + per example (map, focus) and (original, focus);
+    # explain folders = (explanation, focus, faithfulness) and (original, focus, TF-masked) per clip
+    expected = {"run": (2 + 2 * 2, 2 * 2), "explain": (2 * 3, 2 * 3)}
     for kind, path in pages.items():
         page = browser.new_page(viewport={"width": 1200, "height": 900}, offline=True)
         page.goto(path.as_uri())

@@ -129,7 +129,8 @@ def model_card_markdown(run_dir: str | Path | None) -> str:
         if name == "model.json" and data:
             lines += [f"- model kind: {data.get('model')}", f"- streams: {', '.join(data.get('streams', []))}",
                       f"- classes: {', '.join(data.get('classes', []))}",
-                      f"- YAMNet pretrained: {data.get('yamnet_pretrained')}, VGGish pretrained: {data.get('vggish_pretrained')}",
+                      *[f"- {n} pretrained: {data[k]}" for n, k in (("YAMNet", "yamnet_pretrained"), ("VGGish", "vggish_pretrained"))
+                        if data.get(k) is not None],
                       f"- Gaussian Data Selection: {(data.get('gds') or {}).get('enabled')}"]
         if name == "metrics.json" and data:
             lines += ["", "| metric | mean | std |", "|---|---|---|"]

@@ -42,6 +42,13 @@ def _gradio():
     return gr
 
 
+def _pcm16(x):
+    """float wave in [-1, 1] -> int16 (what the players get; Gradio would warn and convert)."""
+    import numpy as np
+
+    return (np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0) * 32767).astype(np.int16)
+
+
 def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
     """The ``gr.Blocks`` page for recognizer ``rec``."""
     os.environ["GRADIO_TEMP_DIR"] = str(config.workdir)
@@ -62,17 +69,21 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
             return _error(f"could not analyse this recording ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") + (None,)
 
     def reexplain(method, target, state, progress=gr.Progress()):
+        """Method or class changed: only the map, the focus players and the message change."""
         if state is None:
-            return _error("upload or record a recording first") + (None,)
+            return (None, None, None, "", None)
         try:
-            return _show(state, method, target if target in rec.classes else None, progress) + (state,)
+            full = _show(state, method, target if target in rec.classes else None, progress)
         except EmolensError as exc:
-            return _error(str(exc)) + (state,)
+            return (None, None, None, _error(str(exc))[-1], state)
+        return (full[2], full[4], full[5], full[6], state)
 
     def _show(session, method, target, progress):
         def report(step, done, total):
             progress((done, max(total, 1)), desc=f"{method_title(step)}: {done}/{total}")
 
+        progress(0.0, desc=f"{method_title(method)} ...")
+        log.info("app: %s of %s for %s", method, Path(str(session.analysis.clip.path)).name, target or "the prediction")
         v = session.view(method, target, report)
         ex = v.explanation
         sr = ex.sample_rate
@@ -80,8 +91,8 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
         msg = f"**{label}** · {ex.duration:.2f} s · {int(ex.voting.sum())}/{len(ex.voting)} patches vote"
         if v.message:
             msg += f" · {v.message}"
-        return (v.probabilities, str(v.timeline_png), str(v.map_png), (sr, ex.wave), (sr, ex.focus_audio),
-                (sr, ex.tf_audio), msg)
+        return (v.probabilities, str(v.timeline_png), str(v.map_png), (sr, _pcm16(ex.wave)), (sr, _pcm16(ex.focus_audio)),
+                (sr, _pcm16(ex.tf_audio)), msg)
 
     def _error(text):
         return (None, None, None, None, None, None, f"<div class='emolens-error'>emolens: error: {text}</div>")
@@ -112,11 +123,11 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
                 a_focus = gr.Audio(label="focus audio (the rest silenced)", elem_id="audio-focus", interactive=False, type="numpy")
                 a_tf = gr.Audio(label="time-frequency-masked audio", elem_id="audio-tf", interactive=False, type="numpy")
             outs = [probs, timeline, map_img, a_orig, a_focus, a_tf, message, state]
-            run.click(analyse, [audio_in, method, target, state], outs)
-            audio_in.upload(analyse, [audio_in, method, target, state], outs)
-            audio_in.stop_recording(analyse, [audio_in, method, target, state], outs)
-            method.change(reexplain, [method, target, state], outs)
-            target.change(reexplain, [method, target, state], outs)
+            for event in (run.click, audio_in.upload, audio_in.stop_recording):
+                event(analyse, [audio_in, method, target, state], outs, show_progress_on=[probs, map_img])
+            partial = [map_img, a_focus, a_tf, message, state]
+            method.input(reexplain, [method, target, state], partial, show_progress_on=[map_img])
+            target.input(reexplain, [method, target, state], partial, show_progress_on=[map_img])
         with gr.Tab("Model card"):
             gr.Markdown(model_card_markdown(run_dir), elem_id="model-card")
         with gr.Tab("Frequency profile"):

@@ -32,7 +32,7 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 h1{margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.6em 0} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
+th{background:#f3f3f3} td.txt,td:first-child,th:first-child{text-align:left}
 img{max-width:100%;border:1px solid #eee} .note{color:#666;font-size:.9em}
 .example{border:1px solid #ddd;border-radius:6px;padding:.8em;margin:1em 0}
 .players{display:flex;gap:2em;flex-wrap:wrap} .players label{display:block;font-size:.9em;color:#555}
@@ -80,7 +80,11 @@ def _f(x, nd: int = 3) -> str:
 
 def _table(header: Sequence[str], rows: Sequence[Sequence], cls: str = "") -> str:
     h = "".join(f"<th>{_esc(c)}</th>" for c in header)
-    body = "".join("<tr>" + "".join(f"<td>{_f(c)}</td>" for c in r) + "</tr>" for r in rows)
+    def cell(c) -> str:
+        num = isinstance(c, (int, float, np.integer, np.floating)) and not isinstance(c, bool)
+        return f"<td>{_f(c)}</td>" if num else f'<td class="txt">{_f(c)}</td>'
+
+    body = "".join("<tr>" + "".join(cell(c) for c in r) + "</tr>" for r in rows)
     return f'<table class="{cls}"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -109,8 +113,10 @@ def faithfulness_rows(explanations: Sequence[Explanation]) -> list[list]:
 FAITH_HEADER = ["method", "deletion AUC (lower better)", "insertion AUC (higher better)", "beats random on both", "clips"]
 
 
-def explanation_section(ex: Explanation, cfg: FrontEndConfig = VGGISH_16K, heading: str | None = None) -> str:
-    """One example: title, probabilities, explanation image, focus image, players."""
+def explanation_section(ex: Explanation, cfg: FrontEndConfig = VGGISH_16K, heading: str | None = None,
+                        with_tf: bool = True) -> str:
+    """One example: title, probabilities, explanation image, focus image, players for
+    the original, the focus audio and (``with_tf``) the time-frequency-masked audio."""
     name = Path(ex.file).name if ex.file else "recording"
     head = heading or name
     probs = _table(["class", "probability"], [[c, float(p)] for c, p in zip(ex.classes, ex.probs)])
@@ -126,7 +132,8 @@ def explanation_section(ex: Explanation, cfg: FrontEndConfig = VGGISH_16K, headi
                                               title=f"{method_title(ex.focus_method)} focus ({100 * ex.focus_mask.mean():.0f}% kept)"))
         parts.append(_img(png_uri(fp), f"focus of {name}"))
         players.append(_audio(wav_uri(ex.focus_audio, ex.sample_rate), f"focus ({method_title(ex.focus_method)})"))
-        players.append(_audio(wav_uri(ex.tf_audio, ex.sample_rate), "time-frequency mask"))
+        if with_tf:
+            players.append(_audio(wav_uri(ex.tf_audio, ex.sample_rate), "time-frequency mask"))
     parts.append(f'<div class="players">{"".join(players)}</div>')
     if ex.faithfulness:
         parts.append(_table(FAITH_HEADER[:3], [[method_title(m), v["deletion_auc"], v["insertion_auc"]]
@@ -193,7 +200,8 @@ def _run_section(run: RunSummary, examples: Sequence[Explanation], cfg: FrontEnd
         out.append(f"<p class=note>Over the {len(examples)} examples below. The final model was trained on the whole "
                    "corpus, so these are training utterances: they show what the model attends to, not test performance.</p>")
         out.append("<h3>One example per emotion</h3>")
-        out.extend(explanation_section(ex, cfg, heading=f"{ex.true_label}: {Path(ex.file).name if ex.file else ''}")
+        out.extend(explanation_section(ex, cfg, heading=f"{ex.true_label}: {Path(ex.file).name if ex.file else ''}",
+                                       with_tf=False)
                    for ex in examples)
     return "".join(out)
 
