@@ -60,9 +60,9 @@ def test_run_report_numbers(tmp_path, tiny_run):
 @pytest.mark.slow
 def test_reports_render_in_chromium(tmp_path, tiny_run, emodb_dir, browser, capsys):
     rec = EmotionRecognizer.from_dir(tiny_run)
-    clips = [emodb_dir / "wav" / "03a01Wa.flac", emodb_dir / "wav" / "03a04Ta.flac"]
-    exs = [explain(rec, c, methods=["gradcam", "lime"], lime_samples=8, progress=False, true_label=lab,
-                   faithfulness_options=FAST) for c, lab in zip(clips, ("angry", "sad"))]
+    clips = [emodb_dir / "wav" / "03a01Wa.flac"]  # one clip keeps the test short (each figure ~1 s)
+    exs = [explain(rec, clips[0], methods=["gradcam", "lime"], lime_samples=8, progress=False, true_label="angry",
+                   faithfulness_options=FAST)]
     run = read_run(_fake_run(tmp_path / "run", tiny_run))
     pages = {"run": tmp_path / "run.html"}
     pages["run"].write_text(run_report_html([run], {run.name: exs}, cfg=rec.frontend))
@@ -73,7 +73,7 @@ def test_reports_render_in_chromium(tmp_path, tiny_run, emodb_dir, browser, caps
     pages["explain"] = tmp_path / "ex.html"
     # (images, audio players): run = confusion + curves + per example (map, focus) and (original, focus);
     # explain folders = (explanation, focus, faithfulness) and (original, focus, TF-masked) per clip
-    expected = {"run": (2 + 2 * 2, 2 * 2), "explain": (2 * 3, 2 * 3)}
+    expected = {"run": (2 + 2, 2), "explain": (3, 3)}
     for kind, path in pages.items():
         page = browser.new_page(viewport={"width": 1200, "height": 900}, offline=True)
         page.goto(path.as_uri())

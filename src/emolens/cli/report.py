@@ -21,6 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--methods", default="gradcam,lime,occlusion", help="methods for the examples (comma list)")
     p.add_argument("--layer", default="vggish", help="Grad-CAM layer for the examples")
     p.add_argument("--lime-samples", type=int, default=200, help="LIME samples per patch for the examples")
+    p.add_argument("--no-faithfulness", action="store_true", help="skip the examples' deletion/insertion scores (faster)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_report)
@@ -63,7 +64,8 @@ def cmd_report(args) -> int:
             rec = EmotionRecognizer.from_dir(r.root)
             cfg = cfg or rec.frontend
             examples[r.name] = example_explanations(rec, r.work, args.per_emotion, methods=methods, layer=args.layer,
-                                                    lime_samples=args.lime_samples, progress=not args.quiet)
+                                                    lime_samples=args.lime_samples, progress=not args.quiet,
+                                                    with_faithfulness=not args.no_faithfulness)
         kw = {"cfg": cfg} if cfg is not None else {}
         page = run_report_html(runs, examples, title="emolens report: " + ", ".join(r.name for r in runs), **kw)
     out.parent.mkdir(parents=True, exist_ok=True)

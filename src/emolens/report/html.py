@@ -195,10 +195,12 @@ def _run_section(run: RunSummary, examples: Sequence[Explanation], cfg: FrontEnd
     else:
         out.append("<p class=note>This run records no speech gating.</p>")
     if examples:
-        out.append("<h3>Faithfulness of the explanations (deletion / insertion vs a random order)</h3>")
-        out.append(_table(FAITH_HEADER, faithfulness_rows(examples)))
-        out.append(f"<p class=note>Over the {len(examples)} examples below. The final model was trained on the whole "
-                   "corpus, so these are training utterances: they show what the model attends to, not test performance.</p>")
+        if any(ex.faithfulness for ex in examples):
+            out.append("<h3>Faithfulness of the explanations (deletion / insertion vs a random order)</h3>")
+            out.append(_table(FAITH_HEADER, faithfulness_rows(examples)))
+            out.append(f"<p class=note>Over the {len(examples)} examples below.</p>")
+        out.append("<p class=note>The final model was trained on the whole corpus, so the examples are training "
+                   "utterances: they show what the model attends to, not test performance.</p>")
         out.append("<h3>One example per emotion</h3>")
         out.extend(explanation_section(ex, cfg, heading=f"{ex.true_label}: {Path(ex.file).name if ex.file else ''}",
                                        with_tf=False)
