@@ -42,10 +42,17 @@ def app_url(tiny_run, tmp_path_factory):
                 if proc.poll() is not None or time.time() > deadline:
                     pytest.fail(f"the app did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.5)
-        yield url
+        first = log.read_text().splitlines()[0]
+        workdir = first.split("files under ")[1].split(")")[0]
+        assert first.startswith(f"emolens app on {url[:-1]} (files under /")
+        yield url, workdir
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+        if "workdir" in locals():
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
     assert "Traceback" not in log.read_text()
 
 
@@ -55,6 +62,7 @@ def _upload(page, url, path):
 
 
 def test_app_analyses_an_emodb_clip(browser, app_url, emodb_dir, tiny_run, tmp_path):
+    app_url, workdir = app_url
     clip = emodb_dir / "wav" / "03a01Wa.flac"
     ref = EmotionRecognizer.from_dir(tiny_run).analyze(clip)
     page = browser.new_page(viewport={"width": 1300, "height": 1800})
@@ -68,7 +76,7 @@ def test_app_analyses_an_emodb_clip(browser, app_url, emodb_dir, tiny_run, tmp_p
     assert f"{ref.label} ({ref.confidence:.2f})" in page.inner_text("#message")
     for sel in ("#timeline img", "#map img"):
         w = page.eval_on_selector(sel, "e => e.complete ? e.naturalWidth : 0")
-        assert w > 500, sel
+        assert w > 500 and workdir in page.get_attribute(sel, "src"), sel  # served from the app's temporary folder
     durations = {}
     for sel in ("#audio-original", "#audio-focus", "#audio-tf"):
         durations[sel] = page.eval_on_selector_all(sel + " audio", "es => es.map(e => e.duration).filter(d => d > 0)")
@@ -89,6 +97,7 @@ def test_app_analyses_an_emodb_clip(browser, app_url, emodb_dir, tiny_run, tmp_p
 
 
 def test_app_shows_one_line_error_for_corrupt_file(browser, app_url, tmp_path):
+    app_url, _ = app_url
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF" + np.random.default_rng(0).bytes(4000))
     page = browser.new_page()

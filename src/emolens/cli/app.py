@@ -30,5 +30,10 @@ def cmd_app(args) -> int:
     cfg = AppConfig(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
                     lime_samples=args.lime_samples, layer=args.layer)
     print(f"emolens app on http://{cfg.host}:{cfg.port} (files under {cfg.workdir}); Ctrl+C stops it", flush=True)
-    launch(rec, cfg, args.model)
+    try:
+        launch(rec, cfg, args.model)
+    finally:  # uploads and renderings live only as long as the app
+        import shutil
+
+        shutil.rmtree(cfg.workdir, ignore_errors=True)
     return 0
