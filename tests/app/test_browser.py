@@ -30,7 +30,8 @@ def app_url(tiny_run, tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     with open(log, "w") as f:
         proc = subprocess.Popen([sys.executable, "-m", "emolens.cli.main", "app", "--model", str(tiny_run),
-                                 "--port", str(port), "--lime-samples", "6"], stdout=f, stderr=subprocess.STDOUT, env=env)
+                                 "--port", str(port), "--lime-samples", "6",
+                                 "--max-seconds", "3", "--max-upload-mb", "0.5"], stdout=f, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + 120
@@ -107,4 +108,23 @@ def test_app_shows_one_line_error_for_corrupt_file(browser, app_url, tmp_path):
     assert msg.startswith("emolens: error: broken.wav: cannot decode") and "/tmp" not in msg and "\n" not in msg.strip()
     assert "Traceback" not in page.inner_text("body")
     page.screenshot(path=str(tmp_path / "error.png"))
+    page.close()
+
+
+def test_app_limits_are_visible(browser, app_url, tmp_path):
+    import soundfile as sf
+
+    app_url, _ = app_url
+    noise = np.random.default_rng(0).standard_normal
+    sf.write(tmp_path / "long.wav", (0.1 * noise(4 * 16000)).astype(np.float32), 16000)  # 4 s > --max-seconds 3
+    sf.write(tmp_path / "big.wav", (0.1 * noise((44100 * 5, 2))).astype(np.float32), 44100)  # 1.8 MB > 0.5 MB
+    page = browser.new_page()
+    _upload(page, app_url, tmp_path / "long.wav")
+    page.wait_for_selector("#message .emolens-error", timeout=60000)
+    assert page.inner_text("#message .emolens-error") == ("emolens: error: long.wav: 4.0 s is longer than the 3 s limit; "
+                                                         "cut it into shorter clips or raise the limit (--max-seconds)")
+    _upload(page, app_url, tmp_path / "big.wav")  # refused by the server before any analysis
+    toast = page.get_by_text("File size exceeds the maximum allowed size of 500000 bytes")
+    toast.wait_for(timeout=30000)
+    assert "big.wav" in toast.inner_text()
     page.close()
