@@ -39,3 +39,54 @@ def tone() -> np.ndarray:
     """1 s of a 1 kHz sine at 16 kHz, amplitude 0.5, float32, shape (16000,)."""
     t = np.arange(16000) / 16000.0
     return (0.5 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
+
+
+def _save_tiny_run(root: Path, classes=("angry", "happy", "neutral", "sad")) -> Path:
+    """A YAMNet-stream model with an untrained head saved as a run directory (no
+    training: the surfaces only need a working model). YAMNet is Google's when
+    ../shared/weights has it (outputs then differ between clips), else random."""
+    import torch
+
+    from emolens.models.fusion import MODEL_STREAMS, FusionNet
+    from emolens.models.io import save_model
+    from emolens.models.yamnet import load_yamnet_file
+
+    torch.manual_seed(0)
+    streams = MODEL_STREAMS["yamnet"]
+    tfl = shared_root() / "weights" / "yamnet.tflite"
+    yam = load_yamnet_file(tfl) if tfl.is_file() else None
+    model = FusionNet(len(classes), streams, yamnet=yam, hidden=32, layer_dim=32).eval()
+    cfg = {"emolens_model": 1, "model": "yamnet", "streams": list(streams), "classes": list(classes),
+           "frontend": {"name": "vggish16k"}, "patches": {"patch_frames": 96, "hop_frames": 48},
+           "head": {"hidden": 32, "layer_dim": 32, "dropout": 0.3}, "gds": {"enabled": False},
+           "yamnet_pretrained": yam is not None, "vggish_pretrained": None}
+    return save_model(root, model, cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """Run directory of a tiny untrained 4-class (EmoDB emotions) model."""
+    return _save_tiny_run(tmp_path_factory.mktemp("tiny-run"))
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's ``chromium``, driven by Playwright); skips with the
+    reason when either is missing (scripts/test installs both)."""
+    import shutil
+
+    exe = os.environ.get("EMOLENS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("no chromium executable (apt-get install chromium; scripts/test does it when it can)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install 'emolens[dev]')")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -160,3 +160,8 @@ class EmotionRecognizer:
         for s in range(0, len(paths), chunk):
             clips = [load_audio(p, sample_rate=self.frontend.sample_rate) for p in paths[s : s + chunk]]
             yield from self.analyze_clips(clips)
+
+
+def load_recognizer(path: str | Path | None, **kwargs) -> EmotionRecognizer:
+    """The recognizer of run directory ``path``; ``None`` means the shipped default model."""
+    return EmotionRecognizer.from_dir(resolve_model(path), **kwargs)

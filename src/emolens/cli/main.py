@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["where", "download"])
     p.add_argument("name", nargs="?", default="all", choices=["all", "yamnet", "vggish"])
     _add_common(p)
+    from emolens.cli import app, report  # sub-commands in their own modules (add_parser sets func)
+
+    for mod in (app, report):
+        mod.add_parser(sub)
     return ap
 
 

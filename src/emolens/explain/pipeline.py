@@ -1,36 +1,45 @@
-"""Explaining one recording end to end (what ``emolens explain`` writes per file).
+"""Explaining one recording end to end.
 
-For the class explained (the prediction unless ``target`` is given): per-patch
-Grad-CAM / LIME / Occlusion maps stitched over the whole recording, the four-panel
-figure (thesis figs 26-29), the listenable focus (thesis figs 30-31: Grad-CAM summed
-over frequency -> samples -> all-ones smoothing -> keep the above-mean activation),
-the time-frequency-masked audio, and deletion/insertion faithfulness of every map
-against a random order on the same clip.
+:func:`explain` computes an :class:`~emolens.explain.explanation.Explanation` for the
+class explained (the prediction unless ``target`` is given): per-patch attribution
+maps stitched over the whole recording (:func:`explain_maps`), the listenable focus
+(thesis figs 30-31: the focus method's map summed over frequency -> samples ->
+all-ones smoothing -> keep the above-mean activation), the time-frequency-masked
+audio, and deletion/insertion faithfulness of every map against a random order on
+the same clip. :func:`explain_file` is ``explain`` + the file writer of
+:mod:`emolens.report.explanation_files` (what ``emolens explain`` writes).
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from emolens.explain.attributions import gradcam, lime, occlusion, target_index, tqdm_progress
+from emolens.explain.explanation import TITLES, Explanation
 from emolens.explain.faithfulness import faithfulness, utterance_predictor
-from emolens.explain.sonify import focus_activation, focus_audio, focus_mask, focus_regions, tf_masked_audio, write_wav
+from emolens.explain.sonify import focus_activation, focus_audio, focus_mask, tf_masked_audio
 from emolens.explain.stitch import utterance_map
-from emolens.report.explain_figures import plot_faithfulness, plot_focus, plot_four_panel
 
 log = logging.getLogger("emolens")
 METHODS = ("gradcam", "lime", "occlusion")
-TITLES = {"gradcam": "Grad-CAM", "lime": "LIME", "occlusion": "Occlusion"}
+__all__ = ["METHODS", "TITLES", "explain", "explain_maps", "explain_file", "patch_times", "StepProgress"]
+
+#: ``progress(step, done, total)``: ``step`` names the running method (e.g. "lime").
+StepProgress = Callable[[str, int, int], None]
 
 
 def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "vggish",
-                 lime_samples: int = 200, occlusion_stride=(8, 4), progress: bool = True) -> dict:
-    """Utterance maps ``{method: (n_frames, 64)}`` and forward-pass counts."""
+                 lime_samples: int = 200, occlusion_stride=(8, 4), progress: bool | StepProgress = True) -> dict:
+    """Utterance maps ``{method: (n_frames, 64)}``, cost per method and the Grad-CAM layer.
+
+    ``progress``: ``True`` draws tqdm bars, a callable gets ``(method, done, total)``.
+    """
     model = rec.model
     layers = model.gradcam_layers()
     if layer not in layers:
@@ -42,7 +51,11 @@ def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "v
     n_frames = analysis.log_mel.shape[0]
     maps, cost = {}, {}
     for m in methods:
-        pr = tqdm_progress(f"{m} {Path(analysis.clip.path or '').name}") if progress and m != "gradcam" else None
+        if callable(progress):
+            pr = (lambda done, total, _m=m: progress(_m, done, total))
+        else:
+            pr = tqdm_progress(f"{m} {Path(analysis.clip.path or '').name}") if progress and m != "gradcam" else None
+        t0 = time.perf_counter()
         if m == "gradcam":
             att = gradcam(model, layers[layer], x, target)
         elif m == "lime":
@@ -53,42 +66,91 @@ def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "v
             raise ValueError(f"unknown method {m!r}; use {', '.join(METHODS)}")
         maps[m] = utterance_map(att.maps, n_frames)
         cost[m] = {"forward_calls": att.forward_calls, "patches_evaluated": att.patches_evaluated,
-                   "backward_calls": att.backward_calls}
+                   "backward_calls": att.backward_calls, "seconds": round(time.perf_counter() - t0, 3)}
+        if callable(progress) and m == "gradcam":
+            progress(m, 1, 1)
     return {"maps": maps, "cost": cost, "layer": layer}
+
+
+def patch_times(n_patches: int, rec) -> np.ndarray:
+    """``(n_patches, 2)`` start/end in seconds of each patch of ``rec``'s patching."""
+    fs = rec.frontend.frame_seconds
+    starts = np.arange(n_patches) * rec.patch_config.hop_frames * fs
+    return np.stack([starts, starts + rec.patch_config.patch_frames * fs], axis=1) if n_patches else np.zeros((0, 2))
+
+
+def _focus_method(maps: dict, focus: str | None) -> str | None:
+    if focus is not None:
+        if focus not in maps:
+            raise ValueError(f"focus method {focus!r} was not computed (maps: {', '.join(maps)})")
+        return focus
+    if not maps:
+        return None
+    try:  # the method registry (explain/methods.py), where present, names the default
+        from emolens.explain.methods import DEFAULT_METHOD  # type: ignore[import-not-found]
+    except ImportError:
+        DEFAULT_METHOD = "gradcam"
+    return DEFAULT_METHOD if DEFAULT_METHOD in maps else next(iter(maps))
+
+
+def explain(rec, source, *, methods=METHODS, target: str | int | None = None, true_label: str | None = None,
+            layer: str = "vggish", lime_samples: int = 200, occlusion_stride=(8, 4),
+            with_faithfulness: bool = True, focus: str | None = None, tf_keep: float = 0.3,
+            progress: bool | StepProgress = True, max_seconds: float | None = None,
+            faithfulness_options: dict | None = None) -> Explanation:
+    """Compute the :class:`Explanation` of ``source`` (a path or an ``Analysis``).
+
+    ``focus``: the method whose map drives the focus audio (default: the registry's
+    default method when computed, else the first of ``methods``); signed maps are
+    clipped at 0 first. ``tf_keep``: share of STFT cells kept in the TF-masked audio.
+    ``faithfulness_options``: keyword arguments of
+    :func:`emolens.explain.faithfulness.faithfulness` (``steps``, ``n_orders``, ...).
+    """
+    if isinstance(source, (str, Path)):
+        a = rec.analyze(source) if max_seconds is None else rec.analyze(source, max_seconds=max_seconds)
+    else:
+        a = source
+    t = target_index(rec.classes, target) if target is not None else int(np.argmax(a.probs))
+    res = explain_maps(rec, a, t, methods, layer=layer, lime_samples=lime_samples,
+                       occlusion_stride=occlusion_stride, progress=progress)
+    maps = res["maps"]
+    sr, wave = a.clip.sample_rate, a.clip.samples
+    speech = getattr(a, "speech", None)
+    speech = None if speech is None else np.asarray(speech, dtype=bool)
+    voting = getattr(a, "voting", None)
+    if voting is None:
+        voting = a.keep & speech if speech is not None and speech.shape == a.keep.shape else a.keep
+    ex = Explanation(file=a.clip.path, classes=list(rec.classes), probs=np.asarray(a.probs),
+                     patch_probs=np.asarray(a.patch_probs), keep=np.asarray(a.keep, bool),
+                     voting=np.asarray(voting, bool), speech=speech,
+                     patch_times=patch_times(len(a.keep), rec), target=t, log_mel=a.log_mel, maps=maps,
+                     wave=wave, sample_rate=sr, cost=res["cost"], layer=res["layer"], true_label=true_label,
+                     target_given=target is not None, notes=list(a.clip.notes),
+                     extra={"vggish_pretrained": rec.config.get("vggish_pretrained")})
+    fm = _focus_method(maps, focus)
+    if fm is not None:
+        g = np.clip(maps[fm], 0.0, None)
+        ex.focus_method = fm
+        ex.focus_mask = focus_mask(g, len(wave), cfg=rec.frontend)
+        ex.focus_activation = focus_activation(g, len(wave), cfg=rec.frontend)
+        ex.focus_audio = focus_audio(wave, ex.focus_mask, sr)
+        ex.tf_audio = tf_masked_audio(wave, g, tf_keep, rec.frontend)
+    if with_faithfulness and maps:
+        if callable(progress):
+            progress("faithfulness", 0, 1)
+        ex.faithfulness = faithfulness(utterance_predictor(rec.model), a.log_mel, maps, t, **(faithfulness_options or {}))
+        if callable(progress):
+            progress("faithfulness", 1, 1)
+    return ex
 
 
 def explain_file(rec, path: str | Path, out: str | Path, *, methods=METHODS, target: str | None = None,
                  true_label: str | None = None, layer: str = "vggish", lime_samples: int = 200,
                  occlusion_stride=(8, 4), with_faithfulness: bool = True, progress: bool = True) -> dict:
     """Write the explanation files of ``path`` into ``out`` and return explanation.json's dict."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    a = rec.analyze(path)
-    t = target_index(rec.classes, target) if target is not None else int(np.argmax(a.probs))
-    res = explain_maps(rec, a, t, methods, layer=layer, lime_samples=lime_samples,
-                       occlusion_stride=occlusion_stride, progress=progress)
-    maps = res["maps"]
-    sr, wave = a.clip.sample_rate, a.clip.samples
-    title = (f"true: {true_label} | " if true_label else "") + f"predicted: {a.label} ({a.confidence:.2f})"
-    if target is not None:
-        title += f" | explaining: {rec.classes[t]}"
-    plot_four_panel(a.log_mel, {TITLES[m]: maps[m] for m in maps}, out / "explanation.png", title=title, cfg=rec.frontend)
-    info = {**a.as_dict(), "true_label": true_label, "target": rec.classes[t], "methods": list(maps),
-            "gradcam_layer": res["layer"], "cost": res["cost"],
-            "vggish_pretrained": rec.config.get("vggish_pretrained")}
-    if "gradcam" in maps:
-        g = maps["gradcam"]
-        mask = focus_mask(g, len(wave), cfg=rec.frontend)
-        write_wav(out / "focus.wav", focus_audio(wave, mask, sr), sr)
-        plot_focus(wave, sr, mask, out / "focus.png", title=f"Grad-CAM focus: {rec.classes[t]}",
-                   activation=focus_activation(g, len(wave), cfg=rec.frontend))
-        write_wav(out / "focus_tf.wav", tf_masked_audio(wave, g, 0.3, rec.frontend), sr)
-        info["focus_regions_s"] = [[round(s0, 3), round(s1, 3)] for s0, s1 in focus_regions(mask, sr)]
-        info["focus_fraction"] = float(mask.mean())
-    if with_faithfulness and maps:
-        fa = faithfulness(utterance_predictor(rec.model), a.log_mel, maps, t)
-        plot_faithfulness(fa, out / "faithfulness.png", title=f"deletion / insertion: {rec.classes[t]}")
-        info["faithfulness"] = {k: {kk: float(v[kk]) for kk in ("deletion_auc", "insertion_auc", "deletion_gain", "insertion_gain") if kk in v}
-                                for k, v in fa.items()}
-    (out / "explanation.json").write_text(json.dumps(info, indent=2))
-    return info
+    from emolens.report.explanation_files import write_explanation
+
+    ex = explain(rec, path, methods=methods, target=target, true_label=true_label, layer=layer,
+                 lime_samples=lime_samples, occlusion_stride=occlusion_stride,
+                 with_faithfulness=with_faithfulness, progress=progress)
+    return write_explanation(ex, out, cfg=rec.frontend)

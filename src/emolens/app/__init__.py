@@ -1,0 +1,2 @@
+"""The web app (``emolens app``): :mod:`emolens.app.session` computes, :mod:`emolens.app.ui`
+lays out the Gradio page."""

@@ -1,0 +1,130 @@
+"""`emolens app` in a real browser: the CLI serves the page on 127.0.0.1, headless
+Chromium uploads files and reads what the page shows."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from emolens.inference import EmotionRecognizer
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_run, tmp_path_factory):
+    pytest.importorskip("gradio", reason="gradio is not installed (pip install 'emolens[app]')")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "emolens.cli.main", "app", "--model", str(tiny_run),
+                                 "--port", str(port), "--lime-samples", "6",
+                                 "--max-seconds", "3", "--max-upload-mb", "0.5"], stdout=f, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"the app did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.5)
+        first = log.read_text().splitlines()[0]
+        workdir = first.split("files under ")[1].split(")")[0]
+        assert first.startswith(f"emolens app on {url[:-1]} (files under /")
+        yield url, workdir
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        if "workdir" in locals():
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+    assert "Traceback" not in log.read_text()
+
+
+def _upload(page, url, path):
+    page.goto(url)
+    page.locator("#input-audio input[type=file]").set_input_files(str(path))
+
+
+def test_app_analyses_an_emodb_clip(browser, app_url, emodb_dir, tiny_run, tmp_path):
+    app_url, workdir = app_url
+    clip = emodb_dir / "wav" / "03a01Wa.flac"
+    ref = EmotionRecognizer.from_dir(tiny_run).analyze(clip)
+    page = browser.new_page(viewport={"width": 1300, "height": 1800})
+    _upload(page, app_url, clip)
+    page.wait_for_selector("#map img", timeout=60000)
+    page.wait_for_function("document.querySelectorAll('#audio-tf audio').length > 0", timeout=30000)
+    emotion = page.inner_text("#emotion")
+    assert ref.label in emotion.split("\n")[1]  # the big label under the block title
+    for c, p in zip(ref.classes, ref.probs):  # every probability, as the page rounds it
+        assert f"{c}\n{round(100 * p)}%" in emotion
+    assert f"{ref.label} ({ref.confidence:.2f})" in page.inner_text("#message")
+    for sel in ("#timeline img", "#map img"):
+        w = page.eval_on_selector(sel, "e => e.complete ? e.naturalWidth : 0")
+        assert w > 500 and workdir in page.get_attribute(sel, "src"), sel  # served from the app's temporary folder
+    durations = {}
+    for sel in ("#audio-original", "#audio-focus", "#audio-tf"):
+        durations[sel] = page.eval_on_selector_all(sel + " audio", "es => es.map(e => e.duration).filter(d => d > 0)")
+        assert durations[sel] and abs(durations[sel][0] - 2.0) < 0.02, sel  # the 2-s clip, decoded by the browser
+    # the original player plays
+    assert page.eval_on_selector("#audio-original audio[src^='blob']",
+                                 "e => e.play().then(() => { e.pause(); return true; }, () => true)")
+    # switching the method to LIME recomputes (a new map image) and keeps the label
+    before = page.get_attribute("#map img", "src")
+    page.locator("#method input").click()
+    page.get_by_role("option", name="LIME").click()
+    page.wait_for_function("b => { const i = document.querySelector('#map img'); return i && i.src !== b && i.complete"
+                           " && i.naturalWidth > 500; }", arg=before, timeout=60000)
+    assert ref.label in page.inner_text("#emotion")
+    page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+    assert (tmp_path / "app.png").stat().st_size > 50_000
+    page.close()
+
+
+def test_app_shows_one_line_error_for_corrupt_file(browser, app_url, tmp_path):
+    app_url, _ = app_url
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF" + np.random.default_rng(0).bytes(4000))
+    page = browser.new_page()
+    _upload(page, app_url, bad)
+    page.wait_for_selector("#message .emolens-error", timeout=60000)
+    msg = page.inner_text("#message .emolens-error")
+    assert msg.startswith("emolens: error: broken.wav: cannot decode") and "/tmp" not in msg and "\n" not in msg.strip()
+    assert "Traceback" not in page.inner_text("body")
+    page.screenshot(path=str(tmp_path / "error.png"))
+    page.close()
+
+
+def test_app_limits_are_visible(browser, app_url, tmp_path):
+    import soundfile as sf
+
+    app_url, _ = app_url
+    noise = np.random.default_rng(0).standard_normal
+    sf.write(tmp_path / "long.wav", (0.1 * noise(4 * 16000)).astype(np.float32), 16000)  # 4 s > --max-seconds 3
+    sf.write(tmp_path / "big.wav", (0.1 * noise((44100 * 5, 2))).astype(np.float32), 44100)  # 1.8 MB > 0.5 MB
+    page = browser.new_page()
+    _upload(page, app_url, tmp_path / "long.wav")
+    page.wait_for_selector("#message .emolens-error", timeout=60000)
+    assert page.inner_text("#message .emolens-error") == ("emolens: error: long.wav: 4.0 s is longer than the 3 s limit; "
+                                                         "cut it into shorter clips or raise the limit (--max-seconds)")
+    _upload(page, app_url, tmp_path / "big.wav")  # refused by the server before any analysis
+    toast = page.get_by_text("File size exceeds the maximum allowed size of 500000 bytes")
+    toast.wait_for(timeout=30000)
+    assert "big.wav" in toast.inner_text()
+    page.close()

@@ -1,0 +1,72 @@
+"""The app's computing side (no web server): limits, errors, cached explanations, views."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from emolens.app.session import AppConfig, AppSession, model_card_markdown, profile_files
+from emolens.errors import AudioError
+from emolens.inference import EmotionRecognizer, load_recognizer, resolve_model
+
+
+@pytest.fixture(scope="module")
+def rec(tiny_run):
+    return EmotionRecognizer.from_dir(tiny_run)
+
+
+def _wav(path, seconds, sr=16000):
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(path, (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr)
+    return path
+
+
+def test_limits_and_bad_files(rec, tmp_path):
+    s = AppSession(rec, AppConfig(workdir=tmp_path / "w", max_seconds=2.0, max_upload_mb=0.05))
+    with pytest.raises(AudioError, match="over the 0.05 MB upload limit"):
+        s.analyse(_wav(tmp_path / "big.wav", 1.9))  # 60.8 kB of PCM16
+    s.config.max_upload_mb = 1.0
+    with pytest.raises(AudioError, match="longer|seconds|long"):
+        s.analyse(_wav(tmp_path / "long.wav", 3.0))
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not really a wav" * 10)
+    with pytest.raises(AudioError):
+        s.analyse(bad)
+    with pytest.raises(AudioError, match="no recording"):
+        s.analyse(tmp_path / "missing.wav")
+
+
+def test_view_cached_and_rendered(rec, tmp_path):
+    cfg = AppConfig(workdir=tmp_path / "w", lime_samples=6)
+    s = AppSession(rec, cfg)
+    a = s.analyse(_wav(tmp_path / "ok.wav", 1.2))
+    v = s.view("gradcam")
+    assert v.explanation.target_label == a.label and abs(sum(v.probabilities.values()) - 1) < 1e-5
+    for p in (v.timeline_png, v.map_png):
+        assert p.is_file() and p.read_bytes()[:4] == b"\x89PNG" and cfg.workdir in p.parents
+    steps = []
+    v2 = s.view("lime", "sad", lambda st, d, t: steps.append((st, d, t)))
+    assert v2.explanation.focus_method == "lime" and v2.explanation.target_label == "sad" and steps[-1] == ("lime", 2, 2)
+    assert s.explanation("lime", "sad") is v2.explanation and len(s.cache) == 2  # no recomputation
+
+
+def test_model_card_and_profile(tiny_run, tmp_path):
+    md = model_card_markdown(tiny_run)
+    assert "angry, happy, neutral, sad" in md and "no MODEL_CARD.md" in md
+    (tmp_path / "MODEL_CARD.md").write_text("# card\nhello")
+    assert model_card_markdown(tmp_path) == "# card\nhello"
+    assert profile_files(tmp_path) == (None, None)
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile" / "profile.json").write_text(json.dumps({"summary": {"sad": {"n": 3}}}))
+    assert profile_files(tmp_path)[1]["summary"]["sad"]["n"] == 3
+
+
+def test_resolve_model(tiny_run, monkeypatch):
+    assert load_recognizer(tiny_run).classes == ["angry", "happy", "neutral", "sad"]
+    assert resolve_model(tiny_run) == tiny_run
+    import emolens.resources
+
+    monkeypatch.setattr(emolens.resources, "default_model_dir", lambda: None)
+    with pytest.raises(Exception, match="no --model given and this emolens install has no default model"):
+        resolve_model(None)

@@ -1,0 +1,73 @@
+"""explain() returns one Explanation; the file writer renders it (same files as before)."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from emolens.explain.explanation import Explanation
+from emolens.explain.pipeline import explain, patch_times
+from emolens.inference import EmotionRecognizer
+from emolens.report.explanation_files import write_explanation
+
+
+@pytest.fixture(scope="module")
+def rec(tiny_run):
+    return EmotionRecognizer.from_dir(tiny_run)
+
+
+@pytest.fixture
+def clip(tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.arange(24000) / 16000
+    x = (0.3 * np.sin(2 * np.pi * 300 * t) * (t > 0.5) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    p = tmp_path / "clip.wav"
+    sf.write(p, x, 16000)
+    return p
+
+
+def test_explanation_object(rec, clip):
+    ex = explain(rec, clip, methods=["gradcam", "lime"], lime_samples=20, progress=False,
+                 faithfulness_options={"steps": 5, "n_orders": 1})
+    assert isinstance(ex, Explanation)
+    n_frames = ex.log_mel.shape[0]
+    assert ex.log_mel.shape == (n_frames, 64) and n_frames == 148  # 1.5 s: 1 + (24000 - 400) // 160
+    assert set(ex.maps) == {"gradcam", "lime"} and all(m.shape == (n_frames, 64) for m in ex.maps.values())
+    n = len(ex.keep)
+    assert n == 3 and ex.patch_probs.shape == (n, 4) and ex.voting.tolist() == ex.keep.tolist() and ex.speech is None
+    np.testing.assert_allclose(ex.probs, ex.patch_probs[ex.keep].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(ex.patch_times, [[0, 0.96], [0.48, 1.44], [0.96, 1.92]], atol=1e-9)
+    assert ex.target == int(np.argmax(ex.probs)) and ex.label == rec.classes[ex.target]
+    assert ex.focus_method == "gradcam" and ex.focus_mask.shape == ex.wave.shape == ex.focus_audio.shape == ex.tf_audio.shape
+    assert 0 < ex.focus_mask.mean() < 1 and np.all(ex.focus_audio[~ex.focus_mask] == 0)
+    assert set(ex.faithfulness) == {"gradcam", "lime", "random"} and len(ex.faithfulness["lime"]["deletion"]) == 6
+    assert ex.cost["lime"]["patches_evaluated"] == 3 * 20 and ex.cost["gradcam"]["backward_calls"] == 1
+    d = ex.as_dict()
+    assert [p["start_s"] for p in d["patch_timeline"]] == [0.0, 0.48, 0.96] and d["patches_voting"] == 3
+    assert abs(sum(d["probabilities"].values()) - 1) < 1e-5
+
+
+def test_focus_method_and_target_and_speech(rec, clip):
+    a = rec.analyze(clip)
+    a.speech = np.array([False, True, True])  # what speech gating adds to Analysis
+    ex = explain(rec, a, methods=["gradcam", "lime"], target="sad", focus="lime", lime_samples=10,
+                 with_faithfulness=False, progress=False)
+    assert ex.target_label == "sad" and ex.focus_method == "lime" and ex.faithfulness == {}
+    assert ex.voting.tolist() == [False, True, True] and "explaining: sad" in ex.title()
+    # the focus follows LIME's positive part, not Grad-CAM
+    g = explain(rec, a, methods=["gradcam"], target="sad", with_faithfulness=False, progress=False)
+    assert not np.array_equal(ex.focus_mask, g.focus_mask)
+    steps = []
+    explain(rec, a, methods=["lime"], lime_samples=5, with_faithfulness=False, progress=lambda s, d, t: steps.append((s, d, t)))
+    assert steps[-1] == ("lime", 3, 3)
+
+
+def test_writer_round_trip(rec, clip, tmp_path):
+    ex = explain(rec, clip, methods=["gradcam"], progress=False, faithfulness_options={"steps": 4, "n_orders": 1})
+    info = write_explanation(ex, tmp_path / "out", cfg=rec.frontend)
+    for name in ("explanation.png", "focus.wav", "focus.png", "focus_tf.wav", "faithfulness.png", "explanation.json"):
+        assert (tmp_path / "out" / name).stat().st_size > 0, name
+    assert json.loads((tmp_path / "out" / "explanation.json").read_text()) == json.loads(json.dumps(info))
+    focus, sr = sf.read(tmp_path / "out" / "focus.wav", dtype="float32")
+    assert sr == 16000 and np.allclose(focus, ex.focus_audio, atol=1 / 32767)
