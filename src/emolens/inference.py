@@ -17,6 +17,7 @@ import torch
 from emolens.audio.io import DEFAULT_MAX_SECONDS, AudioClip, load_audio
 from emolens.features.mel import FrontEndConfig, frontend_from_dict, log_mel, mel_spectrogram
 from emolens.features.patches import PatchConfig, log_mel_patches
+from emolens.models.backends import Backend, TorchBackend, make_backend
 from emolens.models.io import load_model
 from emolens.selection.gds import GaussianDataSelector
 
@@ -58,10 +59,13 @@ class Analysis:
 
 
 class EmotionRecognizer:
-    """A trained emolens model with its front end and GDS selector."""
+    """A trained emolens model with its front end, GDS selector and inference backend
+    (``backend``: :class:`TorchBackend` of ``model`` unless given; the explanations
+    always use the torch ``model``)."""
 
-    def __init__(self, model, config: dict, gds_state: dict | None = None):
+    def __init__(self, model, config: dict, gds_state: dict | None = None, backend: Backend | None = None):
         self.model = model.eval()
+        self.backend: Backend = backend or TorchBackend(self.model)
         self.config = config
         self.classes: list[str] = list(config["classes"])
         fe = config["frontend"]
@@ -71,27 +75,19 @@ class EmotionRecognizer:
                          if gds_state is not None and config.get("gds", {}).get("enabled") else None)
 
     @classmethod
-    def from_dir(cls, run_dir: str | Path) -> "EmotionRecognizer":
+    def from_dir(cls, run_dir: str | Path, backend: str = "torch", threads: int | None = None) -> "EmotionRecognizer":
+        """Load a run directory; ``backend``: ``torch``, ``onnx`` or ``auto`` (ONNX Runtime
+        when installed: the faster one), ``threads``: CPU threads (default: all usable cores)."""
         model, config, gds = load_model(run_dir)
-        return cls(model, config, gds)
+        return cls(model, config, gds, make_backend(backend, model, run_dir, threads))
 
-    @torch.no_grad()
-    def patch_outputs(self, patches: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+    def patch_outputs(self, patches: np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Emotion softmax ``(n, C)`` and YAMNet's AudioSet scores ``(n, 521)`` (``None``
-        for a model without a YAMNet branch) for log-mel patches ``(n, 96, 64)``."""
-        probs, audioset = [], []
-        with_as = self.model.yamnet is not None
-        for s in range(0, len(patches), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(patches[s : s + batch_size], dtype=np.float32)).unsqueeze(1)
-            if with_as:
-                logits, scores = self.model.forward_with_audioset(x)
-                audioset.append(scores.numpy())
-            else:
-                logits = self.model(x)
-            probs.append(torch.softmax(logits, 1).numpy())
-        return np.concatenate(probs), (np.concatenate(audioset) if with_as else None)
+        for a model without a YAMNet branch) for log-mel patches ``(n, 96, 64)``, by the
+        recognizer's backend, ``batch_size`` patches per pass (default: the backend's)."""
+        return self.backend.run(patches, batch_size)
 
-    def patch_probabilities(self, patches: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    def patch_probabilities(self, patches: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Softmax ``(n, C)`` for log-mel patches ``(n, 96, 64)``."""
         return self.patch_outputs(patches, batch_size)[0]
 
@@ -107,7 +103,7 @@ class EmotionRecognizer:
             keep = self.selector.select(patches, np.zeros(len(patches), int)).keep
         return log_mel(mel, "vggish"), patches, keep
 
-    def analyze_clips(self, clips: list[AudioClip], batch_size: int = 64) -> list[Analysis]:
+    def analyze_clips(self, clips: list[AudioClip], batch_size: int | None = None) -> list[Analysis]:
         """Classify several clips with their patches batched together."""
         parts = [self._patches(c) for c in clips]
         if not parts:
