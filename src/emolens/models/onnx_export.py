@@ -15,17 +15,20 @@ never used for a retrained model.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from emolens.errors import ModelError
 from emolens.models.fusion import FusionNet
 from emolens.models.io import CONFIG_FILE, MODEL_FILE
+from emolens.models.yamnet import Conv2dSame, same_padding
 
 log = logging.getLogger("emolens")
 
@@ -34,6 +37,48 @@ OPSET = 17
 #: Metadata key holding :func:`run_fingerprint` of the source run.
 FINGERPRINT_KEY = "emolens_weights_sha256"
 INPUT_NAME = "patches"
+
+
+class _StaticPadConv(nn.Module):
+    """A :class:`Conv2dSame` with its TF 'SAME' pads fixed for one input size, so the
+    exported graph has constant pads (ONNX Runtime then fuses Pad into Conv and keeps
+    its blocked NCHWc layout through the network; the shape-derived pads of the eager
+    module export as ~10 shape ops per conv and break that fusion)."""
+
+    def __init__(self, conv: Conv2dSame, pads: tuple[int, int, int, int]):
+        super().__init__()
+        self.conv, self.pads = conv, pads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(self.pads):
+            x = F.pad(x, self.pads)
+        c = self.conv
+        return F.conv2d(x, c.weight, c.bias, c.stride, 0, c.dilation, c.groups)
+
+
+def static_padding_copy(model: FusionNet, patch_shape: tuple[int, int] = (96, 64)) -> FusionNet:
+    """A copy of ``model`` whose 'SAME' convolutions pad by constants computed for
+    ``patch_shape`` input (same outputs for that shape, checked by the parity test)."""
+    model = copy.deepcopy(model).eval()
+    pads: dict[str, tuple[int, int, int, int]] = {}
+    hooks = []
+    for name, m in model.named_modules():
+        if isinstance(m, Conv2dSame):
+            def hook(mod, inp, name=name):  # noqa: ANN001, ANN202
+                h, w = inp[0].shape[-2:]
+                top, bottom = same_padding(h, mod.kernel_size[0], mod.stride[0], mod.dilation[0])
+                left, right = same_padding(w, mod.kernel_size[1], mod.stride[1], mod.dilation[1])
+                pads[name] = (left, right, top, bottom)
+            hooks.append(m.register_forward_pre_hook(hook))
+    with torch.no_grad():
+        model(torch.zeros(1, 1, *patch_shape))
+    for h in hooks:
+        h.remove()
+    for name, p in pads.items():
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attr, _StaticPadConv(getattr(parent, attr), p))
+    return model
 
 
 class _ExportWrapper(nn.Module):
@@ -78,7 +123,7 @@ def export_onnx(model: FusionNet, path: str | Path, fingerprint: str = "",
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval().cpu()
+    model = static_padding_copy(model.eval().cpu(), patch_shape)
     names = output_names(model)
     x = torch.zeros(2, 1, *patch_shape)
     tmp = path.with_name(path.name + ".part")
@@ -87,12 +132,70 @@ def export_onnx(model: FusionNet, path: str | Path, fingerprint: str = "",
         torch.onnx.export(_ExportWrapper(model), (x,), str(tmp), input_names=[INPUT_NAME], output_names=names,
                           dynamic_axes={n: {0: "n"} for n in [INPUT_NAME, *names]},
                           opset_version=OPSET, dynamo=False)
-    proto = onnx.load(str(tmp))
+    proto = fold_pads_into_convs(_constant_folded(tmp))
     meta = proto.metadata_props.add()
     meta.key, meta.value = FINGERPRINT_KEY, fingerprint
     onnx.save(proto, str(tmp))
     tmp.replace(path)
     return path
+
+
+def _constant_folded(path: Path):  # noqa: ANN202 - onnx.ModelProto
+    """The graph after ONNX Runtime's basic (hardware-independent, standard-op) passes:
+    constant folding turns the exported pad arithmetic into initializers."""
+    import onnx
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.log_severity_level = 3
+    folded = path.with_name(path.name + ".basic")
+    so.optimized_model_filepath = str(folded)
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    proto = onnx.load(str(folded))
+    folded.unlink()
+    return proto
+
+
+def fold_pads_into_convs(proto):  # noqa: ANN001, ANN201 - onnx.ModelProto in and out
+    """Remove every zero-valued constant ``Pad`` (spatial axes only) whose one consumer
+    is a ``Conv`` by moving its pads into the Conv's own (possibly asymmetric) ``pads``
+    attribute - the same arithmetic, one node less, and no layout break in between."""
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    drop = []
+    for pad in [n for n in graph.node if n.op_type == "Pad"]:
+        users = consumers.get(pad.output[0], [])
+        mode = next((helper.get_attribute_value(a) for a in pad.attribute if a.name == "mode"), b"constant")
+        if len(users) != 1 or users[0].op_type != "Conv" or mode != b"constant" or pad.input[1] not in inits:
+            continue
+        if len(pad.input) > 2 and pad.input[2] and (pad.input[2] not in inits or float(inits[pad.input[2]]) != 0.0):
+            continue
+        if len(pad.input) > 3 and pad.input[3]:
+            continue  # axes input: leave alone
+        p = [int(v) for v in inits[pad.input[1]]]
+        if len(p) != 8 or p[0] or p[1] or p[4] or p[5] or min(p) < 0:
+            continue
+        conv = users[0]
+        attrs = {a.name: a for a in conv.attribute}
+        if "auto_pad" in attrs and helper.get_attribute_value(attrs["auto_pad"]) not in (b"NOTSET", b""):
+            continue
+        old = list(helper.get_attribute_value(attrs["pads"])) if "pads" in attrs else [0, 0, 0, 0]
+        new = [old[0] + p[2], old[1] + p[3], old[2] + p[6], old[3] + p[7]]
+        if "pads" in attrs:
+            conv.attribute.remove(attrs["pads"])
+        conv.attribute.append(helper.make_attribute("pads", new))
+        conv.input[0] = pad.input[0]
+        drop.append(pad)
+    for n in drop:
+        graph.node.remove(n)
+    return proto
 
 
 def onnx_fingerprint(path: str | Path) -> str | None:
