@@ -22,6 +22,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from emolens.cli import predict as predict_cli
     from emolens.corpora.parsers import list_corpora
 
     ap = argparse.ArgumentParser(prog="emolens", description="Speech emotion recognition you can see and hear.")
@@ -57,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path, help="run directory written by `emolens train`")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
-    p.add_argument("--max-seconds", type=float, default=600.0, help="reject recordings longer than this (default 600)")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="reject recordings longer than this (default 600; `emolens timeline` takes any length)")
+    predict_cli.add_arguments(p)
     _add_common(p)
 
     p = sub.add_parser("explain", help="Grad-CAM, LIME and Occlusion maps, focus audio and faithfulness for files")
