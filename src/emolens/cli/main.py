@@ -22,7 +22,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from emolens.cli import predict as predict_cli
+    from emolens.cli import export as export_cli, predict as predict_cli, timeline as timeline_cli
     from emolens.corpora.parsers import list_corpora
 
     ap = argparse.ArgumentParser(prog="emolens", description="Speech emotion recognition you can see and hear.")
@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use at most this many recordings per emotion")
     _add_common(p)
 
+    timeline_cli.add_parser(sub)
+    export_cli.add_parser(sub)
+
     p = sub.add_parser("weights", help="find or download the pretrained backbone weights")
     p.add_argument("action", choices=["where", "download"])
     p.add_argument("name", nargs="?", default="all", choices=["all", "yamnet", "vggish"])
@@ -115,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from emolens.cli import commands
 
-        return int(getattr(commands, f"cmd_{args.command}")(args) or 0)
+        cmd = getattr(args, "func", None) or getattr(commands, f"cmd_{args.command}")  # func: sub-commands in their own module
+        return int(cmd(args) or 0)
     except EmolensError as exc:
         print(f"emolens: error: {exc}", file=sys.stderr)
         return 2

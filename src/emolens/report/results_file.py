@@ -98,7 +98,7 @@ class ResultsFile:
 
     def _write_csv(self, row: list) -> None:
         buf = io.StringIO()
-        csv.writer(buf).writerow(row)
+        csv.writer(buf, lineterminator="\n").writerow(row)
         self._f.write(buf.getvalue())
         self._f.flush()
 
