@@ -25,6 +25,7 @@ def add_arguments(p) -> None:  # noqa: ANN001 - argparse parser
                    help="inference backend (default auto: ONNX Runtime when installed, the faster one)")
     p.add_argument("--workers", type=int, default=2, help="decoding threads (default 2)")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: all usable cores)")
+    p.add_argument("--batch-files", type=int, default=32, help="files whose patches share forward passes (default 32)")
 
 
 def cmd_predict(args) -> int:
@@ -45,7 +46,8 @@ def cmd_predict(args) -> int:
     if not args.json:
         print(f"{'file':<40} {'emotion':<9} {'p':>5}  " + " ".join(f"{c[:7]:>7}" for c in rec.classes))
     failures = 0
-    cfg = BatchConfig(workers=max(1, getattr(args, "workers", 2)), max_seconds=args.max_seconds)
+    cfg = BatchConfig(workers=max(1, getattr(args, "workers", 2)), files_per_batch=max(1, getattr(args, "batch_files", 32)),
+                      max_seconds=args.max_seconds)
     try:
         for r in iter_file_results(rec, todo, cfg):
             record = sink.write(r) if sink is not None else result_record(r, rec.classes)
