@@ -1,7 +1,8 @@
 """Classifying many files: parallel decoding, batched inference, results in input order.
 
-:func:`iter_file_results` decodes files (read, mix to mono, resample) in a thread pool
-- libsndfile, soxr and the FFTs release the GIL - with a bounded look-ahead, so memory
+:func:`iter_file_results` decodes files (read, mix to mono, resample) and computes their
+front end and GDS in a thread pool - libsndfile, soxr, the FFTs and numpy release the
+GIL - while the model classifies earlier files, with a bounded look-ahead, so memory
 stays flat over thousands of files, and classifies them ``files_per_batch`` at a time
 (their patches share forward passes of the backend). Each file gives one
 :class:`FileResult`: an :class:`Analysis` or a one-line error; a bad file never stops
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from threadpoolctl import threadpool_limits
+
 from emolens.audio.io import DEFAULT_MAX_SECONDS, load_audio
 from emolens.errors import AudioError, EmolensError
 from emolens.inference import Analysis, EmotionRecognizer
@@ -30,8 +33,8 @@ class BatchConfig:
     """How a folder run is parallelised.
 
     Attributes:
-        workers: decoding threads (default 2; decoding is ~10x faster than the model,
-            more threads mainly take cores from inference).
+        workers: decoding threads (default 2; each decodes, resamples and runs the
+            front end and GDS of a file while the model classifies earlier ones).
         files_per_batch: files whose patches share the backend's forward passes.
         lookahead: files decoded ahead of the model, in batches (bounds memory).
         max_seconds: recordings longer than this are reported as errors.
@@ -63,9 +66,11 @@ def file_key(path: str | Path) -> tuple[str, int, int]:
         return str(p.absolute()), -1, -1
 
 
-def _decode(path: Path, sample_rate: int, max_seconds: float | None):
+def _decode(rec: EmotionRecognizer, path: Path, max_seconds: float | None):
+    """``(clip, prepared front end + GDS)`` or a one-line error message."""
     try:
-        return load_audio(path, sample_rate=sample_rate, max_seconds=max_seconds)
+        clip = load_audio(path, sample_rate=rec.frontend.sample_rate, max_seconds=max_seconds)
+        return clip, rec.prepare_clip(clip)
     except AudioError as exc:
         msg = str(exc)
         return msg + f"; {TIMELINE_HINT}" if "limit" in msg and "longer than" in msg else msg
@@ -77,10 +82,12 @@ def iter_file_results(rec: EmotionRecognizer, paths: Iterable[str | Path],
                       cfg: BatchConfig = BatchConfig()) -> Iterator[FileResult]:
     """Classify ``paths`` and yield one :class:`FileResult` per file, in input order,
     as soon as its batch is done."""
-    sr = rec.frontend.sample_rate
     window = max(1, cfg.files_per_batch) * max(1, cfg.lookahead + 1)
     it = iter(paths)
-    with ThreadPoolExecutor(max_workers=max(1, cfg.workers), thread_name_prefix="emolens-decode") as pool:
+    # BLAS threads off: the front end's small matrix products are ~4x slower with
+    # OpenBLAS's thread hand-offs, and the cores are busy with the model and decoding.
+    with threadpool_limits(1, user_api="blas"), \
+            ThreadPoolExecutor(max_workers=max(1, cfg.workers), thread_name_prefix="emolens-decode") as pool:
         pending: deque = deque()
 
         def fill() -> None:
@@ -89,15 +96,15 @@ def iter_file_results(rec: EmotionRecognizer, paths: Iterable[str | Path],
                     p = Path(next(it))
                 except StopIteration:
                     return
-                pending.append((p, pool.submit(_decode, p, sr, cfg.max_seconds)))
+                pending.append((p, pool.submit(_decode, rec, p, cfg.max_seconds)))
 
         fill()
         while pending:
             batch = [pending.popleft() for _ in range(min(cfg.files_per_batch, len(pending)))]
             fill()
             decoded = [(p, f.result()) for p, f in batch]
-            clips = [d for _, d in decoded if not isinstance(d, str)]
-            analyses = iter(rec.analyze_clips(clips)) if clips else iter(())
+            good = [d for _, d in decoded if not isinstance(d, str)]
+            analyses = iter(rec.analyze_clips([c for c, _ in good], prepared=[q for _, q in good]) if good else ())
             for p, d in decoded:
                 if isinstance(d, str):
                     yield FileResult(p, file_key(p), error=d)

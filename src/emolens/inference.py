@@ -103,9 +103,16 @@ class EmotionRecognizer:
             keep = self.selector.select(patches, np.zeros(len(patches), int)).keep
         return log_mel(mel, "vggish"), patches, keep
 
-    def analyze_clips(self, clips: list[AudioClip], batch_size: int | None = None) -> list[Analysis]:
-        """Classify several clips with their patches batched together."""
-        parts = [self._patches(c) for c in clips]
+    def prepare_clip(self, clip: AudioClip) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Front end + GDS of one clip (thread-safe; what :meth:`analyze_clips` takes
+        as ``prepared``, so decoding threads can do it while the model runs)."""
+        return self._patches(clip)
+
+    def analyze_clips(self, clips: list[AudioClip], batch_size: int | None = None,
+                      prepared: list | None = None) -> list[Analysis]:
+        """Classify several clips with their patches batched together (``prepared``:
+        their :meth:`prepare_clip` results, when already computed)."""
+        parts = prepared if prepared is not None else [self._patches(c) for c in clips]
         if not parts:
             return []
         probs = self.patch_probabilities(np.concatenate([p[1] for p in parts]), batch_size)

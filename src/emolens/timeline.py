@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from emolens.errors import SelectionError
 from emolens.features.stream import StreamInfo, stream_patches
@@ -148,9 +149,10 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
     t0 = time.perf_counter()
     info = StreamInfo()
     probs, voting = [], []
-    for _, patches in stream_patches(path, rec.frontend, rec.patch_config, cfg.block_seconds, info):
-        probs.append(rec.patch_outputs(patches)[0])
-        voting.append(_voting(rec, patches))
+    with threadpool_limits(1, user_api="blas"):  # see emolens.batch: faster front end, cores left to the model
+        for _, patches in stream_patches(path, rec.frontend, rec.patch_config, cfg.block_seconds, info):
+            probs.append(rec.patch_outputs(patches)[0])
+            voting.append(_voting(rec, patches))
     p = moving_average(np.concatenate(probs), cfg.smooth)
     v = np.concatenate(voting)
     fs = rec.frontend.frame_seconds
