@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -57,7 +58,14 @@ def emolens_pipeline(rec, files: list[Path]) -> float:
 
 
 def stage_profile(rec, files: list[Path]) -> dict[str, float]:
-    """Sequential seconds per stage over ``files``."""
+    """Sequential seconds per stage over ``files`` (BLAS single-threaded, as in predict)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        return _stage_profile(rec, files)
+
+
+def _stage_profile(rec, files: list[Path]) -> dict[str, float]:
     from emolens.audio.io import load_audio
     from emolens.features.mel import mel_spectrogram
     from emolens.features.patches import log_mel_patches
@@ -87,6 +95,28 @@ def stage_profile(rec, files: list[Path]) -> dict[str, float]:
     return t
 
 
+def random_fusion_run(default_run: str, tflite: str, dest: Path) -> str:
+    """A fusion run for timing only: published YAMNet, random VGGish and head (speed
+    does not depend on the weights' values), the default run's classes/front end/GDS."""
+    import json
+
+    import torch
+
+    from emolens.models.fusion import MODEL_STREAMS, FusionNet
+    from emolens.models.io import load_model, save_model
+    from emolens.models.yamnet import yamnet_from_tflite
+
+    if (dest / "model.json").exists():
+        return str(dest)
+    _, cfg, gds = load_model(default_run)
+    torch.manual_seed(0)
+    model = FusionNet(len(cfg["classes"]), MODEL_STREAMS["fusion"], yamnet=yamnet_from_tflite(tflite)).eval()
+    cfg = json.loads(json.dumps(cfg))
+    cfg.update(model="fusion", streams=list(MODEL_STREAMS["fusion"]), vggish_pretrained=False)
+    save_model(dest, model, cfg, gds)
+    return str(dest)
+
+
 def speed_table(args) -> None:
     import soundfile as sf
 
@@ -97,6 +127,8 @@ def speed_table(args) -> None:
     audio_s = sum(sf.info(str(f)).duration for f in files)
     print(f"{len(files)} files, {audio_s:.0f} s of audio from {args.corpus}; {args.threads} threads; "
           f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
+    if args.fusion == "random":
+        args.fusion = random_fusion_run(args.model, args.tflite, Path(tempfile.gettempdir()) / "emolens-bench-fusion")
     models = [("default", args.model)] + ([("fusion", args.fusion)] if args.fusion else [])
     recs = {}
     for name, run in models:
@@ -147,7 +179,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="/work/cache/runs/yamnet-emodb", help="the default (YAMNet) model's run dir")
-    ap.add_argument("--fusion", default=None, help="a fusion model's run dir (optional row)")
+    ap.add_argument("--fusion", default=None, help="a fusion model's run dir, or 'random' (published YAMNet + random VGGish/head: same speed)")
     ap.add_argument("--corpus", default=str(SHARED / "data" / "emodb-original"))
     ap.add_argument("--tflite", default=str(SHARED / "weights" / "yamnet.tflite"))
     ap.add_argument("--files", type=int, default=200)
