@@ -107,3 +107,13 @@ def test_killed_process_resumes(folder, make_run, tmp_path, capsys):
     assert main(cmd[3:]) == 0  # the same command, in this process
     assert f"resuming: {first} of 12" in capsys.readouterr().err
     assert len(_records(out)) == 12
+
+
+def test_over_long_file_is_an_error_that_points_to_timeline(folder, make_run, tmp_path, capsys):
+    out = tmp_path / "o.jsonl"
+    code = main(["predict", "--model", str(make_run()), str(folder / "a" / "clip09.wav"), str(folder / "b" / "clip00.wav"),
+                 "--backend", "torch", "--max-seconds", "1.0", "--out", str(out)])
+    err = capsys.readouterr().err
+    recs = [json.loads(l) for l in out.read_text().splitlines()]
+    assert code == 0 and len(recs) == 2 and "emolens timeline" in recs[0]["error"] and "label" in recs[1]
+    assert err.count("emolens: error:") == 1 and "emolens timeline" in err
