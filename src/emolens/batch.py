@@ -99,17 +99,21 @@ def iter_file_results(rec: EmotionRecognizer, paths: Iterable[str | Path],
                 pending.append((p, pool.submit(_decode, rec, p, cfg.max_seconds)))
 
         fill()
-        while pending:
-            batch = [pending.popleft() for _ in range(min(cfg.files_per_batch, len(pending)))]
-            fill()
-            decoded = [(p, f.result()) for p, f in batch]
-            good = [d for _, d in decoded if not isinstance(d, str)]
-            analyses = iter(rec.analyze_clips([c for c, _ in good], prepared=[q for _, q in good]) if good else ())
-            for p, d in decoded:
-                if isinstance(d, str):
-                    yield FileResult(p, file_key(p), error=d)
-                else:
-                    yield FileResult(p, file_key(p), analysis=next(analyses))
+        try:
+            while pending:
+                batch = [pending.popleft() for _ in range(min(cfg.files_per_batch, len(pending)))]
+                fill()
+                decoded = [(p, f.result()) for p, f in batch]
+                good = [d for _, d in decoded if not isinstance(d, str)]
+                analyses = iter(rec.analyze_clips([c for c, _ in good], prepared=[q for _, q in good]) if good else ())
+                for p, d in decoded:
+                    if isinstance(d, str):
+                        yield FileResult(p, file_key(p), error=d)
+                    else:
+                        yield FileResult(p, file_key(p), analysis=next(analyses))
+        finally:  # stopped early (Ctrl-C, closed generator): do not decode the look-ahead
+            for _, f in pending:
+                f.cancel()
 
 
 def default_workers() -> int:

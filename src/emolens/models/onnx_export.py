@@ -198,15 +198,4 @@ def fold_pads_into_convs(proto):  # noqa: ANN001, ANN201 - onnx.ModelProto in an
     return proto
 
 
-def onnx_fingerprint(path: str | Path) -> str | None:
-    """The :data:`FINGERPRINT_KEY` stored in an exported file (``None`` if absent/unreadable)."""
-    import onnxruntime as ort
-
-    try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception:  # noqa: BLE001 - any unreadable file means "export again"
-        return None
-    return sess.get_modelmeta().custom_metadata_map.get(FINGERPRINT_KEY)
-
-
-__all__ = ["export_onnx", "run_fingerprint", "onnx_fingerprint", "OPSET", "FINGERPRINT_KEY"]
+__all__ = ["export_onnx", "run_fingerprint", "fold_pads_into_convs", "static_padding_copy", "OPSET", "FINGERPRINT_KEY"]
