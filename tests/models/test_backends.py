@@ -77,3 +77,52 @@ def test_onnx_parity_on_real_clips(make_run, emodb_dir, weights_dir, tmp_path, m
     patches = np.concatenate([torch_rec.analyze(f).patches for f in files[:4]])
     (p_t, s_t), (p_o, s_o) = torch_rec.patch_outputs(patches), onnx_rec.patch_outputs(patches)
     assert np.abs(s_t - s_o).max() < 1e-4 and s_t[:, 0].mean() > 0.5  # AudioSet "Speech" on speech
+
+
+class _VGGishLike(__import__("torch").nn.Module):
+    """A small conv net whose layers carry VGGish's module names (features, embeddings)."""
+
+    def __init__(self):
+        import torch
+        from torch import nn
+
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4),
+                                      nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4))
+        self.embeddings = nn.Sequential(nn.Flatten(), nn.Linear(32 * 6 * 4, 3))
+
+    def forward(self, x):
+        import torch
+
+        return torch.softmax(self.embeddings(self.features(x)), 1)
+
+
+def test_int8_quantises_the_vggish_layers_only(tmp_path, make_run):
+    import onnx
+    import torch
+
+    from emolens.models.onnx_export import QUANTIZED_KEY, quantize_vggish
+
+    net = _VGGishLike().eval()
+    src = tmp_path / "f.onnx"
+    torch.onnx.export(net, (torch.zeros(2, 1, 96, 64),), str(src), input_names=["patches"], output_names=["probs"],
+                      dynamic_axes={"patches": {0: "n"}, "probs": {0: "n"}}, dynamo=False)
+    proto = onnx.load(str(src))
+    m = proto.metadata_props.add()
+    m.key, m.value = "emolens_weights_sha256", "abc"
+    onnx.save(proto, str(src))
+    x = _patches(64)
+    q = quantize_vggish(src, tmp_path / "q.onnx", x[:48])
+    ops = [n.op_type for n in onnx.load(str(q)).graph.node]
+    assert ops.count("QuantizeLinear") >= 3 and ops.count("DequantizeLinear") >= 3
+    be = OnnxBackend(q)
+    assert be.quantized == "int8-vggish" and be.fingerprint == "abc"
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x[48:, None])).numpy()
+    got = be.run(x[48:])[0]
+    assert got.shape == (16, 3) and 0 < np.abs(got - ref).max() < 0.05  # quantised: close, not identical
+    model, _, _ = load_model(make_run())
+    yam = export_onnx(model, tmp_path / "y.onnx")
+    with pytest.raises(ModelError, match="VGGish"):
+        quantize_vggish(yam, tmp_path / "yq.onnx", x)

@@ -103,7 +103,9 @@ class OnnxBackend:
         self.batch_size = batch_size
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.n_classes = int(self.session.get_outputs()[0].shape[1])
-        self.fingerprint = self.session.get_modelmeta().custom_metadata_map.get("emolens_weights_sha256")
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.fingerprint = meta.get("emolens_weights_sha256")
+        self.quantized = meta.get("emolens_quantized")  # e.g. "int8-vggish", None for float
 
     def run(self, patches: np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         with_as = "audioset" in self.outputs
@@ -158,6 +160,8 @@ def onnx_for_run(run_dir: str | Path, model: FusionNet, threads: int | None = No
             except ModelError:
                 continue
             if be.fingerprint == fp:
+                if be.quantized:
+                    log.info("using %s (%s, made by `emolens export --int8`)", cand, be.quantized)
                 return be
     dest = onnx_cache_dir() / f"{fp[:32]}.onnx"
     log.info("exporting %s to ONNX once (%s)", run_dir, dest)
