@@ -117,13 +117,34 @@ def random_fusion_run(default_run: str, tflite: str, dest: Path) -> str:
     return str(dest)
 
 
+def int8_recognizer(run: str, threads: int, calib_files: list[Path]):
+    """The fusion run with its VGGish branch quantised to int8 (calibrated on files
+    not in the timed set)."""
+    from emolens.audio.io import load_audio
+    from emolens.features.mel import mel_spectrogram
+    from emolens.features.patches import log_mel_patches
+    from emolens.inference import EmotionRecognizer
+    from emolens.models.backends import OnnxBackend
+    from emolens.models.io import load_model
+    from emolens.models.onnx_export import quantize_vggish
+
+    rec = EmotionRecognizer.from_dir(run, backend="onnx", threads=threads)
+    dest = Path(tempfile.gettempdir()) / "emolens-bench-fusion-int8.onnx"
+    calib = np.concatenate([log_mel_patches(mel_spectrogram(load_audio(f).samples)) for f in calib_files])
+    quantize_vggish(rec.backend.path, dest, calib)
+    model, cfg, gds = load_model(run)
+    q = EmotionRecognizer(model, cfg, gds, OnnxBackend(dest, threads))
+    q.patch_outputs(np.zeros((8, 96, 64), np.float32))
+    return q
+
+
 def speed_table(args) -> None:
     import soundfile as sf
 
     from emolens.inference import EmotionRecognizer
 
     files = sorted((Path(args.corpus) / "wav").glob("*.flac")) or sorted(Path(args.corpus).rglob("*.flac"))
-    files = files[: args.files]
+    all_files, files = files, files[: args.files]
     audio_s = sum(sf.info(str(f)).duration for f in files)
     print(f"{len(files)} files, {audio_s:.0f} s of audio from {args.corpus}; {args.threads} threads; "
           f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
@@ -137,6 +158,8 @@ def speed_table(args) -> None:
             rec.analyze_clips([])  # no-op
             rec.patch_outputs(np.zeros((8, 96, 64), np.float32))  # warm-up (ORT builds its kernels)
             recs[f"{name} {backend}"] = rec
+    if args.fusion and not args.no_int8:
+        recs["fusion onnx int8-vggish"] = int8_recognizer(args.fusion, args.threads, all_files[-30:])
     best: dict[str, float] = {}
     for _ in range(args.repeats):  # interleaved, so load changes hit every row alike
         best["TFLite YAMNet (ai-edge-litert)"] = min(best.get("TFLite YAMNet (ai-edge-litert)", 1e9),
@@ -185,6 +208,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=200)
     ap.add_argument("--threads", type=int, default=usable_cores())
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--no-int8", action="store_true", help="skip the int8-VGGish fusion row")
     ap.add_argument("--work", default=None, help="prepared work dir (only with --head-training)")
     ap.add_argument("--head-training", action="store_true", help="time head training epochs instead")
     args = ap.parse_args()
