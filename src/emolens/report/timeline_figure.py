@@ -37,7 +37,7 @@ def plot_timeline(tl: Timeline, path: str | Path, title: str | None = None) -> P
     ax.set_xlabel(f"time ({unit})")
     ax.set_ylabel("probability")
     handles = [Patch(color=colours[c], label=c) for c in [*tl.classes, NO_SPEECH]]
-    ax.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=8, frameon=False)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=len(handles), fontsize=8, frameon=False)
     smooth = f", smoothed over {tl.config.smooth} patches" if tl.config.smooth > 1 else ""
     fig.suptitle(title or f"{Path(tl.path).name}: {tl.duration / scale:.1f} {unit}{smooth}")
     p = Path(path)
