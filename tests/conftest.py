@@ -90,3 +90,29 @@ def browser():
         b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    """``make_run(streams=("yamnet", "yamnet_mid"), gds_patches=None, yamnet=None) -> run dir``:
+    a saved 3-class model with a seeded random head (YAMNet random unless given); with
+    ``gds_patches`` ``(n, 96, 64)`` a GDS selector fitted on them is saved too."""
+    import torch
+
+    from emolens.models.fusion import FusionNet
+    from emolens.models.io import save_model
+
+    def make(streams=("yamnet", "yamnet_mid"), gds_patches=None, yamnet=None, name="run"):
+        torch.manual_seed(0)
+        model = FusionNet(3, tuple(streams), yamnet=yamnet).eval()
+        cfg = {"emolens_model": 1, "model": "test", "streams": list(streams), "classes": ["angry", "happy", "sad"],
+               "frontend": {"name": "vggish16k"}, "patches": {"patch_frames": 96, "hop_frames": 48},
+               "head": {"hidden": 256, "layer_dim": 256, "dropout": 0.3}, "gds": {"enabled": gds_patches is not None}}
+        state = None
+        if gds_patches is not None:
+            from emolens.selection.gds import GaussianDataSelector
+
+            state = GaussianDataSelector().fit(gds_patches).state_dict()
+        return save_model(tmp_path / name, model, cfg, state)
+
+    return make

@@ -18,6 +18,7 @@ from emolens.audio.io import DEFAULT_MAX_SECONDS, AudioClip, load_audio
 from emolens.features.mel import FrontEndConfig, frontend_from_dict, log_mel, mel_spectrogram
 from emolens.features.patches import PatchConfig, log_mel_patches
 from emolens.errors import ModelError
+from emolens.models.backends import Backend, TorchBackend, make_backend
 from emolens.models.io import load_model
 from emolens.selection.gds import GaussianDataSelector
 
@@ -72,12 +73,15 @@ def resolve_model(path: str | Path | None) -> Path:
 
 
 class EmotionRecognizer:
-    """A trained emolens model with its front end and GDS selector."""
+    """A trained emolens model with its front end, GDS selector and inference backend
+    (``backend``: :class:`TorchBackend` of ``model`` unless given; the explanations
+    always use the torch ``model``)."""
 
     model_dir: Path | None = None
 
-    def __init__(self, model, config: dict, gds_state: dict | None = None):
+    def __init__(self, model, config: dict, gds_state: dict | None = None, backend: Backend | None = None):
         self.model = model.eval()
+        self.backend: Backend = backend or TorchBackend(self.model)
         self.config = config
         self.classes: list[str] = list(config["classes"])
         fe = config["frontend"]
@@ -87,34 +91,26 @@ class EmotionRecognizer:
                          if gds_state is not None and config.get("gds", {}).get("enabled") else None)
 
     @classmethod
-    def from_dir(cls, run_dir: str | Path) -> "EmotionRecognizer":
+    def from_dir(cls, run_dir: str | Path, backend: str = "torch", threads: int | None = None) -> "EmotionRecognizer":
+        """Load a run directory; ``backend``: ``torch``, ``onnx`` or ``auto`` (ONNX Runtime
+        when installed: the faster one), ``threads``: CPU threads (default: all usable cores)."""
         model, config, gds = load_model(run_dir)
-        rec = cls(model, config, gds)
+        rec = cls(model, config, gds, make_backend(backend, model, run_dir, threads))
         rec.model_dir = Path(run_dir)
         return rec
 
     @classmethod
-    def default(cls) -> "EmotionRecognizer":
+    def default(cls, backend: str = "torch", threads: int | None = None) -> "EmotionRecognizer":
         """The model shipped with emolens (see ``emolens info`` for its card)."""
-        return cls.from_dir(resolve_model(None))
+        return cls.from_dir(resolve_model(None), backend=backend, threads=threads)
 
-    @torch.no_grad()
-    def patch_outputs(self, patches: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+    def patch_outputs(self, patches: np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Emotion softmax ``(n, C)`` and YAMNet's AudioSet scores ``(n, 521)`` (``None``
-        for a model without a YAMNet branch) for log-mel patches ``(n, 96, 64)``."""
-        probs, audioset = [], []
-        with_as = self.model.yamnet is not None
-        for s in range(0, len(patches), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(patches[s : s + batch_size], dtype=np.float32)).unsqueeze(1)
-            if with_as:
-                logits, scores = self.model.forward_with_audioset(x)
-                audioset.append(scores.numpy())
-            else:
-                logits = self.model(x)
-            probs.append(torch.softmax(logits, 1).numpy())
-        return np.concatenate(probs), (np.concatenate(audioset) if with_as else None)
+        for a model without a YAMNet branch) for log-mel patches ``(n, 96, 64)``, by the
+        recognizer's backend, ``batch_size`` patches per pass (default: the backend's)."""
+        return self.backend.run(patches, batch_size)
 
-    def patch_probabilities(self, patches: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    def patch_probabilities(self, patches: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Softmax ``(n, C)`` for log-mel patches ``(n, 96, 64)``."""
         return self.patch_outputs(patches, batch_size)[0]
 
@@ -130,9 +126,16 @@ class EmotionRecognizer:
             keep = self.selector.select(patches, np.zeros(len(patches), int)).keep
         return log_mel(mel, "vggish"), patches, keep
 
-    def analyze_clips(self, clips: list[AudioClip], batch_size: int = 64) -> list[Analysis]:
-        """Classify several clips with their patches batched together."""
-        parts = [self._patches(c) for c in clips]
+    def prepare_clip(self, clip: AudioClip) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Front end + GDS of one clip (thread-safe; what :meth:`analyze_clips` takes
+        as ``prepared``, so decoding threads can do it while the model runs)."""
+        return self._patches(clip)
+
+    def analyze_clips(self, clips: list[AudioClip], batch_size: int | None = None,
+                      prepared: list | None = None) -> list[Analysis]:
+        """Classify several clips with their patches batched together (``prepared``:
+        their :meth:`prepare_clip` results, when already computed)."""
+        parts = prepared if prepared is not None else [self._patches(c) for c in clips]
         if not parts:
             return []
         probs = self.patch_probabilities(np.concatenate([p[1] for p in parts]), batch_size)

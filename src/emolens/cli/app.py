@@ -27,7 +27,7 @@ def cmd_app(args) -> int:
     from emolens.inference import EmotionRecognizer, resolve_model
 
     run_dir = resolve_model(args.model)
-    rec = EmotionRecognizer.from_dir(run_dir)
+    rec = EmotionRecognizer.from_dir(run_dir, backend="auto")
     cfg = AppConfig(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
                     lime_samples=args.lime_samples, layer=args.layer)
     print(f"emolens app on http://{cfg.host}:{cfg.port} (files under {cfg.workdir}); Ctrl+C stops it", flush=True)

@@ -165,43 +165,9 @@ def _expand(inputs: list[Path]) -> list[Path]:
 
 
 def cmd_predict(args) -> int:
-    import sys
+    from emolens.cli.predict import cmd_predict as run
 
-    from emolens.audio.io import load_audio
-    from emolens.inference import EmotionRecognizer, resolve_model
-
-    rec = EmotionRecognizer.from_dir(resolve_model(args.model))
-    files = _expand(args.inputs)
-    failures = 0
-    if not args.json:
-        print(f"{'file':<40} {'emotion':<9} {'p':>5}  " + " ".join(f"{c[:7]:>7}" for c in rec.classes))
-    chunk = 16  # files whose patches share batched forward passes
-    for s in range(0, len(files), chunk):
-        results: list = []  # per file, in input order: an Analysis or the error message
-        for f in files[s : s + chunk]:
-            try:
-                results.append(load_audio(f, sample_rate=rec.frontend.sample_rate, max_seconds=args.max_seconds))
-            except EmolensError as exc:
-                failures += 1
-                results.append(str(exc))
-        analyses = iter(rec.analyze_clips([r for r in results if not isinstance(r, str)]))
-        for f, r in zip(files[s : s + chunk], results):
-            if isinstance(r, str):
-                if args.json:
-                    print(json.dumps({"file": str(f), "error": r}))
-                else:
-                    print(f"emolens: error: {r}", file=sys.stderr)
-                continue
-            a = next(analyses)
-            if args.json:
-                print(json.dumps(a.as_dict()))
-            else:
-                name = str(f) if len(str(f)) <= 40 else "…" + str(f)[-39:]
-                note = f"  ({'; '.join(a.clip.notes)})" if a.clip.notes else ""
-                print(f"{name:<40} {a.label:<9} {a.confidence:>5.2f}  " + " ".join(f"{p:>7.2f}" for p in a.probs) + note)
-    if rec.config.get("vggish_pretrained") is False and not args.json:
-        print("note: this model's VGGish branch was trained from random initialisation (no pretrained weights)")
-    return 2 if failures == len(files) else 0
+    return run(args)
 
 
 # --------------------------------------------------------------------------- weights

@@ -22,6 +22,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from emolens.cli import export as export_cli, predict as predict_cli, timeline as timeline_cli
     from emolens.corpora.parsers import list_corpora
 
     ap = argparse.ArgumentParser(prog="emolens", description="Speech emotion recognition you can see and hear.")
@@ -57,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, type=Path, help="run directory written by `emolens train` (default: the shipped model, see `emolens info`)")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
-    p.add_argument("--max-seconds", type=float, default=600.0, help="reject recordings longer than this (default 600)")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="reject recordings longer than this (default 600; `emolens timeline` takes any length)")
+    predict_cli.add_arguments(p)
     _add_common(p)
 
     p = sub.add_parser("explain", help="Grad-CAM, LIME and Occlusion maps, focus audio and faithfulness for files")
@@ -83,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     from emolens.cli import info as _info
 
     _info.add_parser(sub)
+    timeline_cli.add_parser(sub)
+    export_cli.add_parser(sub)
 
     p = sub.add_parser("weights", help="find or download the pretrained backbone weights")
     p.add_argument("action", choices=["where", "download"])
@@ -121,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from emolens.cli import commands
 
-        handler = getattr(args, "func", None) or getattr(commands, f"cmd_{args.command}")
-        return int(handler(args) or 0)
+        cmd = getattr(args, "func", None) or getattr(commands, f"cmd_{args.command}")  # func: sub-commands in their own module
+        return int(cmd(args) or 0)
     except EmolensError as exc:
         print(f"emolens: error: {exc}", file=sys.stderr)
         return 2

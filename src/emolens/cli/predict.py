@@ -1,0 +1,80 @@
+"""``emolens predict``: classify files and folders, streaming results as they come.
+
+Folders are walked recursively; files are decoded in parallel and classified in
+batches; each result is printed (a table row, or a JSON line with ``--json``) and, with
+``--out FILE.jsonl|.csv``, appended to that file at once. Re-running with the same
+``--out`` skips the files it already holds (same path, size and mtime), so a killed
+run resumes where it stopped. A bad file is one error line/record; the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("emolens")
+
+
+def add_arguments(p) -> None:  # noqa: ANN001 - argparse parser
+    """Options of ``predict`` beyond the original ``--model INPUTS --json --max-seconds``."""
+    p.add_argument("--out", type=Path, default=None,
+                   help="also write results to FILE.jsonl or FILE.csv as they come; re-running with the same file resumes")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
+                   help="inference backend (default auto: ONNX Runtime when installed, the faster one)")
+    p.add_argument("--workers", type=int, default=2, help="decoding threads (default 2)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: all usable cores)")
+    p.add_argument("--batch-files", type=int, default=32, help="files whose patches share forward passes (default 32)")
+
+
+def cmd_predict(args) -> int:
+    from emolens.batch import BatchConfig, file_key, iter_file_results
+    from emolens.cli.commands import _expand
+    from emolens.inference import EmotionRecognizer, resolve_model
+    from emolens.report.results_file import ResultsFile, result_record
+
+    rec = EmotionRecognizer.from_dir(resolve_model(args.model), backend=getattr(args, "backend", "auto"),
+                                     threads=getattr(args, "threads", None))
+    files = _expand(args.inputs)
+    out_path = getattr(args, "out", None)
+    sink = ResultsFile(out_path, rec.classes) if out_path is not None else None
+    todo = files
+    if sink is not None and sink.done:
+        todo = [f for f in files if not sink.is_done(file_key(f))]
+        print(f"resuming: {len(files) - len(todo)} of {len(files)} files already in {out_path}", file=sys.stderr)
+    if not args.json:
+        print(f"{'file':<40} {'emotion':<9} {'p':>5}  " + " ".join(f"{c[:7]:>7}" for c in rec.classes))
+    failures = 0
+    cfg = BatchConfig(workers=max(1, getattr(args, "workers", 2)), files_per_batch=max(1, getattr(args, "batch_files", 32)),
+                      max_seconds=args.max_seconds)
+    try:
+        for r in iter_file_results(rec, todo, cfg):
+            record = sink.write(r) if sink is not None else result_record(r, rec.classes)
+            if r.error is not None:
+                failures += 1
+                if args.json:
+                    print(json.dumps({"file": record["file"], "error": r.error}), flush=True)
+                else:
+                    print(f"emolens: error: {r.error}", file=sys.stderr, flush=True)
+                continue
+            a = r.analysis
+            if args.json:
+                print(json.dumps(a.as_dict()), flush=True)
+            else:
+                f = str(r.path)
+                name = f if len(f) <= 40 else "…" + f[-39:]
+                note = f"  ({'; '.join(a.clip.notes)})" if a.clip.notes else ""
+                print(f"{name:<40} {a.label:<9} {a.confidence:>5.2f}  " + " ".join(f"{p:>7.2f}" for p in a.probs) + note,
+                      flush=True)
+    except BrokenPipeError:  # stdout closed early (e.g. `| head`): results so far are in --out
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        if sink is not None:
+            sink.close()
+    if rec.config.get("vggish_pretrained") is False and not args.json:
+        print("note: this model's VGGish branch was trained from random initialisation (no pretrained weights)")
+    return 2 if todo and failures == len(todo) else 0

@@ -1,0 +1,168 @@
+"""Emotion over time in a recording of any length (``emolens timeline``).
+
+:func:`compute_timeline` streams the file (:func:`emolens.features.stream.stream_patches`:
+constant memory, no length limit), classifies each block's patches with the
+recognizer's backend, smooths the patch probabilities with a centred moving average
+over ``smooth`` patches, labels every patch (``"no speech"`` when the recognizer's
+selection does not let it vote - the GDS decision, which drops silence), and merges
+consecutive patches with the same label into :class:`Segment` s.
+
+Time axis: patch ``p`` (0.96 s, hop 0.48 s) owns the hop-long interval around its
+centre, ``[p*hop + (patch-hop)/2, (p+1)*hop + (patch-hop)/2)``; the first starts at 0
+and the last ends at the end of the recording, so segments tile the recording.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from emolens.errors import SelectionError
+from emolens.features.stream import StreamInfo, stream_patches
+from emolens.inference import EmotionRecognizer
+
+NO_SPEECH = "no speech"
+
+
+@dataclass(frozen=True)
+class TimelineConfig:
+    """Attributes:
+        smooth: patches in the centred moving average of probabilities (1 = none;
+            5 = 2.4 s at the default 0.48 s hop).
+        block_seconds: audio read, resampled and classified per step (memory ~ this).
+    """
+
+    smooth: int = 1
+    block_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.smooth < 1:
+            raise ValueError("smooth must be >= 1 patch")
+        if self.block_seconds <= 0:
+            raise ValueError("block_seconds must be > 0")
+
+
+@dataclass
+class Segment:
+    """Consecutive patches with one label: ``[start, end)`` seconds, mean probabilities."""
+
+    start: float
+    end: float
+    label: str
+    probs: np.ndarray
+    patches: int
+
+    def as_dict(self, classes: list[str]) -> dict:
+        return {"start_s": round(self.start, 3), "end_s": round(self.end, 3), "label": self.label,
+                "probabilities": {c: round(float(p), 6) for c, p in zip(classes, self.probs)},
+                "patches": self.patches}
+
+
+@dataclass
+class Timeline:
+    """Per-patch results and segments of one recording.
+
+    Attributes:
+        patch_probs: ``(n_patches, C)`` smoothed probabilities.
+        voting: ``(n_patches,)`` bool, patches that carry an emotion (others: no speech).
+        starts / ends: ``(n_patches,)`` seconds each patch owns on the time axis.
+        seconds: wall time of the computation.
+    """
+
+    path: str
+    duration: float
+    classes: list[str]
+    patch_probs: np.ndarray
+    voting: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    segments: list[Segment]
+    config: TimelineConfig
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def labels(self) -> list[str]:
+        """Label of every patch."""
+        return [self.classes[int(i)] if v else NO_SPEECH for i, v in zip(self.patch_probs.argmax(1), self.voting)]
+
+    def seconds_per_label(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for s in self.segments:
+            out[s.label] = round(out.get(s.label, 0.0) + s.end - s.start, 3)
+        return out
+
+    def as_dict(self) -> dict:
+        return {"file": self.path, "duration_s": round(self.duration, 3), "classes": self.classes,
+                "smooth_patches": self.config.smooth, "block_seconds": self.config.block_seconds,
+                "seconds_per_label": self.seconds_per_label(), "notes": self.notes,
+                "segments": [s.as_dict(self.classes) for s in self.segments]}
+
+
+def moving_average(x: np.ndarray, n: int) -> np.ndarray:
+    """Centred mean over ``n`` rows of ``x (T, C)``, shrinking at the edges."""
+    if n <= 1 or len(x) == 0:
+        return x
+    c = np.cumsum(np.vstack([np.zeros((1, x.shape[1])), x.astype(np.float64)]), axis=0)
+    i = np.arange(len(x))
+    lo, hi = np.maximum(0, i - (n - 1) // 2), np.minimum(len(x), i + n // 2 + 1)
+    return ((c[hi] - c[lo]) / (hi - lo)[:, None]).astype(np.float32)
+
+
+def patch_intervals(n: int, duration: float, hop_s: float, patch_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(starts, ends)`` ``(n,)`` seconds each patch owns (tiling ``[0, duration)``)."""
+    edges = np.arange(n + 1) * hop_s + (patch_s - hop_s) / 2
+    edges[0], edges[-1] = 0.0, max(duration, edges[-2] if n > 1 else 0.0)
+    edges = np.minimum(edges, edges[-1])
+    return edges[:-1], edges[1:]
+
+
+def merge_segments(labels: list[str], probs: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> list[Segment]:
+    """Runs of equal labels -> segments with their mean probabilities."""
+    segs: list[Segment] = []
+    i = 0
+    while i < len(labels):
+        j = i
+        while j + 1 < len(labels) and labels[j + 1] == labels[i]:
+            j += 1
+        segs.append(Segment(float(starts[i]), float(ends[j]), labels[i], probs[i : j + 1].mean(0), j - i + 1))
+        i = j + 1
+    return segs
+
+
+def _voting(rec: EmotionRecognizer, patches: np.ndarray) -> np.ndarray:
+    """Patches allowed to vote: the recognizer's GDS decision (all without GDS)."""
+    if rec.selector is None:
+        return np.ones(len(patches), bool)
+    try:
+        return rec.selector.select(patches).keep
+    except SelectionError:  # a scope that needs groups: the block is one group
+        return rec.selector.select(patches, np.zeros(len(patches), int)).keep
+
+
+def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConfig = TimelineConfig()) -> Timeline:
+    """Stream ``path`` through ``rec`` block by block; see the module docstring."""
+    t0 = time.perf_counter()
+    info = StreamInfo()
+    probs, voting = [], []
+    with threadpool_limits(1, user_api="blas"):  # see emolens.batch: faster front end, cores left to the model
+        for _, patches in stream_patches(path, rec.frontend, rec.patch_config, cfg.block_seconds, info):
+            probs.append(rec.patch_outputs(patches)[0])
+            voting.append(_voting(rec, patches))
+    p = moving_average(np.concatenate(probs), cfg.smooth)
+    v = np.concatenate(voting)
+    fs = rec.frontend.frame_seconds
+    duration = info.duration(rec.frontend.sample_rate)
+    starts, ends = patch_intervals(len(p), duration, rec.patch_config.hop_frames * fs, rec.patch_config.patch_frames * fs)
+    tl = Timeline(str(path), duration, list(rec.classes), p, v, starts, ends, [], cfg, list(info.notes))
+    tl.segments = merge_segments(tl.labels, p, starts, ends)
+    tl.seconds = time.perf_counter() - t0
+    return tl
+
+
+__all__ = ["TimelineConfig", "Timeline", "Segment", "compute_timeline", "moving_average", "merge_segments",
+           "patch_intervals", "NO_SPEECH"]
