@@ -62,7 +62,7 @@ def cmd_prepare(args) -> int:
             log.info("note: %s: %s", p, "; ".join(notes))
     manifest.to_csv(out / "manifest.csv")
     ps = patchset_from_mels(res.mels, manifest.label_array(classes), pcfg)
-    gcfg = GDSConfig()
+    gcfg = GDSConfig.preset(args.gds_preset)
     if args.gds_scope:
         gcfg = dataclasses.replace(gcfg, scope=args.gds_scope)
     if args.gds_threshold is not None:
@@ -111,7 +111,10 @@ def _run_config(args, model: str = "fusion", gds: bool = True):
 
     tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                      finetune=args.finetune, seed=args.seed)
+    from emolens.selection.gds import GDSConfig
+
     return RunConfig(model=model, gds=gds, folds=str(args.folds), seed=args.seed, train=tc,
+                     gds_config=GDSConfig.preset(getattr(args, "gds_preset", "transfer")),
                      allow_speaker_overlap=args.allow_speaker_overlap,
                      yamnet_weights=args.yamnet_weights, vggish_weights=args.vggish_weights)
 
@@ -174,7 +177,7 @@ def cmd_predict(args) -> int:
     files = _expand(args.inputs)
     failures = 0
     if not args.json:
-        print(f"{'file':<40} {'emotion':<9} {'p':>5}  " + " ".join(f"{c[:7]:>7}" for c in rec.classes))
+        print(f"{'file':<40} {'emotion':<9} {'p':>5} {'speech':>6}  " + " ".join(f"{c[:7]:>7}" for c in rec.classes))
     chunk = 16  # files whose patches share batched forward passes
     for s in range(0, len(files), chunk):
         results: list = []  # per file, in input order: an Analysis or the error message
@@ -198,7 +201,7 @@ def cmd_predict(args) -> int:
             else:
                 name = str(f) if len(str(f)) <= 40 else "…" + str(f)[-39:]
                 note = f"  ({'; '.join(a.clip.notes)})" if a.clip.notes else ""
-                print(f"{name:<40} {a.label:<9} {a.confidence:>5.2f}  " + " ".join(f"{p:>7.2f}" for p in a.probs) + note)
+                print(f"{name:<40} {a.label:<9} {a.confidence:>5.2f} {a.speech_fraction:>6.2f}  " + " ".join(f"{p:>7.2f}" for p in a.probs) + note)
     if rec.config.get("vggish_pretrained") is False and not args.json:
         print("note: this model's VGGish branch was trained from random initialisation (no pretrained weights)")
     return 2 if failures == len(files) else 0

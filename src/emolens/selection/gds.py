@@ -79,6 +79,10 @@ from emolens.errors import SelectionError
 
 __all__ = [
     "CORRELATIONS",
+    "DEFAULT_MAX_DROP",
+    "LEVELS",
+    "PRESETS",
+    "THESIS_THRESHOLD",
     "DEFAULT_GRID_POINTS",
     "DEFAULT_MAX_REFERENCE",
     "DEFAULT_THRESHOLD",
@@ -92,13 +96,22 @@ __all__ = [
     "forced_keep",
     "gaussian_pdf_grid",
     "make_grid",
+    "relative_level",
     "mean_bhattacharyya",
     "pdf_correlation",
     "patch_gaussians",
 ]
 
-#: Normalised (z-score) threshold calibrated on EmoDB to drop ~15% of patches.
-DEFAULT_THRESHOLD: float = -0.30
+#: Default normalised (z-score) threshold: below the training patches' mean score
+#: (with level "utterance" and the per-utterance cap; see the module docstring).
+DEFAULT_THRESHOLD: float = 0.0
+#: Threshold of the thesis preset (:meth:`GDSConfig.thesis`), calibrated on the 2-s
+#: EmoDB copy to drop ~15% of patches with absolute levels and no cap.
+THESIS_THRESHOLD: float = -0.30
+#: Default cap: at most this fraction of an utterance's patches is dropped.
+DEFAULT_MAX_DROP: float = 0.25
+#: Presets by name (``--gds-preset``).
+PRESETS: tuple[str, ...] = ("transfer", "thesis")
 #: Points of the common grid the pdfs are sampled on.
 DEFAULT_GRID_POINTS: int = 256
 #: Half-width of the grid beyond the reference's extreme pdfs, in sigmas.
@@ -113,6 +126,7 @@ DEFAULT_KEEP_MIN: int = 1
 SCOPES: tuple[str, ...] = ("corpus", "class", "utterance")
 CORRELATIONS: tuple[str, ...] = ("pearson", "bhattacharyya")
 NORMALIZATIONS: tuple[str, ...] = ("zscore", "minmax", "none")
+LEVELS: tuple[str, ...] = ("absolute", "utterance")
 CLASS_MATCHES: tuple[str, ...] = ("best", "label")
 
 #: Rows scored per chunk (bounds memory to ``chunk x max(G, n_ref)`` floats).
@@ -134,7 +148,24 @@ class GDSConfig:
     min_sigma: float = DEFAULT_MIN_SIGMA
     keep_min_per_utterance: int = DEFAULT_KEEP_MIN
     class_match: str = "best"
+    level: str = "utterance"
+    max_drop_per_utterance: float | None = DEFAULT_MAX_DROP
     seed: int = 0
+
+    @classmethod
+    def thesis(cls, **changes: Any) -> GDSConfig:
+        """The thesis-calibrated setting (emolens <= 0.1 default): absolute levels,
+        no per-utterance cap, z < -0.30 (15% of the 2-s EmoDB copy; 20-37% elsewhere)."""
+        return cls(**{"level": "absolute", "max_drop_per_utterance": None, "threshold": THESIS_THRESHOLD, **changes})
+
+    @classmethod
+    def preset(cls, name: str, **changes: Any) -> GDSConfig:
+        """``"transfer"`` (the default :class:`GDSConfig`) or ``"thesis"``."""
+        if name == "thesis":
+            return cls.thesis(**changes)
+        if name == "transfer":
+            return cls(**changes)
+        raise SelectionError(f"GDS preset {name!r} is unknown; use one of {', '.join(PRESETS)}")
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -142,9 +173,12 @@ class GDSConfig:
             ("correlation", self.correlation, CORRELATIONS),
             ("normalize", self.normalize, NORMALIZATIONS),
             ("class_match", self.class_match, CLASS_MATCHES),
+            ("level", self.level, LEVELS),
         ):
             if value not in allowed:
                 raise SelectionError(f"GDS {name} {value!r} is unknown; use one of {', '.join(allowed)}")
+        if self.max_drop_per_utterance is not None and not 0.0 <= self.max_drop_per_utterance <= 1.0:
+            raise SelectionError(f"GDS max_drop_per_utterance {self.max_drop_per_utterance} is outside [0, 1]")
         if self.drop_fraction is not None and not 0.0 <= self.drop_fraction <= 1.0:
             raise SelectionError(f"GDS drop_fraction {self.drop_fraction} is outside [0, 1]")
         if self.grid_points < 2 or self.max_reference < 1 or self.keep_min_per_utterance < 0:
@@ -275,6 +309,18 @@ def mean_bhattacharyya(
     return out
 
 
+def relative_level(mu: np.ndarray, utterance_ids: np.ndarray | None = None) -> np.ndarray:
+    """Patch means relative to their utterance's loudest patch: ``mu - max(mu of the
+    utterance)`` ``(N,)`` (<= 0). Without ids the whole batch is one utterance."""
+    mu = np.asarray(mu, dtype=np.float64)
+    if utterance_ids is None:
+        return mu - mu.max()
+    _, inv = np.unique(np.asarray(utterance_ids), return_inverse=True)
+    peak = np.full(inv.max() + 1, -np.inf)
+    np.maximum.at(peak, inv, mu)
+    return mu - peak[inv]
+
+
 def make_grid(mu: np.ndarray, sigma: np.ndarray, points: int, n_sigmas: float) -> np.ndarray:
     """Common grid ``(points,)`` from ``min(mu - k sigma)`` to ``max(mu + k sigma)``."""
     lo = float(np.min(mu - n_sigmas * sigma))
@@ -284,18 +330,27 @@ def make_grid(mu: np.ndarray, sigma: np.ndarray, points: int, n_sigmas: float) -
     return np.linspace(lo, hi, points)
 
 
-def forced_keep(scores: np.ndarray, keep: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
-    """Patches to add so each group keeps ``min(k, size)`` patches (its best scores): bool ``(N,)``."""
+def forced_keep(scores: np.ndarray, keep: np.ndarray, groups: np.ndarray, k: int,
+                max_drop: float | None = None) -> np.ndarray:
+    """Patches to add so each group keeps ``min(k, size)`` patches (its best scores)
+    and, with ``max_drop``, drops at most ``floor(max_drop * size)`` (keeps its best
+    ``size - floor(max_drop * size)``): bool ``(N,)``."""
     forced = np.zeros(keep.shape, dtype=bool)
-    if k <= 0:
+    if keep.size == 0 or (k <= 0 and max_drop is None):
         return forced
     _, inv = np.unique(groups, return_inverse=True)
+    if max_drop is not None:
+        size = np.bincount(inv)
+        need_u = np.maximum(size - np.floor(max_drop * size + 1e-9).astype(np.int64), k)
+    else:
+        need_u = np.full(inv.max() + 1, k)
     order = np.lexsort((-scores, inv))  # by group, best score first
     inv_sorted = inv[order]
     starts = np.r_[0, np.flatnonzero(np.diff(inv_sorted)) + 1]
     rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
     kept_per_group = np.bincount(inv, weights=keep.astype(np.float64), minlength=inv.max() + 1)
-    need = (rank < k) & (kept_per_group[inv_sorted] < k) & ~keep[order]
+    kk = need_u[inv_sorted]
+    need = (rank < kk) & (kept_per_group[inv_sorted] < kk) & ~keep[order]
     forced[order[need]] = True
     return forced
 
@@ -359,7 +414,7 @@ class GaussianDataSelector:
         n = x.shape[0]
         labels_arr = _ids(labels, n, "labels")
         utt = _ids(utterance_ids, n, "utterance_ids")
-        mu, sigma = self._gaussians(x)
+        mu, sigma = self._gaussians(x, utt)
         rng = np.random.default_rng(cfg.seed)
         if cfg.scope == "corpus":
             groups = {"corpus": np.arange(n)}
@@ -415,7 +470,11 @@ class GaussianDataSelector:
         import json
 
         try:
-            cfg = GDSConfig(**json.loads(bytes(np.asarray(state["config_json"], dtype=np.uint8)).decode()))
+            saved = json.loads(bytes(np.asarray(state["config_json"], dtype=np.uint8)).decode())
+            # selectors saved before these fields existed used absolute levels and no cap
+            saved.setdefault("level", "absolute")
+            saved.setdefault("max_drop_per_utterance", None)
+            cfg = GDSConfig(**saved)
             sel = cls(cfg)
             sel.grid_ = np.asarray(state["grid"])
             loc, scale = (float(v) for v in state["norm"])
@@ -440,7 +499,7 @@ class GaussianDataSelector:
     ) -> np.ndarray:
         """Normalised scores ``(N,)`` of ``patches`` ``(N, 96, 64)`` (higher = more typical)."""
         x = _as_patches(patches)
-        mu, sigma = self._gaussians(x)
+        mu, sigma = self._gaussians(x, _ids(utterance_ids, x.shape[0], "utterance_ids"))
         return self._score_gaussians(mu, sigma, utterance_ids, labels)[0]
 
     def select(
@@ -454,12 +513,12 @@ class GaussianDataSelector:
         Without ``utterance_ids`` there is no per-utterance guarantee.
         """
         x = _as_patches(patches)
-        mu, sigma = self._gaussians(x)
+        mu, sigma = self._gaussians(x, _ids(utterance_ids, x.shape[0], "utterance_ids"))
         scores, threshold = self._score_gaussians(mu, sigma, utterance_ids, labels)
         keep = scores >= threshold
         utt = _ids(utterance_ids, x.shape[0], "utterance_ids")
         forced = (
-            forced_keep(scores, keep, utt, self.config.keep_min_per_utterance)
+            forced_keep(scores, keep, utt, self.config.keep_min_per_utterance, self.config.max_drop_per_utterance)
             if utt is not None
             else np.zeros_like(keep)
         )
@@ -481,8 +540,10 @@ class GaussianDataSelector:
         return out
 
     # ------------------------------------------------------------ internals
-    def _gaussians(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _gaussians(self, x: np.ndarray, utt: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         mu, sigma = patch_gaussians(x)
+        if self.config.level == "utterance":
+            mu = relative_level(mu, utt)
         return mu, np.maximum(sigma, self.config.min_sigma)
 
     def _z(self, mu: np.ndarray, sigma: np.ndarray, grid: np.ndarray | None = None) -> np.ndarray:

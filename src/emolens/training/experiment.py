@@ -29,6 +29,7 @@ from emolens.models.fusion import MODEL_STREAMS, FusionNet
 from emolens.models.io import save_model
 from emolens.report.metrics_figures import plot_confusion, plot_training_curves
 from emolens.selection.gds import GaussianDataSelector, GDSConfig
+from emolens.selection.speech import SpeechGateConfig
 from emolens.training.data import PatchSet, backbone_features
 from emolens.training.trainer import TrainConfig, fit, predict_proba
 from emolens.workdir import WorkDir
@@ -207,6 +208,7 @@ def train_final(work: WorkDir, cfg: RunConfig, model: FusionNet, ps: PatchSet, f
         "head": {"hidden": cfg.hidden, "layer_dim": cfg.layer_dim, "dropout": cfg.dropout},
         "vggish_final_relu": True,
         "gds": {"enabled": cfg.gds, "config": cfg.gds_config.to_dict()},
+        "speech_gate": SpeechGateConfig().to_dict(),
         "train": cfg.train.to_dict(), "best_epoch": res.best_epoch, "val_uar": res.best_val_uar,
         **weights_info,
     }
