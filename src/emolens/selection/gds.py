@@ -7,6 +7,10 @@ Method, with every open choice a field of :class:`GDSConfig`:
    ``log(mel + 0.01)``) becomes ``N(mu_i, sigma_i)``: the mean and (population)
    standard deviation of its 6144 values (:func:`patch_gaussians`). ``sigma`` is
    floored at ``min_sigma`` (a constant patch, e.g. digital silence, has sigma 0).
+   ``level="utterance"`` (default) measures ``mu`` relative to the loudest patch of
+   the same utterance (:func:`relative_level`, ``mu - max mu``), so a recording's gain,
+   a speaker's loudness or an emotion's vocal effort no longer make a patch atypical;
+   ``level="absolute"`` (the thesis preset) keeps ``mu`` as it is.
 2. **Correlation of the pdfs** (``correlation``):
 
    * ``"pearson"`` (default): each pdf is sampled on one common grid of
@@ -49,19 +53,37 @@ Method, with every open choice a field of :class:`GDSConfig`:
    the mean and std of the raw scores of *all training patches* (computed at fit);
    ``"minmax"`` ``(s - min) / (max - min)`` over the same; ``"none"``.
 5. **Threshold.** Patches with normalised score ``< threshold`` are heterogeneous and
-   dropped. The default :data:`DEFAULT_THRESHOLD` = -0.30 (z-score units, Pearson,
-   corpus scope) was calibrated on EmoDB (``benchmarks/gds_calibrate.py``, 4 classes,
-   1356 patches) to drop about 15%, what the thesis dropped (165,240 -> 140,885): it
-   drops 15.1% there (15.5% on all 7 classes; 10-22% of a held-out speaker when fitted
-   on the other nine). Of what it drops, 77% is mostly silence (more than half the
-   frames 40 dB under the utterance's loudest frame) against 4% of what it keeps; most
-   drops are the end-padded 4th patch of the 2-s clips. A z-score threshold is
-   *relative* to the training scores: on data with no outliers at all it still drops the
-   low tail. For an absolute rule use ``normalize="none"`` (raw mean Pearson; -0.30 z
-   on EmoDB is a raw 0.77). Set ``drop_fraction`` instead to drop a fixed fraction: the
-   threshold becomes that quantile of the training scores. After thresholding, every
-   utterance keeps at least ``keep_min_per_utterance`` (1) patches, its best-scoring
-   ones; those are recorded in :attr:`GDSResult.forced`.
+   dropped, then ``max_drop_per_utterance`` (default 0.25) caps the drop: an utterance
+   of ``n`` patches loses at most ``floor(0.25 n)`` of them, its lowest-scoring ones
+   (the others are kept and recorded in :attr:`GDSResult.forced`, like the
+   ``keep_min_per_utterance`` (1) patches every utterance keeps).
+
+   **Default** (``GDSConfig()``, preset "transfer"): Pearson, corpus scope, z-score,
+   ``level="utterance"``, ``threshold`` :data:`DEFAULT_THRESHOLD` = 0 (below the training
+   mean), cap 0.25. Measured on four corpora (``benchmarks/gds_transfer.py``; fitted on
+   the whole corpus, 4 classes): dropped 16.2% of the 2-s EmoDB copy, 13.4% of EmoDB
+   original, 17.3% of RAVDESS, 15.1% of ASED (11-19% of held-out speakers when fitted on
+   the others); the most-dropped class loses 1.24, 1.40, 1.14, 1.09x the overall rate.
+   What it drops is 19-75 dB under the utterance's loudest frame (kept: 11-18 dB) and
+   mostly silent (59-100% of dropped vs 4-41% of kept patches); on RAVDESS and ASED its
+   drops have a mean speech probability of 0.01 and 0.11 (YAMNet's voice classes). EmoDB
+   has almost no non-speech (0.8-2.2% of patches under 0.2 speech probability), so
+   there it drops the quietest patches, pauses and end padding inside speech. Without
+   the cap, which class loses most follows which class pauses most (EmoDB sad: 23% of
+   its patches mostly silent vs angry 6%), beyond 1.5x the overall rate.
+
+   **Thesis preset** (:meth:`GDSConfig.thesis`, ``--gds-preset thesis``): absolute
+   levels, no cap, :data:`THESIS_THRESHOLD` = -0.30, calibrated on the 2-s EmoDB copy
+   (``benchmarks/gds_calibrate.py``, 1356 patches) to drop about 15%, what the thesis
+   dropped (165,240 -> 140,885): 15.1% there, 77% of it mostly silence, most of it the
+   end-padded 4th patch of the 2-s clips. It does not transfer: 19.9% of EmoDB original,
+   36.8% of RAVDESS, 32.5% of ASED, and it drops the loud classes (RAVDESS angry 46%,
+   ASED neutral 45%) because a loud patch is atypical of the corpus.
+
+   A z-score threshold is *relative* to the training scores: on data with no outliers
+   at all it still drops the low tail. For an absolute rule use ``normalize="none"``
+   (raw mean Pearson). Set ``drop_fraction`` instead to drop a fixed fraction: the
+   threshold becomes that quantile of the training scores.
 
 The selector is fitted on training patches only and then applied, unchanged, to
 training and evaluation patches (no leakage).
@@ -154,7 +176,7 @@ class GDSConfig:
 
     @classmethod
     def thesis(cls, **changes: Any) -> GDSConfig:
-        """The thesis-calibrated setting (emolens <= 0.1 default): absolute levels,
+        """The thesis-calibrated setting (the former default): absolute levels,
         no per-utterance cap, z < -0.30 (15% of the 2-s EmoDB copy; 20-37% elsewhere)."""
         return cls(**{"level": "absolute", "max_drop_per_utterance": None, "threshold": THESIS_THRESHOLD, **changes})
 
