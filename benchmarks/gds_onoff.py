@@ -1,12 +1,13 @@
 """Does Gaussian Data Selection help? UAR with GDS off / the transfer default / the
-thesis preset, per corpus, over seeds (yamnet model, head mode, speaker-grouped 5-fold).
+thesis preset / the speech gate instead of GDS, per corpus, over seeds (yamnet model,
+head mode, speaker-grouped 5-fold).
 
     python benchmarks/gds_onoff.py --work emodb-orig=/work/cache/emodb-orig \\
         --work ravdess=/work/cache/ravdess --work ased=/work/cache/ased \\
-        [--seeds 0,1,2] [--arms off,transfer,thesis] [--out runs/gds_onoff]
+        [--seeds 0,1,2] [--arms off,transfer,thesis,gate] [--out runs/gds_onoff]
 
 Each (corpus, arm, seed) is ``emolens train --work W --model yamnet --folds 5 --seed S
-[--no-gds | --gds-preset P]`` without the final model (``RunConfig(final_model=False)``);
+[--gds --gds-preset P | --speech-gate]`` without the final model (``RunConfig(final_model=False)``);
 finished folds are kept under ``--out`` so a re-run resumes. Prints, per corpus and arm,
 the mean and std of UAR over seeds, the mean difference to "off" (paired by seed: the
 same folds and head initialisation), patches used for training and head-training
@@ -34,7 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", action="append", required=True, help="NAME=WORKDIR (repeatable)")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--arms", default="off,transfer,thesis", help="comma list of off, transfer, thesis")
+    ap.add_argument("--arms", default="off,transfer,thesis,gate", help="comma list of off, transfer, thesis, gate")
     ap.add_argument("--model", default="yamnet")
     ap.add_argument("--folds", default="5")
     ap.add_argument("--out", default="runs/gds_onoff")
@@ -49,9 +50,9 @@ def main() -> None:
         work = WorkDir.open(root)
         for seed in seeds:
             for arm in arms:
-                cfg = RunConfig(model=args.model, gds=arm != "off", folds=args.folds, seed=seed,
-                                train=TrainConfig(seed=seed), final_model=False,
-                                gds_config=GDSConfig.preset(arm if arm != "off" else "transfer"))
+                cfg = RunConfig(model=args.model, gds=arm in ("transfer", "thesis"), folds=args.folds, seed=seed,
+                                train=TrainConfig(seed=seed), final_model=False, speech_gate=arm == "gate",
+                                gds_config=GDSConfig.preset(arm if arm == "thesis" else "transfer"))
                 t0 = time.perf_counter()
                 m = cross_validate(work, cfg, out / name / f"{arm}-s{seed}", progress=False)
                 r = {"uar": m["uar"], "accuracy": m["accuracy"], "train_seconds": m["train_seconds"],

@@ -15,6 +15,7 @@ from emolens.selection.speech import (
     decide,
     speech_probability,
     voting_mask,
+    voting_masks,
 )
 
 
@@ -81,6 +82,19 @@ def test_voting_mask_and_fallbacks():
     assert voting_mask(np.zeros(5, bool), k).tolist() == k.tolist()  # no speech: GDS-kept vote
     assert voting_mask(np.zeros(3, bool), np.zeros(3, bool)).all()
     assert voting_mask(np.zeros(0, bool), np.zeros(0, bool)).shape == (0,)
+
+
+def test_voting_masks_per_utterance_equal_voting_mask():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(40), 5)
+    s, k = rng.random(200) < 0.4, rng.random(200) < 0.6
+    s[groups == 3], k[groups == 4] = False, False  # one utterance without speech, one with nothing kept
+    s[groups == 5], k[groups == 5] = False, False
+    got = voting_masks(s, k, groups)
+    for g in range(40):
+        m = groups == g
+        np.testing.assert_array_equal(got[m], voting_mask(s[m], k[m]))
+    assert got[groups == 5].all() and np.array_equal(got[groups == 3], k[groups == 3])
 
 
 # ---------------------------------------------------------------- YAMNet itself

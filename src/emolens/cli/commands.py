@@ -115,6 +115,7 @@ def _run_config(args, model: str = "fusion", gds: bool = True):
 
     return RunConfig(model=model, gds=gds, folds=str(args.folds), seed=args.seed, train=tc,
                      gds_config=GDSConfig.preset(getattr(args, "gds_preset", "transfer")),
+                     speech_gate=getattr(args, "speech_gate", False),
                      allow_speaker_overlap=args.allow_speaker_overlap,
                      yamnet_weights=args.yamnet_weights, vggish_weights=args.vggish_weights)
 

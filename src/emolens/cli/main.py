@@ -95,6 +95,7 @@ def _train_args(p: argparse.ArgumentParser, ablation: bool = False) -> None:
         g = p.add_mutually_exclusive_group()
         g.add_argument("--gds", dest="gds", action="store_true", default=False, help="use Gaussian Data Selection, the thesis's step (off by default: it lowered UAR by more than 1 pt, see README)")
         g.add_argument("--no-gds", dest="gds", action="store_false", help="train and evaluate on every patch (default)")
+        p.add_argument("--speech-gate", action="store_true", help="train and evaluate on speech patches only (YAMNet's voice classes), as prediction votes")
         p.add_argument("--gds-preset", default="transfer", choices=["transfer", "thesis"], help="GDS setting when on (see `emolens prepare --help`)")
     p.add_argument("--finetune", default="head", choices=["head", "top", "all"], help="head: backbones frozen, features cached (CPU minutes); top: last blocks; all: whole network (GPU)")
     p.add_argument("--folds", default="5", help="k (speaker-grouped k-fold), loso, holdout:SPK,SPK, or random[:k] (default 5)")

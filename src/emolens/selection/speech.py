@@ -55,6 +55,7 @@ __all__ = [
     "decide",
     "speech_probability",
     "voting_mask",
+    "voting_masks",
 ]
 
 #: Label of a recording without speech (instead of an emotion).
@@ -165,6 +166,22 @@ def voting_mask(is_speech: np.ndarray, keep: np.ndarray) -> np.ndarray:
         if cand.any():
             return cand
     return np.ones_like(keep)
+
+
+def voting_masks(is_speech: np.ndarray, keep: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """:func:`voting_mask` applied to each group (utterance) of a batch: bool ``(N,)``."""
+    is_speech = np.asarray(is_speech, dtype=bool)
+    keep = np.asarray(keep, dtype=bool)
+    if is_speech.shape != keep.shape or keep.shape != np.shape(groups):
+        raise SelectionError("speech mask, GDS keep mask and utterance ids differ in shape")
+    if keep.size == 0:
+        return keep.copy()
+    _, inv = np.unique(groups, return_inverse=True)
+    out = np.ones_like(keep)
+    for cand in (keep, is_speech, is_speech & keep):  # later (preferred) candidates win where non-empty
+        has = np.bincount(inv, weights=cand.astype(np.float64), minlength=inv.max() + 1) > 0
+        out = np.where(has[inv], cand, out)
+    return out
 
 
 def audioset_scores(yamnet, patches: np.ndarray, batch_size: int = 64) -> np.ndarray:
