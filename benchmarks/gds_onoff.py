@@ -1,6 +1,7 @@
 """Does Gaussian Data Selection help? UAR with GDS off / the transfer default / the
-thesis preset / the speech gate instead of GDS, per corpus, over seeds (yamnet model,
-head mode, speaker-grouped 5-fold).
+thesis preset / the speech gate instead of GDS (trained and evaluated on speech
+patches: "gate"; trained on all, evaluated with prediction's voting rule: "vote"), per
+corpus, over seeds (yamnet model, head mode, speaker-grouped 5-fold).
 
     python benchmarks/gds_onoff.py --work emodb-orig=/work/cache/emodb-orig \\
         --work ravdess=/work/cache/ravdess --work ased=/work/cache/ased \\
@@ -35,7 +36,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", action="append", required=True, help="NAME=WORKDIR (repeatable)")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--arms", default="off,transfer,thesis,gate", help="comma list of off, transfer, thesis, gate")
+    ap.add_argument("--arms", default="off,transfer,thesis,gate", help="comma list of off, transfer, thesis, gate (trained and evaluated on speech patches), vote (trained on all, evaluated with prediction's speech voting)")
     ap.add_argument("--model", default="yamnet")
     ap.add_argument("--folds", default="5")
     ap.add_argument("--out", default="runs/gds_onoff")
@@ -52,6 +53,7 @@ def main() -> None:
             for arm in arms:
                 cfg = RunConfig(model=args.model, gds=arm in ("transfer", "thesis"), folds=args.folds, seed=seed,
                                 train=TrainConfig(seed=seed), final_model=False, speech_gate=arm == "gate",
+                                speech_vote=arm == "vote",
                                 gds_config=GDSConfig.preset(arm if arm == "thesis" else "transfer"))
                 t0 = time.perf_counter()
                 m = cross_validate(work, cfg, out / name / f"{arm}-s{seed}", progress=False)

@@ -49,6 +49,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     gds_config: GDSConfig = field(default_factory=GDSConfig)
     speech_gate: bool = False  # train and evaluate on speech patches only (as prediction votes)
+    speech_vote: bool = False  # train on all (GDS-kept) patches, evaluate with prediction's voting rule
     hidden: int = 256
     layer_dim: int = 256
     dropout: float = 0.3
@@ -90,7 +91,7 @@ def _select(cfg: RunConfig, ps: PatchSet, train_p: np.ndarray,
 def _patch_speech(cfg: RunConfig, model: FusionNet, ps: PatchSet, feats) -> np.ndarray | None:
     """``(P,)`` speech-gate decision per patch (None when ``cfg.speech_gate`` is off):
     YAMNet's AudioSet head on the cached YAMNet embeddings, or YAMNet run on the patches."""
-    if not cfg.speech_gate:
+    if not (cfg.speech_gate or cfg.speech_vote):
         return None
     gate = SpeechGateConfig()
     if feats is not None and "yamnet" in feats and model.yamnet is not None:
@@ -168,24 +169,25 @@ def cross_validate(work: WorkDir, cfg: RunConfig, out: str | Path, *, progress: 
             continue
         train_p_all = ps.patch_indices(fold.train)
         t0 = time.perf_counter()
-        keep, _ = _select(cfg, ps, train_p_all, is_speech)
+        keep, _ = _select(cfg, ps, train_p_all, is_speech if cfg.speech_gate else None)
+        test_keep = voting_masks(is_speech, keep, ps.utt) if cfg.speech_vote and not cfg.speech_gate else keep
         gds_seconds = time.perf_counter() - t0
         module, inputs, res, n_train = _train_one(cfg, model, ps, feats, keep, fold.train, fold.val,
                                                    len(classes), fdir, progress, f"{cfg.model} {fold.name}")
         test_p = ps.patch_indices(fold.test)
-        rep = _evaluate(module, inputs, ps, test_p[keep[test_p]], classes)
+        rep = _evaluate(module, inputs, ps, test_p[test_keep[test_p]], classes)
         rep.update(fold=fold.name, train_seconds=res.seconds, gds_seconds=gds_seconds,
                    best_epoch=res.best_epoch, best_val_uar=res.best_val_uar,
                    epochs_run=len(res.history),
                    patches={"train_before": int(len(train_p_all)), "train_after": n_train,
-                            "test_before": int(len(test_p)), "test_after": int(keep[test_p].sum())})
+                            "test_before": int(len(test_p)), "test_after": int(test_keep[test_p].sum())})
         done.write_text(json.dumps(rep, indent=2))
         (fdir / "checkpoint.pt").unlink(missing_ok=True)
         fold_reports.append(rep)
         log.info("fold %s: UAR %.3f accuracy %.3f (%d train patches, %.1f s)", fold.name, rep["uar"], rep["accuracy"], n_train, res.seconds)
     agg = aggregate_folds(fold_reports)
     metrics = {
-        "model": cfg.model, "streams": list(MODEL_STREAMS[cfg.model]), "gds": cfg.gds, "speech_gate": cfg.speech_gate,
+        "model": cfg.model, "streams": list(MODEL_STREAMS[cfg.model]), "gds": cfg.gds, "speech_gate": cfg.speech_gate, "speech_vote": cfg.speech_vote,
         "finetune": cfg.train.finetune, "labels": classes,
         "accuracy": agg["accuracy"]["mean"], "uar": agg["uar"]["mean"], "f1_macro": agg["f1_macro"]["mean"],
         "accuracy_std": agg["accuracy"]["std"], "uar_std": agg["uar"]["std"], "f1_macro_std": agg["f1_macro"]["std"],
@@ -206,7 +208,7 @@ def cross_validate(work: WorkDir, cfg: RunConfig, out: str | Path, *, progress: 
         plot_training_curves([json.loads(l) for l in first_log.read_text().splitlines() if l], out / "training_curves.png")
     if cfg.final_model:
         train_final(work, cfg, model, ps, feats, folds[0], out, progress=progress, weights_info=weights_info,
-                    is_speech=is_speech)
+                    is_speech=is_speech if cfg.speech_gate else None)
     return metrics
 
 
