@@ -42,7 +42,7 @@ class RunConfig:
     """One row of the ablation: model kind, GDS on/off, folds, optimisation."""
 
     model: str = "fusion"  # fusion | vggish | yamnet
-    gds: bool = False  # off by default: on, it lowered UAR by more than 1 pt (benchmarks/gds_onoff.py)
+    gds: bool = False  # off by default: it cost 1.8-5.2 pt UAR on the EmoDB copies (benchmarks/gds_onoff.py)
     folds: str = "5"  # k, 'loso' or 'holdout:SPK,SPK' ('random[:k]' needs allow_speaker_overlap)
     allow_speaker_overlap: bool = False
     seed: int = 0
