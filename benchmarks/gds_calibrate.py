@@ -16,7 +16,8 @@ z-score) on the patches of the chosen classes; then print
    clip gives 4 patches; the 4th covers frames 144-239 of 198, so 42 frames of end
    padding);
 2. the threshold that drops ``--target`` (the thesis dropped 15%), which is the
-   ``GDSConfig`` default;
+   ``GDSConfig.thesis()`` preset (the default before the transfer preset; the transferable
+   default is measured by ``benchmarks/gds_transfer.py``);
 3. the other scopes and the Bhattacharyya coefficient at the same drop fraction;
 4. leave-one-speaker-out: fit on nine speakers, the default threshold applied to the
    tenth (the drop fraction on unseen data).
@@ -38,7 +39,7 @@ from emolens.audio.io import load_audio
 from emolens.features.mel import log_mel, mel_spectrogram
 from emolens.features.patches import frame_patches
 from emolens.report.gds_report import gds_summary, patch_silence, plot_gds
-from emolens.selection.gds import DEFAULT_THRESHOLD, GDSConfig, GaussianDataSelector
+from emolens.selection.gds import THESIS_THRESHOLD as DEFAULT_THRESHOLD, GDSConfig, GaussianDataSelector
 
 REPO = Path(__file__).resolve().parents[1]
 THESIS_CLASSES = "angry,happy,neutral,sad"
@@ -139,14 +140,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. sweep (corpus scope, Pearson, z-score)
     t1 = time.perf_counter()
-    sel = GaussianDataSelector(GDSConfig()).fit(P, L, U)
+    sel = GaussianDataSelector(GDSConfig.thesis()).fit(P, L, U)
     scores = sel.score(P, U)
     print(f"fit + score {time.perf_counter() - t1:.2f} s; raw score mean {sel.norm_[0]:.3f} std {sel.norm_[1]:.3f}")
     print("\n1. threshold sweep, scope corpus, Pearson, z-score (dB: patch level re utterance peak frame)")
     print(HEADER)
     out["sweep"] = {}
     for thr in SWEEP:
-        res = GaussianDataSelector(GDSConfig(threshold=thr)).fit(P, L, U).select(P, U)
+        res = GaussianDataSelector(GDSConfig.thesis(threshold=thr)).fit(P, L, U).select(P, U)
         d = describe(res.keep, res.mu, silent, level, POS)
         d["forced"] = int(res.forced.sum())
         out["sweep"][thr] = d
@@ -155,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     # 2. calibrated threshold
     q = float(np.quantile(scores, args.target))
     print(f"\n2. the {100 * args.target:.0f}% quantile of the normalised scores is {q:+.3f}; "
-          f"GDSConfig default threshold = {DEFAULT_THRESHOLD:+.2f}")
-    res = GaussianDataSelector(GDSConfig()).fit(P, L, U).select(P, U)
+          f"GDSConfig.thesis() threshold = {DEFAULT_THRESHOLD:+.2f}")
+    res = GaussianDataSelector(GDSConfig.thesis()).fit(P, L, U).select(P, U)
     summ = gds_summary(res, L, U, P)
     print(HEADER)
     print(row("default", describe(res.keep, res.mu, silent, level, POS)))
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     out["scopes"] = {}
     for corr in ("pearson", "bhattacharyya"):
         for scope in ("corpus", "class", "utterance"):
-            cfg = GDSConfig(scope=scope, correlation=corr, drop_fraction=args.target)
+            cfg = GDSConfig.thesis(scope=scope, correlation=corr, drop_fraction=args.target)
             r = GaussianDataSelector(cfg).fit(P, L, U).select(P, U)
             d = describe(r.keep, r.mu, silent, level, POS)
             drop = ~r.keep
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     fr = []
     for spk in np.unique(S):
         tr, te = S != spk, S == spk
-        r = GaussianDataSelector(GDSConfig()).fit(P[tr], L[tr], U[tr]).select(P[te], U[te])
+        r = GaussianDataSelector(GDSConfig.thesis()).fit(P[tr], L[tr], U[tr]).select(P[te], U[te])
         fr.append(1.0 - r.keep.mean())
     print(f"\n4. leave-one-speaker-out, default threshold, dropped on the held-out speaker: "
           f"mean {100 * np.mean(fr):.1f}%, min {100 * np.min(fr):.1f}%, max {100 * np.max(fr):.1f}% "

@@ -21,6 +21,7 @@ from emolens.errors import ModelError
 from emolens.models.backends import Backend, TorchBackend, make_backend
 from emolens.models.io import load_model
 from emolens.selection.gds import GaussianDataSelector
+from emolens.selection.speech import NO_SPEECH, SpeechGateConfig, audioset_scores, decide, voting_mask
 
 
 @dataclass
@@ -33,7 +34,14 @@ class Analysis:
         patches: ``(n_patches, 96, 64)`` the same, cut into patches.
         keep: ``(n_patches,)`` GDS decision (all True without GDS).
         patch_probs: ``(n_patches, C)`` softmax per patch.
-        probs: ``(C,)`` utterance probabilities = mean over kept patches.
+        probs: ``(C,)`` utterance probabilities = mean over the voting patches.
+        speech: ``(n_patches,)`` speech probability per patch (YAMNet's voice classes;
+            ``None`` with the gate off).
+        voting: ``(n_patches,)`` patches averaged into ``probs``: speech AND GDS-kept,
+            with the fallbacks of :func:`emolens.selection.speech.voting_mask`.
+        has_speech: False when the recording has no speech: ``label`` is then
+            ``"no speech"`` and ``probs`` (from non-speech patches) are not an emotion.
+        speech_fraction: fraction of patches that are speech (1.0 with the gate off).
     """
 
     clip: AudioClip
@@ -43,19 +51,35 @@ class Analysis:
     patch_probs: np.ndarray
     probs: np.ndarray
     classes: list[str] = field(default_factory=list)
+    speech: np.ndarray | None = None
+    voting: np.ndarray | None = None
+    has_speech: bool = True
+    speech_fraction: float = 1.0
 
     @property
-    def label(self) -> str:
+    def emotion(self) -> str:
+        """The most probable emotion (even without speech; see :attr:`label`)."""
         return self.classes[int(np.argmax(self.probs))]
 
     @property
+    def label(self) -> str:
+        """The emotion, or ``"no speech"`` for a recording without speech."""
+        return self.emotion if self.has_speech else NO_SPEECH
+
+    @property
     def confidence(self) -> float:
-        return float(np.max(self.probs))
+        """Probability of :attr:`label`: the emotion's, or ``1 - speech_fraction`` for "no speech"."""
+        return float(np.max(self.probs)) if self.has_speech else 1.0 - self.speech_fraction
 
     def as_dict(self) -> dict:
+        voting = self.keep if self.voting is None else self.voting
         return {"file": self.clip.path, "label": self.label, "probability": self.confidence,
+                "speech": self.has_speech, "speech_fraction": round(float(self.speech_fraction), 4),
+                "emotion": self.emotion,
                 "probabilities": {c: float(p) for c, p in zip(self.classes, self.probs)},
+                "probabilities_meaningful": self.has_speech,
                 "patches": int(len(self.keep)), "patches_kept": int(self.keep.sum()),
+                "patches_voting": int(np.sum(voting)),
                 "duration_s": round(self.clip.duration, 3), "notes": list(self.clip.notes)}
 
 
@@ -89,6 +113,9 @@ class EmotionRecognizer:
         self.patch_config = PatchConfig(**config["patches"])
         self.selector = (GaussianDataSelector.from_state(gds_state)
                          if gds_state is not None and config.get("gds", {}).get("enabled") else None)
+        #: speech gate (model.json ``speech_gate``; on by default, also for older models)
+        self.speech_gate = SpeechGateConfig.from_dict(config.get("speech_gate"))
+        self._gate_yamnet = None  # YAMNet for gating a model without a YAMNet branch
 
     @classmethod
     def from_dir(cls, run_dir: str | Path, backend: str = "torch", threads: int | None = None) -> "EmotionRecognizer":
@@ -109,6 +136,16 @@ class EmotionRecognizer:
         for a model without a YAMNet branch) for log-mel patches ``(n, 96, 64)``, by the
         recognizer's backend, ``batch_size`` patches per pass (default: the backend's)."""
         return self.backend.run(patches, batch_size)
+
+    def gate_audioset(self, patches: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """AudioSet scores ``(n, 521)`` from a separately loaded YAMNet (for models
+        without a YAMNet branch; weights via ``$EMOLENS_WEIGHTS`` or the cache)."""
+        if self._gate_yamnet is None:
+            from emolens.models.weights import resolve_weights
+            from emolens.models.yamnet import load_yamnet_file
+
+            self._gate_yamnet = load_yamnet_file(resolve_weights("yamnet")).eval()
+        return audioset_scores(self._gate_yamnet, patches, batch_size or 64)
 
     def patch_probabilities(self, patches: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Softmax ``(n, C)`` for log-mel patches ``(n, 96, 64)``."""
@@ -138,12 +175,29 @@ class EmotionRecognizer:
         parts = prepared if prepared is not None else [self._patches(c) for c in clips]
         if not parts:
             return []
-        probs = self.patch_probabilities(np.concatenate([p[1] for p in parts]), batch_size)
+        all_patches = np.concatenate([p[1] for p in parts])
+        probs, audioset = self.patch_outputs(all_patches, batch_size)
+        gate = self.speech_gate
+        if gate.enabled and audioset is None:
+            audioset = self.gate_audioset(all_patches, batch_size)
         out, start = [], 0
         for clip, (lm, patches, keep) in zip(clips, parts):
-            pp = probs[start : start + len(patches)]
+            sl = slice(start, start + len(patches))
             start += len(patches)
-            out.append(Analysis(clip, lm, patches, keep, pp, pp[keep].mean(0), self.classes))
+            pp = probs[sl]
+            if not gate.enabled:
+                out.append(Analysis(clip, lm, patches, keep, pp, pp[keep].mean(0), self.classes, voting=keep))
+                continue
+            d = decide(audioset[sl], gate)
+            voting = voting_mask(d.is_speech, keep)
+            if not d.has_speech:
+                note = (f"no speech: {d.speech_fraction:.0%} of patches are speech (< {gate.min_speech_fraction:.0%});"
+                        " the emotion probabilities are not meaningful")
+                if note not in clip.notes:
+                    clip.notes.append(note)
+            out.append(Analysis(clip, lm, patches, keep, pp, pp[voting].mean(0), self.classes,
+                                speech=d.speech, voting=voting, has_speech=d.has_speech,
+                                speech_fraction=d.speech_fraction))
         return out
 
     def analyze_clip(self, clip: AudioClip) -> Analysis:

@@ -4,7 +4,7 @@
 constant memory, no length limit), classifies each block's patches with the
 recognizer's backend, smooths the patch probabilities with a centred moving average
 over ``smooth`` patches, labels every patch (``"no speech"`` when the recognizer's
-selection does not let it vote - the GDS decision, which drops silence), and merges
+speech gate finds no voice in it, or its GDS drops it), and merges
 consecutive patches with the same label into :class:`Segment` s.
 
 Time axis: patch ``p`` (0.96 s, hop 0.48 s) owns the hop-long interval around its
@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 from emolens.errors import SelectionError
 from emolens.features.stream import StreamInfo, stream_patches
 from emolens.inference import EmotionRecognizer
+from emolens.selection.speech import decide
 
 NO_SPEECH = "no speech"
 
@@ -134,14 +135,20 @@ def merge_segments(labels: list[str], probs: np.ndarray, starts: np.ndarray, end
     return segs
 
 
-def _voting(rec: EmotionRecognizer, patches: np.ndarray) -> np.ndarray:
-    """Patches allowed to vote: the recognizer's GDS decision (all without GDS)."""
-    if rec.selector is None:
-        return np.ones(len(patches), bool)
-    try:
-        return rec.selector.select(patches).keep
-    except SelectionError:  # a scope that needs groups: the block is one group
-        return rec.selector.select(patches, np.zeros(len(patches), int)).keep
+def _voting(rec: EmotionRecognizer, patches: np.ndarray, audioset: np.ndarray | None) -> np.ndarray:
+    """Patches that carry an emotion: speech by the recognizer's speech gate (all, with
+    the gate off) and kept by its GDS (all without GDS). The others are "no speech"."""
+    keep = np.ones(len(patches), bool)
+    if rec.selector is not None:
+        try:
+            keep = rec.selector.select(patches).keep
+        except SelectionError:  # a scope that needs groups: the block is one group
+            keep = rec.selector.select(patches, np.zeros(len(patches), int)).keep
+    if not rec.speech_gate.enabled:
+        return keep
+    if audioset is None:
+        audioset = rec.gate_audioset(patches)
+    return keep & decide(audioset, rec.speech_gate).is_speech
 
 
 def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConfig = TimelineConfig()) -> Timeline:
@@ -151,8 +158,9 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
     probs, voting = [], []
     with threadpool_limits(1, user_api="blas"):  # see emolens.batch: faster front end, cores left to the model
         for _, patches in stream_patches(path, rec.frontend, rec.patch_config, cfg.block_seconds, info):
-            probs.append(rec.patch_outputs(patches)[0])
-            voting.append(_voting(rec, patches))
+            pp, audioset = rec.patch_outputs(patches)
+            probs.append(pp)
+            voting.append(_voting(rec, patches, audioset))
     p = moving_average(np.concatenate(probs), cfg.smooth)
     v = np.concatenate(voting)
     fs = rec.frontend.frame_seconds

@@ -52,7 +52,7 @@ def test_pipeline_on_emodb_subset(tmp_path, capsys, emodb_dir, weights_dir, monk
     assert info["files"] == len(rows) and info["speakers"] == 5 and info["patches_before"] == 4 * len(rows)
     assert 0.05 < 1 - info["patches_after"] / info["patches_before"] < 0.3
     assert (work / "gds.png").stat().st_size > 10_000
-    code, out, _ = run(capsys, "train", "--work", work, "--model", "yamnet", "--folds", "3", "--epochs", "4", "--out", run_dir, "--quiet")
+    code, out, _ = run(capsys, "train", "--work", work, "--model", "yamnet", "--gds", "--folds", "3", "--epochs", "4", "--out", run_dir, "--quiet")
     assert code == 0
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["n_folds"] == 3 and len(m["confusion"]) == 4
@@ -60,7 +60,7 @@ def test_pipeline_on_emodb_subset(tmp_path, capsys, emodb_dir, weights_dir, monk
     assert m["uar"] > 0.4 and m["gds"] is True and m["patches"]["train_after"] < m["patches"]["train_before"]
     assert (run_dir / "model.safetensors").exists() and (run_dir / "gds.safetensors").exists()
     # re-running resumes: finished folds are not retrained
-    code, out2, _ = run(capsys, "train", "--work", work, "--model", "yamnet", "--folds", "3", "--epochs", "4", "--out", run_dir, "--quiet")
+    code, out2, _ = run(capsys, "train", "--work", work, "--model", "yamnet", "--gds", "--folds", "3", "--epochs", "4", "--out", run_dir, "--quiet")
     assert json.loads((run_dir / "metrics.json").read_text())["uar"] == m["uar"]
     # top fine-tuning runs through the same pipeline (backbone layers trainable, no feature cache)
     code, _, _ = run(capsys, "train", "--work", work, "--model", "yamnet", "--finetune", "top", "--folds", "2",

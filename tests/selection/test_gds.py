@@ -1,5 +1,6 @@
-"""Gaussian Data Selection: the pure functions, the selector's scopes and guarantees,
-the summary and figure, and (slow) what the calibrated default drops on EmoDB."""
+"""Gaussian Data Selection: the pure functions, the selector's scopes and guarantees
+(mostly on the thesis preset, whose scores do not depend on the utterance), the summary
+and figure, and (slow) what the default drops on EmoDB."""
 
 import csv
 import json
@@ -100,7 +101,7 @@ def test_silent_patches_score_lowest_and_are_dropped(correlation, scope):
 
 def test_fit_then_score_equals_training_scores_and_no_leakage():
     x = noise_and_silence(seed=3)
-    sel = GaussianDataSelector(GDSConfig()).fit(x)
+    sel = GaussianDataSelector(GDSConfig.thesis()).fit(x)
     loc, scale = sel.norm_
     np.testing.assert_allclose(sel.score(x), (sel.train_raw_scores_ - loc) / scale, atol=1e-12)
     assert sel.score(x).mean() == pytest.approx(0.0, abs=1e-12)
@@ -109,7 +110,7 @@ def test_fit_then_score_equals_training_scores_and_no_leakage():
     other = noise_and_silence(40, 5, seed=4)
     np.testing.assert_allclose(sel.score(other)[:7], sel.score(other[:7]), atol=1e-12)
     # minmax maps the training scores onto [0, 1]
-    mm = GaussianDataSelector(GDSConfig(normalize="minmax")).fit(x).score(x)
+    mm = GaussianDataSelector(GDSConfig.thesis(normalize="minmax")).fit(x).score(x)
     assert mm.min() == pytest.approx(0.0) and mm.max() == pytest.approx(1.0)
 
 
@@ -130,7 +131,7 @@ def test_drop_fraction_drops_that_fraction():
     utt = np.arange(1000) // 5
     other = noise_and_silence(4000, 0, seed=7, shape=(8, 8))
     for frac in (0.1, 0.25):
-        sel = GaussianDataSelector(GDSConfig(drop_fraction=frac)).fit(x)
+        sel = GaussianDataSelector(GDSConfig.thesis(drop_fraction=frac)).fit(x)
         res = sel.select(x, utt)
         assert abs(int((~res.keep).sum()) - round(frac * 1000)) <= 1
         # on unseen patches from the same distribution, about the same fraction
@@ -140,14 +141,14 @@ def test_drop_fraction_drops_that_fraction():
 def test_keep_min_per_utterance_is_guaranteed_and_recorded():
     x = noise_and_silence(96, 8, seed=8)  # utterances 24 and 25 are all silence
     utt = np.arange(104) // 4
-    sel = GaussianDataSelector(GDSConfig()).fit(x)
+    sel = GaussianDataSelector(GDSConfig.thesis()).fit(x)
     res = sel.select(x, utt)
     kept_per_utt = np.bincount(utt, weights=res.keep)
     assert kept_per_utt.min() == 1 and kept_per_utt[24] == 1 and kept_per_utt[25] == 1
     assert res.forced.sum() == 2 and set(utt[res.forced]) == {24, 25}
     best24 = 96 + np.argmax(res.scores[96:100])
     assert res.forced[best24]
-    none = GaussianDataSelector(GDSConfig(keep_min_per_utterance=0)).fit(x).select(x, utt)
+    none = GaussianDataSelector(GDSConfig.thesis(keep_min_per_utterance=0)).fit(x).select(x, utt)
     assert none.keep[96:].sum() == 0 and not none.forced.any()
     assert res.to_dict()["forced"] == 2
 
@@ -222,7 +223,7 @@ def test_summary_counts_and_energy():
     x = noise_and_silence(seed=12)
     labels = np.array(["a"] * 60 + ["b"] * 30 + ["b"] * 10)
     utt = np.arange(100) % 25  # patch k is position k // 25 of utterance k % 25
-    res = GaussianDataSelector(GDSConfig()).fit(x).select(x, utt)
+    res = GaussianDataSelector(GDSConfig.thesis()).fit(x).select(x, utt)
     s = gds_summary(res, labels, utt, x)
     json.dumps(s)
     assert (s["patches_before"], s["patches_after"]) == (100, 90)

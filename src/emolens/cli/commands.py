@@ -62,7 +62,7 @@ def cmd_prepare(args) -> int:
             log.info("note: %s: %s", p, "; ".join(notes))
     manifest.to_csv(out / "manifest.csv")
     ps = patchset_from_mels(res.mels, manifest.label_array(classes), pcfg)
-    gcfg = GDSConfig()
+    gcfg = GDSConfig.preset(args.gds_preset)
     if args.gds_scope:
         gcfg = dataclasses.replace(gcfg, scope=args.gds_scope)
     if args.gds_threshold is not None:
@@ -111,7 +111,11 @@ def _run_config(args, model: str = "fusion", gds: bool = True):
 
     tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                      finetune=args.finetune, seed=args.seed)
+    from emolens.selection.gds import GDSConfig
+
     return RunConfig(model=model, gds=gds, folds=str(args.folds), seed=args.seed, train=tc,
+                     gds_config=GDSConfig.preset(getattr(args, "gds_preset", "transfer")),
+                     speech_gate=getattr(args, "speech_gate", False),
                      allow_speaker_overlap=args.allow_speaker_overlap,
                      yamnet_weights=args.yamnet_weights, vggish_weights=args.vggish_weights)
 

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="vggish16k", choices=["vggish16k", "thesis48k"], help="front-end profile (default: the backbones' own 16 kHz front end)")
     p.add_argument("--patch-hop", type=int, default=48, help="patch hop in 10 ms frames (patch = 96 frames; default 48 = 50%% overlap)")
     p.add_argument("--gds-scope", default=None, choices=["corpus", "class", "utterance"], help="GDS comparison scope (default corpus)")
-    p.add_argument("--gds-threshold", type=float, default=None, help="GDS threshold on the normalised score (default calibrated to drop ~15%% on EmoDB)")
+    p.add_argument("--gds-preset", default="transfer", choices=["transfer", "thesis"], help="GDS setting: transfer (default; level relative to the utterance, at most 25%% of an utterance dropped) or thesis (z < -0.30 over the corpus)")
+    p.add_argument("--gds-threshold", type=float, default=None, help="GDS threshold on the normalised score (default: the preset's)")
     p.add_argument("--workers", type=int, default=None, help="processes for feature extraction (default: all cores)")
     _add_common(p)
 
@@ -104,8 +105,10 @@ def _train_args(p: argparse.ArgumentParser, ablation: bool = False) -> None:
     if not ablation:
         p.add_argument("--model", default="fusion", choices=["fusion", "vggish", "yamnet", "fusion-thesis", "vggish-thesis", "yamnet-thesis", "egemaps-svm"], help="model kind (default fusion)")
         g = p.add_mutually_exclusive_group()
-        g.add_argument("--gds", dest="gds", action="store_true", default=True, help="use Gaussian Data Selection (default)")
-        g.add_argument("--no-gds", dest="gds", action="store_false", help="train and evaluate on every patch")
+        g.add_argument("--gds", dest="gds", action="store_true", default=False, help="use Gaussian Data Selection, the thesis's step (off by default: it cost 1.8-5.2 pt UAR on EmoDB, see README)")
+        g.add_argument("--no-gds", dest="gds", action="store_false", help="train and evaluate on every patch (default)")
+        p.add_argument("--speech-gate", action="store_true", help="train and evaluate on speech patches only (YAMNet's voice classes), as prediction votes")
+        p.add_argument("--gds-preset", default="transfer", choices=["transfer", "thesis"], help="GDS setting when on (see `emolens prepare --help`)")
     p.add_argument("--finetune", default="head", choices=["head", "top", "all"], help="head: backbones frozen, features cached (CPU minutes); top: last blocks; all: whole network (GPU)")
     p.add_argument("--folds", default="5", help="k (speaker-grouped k-fold), loso, holdout:SPK,SPK, or random[:k] (default 5)")
     p.add_argument("--allow-speaker-overlap", action="store_true", help="permit the random split, which puts a speaker on both sides (inflated, not speaker-independent)")

@@ -44,7 +44,7 @@ def cmd_predict(args) -> int:
         todo = [f for f in files if not sink.is_done(file_key(f))]
         print(f"resuming: {len(files) - len(todo)} of {len(files)} files already in {out_path}", file=sys.stderr)
     if not args.json:
-        print(f"{'file':<40} {'emotion':<9} {'p':>5}  " + " ".join(f"{c[:7]:>7}" for c in rec.classes))
+        print(f"{'file':<40} {'emotion':<9} {'p':>5} {'speech':>6}  " + " ".join(f"{c[:7]:>7}" for c in rec.classes))
     failures = 0
     cfg = BatchConfig(workers=max(1, getattr(args, "workers", 2)), files_per_batch=max(1, getattr(args, "batch_files", 32)),
                       max_seconds=args.max_seconds)
@@ -65,7 +65,7 @@ def cmd_predict(args) -> int:
                 f = str(r.path)
                 name = f if len(f) <= 40 else "…" + f[-39:]
                 note = f"  ({'; '.join(a.clip.notes)})" if a.clip.notes else ""
-                print(f"{name:<40} {a.label:<9} {a.confidence:>5.2f}  " + " ".join(f"{p:>7.2f}" for p in a.probs) + note,
+                print(f"{name:<40} {a.label:<9} {a.confidence:>5.2f} {a.speech_fraction:>6.2f}  " + " ".join(f"{p:>7.2f}" for p in a.probs) + note,
                       flush=True)
     except BrokenPipeError:  # stdout closed early (e.g. `| head`): results so far are in --out
         import os

@@ -7,6 +7,10 @@ Method, with every open choice a field of :class:`GDSConfig`:
    ``log(mel + 0.01)``) becomes ``N(mu_i, sigma_i)``: the mean and (population)
    standard deviation of its 6144 values (:func:`patch_gaussians`). ``sigma`` is
    floored at ``min_sigma`` (a constant patch, e.g. digital silence, has sigma 0).
+   ``level="utterance"`` (default) measures ``mu`` relative to the loudest patch of
+   the same utterance (:func:`relative_level`, ``mu - max mu``), so a recording's gain,
+   a speaker's loudness or an emotion's vocal effort no longer make a patch atypical;
+   ``level="absolute"`` (the thesis preset) keeps ``mu`` as it is.
 2. **Correlation of the pdfs** (``correlation``):
 
    * ``"pearson"`` (default): each pdf is sampled on one common grid of
@@ -49,19 +53,37 @@ Method, with every open choice a field of :class:`GDSConfig`:
    the mean and std of the raw scores of *all training patches* (computed at fit);
    ``"minmax"`` ``(s - min) / (max - min)`` over the same; ``"none"``.
 5. **Threshold.** Patches with normalised score ``< threshold`` are heterogeneous and
-   dropped. The default :data:`DEFAULT_THRESHOLD` = -0.30 (z-score units, Pearson,
-   corpus scope) was calibrated on EmoDB (``benchmarks/gds_calibrate.py``, 4 classes,
-   1356 patches) to drop about 15%, what the thesis dropped (165,240 -> 140,885): it
-   drops 15.1% there (15.5% on all 7 classes; 10-22% of a held-out speaker when fitted
-   on the other nine). Of what it drops, 77% is mostly silence (more than half the
-   frames 40 dB under the utterance's loudest frame) against 4% of what it keeps; most
-   drops are the end-padded 4th patch of the 2-s clips. A z-score threshold is
-   *relative* to the training scores: on data with no outliers at all it still drops the
-   low tail. For an absolute rule use ``normalize="none"`` (raw mean Pearson; -0.30 z
-   on EmoDB is a raw 0.77). Set ``drop_fraction`` instead to drop a fixed fraction: the
-   threshold becomes that quantile of the training scores. After thresholding, every
-   utterance keeps at least ``keep_min_per_utterance`` (1) patches, its best-scoring
-   ones; those are recorded in :attr:`GDSResult.forced`.
+   dropped, then ``max_drop_per_utterance`` (default 0.25) caps the drop: an utterance
+   of ``n`` patches loses at most ``floor(0.25 n)`` of them, its lowest-scoring ones
+   (the others are kept and recorded in :attr:`GDSResult.forced`, like the
+   ``keep_min_per_utterance`` (1) patches every utterance keeps).
+
+   **Default** (``GDSConfig()``, preset "transfer"): Pearson, corpus scope, z-score,
+   ``level="utterance"``, ``threshold`` :data:`DEFAULT_THRESHOLD` = 0 (below the training
+   mean), cap 0.25. Measured on four corpora (``benchmarks/gds_transfer.py``; fitted on
+   the whole corpus, 4 classes): dropped 16.2% of the 2-s EmoDB copy, 13.4% of EmoDB
+   original, 17.3% of RAVDESS, 15.1% of ASED (11-19% of held-out speakers when fitted on
+   the others); the most-dropped class loses 1.24, 1.40, 1.14, 1.09x the overall rate.
+   What it drops is 19-75 dB under the utterance's loudest frame (kept: 11-18 dB) and
+   mostly silent (59-100% of dropped vs 4-41% of kept patches); on RAVDESS and ASED its
+   drops have a mean speech probability of 0.01 and 0.11 (YAMNet's voice classes). EmoDB
+   has almost no non-speech (0.8-2.2% of patches under 0.2 speech probability), so
+   there it drops the quietest patches, pauses and end padding inside speech. Without
+   the cap, which class loses most follows which class pauses most (EmoDB sad: 23% of
+   its patches mostly silent vs angry 6%), beyond 1.5x the overall rate.
+
+   **Thesis preset** (:meth:`GDSConfig.thesis`, ``--gds-preset thesis``): absolute
+   levels, no cap, :data:`THESIS_THRESHOLD` = -0.30, calibrated on the 2-s EmoDB copy
+   (``benchmarks/gds_calibrate.py``, 1356 patches) to drop about 15%, what the thesis
+   dropped (165,240 -> 140,885): 15.1% there, 77% of it mostly silence, most of it the
+   end-padded 4th patch of the 2-s clips. It does not transfer: 19.9% of EmoDB original,
+   36.8% of RAVDESS, 32.5% of ASED, and it drops the loud classes (RAVDESS angry 46%,
+   ASED neutral 45%) because a loud patch is atypical of the corpus.
+
+   A z-score threshold is *relative* to the training scores: on data with no outliers
+   at all it still drops the low tail. For an absolute rule use ``normalize="none"``
+   (raw mean Pearson). Set ``drop_fraction`` instead to drop a fixed fraction: the
+   threshold becomes that quantile of the training scores.
 
 The selector is fitted on training patches only and then applied, unchanged, to
 training and evaluation patches (no leakage).
@@ -79,6 +101,10 @@ from emolens.errors import SelectionError
 
 __all__ = [
     "CORRELATIONS",
+    "DEFAULT_MAX_DROP",
+    "LEVELS",
+    "PRESETS",
+    "THESIS_THRESHOLD",
     "DEFAULT_GRID_POINTS",
     "DEFAULT_MAX_REFERENCE",
     "DEFAULT_THRESHOLD",
@@ -92,13 +118,22 @@ __all__ = [
     "forced_keep",
     "gaussian_pdf_grid",
     "make_grid",
+    "relative_level",
     "mean_bhattacharyya",
     "pdf_correlation",
     "patch_gaussians",
 ]
 
-#: Normalised (z-score) threshold calibrated on EmoDB to drop ~15% of patches.
-DEFAULT_THRESHOLD: float = -0.30
+#: Default normalised (z-score) threshold: below the training patches' mean score
+#: (with level "utterance" and the per-utterance cap; see the module docstring).
+DEFAULT_THRESHOLD: float = 0.0
+#: Threshold of the thesis preset (:meth:`GDSConfig.thesis`), calibrated on the 2-s
+#: EmoDB copy to drop ~15% of patches with absolute levels and no cap.
+THESIS_THRESHOLD: float = -0.30
+#: Default cap: at most this fraction of an utterance's patches is dropped.
+DEFAULT_MAX_DROP: float = 0.25
+#: Presets by name (``--gds-preset``).
+PRESETS: tuple[str, ...] = ("transfer", "thesis")
 #: Points of the common grid the pdfs are sampled on.
 DEFAULT_GRID_POINTS: int = 256
 #: Half-width of the grid beyond the reference's extreme pdfs, in sigmas.
@@ -113,6 +148,7 @@ DEFAULT_KEEP_MIN: int = 1
 SCOPES: tuple[str, ...] = ("corpus", "class", "utterance")
 CORRELATIONS: tuple[str, ...] = ("pearson", "bhattacharyya")
 NORMALIZATIONS: tuple[str, ...] = ("zscore", "minmax", "none")
+LEVELS: tuple[str, ...] = ("absolute", "utterance")
 CLASS_MATCHES: tuple[str, ...] = ("best", "label")
 
 #: Rows scored per chunk (bounds memory to ``chunk x max(G, n_ref)`` floats).
@@ -134,7 +170,24 @@ class GDSConfig:
     min_sigma: float = DEFAULT_MIN_SIGMA
     keep_min_per_utterance: int = DEFAULT_KEEP_MIN
     class_match: str = "best"
+    level: str = "utterance"
+    max_drop_per_utterance: float | None = DEFAULT_MAX_DROP
     seed: int = 0
+
+    @classmethod
+    def thesis(cls, **changes: Any) -> GDSConfig:
+        """The thesis-calibrated setting (the former default): absolute levels,
+        no per-utterance cap, z < -0.30 (15% of the 2-s EmoDB copy; 20-37% elsewhere)."""
+        return cls(**{"level": "absolute", "max_drop_per_utterance": None, "threshold": THESIS_THRESHOLD, **changes})
+
+    @classmethod
+    def preset(cls, name: str, **changes: Any) -> GDSConfig:
+        """``"transfer"`` (the default :class:`GDSConfig`) or ``"thesis"``."""
+        if name == "thesis":
+            return cls.thesis(**changes)
+        if name == "transfer":
+            return cls(**changes)
+        raise SelectionError(f"GDS preset {name!r} is unknown; use one of {', '.join(PRESETS)}")
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -142,9 +195,12 @@ class GDSConfig:
             ("correlation", self.correlation, CORRELATIONS),
             ("normalize", self.normalize, NORMALIZATIONS),
             ("class_match", self.class_match, CLASS_MATCHES),
+            ("level", self.level, LEVELS),
         ):
             if value not in allowed:
                 raise SelectionError(f"GDS {name} {value!r} is unknown; use one of {', '.join(allowed)}")
+        if self.max_drop_per_utterance is not None and not 0.0 <= self.max_drop_per_utterance <= 1.0:
+            raise SelectionError(f"GDS max_drop_per_utterance {self.max_drop_per_utterance} is outside [0, 1]")
         if self.drop_fraction is not None and not 0.0 <= self.drop_fraction <= 1.0:
             raise SelectionError(f"GDS drop_fraction {self.drop_fraction} is outside [0, 1]")
         if self.grid_points < 2 or self.max_reference < 1 or self.keep_min_per_utterance < 0:
@@ -275,6 +331,18 @@ def mean_bhattacharyya(
     return out
 
 
+def relative_level(mu: np.ndarray, utterance_ids: np.ndarray | None = None) -> np.ndarray:
+    """Patch means relative to their utterance's loudest patch: ``mu - max(mu of the
+    utterance)`` ``(N,)`` (<= 0). Without ids the whole batch is one utterance."""
+    mu = np.asarray(mu, dtype=np.float64)
+    if utterance_ids is None:
+        return mu - mu.max()
+    _, inv = np.unique(np.asarray(utterance_ids), return_inverse=True)
+    peak = np.full(inv.max() + 1, -np.inf)
+    np.maximum.at(peak, inv, mu)
+    return mu - peak[inv]
+
+
 def make_grid(mu: np.ndarray, sigma: np.ndarray, points: int, n_sigmas: float) -> np.ndarray:
     """Common grid ``(points,)`` from ``min(mu - k sigma)`` to ``max(mu + k sigma)``."""
     lo = float(np.min(mu - n_sigmas * sigma))
@@ -284,18 +352,27 @@ def make_grid(mu: np.ndarray, sigma: np.ndarray, points: int, n_sigmas: float) -
     return np.linspace(lo, hi, points)
 
 
-def forced_keep(scores: np.ndarray, keep: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
-    """Patches to add so each group keeps ``min(k, size)`` patches (its best scores): bool ``(N,)``."""
+def forced_keep(scores: np.ndarray, keep: np.ndarray, groups: np.ndarray, k: int,
+                max_drop: float | None = None) -> np.ndarray:
+    """Patches to add so each group keeps ``min(k, size)`` patches (its best scores)
+    and, with ``max_drop``, drops at most ``floor(max_drop * size)`` (keeps its best
+    ``size - floor(max_drop * size)``): bool ``(N,)``."""
     forced = np.zeros(keep.shape, dtype=bool)
-    if k <= 0:
+    if keep.size == 0 or (k <= 0 and max_drop is None):
         return forced
     _, inv = np.unique(groups, return_inverse=True)
+    if max_drop is not None:
+        size = np.bincount(inv)
+        need_u = np.maximum(size - np.floor(max_drop * size + 1e-9).astype(np.int64), k)
+    else:
+        need_u = np.full(inv.max() + 1, k)
     order = np.lexsort((-scores, inv))  # by group, best score first
     inv_sorted = inv[order]
     starts = np.r_[0, np.flatnonzero(np.diff(inv_sorted)) + 1]
     rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
     kept_per_group = np.bincount(inv, weights=keep.astype(np.float64), minlength=inv.max() + 1)
-    need = (rank < k) & (kept_per_group[inv_sorted] < k) & ~keep[order]
+    kk = need_u[inv_sorted]
+    need = (rank < kk) & (kept_per_group[inv_sorted] < kk) & ~keep[order]
     forced[order[need]] = True
     return forced
 
@@ -359,7 +436,7 @@ class GaussianDataSelector:
         n = x.shape[0]
         labels_arr = _ids(labels, n, "labels")
         utt = _ids(utterance_ids, n, "utterance_ids")
-        mu, sigma = self._gaussians(x)
+        mu, sigma = self._gaussians(x, utt)
         rng = np.random.default_rng(cfg.seed)
         if cfg.scope == "corpus":
             groups = {"corpus": np.arange(n)}
@@ -415,7 +492,11 @@ class GaussianDataSelector:
         import json
 
         try:
-            cfg = GDSConfig(**json.loads(bytes(np.asarray(state["config_json"], dtype=np.uint8)).decode()))
+            saved = json.loads(bytes(np.asarray(state["config_json"], dtype=np.uint8)).decode())
+            # selectors saved before these fields existed used absolute levels and no cap
+            saved.setdefault("level", "absolute")
+            saved.setdefault("max_drop_per_utterance", None)
+            cfg = GDSConfig(**saved)
             sel = cls(cfg)
             sel.grid_ = np.asarray(state["grid"])
             loc, scale = (float(v) for v in state["norm"])
@@ -440,7 +521,7 @@ class GaussianDataSelector:
     ) -> np.ndarray:
         """Normalised scores ``(N,)`` of ``patches`` ``(N, 96, 64)`` (higher = more typical)."""
         x = _as_patches(patches)
-        mu, sigma = self._gaussians(x)
+        mu, sigma = self._gaussians(x, _ids(utterance_ids, x.shape[0], "utterance_ids"))
         return self._score_gaussians(mu, sigma, utterance_ids, labels)[0]
 
     def select(
@@ -454,12 +535,12 @@ class GaussianDataSelector:
         Without ``utterance_ids`` there is no per-utterance guarantee.
         """
         x = _as_patches(patches)
-        mu, sigma = self._gaussians(x)
+        mu, sigma = self._gaussians(x, _ids(utterance_ids, x.shape[0], "utterance_ids"))
         scores, threshold = self._score_gaussians(mu, sigma, utterance_ids, labels)
         keep = scores >= threshold
         utt = _ids(utterance_ids, x.shape[0], "utterance_ids")
         forced = (
-            forced_keep(scores, keep, utt, self.config.keep_min_per_utterance)
+            forced_keep(scores, keep, utt, self.config.keep_min_per_utterance, self.config.max_drop_per_utterance)
             if utt is not None
             else np.zeros_like(keep)
         )
@@ -481,8 +562,10 @@ class GaussianDataSelector:
         return out
 
     # ------------------------------------------------------------ internals
-    def _gaussians(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _gaussians(self, x: np.ndarray, utt: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         mu, sigma = patch_gaussians(x)
+        if self.config.level == "utterance":
+            mu = relative_level(mu, utt)
         return mu, np.maximum(sigma, self.config.min_sigma)
 
     def _z(self, mu: np.ndarray, sigma: np.ndarray, grid: np.ndarray | None = None) -> np.ndarray:

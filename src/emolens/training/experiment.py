@@ -24,11 +24,12 @@ import torch
 
 from emolens.corpora.splits import Fold, make_folds
 from emolens.evaluation.metrics import aggregate_folds, classification_report_dict, utterance_scores, write_confusion_csv
-from emolens.models import build_model
+from emolens.models import build_model, load_yamnet_file, resolve_weights
 from emolens.models.fusion import MODEL_STREAMS, FusionNet
 from emolens.models.io import save_model
 from emolens.report.metrics_figures import plot_confusion, plot_training_curves
 from emolens.selection.gds import GaussianDataSelector, GDSConfig
+from emolens.selection.speech import SpeechGateConfig, audioset_scores, speech_probability, voting_masks
 from emolens.training.data import PatchSet, backbone_features
 from emolens.training.trainer import TrainConfig, fit, predict_proba
 from emolens.workdir import WorkDir
@@ -41,12 +42,14 @@ class RunConfig:
     """One row of the ablation: model kind, GDS on/off, folds, optimisation."""
 
     model: str = "fusion"  # fusion | vggish | yamnet
-    gds: bool = True
+    gds: bool = False  # off by default: it cost 1.8-5.2 pt UAR on the EmoDB copies (benchmarks/gds_onoff.py)
     folds: str = "5"  # k, 'loso' or 'holdout:SPK,SPK' ('random[:k]' needs allow_speaker_overlap)
     allow_speaker_overlap: bool = False
     seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
     gds_config: GDSConfig = field(default_factory=GDSConfig)
+    speech_gate: bool = False  # train and evaluate on speech patches only (as prediction votes)
+    speech_vote: bool = False  # train on all (GDS-kept) patches, evaluate with prediction's voting rule
     hidden: int = 256
     layer_dim: int = 256
     dropout: float = 0.3
@@ -72,12 +75,32 @@ class _Inputs:
         return torch.from_numpy(self.ps.patches[idx]).unsqueeze(1)
 
 
-def _select(cfg: RunConfig, ps: PatchSet, train_p: np.ndarray) -> tuple[np.ndarray, GaussianDataSelector | None]:
-    """Keep mask over all patches: GDS fitted on ``train_p`` (or all True)."""
-    if not cfg.gds:
-        return np.ones(len(ps.utt), bool), None
-    sel = GaussianDataSelector(cfg.gds_config).fit(ps.patches[train_p], labels=ps.y[train_p], utterance_ids=ps.utt[train_p])
-    return sel.select(ps.patches, ps.utt).keep, sel
+def _select(cfg: RunConfig, ps: PatchSet, train_p: np.ndarray,
+            is_speech: np.ndarray | None = None) -> tuple[np.ndarray, GaussianDataSelector | None]:
+    """Keep mask over all patches: GDS fitted on ``train_p`` (or all True), then, with
+    ``is_speech`` ``(P,)``, the speech gate's voting rule per utterance."""
+    keep, sel = np.ones(len(ps.utt), bool), None
+    if cfg.gds:
+        sel = GaussianDataSelector(cfg.gds_config).fit(ps.patches[train_p], labels=ps.y[train_p], utterance_ids=ps.utt[train_p])
+        keep = sel.select(ps.patches, ps.utt).keep
+    if is_speech is not None:
+        keep = voting_masks(is_speech, keep, ps.utt)
+    return keep, sel
+
+
+def _patch_speech(cfg: RunConfig, model: FusionNet, ps: PatchSet, feats) -> np.ndarray | None:
+    """``(P,)`` speech-gate decision per patch (None when ``cfg.speech_gate`` is off):
+    YAMNet's AudioSet head on the cached YAMNet embeddings, or YAMNet run on the patches."""
+    if not (cfg.speech_gate or cfg.speech_vote):
+        return None
+    gate = SpeechGateConfig()
+    if feats is not None and "yamnet" in feats and model.yamnet is not None:
+        with torch.no_grad():
+            audioset = torch.sigmoid(model.yamnet.classifier(torch.from_numpy(feats["yamnet"]))).numpy()
+    else:
+        yam = model.yamnet if model.yamnet is not None else load_yamnet_file(resolve_weights("yamnet", cfg.yamnet_weights))
+        audioset = audioset_scores(yam.eval(), ps.patches)
+    return speech_probability(audioset, gate) >= gate.threshold
 
 
 def _evaluate(module, inputs: _Inputs, ps: PatchSet, test_p: np.ndarray, classes: list[str]) -> dict:
@@ -134,6 +157,7 @@ def cross_validate(work: WorkDir, cfg: RunConfig, out: str | Path, *, progress: 
     if cfg.train.finetune == "head":
         feats = backbone_features(model, ps.patches, work.root / "embeddings", progress=progress)
     feature_seconds = time.perf_counter() - t_feat
+    is_speech = _patch_speech(cfg, model, ps, feats)
     folds = make_folds(work.manifest, cfg.folds, seed=cfg.seed, allow_speaker_overlap=cfg.allow_speaker_overlap)
     fold_reports = []
     for fold in folds:
@@ -145,24 +169,25 @@ def cross_validate(work: WorkDir, cfg: RunConfig, out: str | Path, *, progress: 
             continue
         train_p_all = ps.patch_indices(fold.train)
         t0 = time.perf_counter()
-        keep, _ = _select(cfg, ps, train_p_all)
+        keep, _ = _select(cfg, ps, train_p_all, is_speech if cfg.speech_gate else None)
+        test_keep = voting_masks(is_speech, keep, ps.utt) if cfg.speech_vote and not cfg.speech_gate else keep
         gds_seconds = time.perf_counter() - t0
         module, inputs, res, n_train = _train_one(cfg, model, ps, feats, keep, fold.train, fold.val,
                                                    len(classes), fdir, progress, f"{cfg.model} {fold.name}")
         test_p = ps.patch_indices(fold.test)
-        rep = _evaluate(module, inputs, ps, test_p[keep[test_p]], classes)
+        rep = _evaluate(module, inputs, ps, test_p[test_keep[test_p]], classes)
         rep.update(fold=fold.name, train_seconds=res.seconds, gds_seconds=gds_seconds,
                    best_epoch=res.best_epoch, best_val_uar=res.best_val_uar,
                    epochs_run=len(res.history),
                    patches={"train_before": int(len(train_p_all)), "train_after": n_train,
-                            "test_before": int(len(test_p)), "test_after": int(keep[test_p].sum())})
+                            "test_before": int(len(test_p)), "test_after": int(test_keep[test_p].sum())})
         done.write_text(json.dumps(rep, indent=2))
         (fdir / "checkpoint.pt").unlink(missing_ok=True)
         fold_reports.append(rep)
         log.info("fold %s: UAR %.3f accuracy %.3f (%d train patches, %.1f s)", fold.name, rep["uar"], rep["accuracy"], n_train, res.seconds)
     agg = aggregate_folds(fold_reports)
     metrics = {
-        "model": cfg.model, "streams": list(MODEL_STREAMS[cfg.model]), "gds": cfg.gds,
+        "model": cfg.model, "streams": list(MODEL_STREAMS[cfg.model]), "gds": cfg.gds, "speech_gate": cfg.speech_gate, "speech_vote": cfg.speech_vote,
         "finetune": cfg.train.finetune, "labels": classes,
         "accuracy": agg["accuracy"]["mean"], "uar": agg["uar"]["mean"], "f1_macro": agg["f1_macro"]["mean"],
         "accuracy_std": agg["accuracy"]["std"], "uar_std": agg["uar"]["std"], "f1_macro_std": agg["f1_macro"]["std"],
@@ -182,18 +207,19 @@ def cross_validate(work: WorkDir, cfg: RunConfig, out: str | Path, *, progress: 
     if first_log.exists():
         plot_training_curves([json.loads(l) for l in first_log.read_text().splitlines() if l], out / "training_curves.png")
     if cfg.final_model:
-        train_final(work, cfg, model, ps, feats, folds[0], out, progress=progress, weights_info=weights_info)
+        train_final(work, cfg, model, ps, feats, folds[0], out, progress=progress, weights_info=weights_info,
+                    is_speech=is_speech if cfg.speech_gate else None)
     return metrics
 
 
 def train_final(work: WorkDir, cfg: RunConfig, model: FusionNet, ps: PatchSet, feats, fold0: Fold,
-                out: Path, *, progress: bool, weights_info: dict) -> Path:
+                out: Path, *, progress: bool, weights_info: dict, is_speech: np.ndarray | None = None) -> Path:
     """Train on every speaker but fold 0's validation speakers (kept for early
     stopping) and save the full network + GDS state for prediction."""
     all_u = np.arange(len(ps.y_utt))
     val_u = fold0.val if fold0.val is not None else np.array([], int)
     train_u = np.setdiff1d(all_u, val_u)
-    keep, sel = _select(cfg, ps, ps.patch_indices(train_u))
+    keep, sel = _select(cfg, ps, ps.patch_indices(train_u), is_speech)
     module, _, res, _ = _train_one(cfg, model, ps, feats, keep, train_u, val_u, len(work.classes),
                                    out / "final", progress, f"{cfg.model} final")
     final = copy.deepcopy(model)
@@ -207,6 +233,7 @@ def train_final(work: WorkDir, cfg: RunConfig, model: FusionNet, ps: PatchSet, f
         "head": {"hidden": cfg.hidden, "layer_dim": cfg.layer_dim, "dropout": cfg.dropout},
         "vggish_final_relu": True,
         "gds": {"enabled": cfg.gds, "config": cfg.gds_config.to_dict()},
+        "speech_gate": SpeechGateConfig().to_dict(),
         "train": cfg.train.to_dict(), "best_epoch": res.best_epoch, "val_uar": res.best_val_uar,
         **weights_info,
     }
