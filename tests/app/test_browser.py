@@ -43,7 +43,7 @@ def app_url(tiny_run, tmp_path_factory):
                 if proc.poll() is not None or time.time() > deadline:
                     pytest.fail(f"the app did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.5)
-        first = log.read_text().splitlines()[0]
+        first = next(line for line in log.read_text().splitlines() if line.startswith("emolens app on"))
         workdir = first.split("files under ")[1].split(")")[0]
         assert first.startswith(f"emolens app on {url[:-1]} (files under /")
         yield url, workdir

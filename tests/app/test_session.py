@@ -42,7 +42,7 @@ def test_view_cached_and_rendered(rec, tmp_path):
     s = AppSession(rec, cfg)
     a = s.analyse(_wav(tmp_path / "ok.wav", 1.2))
     v = s.view("gradcam")
-    assert v.explanation.target_label == a.label and abs(sum(v.probabilities.values()) - 1) < 1e-5
+    assert v.explanation.target_label == a.emotion and abs(sum(v.probabilities.values()) - 1) < 1e-5
     for p in (v.timeline_png, v.map_png):
         assert p.is_file() and p.read_bytes()[:4] == b"\x89PNG" and cfg.workdir in p.parents
     steps = []

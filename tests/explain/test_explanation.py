@@ -35,10 +35,13 @@ def test_explanation_object(rec, clip):
     assert ex.log_mel.shape == (n_frames, 64) and n_frames == 148  # 1.5 s: 1 + (24000 - 400) // 160
     assert set(ex.maps) == {"gradcam", "lime"} and all(m.shape == (n_frames, 64) for m in ex.maps.values())
     n = len(ex.keep)
-    assert n == 3 and ex.patch_probs.shape == (n, 4) and ex.voting.tolist() == ex.keep.tolist() and ex.speech is None
-    np.testing.assert_allclose(ex.probs, ex.patch_probs[ex.keep].mean(0), rtol=1e-5)
+    a = rec.analyze(clip)
+    assert n == 3 and ex.patch_probs.shape == (n, 4) and ex.voting.tolist() == a.voting.tolist()
+    assert ex.speech.tolist() == (a.speech >= rec.speech_gate.threshold).tolist() and ex.has_speech == a.has_speech
+    np.testing.assert_allclose(ex.probs, ex.patch_probs[ex.voting].mean(0), rtol=1e-5)
     np.testing.assert_allclose(ex.patch_times, [[0, 0.96], [0.48, 1.44], [0.96, 1.92]], atol=1e-9)
-    assert ex.target == int(np.argmax(ex.probs)) and ex.label == rec.classes[ex.target]
+    assert ex.target == int(np.argmax(ex.probs)) and ex.emotion == rec.classes[ex.target]
+    assert ex.label == (ex.emotion if a.has_speech else "no speech")
     assert ex.focus_method == "gradcam" and ex.focus_mask.shape == ex.wave.shape == ex.focus_audio.shape == ex.tf_audio.shape
     assert 0 < ex.focus_mask.mean() < 1 and np.all(ex.focus_audio[~ex.focus_mask] == 0)
     assert set(ex.faithfulness) == {"gradcam", "lime", "random"} and len(ex.faithfulness["lime"]["deletion"]) == 6
@@ -50,11 +53,12 @@ def test_explanation_object(rec, clip):
 
 def test_focus_method_and_target_and_speech(rec, clip):
     a = rec.analyze(clip)
-    a.speech = np.array([False, True, True])  # what speech gating adds to Analysis
+    a.speech, a.voting = np.array([0.01, 0.9, 0.6]), None  # speech probabilities; voting derived from them
     ex = explain(rec, a, methods=["gradcam", "lime"], target="sad", focus="lime", lime_samples=10,
                  with_faithfulness=False, progress=False)
     assert ex.target_label == "sad" and ex.focus_method == "lime" and ex.faithfulness == {}
-    assert ex.voting.tolist() == [False, True, True] and "explaining: sad" in ex.title()
+    assert ex.speech.tolist() == [False, True, True]
+    assert ex.voting.tolist() == (a.keep & ex.speech).tolist() and "explaining: sad" in ex.title()
     # the focus follows LIME's positive part, not Grad-CAM
     g = explain(rec, a, methods=["gradcam"], target="sad", with_faithfulness=False, progress=False)
     assert not np.array_equal(ex.focus_mask, g.focus_mask)

@@ -88,7 +88,7 @@ class AppSession:
 
         if self.analysis is None:
             raise EmolensError("analyse a recording first")
-        target = target or self.analysis.label
+        target = target or getattr(self.analysis, "emotion", self.analysis.label)
         key = (method, target)
         if key not in self.cache:
             self.cache[key] = explain(self.rec, self.analysis, methods=[method], target=target,

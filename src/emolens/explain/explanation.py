@@ -78,10 +78,17 @@ class Explanation:
     target_given: bool = False
     notes: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    #: False when the speech gate found no speech: the label is then "no speech"
+    has_speech: bool = True
 
     @property
     def label(self) -> str:
-        """Predicted class."""
+        """Predicted class, or ``"no speech"`` when the recording has none."""
+        return self.emotion if self.has_speech else "no speech"
+
+    @property
+    def emotion(self) -> str:
+        """The most probable emotion (also without speech)."""
         return self.classes[int(np.argmax(self.probs))]
 
     @property

@@ -115,8 +115,12 @@ def explain(rec, source, *, methods=METHODS, target: str | int | None = None, tr
                        occlusion_stride=occlusion_stride, progress=progress)
     maps = res["maps"]
     sr, wave = a.clip.sample_rate, a.clip.samples
-    speech = getattr(a, "speech", None)
-    speech = None if speech is None else np.asarray(speech, dtype=bool)
+    speech = getattr(a, "speech", None)  # speech probability per patch (speech gating), or flags
+    if speech is not None:
+        speech = np.asarray(speech)
+        if speech.dtype != bool:
+            gate = getattr(rec, "speech_gate", None)
+            speech = speech >= (gate.threshold if gate is not None else 0.5)
     voting = getattr(a, "voting", None)
     if voting is None:
         voting = a.keep & speech if speech is not None and speech.shape == a.keep.shape else a.keep
@@ -126,7 +130,8 @@ def explain(rec, source, *, methods=METHODS, target: str | int | None = None, tr
                      patch_times=patch_times(len(a.keep), rec), target=t, log_mel=a.log_mel, maps=maps,
                      wave=wave, sample_rate=sr, cost=res["cost"], layer=res["layer"], true_label=true_label,
                      target_given=target is not None, notes=list(a.clip.notes),
-                     extra={"vggish_pretrained": rec.config.get("vggish_pretrained")})
+                     extra={"vggish_pretrained": rec.config.get("vggish_pretrained")},
+                     has_speech=bool(getattr(a, "has_speech", True)))
     fm = _focus_method(maps, focus)
     if fm is not None:
         g = np.clip(maps[fm], 0.0, None)
