@@ -17,15 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emolens.explain.attributions import gradcam, lime, occlusion, target_index, tqdm_progress
+from emolens.explain.attributions import target_index, tqdm_progress
 from emolens.explain.faithfulness import faithfulness, utterance_predictor
+from emolens.explain.methods import DEFAULT_METHOD, METHODS as REGISTRY, run_method
 from emolens.explain.sonify import focus_activation, focus_audio, focus_mask, focus_regions, tf_masked_audio, write_wav
 from emolens.explain.stitch import utterance_map
 from emolens.report.explain_figures import plot_faithfulness, plot_focus, plot_four_panel
 
 log = logging.getLogger("emolens")
-METHODS = ("gradcam", "lime", "occlusion")
-TITLES = {"gradcam": "Grad-CAM", "lime": "LIME", "occlusion": "Occlusion"}
+METHODS = tuple(dict.fromkeys((DEFAULT_METHOD, "gradcam", "lime", "occlusion")))  # the default set
+TITLES = {k: m.title for k, m in REGISTRY.items()}
 
 
 def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "vggish",
@@ -42,15 +43,15 @@ def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "v
     n_frames = analysis.log_mel.shape[0]
     maps, cost = {}, {}
     for m in methods:
-        pr = tqdm_progress(f"{m} {Path(analysis.clip.path or '').name}") if progress and m != "gradcam" else None
-        if m == "gradcam":
-            att = gradcam(model, layers[layer], x, target)
-        elif m == "lime":
-            att = lime(model, x, target, n_samples=lime_samples, progress=pr)
-        elif m == "occlusion":
-            att = occlusion(model, x, target, stride=occlusion_stride, progress=pr)
-        else:
-            raise ValueError(f"unknown method {m!r}; use {', '.join(METHODS)}")
+        if m not in REGISTRY:
+            raise ValueError(f"unknown method {m!r}; use {', '.join(REGISTRY)}")
+        pr = tqdm_progress(f"{m} {Path(analysis.clip.path or '').name}") if progress and m in ("lime", "kernelshap", "occlusion") else None
+        opts = {"layer": layer} if m in ("gradcam", "hirescam", "gradcampp") else {}
+        if m == "lime":
+            opts["n_samples"] = lime_samples
+        if m == "occlusion":
+            opts["stride"] = occlusion_stride
+        att = run_method(m, model, x, target, progress=pr, **opts)
         maps[m] = utterance_map(att.maps, n_frames)
         cost[m] = {"forward_calls": att.forward_calls, "patches_evaluated": att.patches_evaluated,
                    "backward_calls": att.backward_calls}
@@ -76,15 +77,17 @@ def explain_file(rec, path: str | Path, out: str | Path, *, methods=METHODS, tar
     info = {**a.as_dict(), "true_label": true_label, "target": rec.classes[t], "methods": list(maps),
             "gradcam_layer": res["layer"], "cost": res["cost"],
             "vggish_pretrained": rec.config.get("vggish_pretrained")}
-    if "gradcam" in maps:
-        g = maps["gradcam"]
+    focus = DEFAULT_METHOD if DEFAULT_METHOD in maps else next(iter(maps), None)
+    if focus is not None:  # focus audio from the measured default method (Grad-CAM only if asked alone)
+        g = np.clip(maps[focus], 0.0, None)
         mask = focus_mask(g, len(wave), cfg=rec.frontend)
         write_wav(out / "focus.wav", focus_audio(wave, mask, sr), sr)
-        plot_focus(wave, sr, mask, out / "focus.png", title=f"Grad-CAM focus: {rec.classes[t]}",
+        plot_focus(wave, sr, mask, out / "focus.png", title=f"{TITLES[focus]} focus: {rec.classes[t]}",
                    activation=focus_activation(g, len(wave), cfg=rec.frontend))
         write_wav(out / "focus_tf.wav", tf_masked_audio(wave, g, 0.3, rec.frontend), sr)
         info["focus_regions_s"] = [[round(s0, 3), round(s1, 3)] for s0, s1 in focus_regions(mask, sr)]
         info["focus_fraction"] = float(mask.mean())
+        info["focus_method"] = focus
     if with_faithfulness and maps:
         fa = faithfulness(utterance_predictor(rec.model), a.log_mel, maps, t)
         plot_faithfulness(fa, out / "faithfulness.png", title=f"deletion / insertion: {rec.classes[t]}")
