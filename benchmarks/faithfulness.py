@@ -161,6 +161,25 @@ def format_table(name: str, model_dir: str, n_clips: int, table: dict, args, set
     return "\n".join(lines)
 
 
+def choose_default(res: dict, max_seconds: float = 1.0) -> str | None:
+    """The spec with the highest worst-corpus % of clips beating random, among those
+    passing the sanity checks and costing <= ``max_seconds`` per 4-s clip everywhere
+    (ties: higher mean insertion - deletion AUC gap)."""
+    specs = [k for k in next(iter(res.values()))["table"] if k != "random"]
+
+    def ok(k):
+        return all(r["table"][k]["sanity_pass"] is not False and r["table"][k]["seconds_per_4s_clip"] <= max_seconds
+                   for r in res.values())
+
+    def key(k):
+        rows = [r["table"][k] for r in res.values()]
+        return (min(e["beats_random_fraction"] for e in rows),
+                float(np.mean([e["insertion_auc"] - e["deletion_auc"] for e in rows])))
+
+    good = [k for k in specs if ok(k)]
+    return max(good, key=key) if good else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", nargs=3, action="append", metavar=("NAME", "MODEL", "WORK"), required=True,
@@ -173,6 +192,7 @@ def main() -> None:
     ap.add_argument("--speed-clips", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--ship", default=None, help="also write the package's faithfulness.json here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     specs = [s for s in args.methods.split(",") if s]
@@ -182,6 +202,13 @@ def main() -> None:
         if args.out:
             with open(args.out, "w") as f:
                 json.dump(res, f, indent=2)
+    best = choose_default(res)
+    print(f"\ndefault by measurement (sanity pass, <= 1 s per 4-s clip, best worst-corpus beats-random): {best}")
+    if args.ship:
+        ship = {"default_spec": best, "threads": args.threads, "steps": args.steps, "orders": args.orders,
+                "per_class": args.per_class, "corpora": res}
+        with open(args.ship, "w") as f:
+            json.dump(ship, f, indent=1)
 
 
 if __name__ == "__main__":

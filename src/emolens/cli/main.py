@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path, help="run directory written by `emolens train`")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files")
     p.add_argument("--out", required=True, type=Path, help="output directory (one folder per file)")
-    p.add_argument("--methods", default="gradcam,lime,occlusion", help="comma list of gradcam, lime, occlusion")
+    p.add_argument("--methods", default=None, help="comma list of gradcam, hirescam, gradcampp, ig, gxi, occlusion, lime, kernelshap (default: the measured default method, gradcam, lime, occlusion)")
     p.add_argument("--target", default=None, help="class to explain (default: the predicted one)")
     p.add_argument("--layer", default="vggish", help="Grad-CAM layer: vggish (12x8 cells, fine), yamnet_mid (6x4) or yamnet (3x2, coarse)")
     p.add_argument("--work", type=Path, default=None, help="prepared work dir: its manifest gives the true labels for titles")
@@ -72,11 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-faithfulness", action="store_true", help="skip deletion/insertion scores")
     _add_common(p)
 
-    p = sub.add_parser("profile", help="per-emotion frequency profile of Grad-CAM over a prepared corpus")
+    p = sub.add_parser("profile", help="per-emotion frequency profile of an explanation method over a prepared corpus, with CIs, tests and the thesis verdict")
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--work", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--layer", default="vggish", help="Grad-CAM layer: vggish or yamnet")
+    p.add_argument("--method", default=None, help="explanation method (default: the measured default; see `emolens explain --methods`)")
+    p.add_argument("--layer", default="yamnet_mid", help="layer of gradcam/hirescam/gradcampp: vggish, yamnet, yamnet_mid or yamnet.0..13")
     p.add_argument("--limit", type=int, default=None, help="use at most this many recordings per emotion")
     _add_common(p)
 

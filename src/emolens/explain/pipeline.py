@@ -19,7 +19,7 @@ import torch
 
 from emolens.explain.attributions import target_index, tqdm_progress
 from emolens.explain.faithfulness import faithfulness, utterance_predictor
-from emolens.explain.methods import DEFAULT_METHOD, METHODS as REGISTRY, run_method
+from emolens.explain.methods import DEFAULT_METHOD, METHODS as REGISTRY, layer_names, run_method
 from emolens.explain.sonify import focus_activation, focus_audio, focus_mask, focus_regions, tf_masked_audio, write_wav
 from emolens.explain.stitch import utterance_map
 from emolens.report.explain_figures import plot_faithfulness, plot_focus, plot_four_panel
@@ -33,7 +33,7 @@ def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "v
                  lime_samples: int = 200, occlusion_stride=(8, 4), progress: bool = True) -> dict:
     """Utterance maps ``{method: (n_frames, 64)}`` and forward-pass counts."""
     model = rec.model
-    layers = model.gradcam_layers()
+    layers = layer_names(model)
     if layer not in layers:
         fallback = next(iter(layers))
         log.warning("Grad-CAM layer %r is not in this %s model (it has %s): using %r",
