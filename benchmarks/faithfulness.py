@@ -165,7 +165,8 @@ def choose_default(res: dict, max_seconds: float = 1.0) -> str | None:
     """The spec with the highest worst-corpus % of clips beating random, among those
     passing the sanity checks and costing <= ``max_seconds`` per 4-s clip everywhere
     (ties: higher mean insertion - deletion AUC gap)."""
-    specs = [k for k in next(iter(res.values()))["table"] if k != "random"]
+    specs = [k for k in next(iter(res.values()))["table"]
+             if k != "random" and all(k in r["table"] for r in res.values())]  # measured everywhere
 
     def ok(k):
         return all(r["table"][k]["sanity_pass"] is not False and r["table"][k]["seconds_per_4s_clip"] <= max_seconds

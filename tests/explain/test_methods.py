@@ -122,3 +122,12 @@ def test_default_method_is_registered_and_was_measured():
         row = res["table"][meas["default_spec"]]
         assert 0 <= row["beats_random_fraction"] <= 1
         assert row["deletion_auc"] < res["table"]["random"]["deletion_auc"]
+
+
+def test_every_method_has_a_measured_faithfulness_note():
+    from emolens.explain.methods import faithfulness_note
+
+    for name in METHODS:
+        note = faithfulness_note(name)
+        assert note.startswith(METHODS[name].title) and note.endswith("of clips"), name
+    assert faithfulness_note("not-a-method") == ""

@@ -55,6 +55,8 @@ __all__ = [
     "layer_names",
     "scored",
     "measured_faithfulness",
+    "faithfulness_note",
+    "MEASURED_AS",
     "method_label",
 ]
 
@@ -187,7 +189,7 @@ def gradcam_pp(model, x, target, *, layer: str = DEFAULT_LAYER, score: str = "lo
     return Attribution(f"Grad-CAM++ ({_lname(layer)})", np.concatenate(parts).astype(np.float32), len(chunks), xs.shape[0], len(chunks))
 
 
-def integrated_gradients(model, x, target, *, n_steps: int = 16, score: str = "log_softmax",
+def integrated_gradients(model, x, target, *, n_steps: int = 8, score: str = "log_softmax",
                          batch_size: int | None = 16, progress=None) -> Attribution:
     """Integrated Gradients (Captum) from the **patch mean** (a flat spectrum of the
     same loudness, the fill every perturbation method here uses) to the patch, with
@@ -232,7 +234,7 @@ def _ig(model, x, target, n_steps, method, score, batch_size, progress, title) -
     return Attribution(title, np.concatenate(parts).astype(np.float32), len(chunks) * int(n_steps), n, len(chunks) * int(n_steps))
 
 
-def kernel_shap(model, x, target, *, grid: tuple[int, int] = (12, 8), n_samples: int = 100,
+def kernel_shap(model, x, target, *, grid: tuple[int, int] = (12, 8), n_samples: int = 50,
                 perturbations_per_eval: int = 50, score: str = "logit", seed: int = 0,
                 progress=None) -> Attribution:
     """KernelSHAP (Captum) over the LIME grid regions, masked regions = patch mean;
@@ -308,6 +310,26 @@ def run_method(name: str, model: nn.Module, x, target: int, **options) -> Attrib
 def method_label(name: str) -> str:
     """Display title of a registered method (the name itself when unknown)."""
     return METHODS[name].title if name in METHODS else name
+
+
+#: The benchmark spec each registry name was measured as (its registry defaults, or
+#: the settings named here where they differ).
+MEASURED_AS = {
+    "gradcam": "gradcam@yamnet.7", "hirescam": "hirescam@yamnet.7", "gradcampp": "gradcampp@yamnet.7",
+    "ig": "ig:n_steps=8", "gxi": "gxi", "occlusion": "occlusion:window=16x16",
+    "lime": "lime:n_samples=50", "kernelshap": "kernelshap:n_samples=50",
+}
+
+
+def faithfulness_note(name: str) -> str:
+    """One line for a UI: how often method ``name`` beat a random order on both
+    deletion and insertion, per corpus, as measured (``""`` when not measured)."""
+    meas = measured_faithfulness().get("corpora", {})
+    spec = MEASURED_AS.get(name, name)
+    parts = [f"{c} {r['table'][spec]['beats_random_fraction']:.0%}" for c, r in meas.items() if spec in r["table"]]
+    if not parts:
+        return ""
+    return f"{method_label(name)} ({spec}): beats a random order on both AUCs on " + ", ".join(parts) + " of clips"
 
 
 @lru_cache(maxsize=1)
