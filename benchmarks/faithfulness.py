@@ -18,7 +18,8 @@ trained head ("model") and after training a head on shuffled labels ("labels");
 a test passes below 0.5.
 
 Method specs (comma-separated): ``name[@layer][:key=value;...]`` with a name of
-``emolens.explain.methods.METHODS`` (e.g. ``gradcam@yamnet.7:score=log_softmax``,
+``emolens.explain.methods.METHODS`` or ``blind:kind=abs|loud|quiet`` (model-blind
+controls: what the metric gives a map that never looked at the model) (e.g. ``gradcam@yamnet.7:score=log_softmax``,
 ``occlusion:window=32x16``, ``lime:n_samples=50``).
 """
 
@@ -56,6 +57,17 @@ def parse_spec(spec: str) -> tuple[str, dict]:
                 except ValueError:
                     out[k] = v
     return name, out
+
+
+def blind_map(x: torch.Tensor, kind: str):
+    """Model-blind control maps ``(N, 96, 64)`` from the patch alone: ``abs`` =
+    |x - patch mean|, ``loud`` = x - mean, ``quiet`` = mean - x. A faithfulness score
+    such a map reaches is what the metric gives for free."""
+    from emolens.explain.attributions import Attribution
+
+    d = (x - x.mean(dim=(1, 2, 3), keepdim=True))[:, 0].numpy()
+    m = {"abs": np.abs(d), "loud": d, "quiet": -d}[kind]
+    return Attribution(f"blind {kind}", m.astype(np.float32), 0, 0)
 
 
 def run_corpus(name: str, model_dir: str, work_dir: str, specs: list[str], args) -> dict:
@@ -102,13 +114,14 @@ def run_corpus(name: str, model_dir: str, work_dir: str, specs: list[str], args)
         maps = {}
         for spec, mname, opts in parsed:
             s0 = time.perf_counter()
-            att = run_method(mname, model, x, t, **opts)
+            att = blind_map(x, opts["kind"]) if mname == "blind" else run_method(mname, model, x, t, **opts)
             m = utterance_map(att.maps, n)
             rows[spec]["seconds"].append((time.perf_counter() - s0) / a.clip.duration * 4.0)
             maps[spec] = m
             if ci in sanity_idx:
                 for test, rm in randomized.items():
-                    rmap = utterance_map(run_method(mname, rm, x, t, **opts).maps, n)
+                    ratt = blind_map(x, opts["kind"]) if mname == "blind" else run_method(mname, rm, x, t, **opts)
+                    rmap = utterance_map(ratt.maps, n)
                     rows[spec][f"sanity_{test}"].append(map_similarity(m, rmap))
             if args.speed_clips and ci < args.speed_clips:
                 torch.set_num_threads(2)
