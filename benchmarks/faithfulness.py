@@ -175,15 +175,17 @@ def format_table(name: str, model_dir: str, n_clips: int, table: dict, args, set
 
 
 def choose_default(res: dict, max_seconds: float = 1.0) -> str | None:
-    """The spec with the highest worst-corpus % of clips beating random, among those
-    passing the sanity checks and costing <= ``max_seconds`` per 4-s clip everywhere
-    (ties: higher mean insertion - deletion AUC gap)."""
+    """The spec with the highest worst-corpus % of clips beating random on both AUCs
+    among those costing <= ``max_seconds`` per 4-s clip on every corpus (ties: higher
+    mean insertion - deletion AUC gap). Sanity failures do not exclude a method (a map
+    no better than random is worse than one partly driven by the input); they are
+    printed, shipped and shown next to the method. Model-blind controls never count."""
     specs = [k for k in next(iter(res.values()))["table"]
-             if k != "random" and all(k in r["table"] for r in res.values())]  # measured everywhere
+             if k != "random" and not k.startswith("blind")
+             and all(k in r["table"] for r in res.values())]  # measured everywhere
 
     def ok(k):
-        return all(r["table"][k]["sanity_pass"] is not False and r["table"][k]["seconds_per_4s_clip"] <= max_seconds
-                   for r in res.values())
+        return all(r["table"][k]["seconds_per_4s_clip"] <= max_seconds for r in res.values())
 
     def key(k):
         rows = [r["table"][k] for r in res.values()]
@@ -191,7 +193,12 @@ def choose_default(res: dict, max_seconds: float = 1.0) -> str | None:
                 float(np.mean([e["insertion_auc"] - e["deletion_auc"] for e in rows])))
 
     good = [k for k in specs if ok(k)]
-    return max(good, key=key) if good else None
+    best = max(good, key=key) if good else None
+    if best is not None:
+        failed = [c for c, r in res.items() if r["table"][best]["sanity_pass"] is False]
+        if failed:
+            print(f"note: {best} fails the sanity checks on {', '.join(failed)}")
+    return best
 
 
 def main() -> None:
@@ -217,7 +224,7 @@ def main() -> None:
             with open(args.out, "w") as f:
                 json.dump(res, f, indent=2)
     best = choose_default(res)
-    print(f"\ndefault by measurement (sanity pass, <= 1 s per 4-s clip, best worst-corpus beats-random): {best}")
+    print(f"\ndefault by measurement (<= 1 s per 4-s clip, best worst-corpus beats-random): {best}")
     if args.ship:
         ship = {"default_spec": best, "threads": args.threads, "steps": args.steps, "orders": args.orders,
                 "per_class": args.per_class, "corpora": res}
