@@ -1,9 +1,11 @@
 """Explaining one recording end to end (what ``emolens explain`` writes per file).
 
 For the class explained (the prediction unless ``target`` is given): per-patch
-Grad-CAM / LIME / Occlusion maps stitched over the whole recording, the four-panel
-figure (thesis figs 26-29), the listenable focus (thesis figs 30-31: Grad-CAM summed
-over frequency -> samples -> all-ones smoothing -> keep the above-mean activation),
+maps of the registered methods (:mod:`emolens.explain.methods`) stitched over the whole
+recording, the four-panel figure (thesis figs 26-29), the listenable focus (thesis figs
+30-31, computed from ``DEFAULT_METHOD``'s map, positive part, not Grad-CAM's: see
+benchmarks/faithfulness.md; summed over frequency -> samples -> all-ones smoothing ->
+keep the above-mean activation),
 the time-frequency-masked audio, and deletion/insertion faithfulness of every map
 against a random order on the same clip.
 """
