@@ -87,7 +87,10 @@ def test_pipeline_on_emodb_subset(tmp_path, capsys, emodb_dir, weights_dir, monk
     for name in ("explanation.png", "focus.wav", "focus.png", "focus_tf.wav", "faithfulness.png", "explanation.json"):
         assert (d / name).exists(), name
     info = json.loads((d / "explanation.json").read_text())
-    assert info["true_label"] == "angry" and set(info["faithfulness"]) == {"gradcam", "lime", "occlusion", "random"}
+    from emolens.explain.methods import DEFAULT_METHOD
+
+    assert info["true_label"] == "angry" and set(info["faithfulness"]) == {DEFAULT_METHOD, "gradcam", "lime", "occlusion", "random"}
+    assert info["focus_method"] == DEFAULT_METHOD  # the focus audio follows the measured default
     assert info["focus_regions_s"] and 0 < info["focus_fraction"] < 1
     focus, fsr = sf.read(d / "focus.wav")
     assert fsr == 16000 and len(focus) == 32000 and np.count_nonzero(focus) < len(focus)
@@ -95,6 +98,11 @@ def test_pipeline_on_emodb_subset(tmp_path, capsys, emodb_dir, weights_dir, monk
     code, out, _ = run(capsys, "profile", "--model", run_dir, "--work", work, "--out", tmp_path / "prof", "--layer", "yamnet_mid", "--limit", "5", "--quiet")
     assert code == 0 and (tmp_path / "prof" / "profile.csv").exists()
     assert len((tmp_path / "prof" / "profile.csv").read_text().splitlines()) == 1 + 4 * 64
+    pj = json.loads((tmp_path / "prof" / "profile.json").read_text())
+    assert pj["method"] == DEFAULT_METHOD and "thesis claim" in out
+    assert pj["stats"]["thesis_verdict"] in ("supported", "partly supported", "not shown", "contradicted")
+    for e in pj["stats"]["emotions"].values():
+        assert e["centroid_ci"][0] <= e["centroid_hz"] <= e["centroid_ci"][1]
 
 
 def test_batched_analysis_equals_one_by_one():

@@ -39,7 +39,7 @@ class AppConfig:
     max_upload_mb: float = 20.0
     max_seconds: float = 60.0
     lime_samples: int = 100
-    layer: str = "vggish"
+    layer: str = "auto"
     workdir: Path | None = None
 
     def __post_init__(self) -> None:

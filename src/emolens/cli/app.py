@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MB (default 20)")
     p.add_argument("--max-seconds", type=float, default=60.0, help="longest recording in seconds (default 60)")
     p.add_argument("--lime-samples", type=int, default=100, help="LIME samples per patch (default 100)")
-    p.add_argument("--layer", default="vggish", help="Grad-CAM layer (default vggish; falls back to the model's)")
+    p.add_argument("--layer", default="auto", help="Grad-CAM layer (auto: vggish if present, else yamnet_mid)")
     p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_app)

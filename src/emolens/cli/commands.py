@@ -200,13 +200,14 @@ def _true_labels(work_dir: Path | None) -> dict[str, str]:
 
 
 def cmd_explain(args) -> int:
+    from emolens.explain.methods import METHODS as REGISTRY
     from emolens.explain.pipeline import METHODS, explain_file
     from emolens.inference import EmotionRecognizer, resolve_model
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in methods if m not in METHODS]
+    methods = [m.strip() for m in (args.methods or ",".join(METHODS)).split(",") if m.strip()]
+    bad = [m for m in methods if m not in REGISTRY]
     if bad:
-        raise EmolensError(f"unknown method(s) {', '.join(bad)}; use {', '.join(METHODS)}")
+        raise EmolensError(f"unknown method(s) {', '.join(bad)}; use {', '.join(REGISTRY)}")
     rec = EmotionRecognizer.from_dir(resolve_model(args.model))
     if args.target is not None and args.target not in rec.classes:
         raise EmolensError(f"--target {args.target!r} is not a class of this model ({', '.join(rec.classes)})")
@@ -232,32 +233,38 @@ def cmd_profile(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from emolens.explain.attributions import gradcam
+    from emolens.explain.methods import DEFAULT_METHOD, METHODS as REGISTRY, layer_names, method_label, run_method
     from emolens.explain.profile import frequency_profile, leans_higher, profile_summary, write_profile_csv
+    from emolens.explain.profile_stats import ProfileStatsConfig, band_distributions, format_profile_stats, profile_stats
     from emolens.explain.stitch import utterance_map
     from emolens.features.mel import mel_band_centers
+    from emolens.features.patches import log_mel_patches
     from emolens.inference import EmotionRecognizer, resolve_model
     from emolens.report.explain_figures import plot_profile
     from emolens.workdir import WorkDir
 
+    method = args.method or DEFAULT_METHOD
+    if method not in REGISTRY:
+        raise EmolensError(f"unknown method {method!r}; use {', '.join(REGISTRY)}")
     rec = EmotionRecognizer.from_dir(resolve_model(args.model))
     work = WorkDir.open(args.work)
-    layers = rec.model.gradcam_layers()
-    if args.layer not in layers:
-        log.warning("Grad-CAM layer %r is not in this model (it has %s): using %r", args.layer, ", ".join(layers), next(iter(layers)))
-    layer = layers.get(args.layer) or next(iter(layers.values()))
+    opts = {}
+    if method in ("gradcam", "hirescam", "gradcampp"):
+        names = layer_names(rec.model)
+        layer = args.layer if args.layer in names else next(iter(names))
+        if layer != args.layer:
+            log.warning("layer %r is not in this model (it has %s): using %r", args.layer, ", ".join(names), layer)
+        opts["layer"] = layer
     mels = work.cache.compute(work.manifest.paths(), progress=False).mels
-    from emolens.features.patches import log_mel_patches
-
     maps, labels, seen = [], [], {}
-    for u, mel in tqdm(list(zip(work.manifest, mels)), desc="Grad-CAM profile", disable=args.quiet):
+    for u, mel in tqdm(list(zip(work.manifest, mels)), desc=f"{method} profile", disable=args.quiet):
         if mel is None or u.label not in rec.classes:
             continue
         if args.limit and seen.get(u.label, 0) >= args.limit:
             continue
         seen[u.label] = seen.get(u.label, 0) + 1
         x = torch.from_numpy(log_mel_patches(mel, rec.patch_config)).unsqueeze(1)
-        att = gradcam(rec.model, layer, x, rec.classes.index(u.label))  # the emotion's own class
+        att = run_method(method, rec.model, x, rec.classes.index(u.label), **opts)  # the emotion's own class
         maps.append(utterance_map(att.maps, mel.shape[0]))
         labels.append(u.label)
     hz = mel_band_centers(rec.frontend)
@@ -265,13 +272,13 @@ def cmd_profile(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_profile_csv(out / "profile.csv", prof, hz)
-    plot_profile(prof, hz, out / "profile.png", title=f"Grad-CAM per mel band ({args.layer} layer), per emotion")
+    what = method_label(method) + (f" ({opts['layer']})" if "layer" in opts else "")
+    plot_profile(prof, hz, out / "profile.png", title=f"{what} per mel band (positive evidence), per emotion")
     summ = profile_summary(prof, hz)
-    lean = leans_higher(summ)
-    (out / "profile.json").write_text(json.dumps({"summary": summ, "angry_happy_above_neutral_sad": lean,
-                                                  "layer": args.layer, "recordings": len(maps)}, indent=2))
-    print(f"{'emotion':<10}{'n':>5}{'centroid Hz':>13}{'high/low (1 kHz)':>18}")
-    for lab, s in summ.items():
-        print(f"{lab:<10}{int(s['n']):>5}{s['centroid_hz']:>13.0f}{s['high_low_ratio']:>18.2f}")
-    print(f"angry/happy lean higher than neutral/sad: {lean}   -> {out / 'profile.png'}, {out / 'profile.csv'}")
+    st = profile_stats(band_distributions(maps, labels), hz, ProfileStatsConfig(seed=args.seed))
+    (out / "profile.json").write_text(json.dumps({"summary": summ, "angry_happy_above_neutral_sad": leans_higher(summ),
+                                                  "method": method, "layer": opts.get("layer"), "recordings": len(maps),
+                                                  "stats": st.as_dict()}, indent=2))
+    print(format_profile_stats(st, f"{what} frequency profile, {len(maps)} recordings of {args.work}"))
+    print(f"-> {out / 'profile.png'}, {out / 'profile.csv'}, {out / 'profile.json'}")
     return 0

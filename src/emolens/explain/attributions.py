@@ -170,12 +170,14 @@ def gradcam(
     *,
     batch_size: int | None = 64,
     progress: ProgressFn | None = None,
+    relu: bool = True,
 ) -> Attribution:
     """Grad-CAM of class ``target`` at conv ``layer`` (a submodule of ``model``).
 
     ``relu(sum_k mean_ij(d y_target / d A_k) * A_k)`` upsampled bilinearly from the
     layer's (h, w) grid to 96 x 64. ``batch_size`` patches share one forward and one
-    backward pass (``None``: all at once). Returns maps ``(N, 96, 64)`` >= 0.
+    backward pass (``None``: all at once). Returns maps ``(N, 96, 64)`` >= 0 (signed
+    with ``relu=False``).
     """
     x = _check(model, patches, target)
     fwd = _CountingForward(model, target, "logit")
@@ -184,7 +186,7 @@ def gradcam(
     chunks = _chunks(x.shape[0], batch_size)
     with _eval_mode(model):
         for i, sl in enumerate(chunks):
-            attr = cam.attribute(x[sl], target=int(target), relu_attributions=True)
+            attr = cam.attribute(x[sl], target=int(target), relu_attributions=bool(relu))
             if isinstance(attr, tuple):  # a layer with several outputs: use the first
                 attr = attr[0]
             up = LayerAttribution.interpolate(attr.detach(), PATCH_SHAPE, interpolate_mode="bilinear")

@@ -14,7 +14,13 @@ import numpy as np
 from emolens.explain.sonify import focus_regions
 
 #: Display names of the attribution methods (any other name is shown as given).
-TITLES = {"gradcam": "Grad-CAM", "lime": "LIME", "occlusion": "Occlusion"}
+def _titles() -> dict[str, str]:
+    from emolens.explain.methods import METHODS
+
+    return {k: m.title for k, m in METHODS.items()}
+
+
+TITLES = _titles()
 
 
 def method_title(name: str) -> str:

@@ -1,13 +1,13 @@
 """Explaining one recording end to end.
 
-:func:`explain` computes an :class:`~emolens.explain.explanation.Explanation` for the
 class explained (the prediction unless ``target`` is given): per-patch attribution
-maps stitched over the whole recording (:func:`explain_maps`), the listenable focus
-(thesis figs 30-31: the focus method's map summed over frequency -> samples ->
-all-ones smoothing -> keep the above-mean activation), the time-frequency-masked
-audio, and deletion/insertion faithfulness of every map against a random order on
-the same clip. :func:`explain_file` is ``explain`` + the file writer of
-:mod:`emolens.report.explanation_files` (what ``emolens explain`` writes).
+maps of the registered methods (:mod:`emolens.explain.methods`) stitched over the whole
+recording (:func:`explain_maps`), the listenable focus (thesis figs 30-31, computed from
+``DEFAULT_METHOD``'s map, positive part, not Grad-CAM's: see benchmarks/faithfulness.md;
+summed over frequency -> samples -> all-ones smoothing -> keep the above-mean
+activation), the time-frequency-masked audio, and deletion/insertion faithfulness of
+every map against a random order on the same clip. :func:`explain_file` is ``explain``
++ the file writer of :mod:`emolens.report.explanation_files` (what ``emolens explain`` writes).
 """
 
 from __future__ import annotations
@@ -20,28 +20,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emolens.explain.attributions import gradcam, lime, occlusion, target_index, tqdm_progress
+from emolens.explain.attributions import target_index, tqdm_progress
 from emolens.explain.explanation import TITLES, Explanation
 from emolens.explain.faithfulness import faithfulness, utterance_predictor
+from emolens.explain.methods import DEFAULT_METHOD, METHODS as REGISTRY, layer_names, run_method
 from emolens.explain.sonify import focus_activation, focus_audio, focus_mask, tf_masked_audio
 from emolens.explain.stitch import utterance_map
 
 log = logging.getLogger("emolens")
-METHODS = ("gradcam", "lime", "occlusion")
+METHODS = tuple(dict.fromkeys((DEFAULT_METHOD, "gradcam", "lime", "occlusion")))  # the default set
 __all__ = ["METHODS", "TITLES", "explain", "explain_maps", "explain_file", "patch_times", "StepProgress"]
 
 #: ``progress(step, done, total)``: ``step`` names the running method (e.g. "lime").
 StepProgress = Callable[[str, int, int], None]
 
 
-def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "vggish",
+def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "auto",
                  lime_samples: int = 200, occlusion_stride=(8, 4), progress: bool | StepProgress = True) -> dict:
     """Utterance maps ``{method: (n_frames, 64)}``, cost per method and the Grad-CAM layer.
 
     ``progress``: ``True`` draws tqdm bars, a callable gets ``(method, done, total)``.
     """
     model = rec.model
-    layers = model.gradcam_layers()
+    layers = layer_names(model)
+    if layer in (None, "auto"):  # VGGish's fine map when the model has it, else YAMNet's mid-level
+        layer = next((n for n in ("vggish", "yamnet_mid") if n in layers), next(iter(layers)))
     if layer not in layers:
         fallback = next(iter(layers))
         log.warning("Grad-CAM layer %r is not in this %s model (it has %s): using %r",
@@ -51,23 +54,24 @@ def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "v
     n_frames = analysis.log_mel.shape[0]
     maps, cost = {}, {}
     for m in methods:
+        if m not in REGISTRY:
+            raise ValueError(f"unknown method {m!r}; use {', '.join(REGISTRY)}")
         if callable(progress):
             pr = (lambda done, total, _m=m: progress(_m, done, total))
         else:
-            pr = tqdm_progress(f"{m} {Path(analysis.clip.path or '').name}") if progress and m != "gradcam" else None
+            pr = (tqdm_progress(f"{m} {Path(analysis.clip.path or '').name}")
+                  if progress and m in ("lime", "kernelshap", "occlusion") else None)
+        opts = {"layer": layer} if m in ("gradcam", "hirescam", "gradcampp") else {}
+        if m == "lime":
+            opts["n_samples"] = lime_samples
+        if m == "occlusion":
+            opts["stride"] = occlusion_stride
         t0 = time.perf_counter()
-        if m == "gradcam":
-            att = gradcam(model, layers[layer], x, target)
-        elif m == "lime":
-            att = lime(model, x, target, n_samples=lime_samples, progress=pr)
-        elif m == "occlusion":
-            att = occlusion(model, x, target, stride=occlusion_stride, progress=pr)
-        else:
-            raise ValueError(f"unknown method {m!r}; use {', '.join(METHODS)}")
+        att = run_method(m, model, x, target, progress=pr, **opts)
         maps[m] = utterance_map(att.maps, n_frames)
         cost[m] = {"forward_calls": att.forward_calls, "patches_evaluated": att.patches_evaluated,
                    "backward_calls": att.backward_calls, "seconds": round(time.perf_counter() - t0, 3)}
-        if callable(progress) and m == "gradcam":
+        if callable(progress) and pr is not None and m not in ("lime", "kernelshap", "occlusion"):
             progress(m, 1, 1)
     return {"maps": maps, "cost": cost, "layer": layer}
 
@@ -86,15 +90,11 @@ def _focus_method(maps: dict, focus: str | None) -> str | None:
         return focus
     if not maps:
         return None
-    try:  # the method registry (explain/methods.py), where present, names the default
-        from emolens.explain.methods import DEFAULT_METHOD  # type: ignore[import-not-found]
-    except ImportError:
-        DEFAULT_METHOD = "gradcam"
     return DEFAULT_METHOD if DEFAULT_METHOD in maps else next(iter(maps))
 
 
 def explain(rec, source, *, methods=METHODS, target: str | int | None = None, true_label: str | None = None,
-            layer: str = "vggish", lime_samples: int = 200, occlusion_stride=(8, 4),
+            layer: str = "auto", lime_samples: int = 200, occlusion_stride=(8, 4),
             with_faithfulness: bool = True, focus: str | None = None, tf_keep: float = 0.3,
             progress: bool | StepProgress = True, max_seconds: float | None = None,
             faithfulness_options: dict | None = None) -> Explanation:
@@ -150,7 +150,7 @@ def explain(rec, source, *, methods=METHODS, target: str | int | None = None, tr
 
 
 def explain_file(rec, path: str | Path, out: str | Path, *, methods=METHODS, target: str | None = None,
-                 true_label: str | None = None, layer: str = "vggish", lime_samples: int = 200,
+                 true_label: str | None = None, layer: str = "auto", lime_samples: int = 200,
                  occlusion_stride=(8, 4), with_faithfulness: bool = True, progress: bool = True) -> dict:
     """Write the explanation files of ``path`` into ``out`` and return explanation.json's dict."""
     from emolens.report.explanation_files import write_explanation
