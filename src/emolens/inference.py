@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from emolens.audio.io import DEFAULT_MAX_SECONDS, AudioClip, load_audio
+from emolens.features.normalize import normalize_streams
 from emolens.features.mel import FrontEndConfig, frontend_from_dict, log_mel, mel_spectrogram
 from emolens.features.patches import PatchConfig, log_mel_patches
 from emolens.models.io import load_model
@@ -75,10 +76,22 @@ class EmotionRecognizer:
         model, config, gds = load_model(run_dir)
         return cls(model, config, gds)
 
+    @property
+    def normalize(self) -> str:
+        """Stream-feature normalisation the model was trained with (``none``, ``corpus``,
+        ``speaker`` or ``utterance``; see :mod:`emolens.features.normalize`)."""
+        return self.config.get("normalize", "none")
+
     @torch.no_grad()
-    def patch_outputs(self, patches: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+    def patch_outputs(self, patches: np.ndarray, batch_size: int = 64,
+                      groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Emotion softmax ``(n, C)`` and YAMNet's AudioSet scores ``(n, 521)`` (``None``
-        for a model without a YAMNet branch) for log-mel patches ``(n, 96, 64)``."""
+        for a model without a YAMNet branch) for log-mel patches ``(n, 96, 64)``.
+
+        A model trained with stream normalisation z-scores its stream features within
+        each group of ``groups (n,)`` (default: all patches form one group)."""
+        if self.normalize != "none":
+            return self._normalized_outputs(patches, batch_size, groups)
         probs, audioset = [], []
         with_as = self.model.yamnet is not None
         for s in range(0, len(patches), batch_size):
@@ -91,9 +104,28 @@ class EmotionRecognizer:
             probs.append(torch.softmax(logits, 1).numpy())
         return np.concatenate(probs), (np.concatenate(audioset) if with_as else None)
 
-    def patch_probabilities(self, patches: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Softmax ``(n, C)`` for log-mel patches ``(n, 96, 64)``."""
-        return self.patch_outputs(patches, batch_size)[0]
+    def _normalized_outputs(self, patches: np.ndarray, batch_size: int, groups: np.ndarray | None):
+        streams = self.model.streams
+        with_as = self.model.yamnet is not None
+        wanted = tuple(dict.fromkeys(streams + (("yamnet",) if with_as else ())))
+        chunks: dict[str, list[np.ndarray]] = {}
+        for s in range(0, len(patches), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(patches[s : s + batch_size], dtype=np.float32)).unsqueeze(1)
+            for k, v in self.model.extract(x, wanted).items():
+                chunks.setdefault(k, []).append(v.numpy())
+        feats = {k: np.concatenate(v) for k, v in chunks.items()}
+        audioset = None
+        if with_as:
+            audioset = torch.sigmoid(self.model.yamnet.classifier(torch.from_numpy(feats["yamnet"]))).numpy()
+        groups = np.zeros(len(patches), int) if groups is None else np.asarray(groups)
+        normed = normalize_streams({k: feats[k] for k in streams}, groups)
+        logits = self.model.head({k: torch.from_numpy(v) for k, v in normed.items()})
+        return torch.softmax(logits, 1).numpy(), audioset
+
+    def patch_probabilities(self, patches: np.ndarray, batch_size: int = 64,
+                            groups: np.ndarray | None = None) -> np.ndarray:
+        """Softmax ``(n, C)`` for log-mel patches ``(n, 96, 64)`` (``groups``: see :meth:`patch_outputs`)."""
+        return self.patch_outputs(patches, batch_size, groups)[0]
 
     def _patches(self, clip: AudioClip) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log-mel (n_frames, 64), patches (n, 96, 64), GDS keep (n,)) of one clip."""
@@ -107,12 +139,18 @@ class EmotionRecognizer:
             keep = self.selector.select(patches, np.zeros(len(patches), int)).keep
         return log_mel(mel, "vggish"), patches, keep
 
-    def analyze_clips(self, clips: list[AudioClip], batch_size: int = 64) -> list[Analysis]:
-        """Classify several clips with their patches batched together."""
+    def analyze_clips(self, clips: list[AudioClip], batch_size: int = 64,
+                      groups: list | None = None) -> list[Analysis]:
+        """Classify several clips with their patches batched together. ``groups`` (one key
+        per clip, e.g. its speaker) sets the normalisation groups of a model trained with
+        stream normalisation; by default each clip is its own group."""
         parts = [self._patches(c) for c in clips]
         if not parts:
             return []
-        probs = self.patch_probabilities(np.concatenate([p[1] for p in parts]), batch_size)
+        keys = list(range(len(clips))) if groups is None else list(groups)
+        per_patch = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
+        _, key_ids = np.unique(np.asarray([str(k) for k in keys]), return_inverse=True)
+        probs = self.patch_probabilities(np.concatenate([p[1] for p in parts]), batch_size, key_ids[per_patch])
         out, start = [], 0
         for clip, (lm, patches, keep) in zip(clips, parts):
             pp = probs[start : start + len(patches)]

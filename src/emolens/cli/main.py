@@ -29,8 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", help="manifest + log-mel cache + GDS scores for a corpus",
                        description="Build the manifest, the feature cache and the Gaussian Data Selection scores of a corpus.")
-    p.add_argument("--corpus", required=True, choices=list_corpora(), help="corpus layout / naming scheme")
-    p.add_argument("--root", required=True, type=Path, help="folder holding the corpus audio")
+    p.add_argument("--corpus", required=True, action="append", metavar="NAME[:DIR]",
+                   help=f"corpus layout / naming scheme ({', '.join(list_corpora())}) and its folder; repeat NAME:DIR for several corpora in one work dir (speakers become CORPUS/SPEAKER)")
+    p.add_argument("--root", type=Path, default=None, help="folder holding the corpus audio (with a single --corpus NAME)")
     p.add_argument("--csv", type=Path, default=None, help="metadata table for corpora that need one (csv, aihub, csu2022 speaker map)")
     p.add_argument("--allow-unknown-speakers", action="store_true", help="accept files without a speaker id (then only the random split works: not speaker-independent)")
     p.add_argument("--classes", default="4class", help="class set: 4class (angry, happy, neutral, sad: the thesis's), all, or a comma list")
@@ -95,7 +96,7 @@ def _train_args(p: argparse.ArgumentParser, ablation: bool = False) -> None:
         g.add_argument("--gds", dest="gds", action="store_true", default=True, help="use Gaussian Data Selection (default)")
         g.add_argument("--no-gds", dest="gds", action="store_false", help="train and evaluate on every patch")
     p.add_argument("--finetune", default="head", choices=["head", "top", "all"], help="head: backbones frozen, features cached (CPU minutes); top: last blocks; all: whole network (GPU)")
-    p.add_argument("--folds", default="5", help="k (speaker-grouped k-fold), loso, holdout:SPK,SPK, or random[:k] (default 5)")
+    p.add_argument("--folds", default="5", help="k (speaker-grouped k-fold), loso, locorpus (leave one corpus out: needs a multi-corpus work dir), holdout:SPK,SPK, or random[:k] (default 5)")
     p.add_argument("--allow-speaker-overlap", action="store_true", help="permit the random split, which puts a speaker on both sides (inflated, not speaker-independent)")
     p.add_argument("--epochs", type=int, default=20, help="maximum epochs (thesis: 20)")
     p.add_argument("--batch-size", type=int, default=128, help="mini-batch (thesis: 128)")
