@@ -119,7 +119,7 @@ def _run_config(args, model: str = "fusion", gds: bool = True):
     tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                      finetune=args.finetune, seed=args.seed)
     return RunConfig(model=model, gds=gds, folds=str(args.folds), seed=args.seed, train=tc,
-                     allow_speaker_overlap=args.allow_speaker_overlap,
+                     allow_speaker_overlap=args.allow_speaker_overlap, normalize=args.normalize,
                      yamnet_weights=args.yamnet_weights, vggish_weights=args.vggish_weights)
 
 

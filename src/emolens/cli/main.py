@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use at most this many recordings per emotion")
     _add_common(p)
 
+    from emolens.cli import evaluate
+
+    evaluate.add_parser(sub)
+
     p = sub.add_parser("weights", help="find or download the pretrained backbone weights")
     p.add_argument("action", choices=["where", "download"])
     p.add_argument("name", nargs="?", default="all", choices=["all", "yamnet", "vggish"])
@@ -102,6 +106,8 @@ def _train_args(p: argparse.ArgumentParser, ablation: bool = False) -> None:
     p.add_argument("--batch-size", type=int, default=128, help="mini-batch (thesis: 128)")
     p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate of the new layers (thesis: 0.01; 3e-4 measured better in head mode, see README)")
     p.add_argument("--patience", type=int, default=6, help="early-stopping patience in epochs")
+    p.add_argument("--normalize", default="none", choices=["none", "corpus", "speaker", "utterance"],
+                   help="z-score the backbone stream features per corpus, speaker or utterance (head mode; default none)")
     p.add_argument("--yamnet-weights", default=None, help="YAMNet weights file (.tflite or .h5); default $EMOLENS_WEIGHTS")
     p.add_argument("--vggish-weights", default=None, help="VGGish weights (vggish-10086976.pth); default $EMOLENS_WEIGHTS, else random init")
     _add_common(p)
@@ -112,9 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     warnings.filterwarnings("ignore", message=".*pretrained weights not found.*")  # logged instead
     try:
-        from emolens.cli import commands
+        from emolens.cli import commands, evaluate
 
-        return int(getattr(commands, f"cmd_{args.command}")(args) or 0)
+        mod = evaluate if args.command == "evaluate" else commands
+        return int(getattr(mod, f"cmd_{args.command}")(args) or 0)
     except EmolensError as exc:
         print(f"emolens: error: {exc}", file=sys.stderr)
         return 2
