@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train_args(p: argparse.ArgumentParser, ablation: bool = False) -> None:
     p.add_argument("--work", required=True, type=Path, help="work directory written by `emolens prepare`")
     if not ablation:
-        p.add_argument("--model", default="fusion", choices=["fusion", "vggish", "yamnet", "fusion-thesis", "vggish-thesis", "yamnet-thesis", "egemaps-svm"], help="model kind (default fusion)")
+        p.add_argument("--model", default="fusion", choices=["fusion", "vggish", "yamnet", "fusion-thesis", "vggish-thesis", "yamnet-thesis", "yamnet-layers", "egemaps-svm"], help="model kind (default fusion; yamnet-layers: pooled YAMNet layers 5, 7 and 9, no VGGish)")
         g = p.add_mutually_exclusive_group()
         g.add_argument("--gds", dest="gds", action="store_true", default=True, help="use Gaussian Data Selection (default)")
         g.add_argument("--no-gds", dest="gds", action="store_false", help="train and evaluate on every patch")

@@ -23,11 +23,12 @@ def run_egemaps_cv(work, folds: str, out: str | Path, *, seed: int = 0, progress
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     classes = work.classes
+    folds_list = make_folds(work.manifest, folds, seed=seed, allow_speaker_overlap=allow_speaker_overlap)  # fail fast
     X = extract_egemaps(work.manifest.paths(), cache_dir=work.root / "egemaps", progress=progress)
     y = work.labels()
     spk = work.manifest.speaker_array()
     reports = []
-    for fold in make_folds(work.manifest, folds, seed=seed, allow_speaker_overlap=allow_speaker_overlap):
+    for fold in folds_list:
         train = fold.train if fold.val is None else np.union1d(fold.train, fold.val)
         t0 = time.perf_counter()
         clf = EgemapsSVM().fit(X[train], y[train], groups=spk[train])

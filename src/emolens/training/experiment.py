@@ -130,6 +130,7 @@ def cross_validate(work: WorkDir, cfg: RunConfig, out: str | Path, *, progress: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     classes = work.classes
+    folds = make_folds(work.manifest, cfg.folds, seed=cfg.seed, allow_speaker_overlap=cfg.allow_speaker_overlap)  # fail fast
     t_feat = time.perf_counter()
     ps = work.patchset(progress=progress)
     model, weights_info = build_model(cfg.model, len(classes), yamnet_weights=cfg.yamnet_weights,
@@ -144,7 +145,6 @@ def cross_validate(work: WorkDir, cfg: RunConfig, out: str | Path, *, progress: 
         feats = normalize_streams(feats, group_keys(cfg.normalize, ps.utt, work.manifest.speaker_array(),
                                                     corpus_array(work.manifest)))
     feature_seconds = time.perf_counter() - t_feat
-    folds = make_folds(work.manifest, cfg.folds, seed=cfg.seed, allow_speaker_overlap=cfg.allow_speaker_overlap)
     fold_reports = []
     for fold in folds:
         fdir = out / "folds" / fold.name
