@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -74,6 +75,10 @@ class EmotionRecognizer:
     @classmethod
     def from_dir(cls, run_dir: str | Path) -> "EmotionRecognizer":
         model, config, gds = load_model(run_dir)
+        if config.get("normalize", "none") in ("speaker", "corpus"):
+            logging.getLogger("emolens").warning(
+                "note: %s normalises features per %s; clips are normalised with their own statistics unless "
+                "groups are given (emolens evaluate uses the test %ss')", run_dir, config["normalize"], config["normalize"])
         return cls(model, config, gds)
 
     @property
