@@ -78,7 +78,7 @@ class EmotionRecognizer:
         if config.get("normalize", "none") in ("speaker", "corpus"):
             logging.getLogger("emolens").warning(
                 "note: %s normalises features per %s; clips are normalised with their own statistics unless "
-                "groups are given (emolens evaluate uses the test %ss')", run_dir, config["normalize"], config["normalize"])
+                "groups are given (emolens evaluate groups the test clips by %s)", run_dir, config["normalize"], config["normalize"])
         return cls(model, config, gds)
 
     @property
