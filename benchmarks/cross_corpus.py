@@ -108,7 +108,7 @@ def main() -> None:
     print("\n(c) stream normalisation (UAR; mean over seeds)")
     head = "".join(f"{'w-' + c:>10}" for c in corpora) + "".join(f"{'lo-' + c:>11}" for c in corpora)
     print(f"{'normalize':<12}{head}{'within':>9}{'loco':>8}{'train s':>9}")
-    for mode in modes + ["egemaps"]:
+    for mode in modes + ([] if "egemaps" in skip else ["egemaps"]):
         w = [np.mean(res.get((mode, "within"), {}).get(c, [np.nan])) for c in corpora]
         lo = [np.mean(res.get((mode, "loco"), {}).get(c, [np.nan])) for c in corpora]
         secs = sum(seconds.get((mode, k), 0.0) for k in ("within", "loco")) / len(seeds)
