@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from emolens.audio.io import DEFAULT_MAX_SECONDS, AudioClip, load_audio
+from emolens.features.normalize import normalize_streams
 from emolens.features.mel import FrontEndConfig, frontend_from_dict, log_mel, mel_spectrogram
 from emolens.features.patches import PatchConfig, log_mel_patches
 from emolens.errors import ModelError
@@ -124,6 +126,10 @@ class EmotionRecognizer:
         model, config, gds = load_model(run_dir)
         rec = cls(model, config, gds, make_backend(backend, model, run_dir, threads))
         rec.model_dir = Path(run_dir)
+        if rec.normalize in ("speaker", "corpus"):
+            logging.getLogger("emolens").warning(
+                "note: %s normalises features per %s; clips are normalised with their own statistics unless "
+                "groups are given (emolens evaluate groups the test clips by %s)", run_dir, rec.normalize, rec.normalize)
         return rec
 
     @classmethod
@@ -131,11 +137,43 @@ class EmotionRecognizer:
         """The model shipped with emolens (see ``emolens info`` for its card)."""
         return cls.from_dir(resolve_model(None), backend=backend, threads=threads)
 
-    def patch_outputs(self, patches: np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    @property
+    def normalize(self) -> str:
+        """Stream-feature normalisation the model was trained with (``none``, ``corpus``,
+        ``speaker`` or ``utterance``; see :mod:`emolens.features.normalize`)."""
+        return self.config.get("normalize", "none")
+
+    def patch_outputs(self, patches: np.ndarray, batch_size: int | None = None,
+                      groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Emotion softmax ``(n, C)`` and YAMNet's AudioSet scores ``(n, 521)`` (``None``
         for a model without a YAMNet branch) for log-mel patches ``(n, 96, 64)``, by the
-        recognizer's backend, ``batch_size`` patches per pass (default: the backend's)."""
+        recognizer's backend, ``batch_size`` patches per pass (default: the backend's).
+
+        A model trained with stream normalisation z-scores its stream features within
+        each group of ``groups (n,)`` (default: all patches form one group); it runs in
+        torch, since the normalisation sits between the backbones and the head."""
+        if self.normalize != "none":
+            return self._normalized_outputs(patches, batch_size or 64, groups)
         return self.backend.run(patches, batch_size)
+
+    @torch.no_grad()
+    def _normalized_outputs(self, patches: np.ndarray, batch_size: int, groups: np.ndarray | None):
+        streams = self.model.streams
+        with_as = self.model.yamnet is not None
+        wanted = tuple(dict.fromkeys(streams + (("yamnet",) if with_as else ())))
+        chunks: dict[str, list[np.ndarray]] = {}
+        for s in range(0, len(patches), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(patches[s : s + batch_size], dtype=np.float32)).unsqueeze(1)
+            for k, v in self.model.extract(x, wanted).items():
+                chunks.setdefault(k, []).append(v.numpy())
+        feats = {k: np.concatenate(v) for k, v in chunks.items()}
+        audioset = None
+        if with_as:
+            audioset = torch.sigmoid(self.model.yamnet.classifier(torch.from_numpy(feats["yamnet"]))).numpy()
+        groups = np.zeros(len(patches), int) if groups is None else np.asarray(groups)
+        normed = normalize_streams({k: feats[k] for k in streams}, groups)
+        logits = self.model.head({k: torch.from_numpy(v) for k, v in normed.items()})
+        return torch.softmax(logits, 1).numpy(), audioset
 
     def gate_audioset(self, patches: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """AudioSet scores ``(n, 521)`` from a separately loaded YAMNet (for models
@@ -147,9 +185,10 @@ class EmotionRecognizer:
             self._gate_yamnet = load_yamnet_file(resolve_weights("yamnet")).eval()
         return audioset_scores(self._gate_yamnet, patches, batch_size or 64)
 
-    def patch_probabilities(self, patches: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        """Softmax ``(n, C)`` for log-mel patches ``(n, 96, 64)``."""
-        return self.patch_outputs(patches, batch_size)[0]
+    def patch_probabilities(self, patches: np.ndarray, batch_size: int | None = None,
+                            groups: np.ndarray | None = None) -> np.ndarray:
+        """Softmax ``(n, C)`` for log-mel patches ``(n, 96, 64)`` (``groups``: see :meth:`patch_outputs`)."""
+        return self.patch_outputs(patches, batch_size, groups)[0]
 
     def _patches(self, clip: AudioClip) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log-mel (n_frames, 64), patches (n, 96, 64), GDS keep (n,)) of one clip."""
@@ -169,14 +208,22 @@ class EmotionRecognizer:
         return self._patches(clip)
 
     def analyze_clips(self, clips: list[AudioClip], batch_size: int | None = None,
-                      prepared: list | None = None) -> list[Analysis]:
+                      prepared: list | None = None, groups: list | None = None) -> list[Analysis]:
         """Classify several clips with their patches batched together (``prepared``:
-        their :meth:`prepare_clip` results, when already computed)."""
+        their :meth:`prepare_clip` results, when already computed). ``groups`` (one key
+        per clip, e.g. its speaker) sets the normalisation groups of a model trained with
+        stream normalisation; by default each clip is its own group."""
         parts = prepared if prepared is not None else [self._patches(c) for c in clips]
         if not parts:
             return []
         all_patches = np.concatenate([p[1] for p in parts])
-        probs, audioset = self.patch_outputs(all_patches, batch_size)
+        group_ids = None
+        if self.normalize != "none":
+            keys = list(range(len(clips))) if groups is None else list(groups)
+            per_patch = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
+            _, key_ids = np.unique(np.asarray([str(k) for k in keys]), return_inverse=True)
+            group_ids = key_ids[per_patch]
+        probs, audioset = self.patch_outputs(all_patches, batch_size, group_ids)
         gate = self.speech_gate
         if gate.enabled and audioset is None:
             audioset = self.gate_audioset(all_patches, batch_size)

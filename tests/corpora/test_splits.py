@@ -194,3 +194,40 @@ def test_emodb_holdout_4class(emodb: Manifest) -> None:
     assert len(fold.train) + len(fold.val) == len(four) - len(fold.test)
     (val_speaker,) = fold_speakers(four, fold)["val"]
     assert len(fold.val) == counts[val_speaker]
+
+
+def _three_corpora() -> Manifest:
+    """Corpora a (3 speakers), b (2), c (4); every speaker says every label twice."""
+    return Manifest(
+        Utterance(f"/x/{c}{s}_{lab}_{i}.wav", lab, f"{c}/{s}", c)
+        for c, n in (("a", 3), ("b", 2), ("c", 4))
+        for s in range(n)
+        for lab in LABELS
+        for i in range(2)
+    )
+
+
+def test_leave_one_corpus_out() -> None:
+    m = _three_corpora()
+    folds = make_folds(m, "locorpus", seed=1)
+    corp = np.array([u.corpus for u in m])
+    assert [f.name for f in folds] == ["locorpus-a", "locorpus-b", "locorpus-c"]
+    assert_speaker_independent(m, folds)
+    for f, c in zip(folds, "abc"):
+        assert set(corp[f.test]) == {c} and len(f.test) == np.sum(corp == c)  # the whole held-out corpus
+        assert c not in set(corp[f.train]) | set(corp[f.val])
+        others = sorted(set("abc") - {c})
+        assert sorted(set(corp[f.val])) == others  # one validation speaker from each training corpus
+        assert len(set(np.array([u.speaker for u in m])[f.val])) == 2
+    # without validation speakers: train = all other corpora
+    f0 = make_folds(m, "locorpus", val_speakers=0)[0]
+    assert f0.val is None and len(f0.train) == len(m) - len(f0.test)
+
+
+def test_leave_one_corpus_out_needs_two_corpora() -> None:
+    with pytest.raises(SplitError, match="at least 2 corpora"):
+        make_folds(synthetic(4), "locorpus")
+    m = Manifest([Utterance("/x/1.wav", "sad", "01", "a"), Utterance("/x/2.wav", "sad", "01", "b"),
+                  Utterance("/x/3.wav", "sad", "02", "a"), Utterance("/x/4.wav", "sad", "03", "b")])
+    with pytest.raises(SplitError, match="several corpora"):
+        make_folds(m, "locorpus", val_speakers=0)

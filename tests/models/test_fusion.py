@@ -100,3 +100,19 @@ def test_forward_with_audioset_matches_separate_passes() -> None:
     assert scores.shape == (3, 521) and torch.allclose(scores, want, atol=1e-6)
     with pytest.raises(ValueError, match="no YAMNet"):
         FusionNet(4, ("vggish",)).forward_with_audioset(x)
+
+
+def test_yamnet_layer_streams():
+    torch.manual_seed(0)
+    net = FusionNet(4, MODEL_STREAMS["yamnet-layers"]).eval()
+    assert net.vggish is None and net.head.classifier[1].in_features == 512 + 1024 + 1024
+    x = torch.randn(2, 1, 96, 64) - 2
+    feats = net.extract(x)
+    assert {k: tuple(v.shape) for k, v in feats.items()} == {"yamnet_l5": (2, 512), "yamnet_mid": (2, 1024), "yamnet_l9": (2, 1024)}
+    h = vggish_to_yamnet_input(x)
+    for layer in net.yamnet.layers[:6]:
+        h = layer(h)
+    np.testing.assert_allclose(feats["yamnet_l5"][:, 256:].detach(), h.amax((2, 3)).detach(), rtol=1e-4, atol=1e-5)
+    # yamnet_l7 is the same pooling as yamnet_mid
+    np.testing.assert_allclose(net.extract(x, ("yamnet_l7",))["yamnet_l7"].detach(), feats["yamnet_mid"].detach(), rtol=1e-5)
+    assert net(x).shape == (2, 4)

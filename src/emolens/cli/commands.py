@@ -19,7 +19,7 @@ AUDIO_EXT = {".wav", ".flac", ".ogg", ".mp3"}
 # --------------------------------------------------------------------------- prepare
 def cmd_prepare(args) -> int:
     from emolens.corpora.labels import resolve_class_set
-    from emolens.corpora.parsers import build_manifest
+    from emolens.corpora.multi import build_multi_manifest, parse_corpus_specs, per_corpus_counts
     from emolens.errors import CorpusError
     from emolens.features.cache import FeatureCache
     from emolens.features.mel import PROFILES
@@ -30,11 +30,11 @@ def cmd_prepare(args) -> int:
 
     progress = not args.quiet
     out: Path = args.out
+    specs = parse_corpus_specs(args.corpus, args.root, args.csv)
     out.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        manifest, skipped = build_manifest(args.corpus, args.root, csv=args.csv,
-                                           allow_unknown_speakers=args.allow_unknown_speakers)
+        manifest, skipped = build_multi_manifest(specs, allow_unknown_speakers=args.allow_unknown_speakers)
     for w in caught:
         log.warning("warning: %s", w.message)
     for path, why in skipped[:20]:
@@ -46,7 +46,7 @@ def cmd_prepare(args) -> int:
     classes = list(resolve_class_set(args.classes, manifest.labels))
     manifest = manifest.filter_classes(classes)
     if len(manifest) == 0:
-        raise CorpusError(f"no files of the classes {classes} under {args.root}; check --corpus and --classes")
+        raise CorpusError(f"no files of the classes {classes} under {', '.join(str(c.root) for c in specs)}; check --corpus and --classes")
     fe = PROFILES[args.profile]
     pcfg = PatchConfig(96, args.patch_hop)
     cache = FeatureCache(out / "features", fe)
@@ -80,7 +80,9 @@ def cmd_prepare(args) -> int:
             u = int(ps.utt[i])
             f.write(f"{paths[u]},{classes[ps.y[i]]},{i - first[u]},{result.scores[i]:.5f},{int(result.keep[i])}\n")
     info = {
-        "corpus": args.corpus, "root": str(Path(args.root).resolve()), "classes": classes,
+        "corpus": "+".join(c.name for c in specs), "root": str(Path(specs[0].root).resolve()),
+        "corpora": [{"name": c.name, "root": str(Path(c.root).resolve())} for c in specs],
+        "per_corpus": per_corpus_counts(manifest, ps.utt, result.keep), "classes": classes,
         "files": len(manifest), "labels": manifest.label_counts(), "speakers": len(manifest.speakers),
         "speaker_ids": list(manifest.speakers), "duration_s": round(float(sum(ps.n_frames)) * fe.frame_seconds, 2),
         "skipped": len(skipped), "unreadable": len(res.errors),
@@ -101,6 +103,11 @@ def _print_prepare(info: dict) -> None:
         drop = 1 - pc["after"] / max(pc["before"], 1)
         print(f"{lab:<10}{n:>7}{pc['before']:>9}{pc['after']:>7}{drop:>8.1%}")
     print(f"{'total':<10}{info['files']:>7}{info['patches_before']:>9}{info['patches_after']:>7}{1 - info['patches_after'] / max(info['patches_before'], 1):>8.1%}")
+    per = info.get("per_corpus", {})
+    if len(per) > 1:
+        print(f"\n{'corpus':<10}{'files':>7}{'speakers':>10}{'patches':>9}{'kept':>7}{'dropped':>9}")
+        for c, d in per.items():
+            print(f"{c:<10}{d['files']:>7}{d['speakers']:>10}{d['patches_before']:>9}{d['patches_after']:>7}{d['dropped_fraction']:>8.1%}")
     print(f"GDS {json.dumps(info['gds'])}")
 
 
@@ -116,7 +123,7 @@ def _run_config(args, model: str = "fusion", gds: bool = True):
     return RunConfig(model=model, gds=gds, folds=str(args.folds), seed=args.seed, train=tc,
                      gds_config=GDSConfig.preset(getattr(args, "gds_preset", "transfer")),
                      speech_gate=getattr(args, "speech_gate", False),
-                     allow_speaker_overlap=args.allow_speaker_overlap,
+                     allow_speaker_overlap=args.allow_speaker_overlap, normalize=args.normalize,
                      yamnet_weights=args.yamnet_weights, vggish_weights=args.vggish_weights)
 
 
@@ -139,6 +146,10 @@ def _print_metrics(m: dict, out: Path) -> None:
     print(f"\n{m['model']}{' +GDS' if m.get('gds') else ''}: {m['n_folds']} speaker-independent folds ({m['fold_spec']})")
     print(f"accuracy {m['accuracy']:.3f} ± {m['accuracy_std']:.3f}   UAR {m['uar']:.3f} ± {m['uar_std']:.3f}   "
           f"macro F1 {m['f1_macro']:.3f} ± {m['f1_macro_std']:.3f}   train {m['train_seconds']:.1f} s")
+    if len(m.get("per_corpus") or {}) > 1:
+        from emolens.evaluation.groups import format_group_table
+
+        print(format_group_table(m["per_corpus"]))
     if m.get("vggish_pretrained") is False:
         print("note: VGGish ran WITHOUT pretrained weights (random initialisation): not transfer learning")
     print(f"written: {out / 'metrics.json'}, {out / 'confusion.png'}")

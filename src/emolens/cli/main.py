@@ -30,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", help="manifest + log-mel cache + GDS scores for a corpus",
                        description="Build the manifest, the feature cache and the Gaussian Data Selection scores of a corpus.")
-    p.add_argument("--corpus", required=True, choices=list_corpora(), help="corpus layout / naming scheme")
-    p.add_argument("--root", required=True, type=Path, help="folder holding the corpus audio")
+    p.add_argument("--corpus", required=True, action="append", metavar="NAME[:DIR]",
+                   help=f"corpus layout / naming scheme ({', '.join(list_corpora())}) and its folder; repeat NAME:DIR for several corpora in one work dir (speakers become CORPUS/SPEAKER)")
+    p.add_argument("--root", type=Path, default=None, help="folder holding the corpus audio (with a single --corpus NAME)")
     p.add_argument("--csv", type=Path, default=None, help="metadata table for corpora that need one (csv, aihub, csu2022 speaker map)")
     p.add_argument("--allow-unknown-speakers", action="store_true", help="accept files without a speaker id (then only the random split works: not speaker-independent)")
     p.add_argument("--classes", default="4class", help="class set: 4class (angry, happy, neutral, sad: the thesis's), all, or a comma list")
@@ -84,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use at most this many recordings per emotion")
     _add_common(p)
 
-    from emolens.cli import info as _info
+    from emolens.cli import evaluate, info as _info
 
+    evaluate.add_parser(sub)
     _info.add_parser(sub)
     timeline_cli.add_parser(sub)
     export_cli.add_parser(sub)
@@ -104,19 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
 def _train_args(p: argparse.ArgumentParser, ablation: bool = False) -> None:
     p.add_argument("--work", required=True, type=Path, help="work directory written by `emolens prepare`")
     if not ablation:
-        p.add_argument("--model", default="fusion", choices=["fusion", "vggish", "yamnet", "fusion-thesis", "vggish-thesis", "yamnet-thesis", "egemaps-svm"], help="model kind (default fusion)")
+        p.add_argument("--model", default="fusion", choices=["fusion", "vggish", "yamnet", "fusion-thesis", "vggish-thesis", "yamnet-thesis", "yamnet-layers", "egemaps-svm"], help="model kind (default fusion; yamnet-layers: pooled YAMNet layers 5, 7 and 9, no VGGish)")
         g = p.add_mutually_exclusive_group()
         g.add_argument("--gds", dest="gds", action="store_true", default=False, help="use Gaussian Data Selection, the thesis's step (off by default: it cost 1.8-5.2 pt UAR on EmoDB, see README)")
         g.add_argument("--no-gds", dest="gds", action="store_false", help="train and evaluate on every patch (default)")
         p.add_argument("--speech-gate", action="store_true", help="train and evaluate on speech patches only (YAMNet's voice classes), as prediction votes")
         p.add_argument("--gds-preset", default="transfer", choices=["transfer", "thesis"], help="GDS setting when on (see `emolens prepare --help`)")
     p.add_argument("--finetune", default="head", choices=["head", "top", "all"], help="head: backbones frozen, features cached (CPU minutes); top: last blocks; all: whole network (GPU)")
-    p.add_argument("--folds", default="5", help="k (speaker-grouped k-fold), loso, holdout:SPK,SPK, or random[:k] (default 5)")
+    p.add_argument("--folds", default="5", help="k (speaker-grouped k-fold), loso, locorpus (leave one corpus out: needs a multi-corpus work dir), holdout:SPK,SPK, or random[:k] (default 5)")
     p.add_argument("--allow-speaker-overlap", action="store_true", help="permit the random split, which puts a speaker on both sides (inflated, not speaker-independent)")
     p.add_argument("--epochs", type=int, default=20, help="maximum epochs (thesis: 20)")
     p.add_argument("--batch-size", type=int, default=128, help="mini-batch (thesis: 128)")
     p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate of the new layers (thesis: 0.01; 3e-4 measured better in head mode, see README)")
     p.add_argument("--patience", type=int, default=6, help="early-stopping patience in epochs")
+    p.add_argument("--normalize", default="none", choices=["none", "corpus", "speaker", "utterance"],
+                   help="z-score the backbone stream features per corpus, speaker or utterance (head mode; default none)")
     p.add_argument("--yamnet-weights", default=None, help="YAMNet weights file (.tflite or .h5); default $EMOLENS_WEIGHTS")
     p.add_argument("--vggish-weights", default=None, help="VGGish weights (vggish-10086976.pth); default $EMOLENS_WEIGHTS, else random init")
     _add_common(p)

@@ -19,7 +19,7 @@ from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold, Stra
 from emolens.corpora.manifest import UNKNOWN_SPEAKER, Manifest
 from emolens.errors import SplitError
 
-SPEC_HELP = "an int k (speaker k-fold), 'loso', 'holdout:<spk>,<spk>' or 'random[:k]'"
+SPEC_HELP = "an int k (speaker k-fold), 'loso', 'locorpus', 'holdout:<spk>,<spk>' or 'random[:k]'"
 
 
 @dataclass
@@ -205,6 +205,47 @@ def holdout_speakers(
     return [_finish(manifest, name, np.flatnonzero(~is_test), np.flatnonzero(is_test), val_speakers, rng)]
 
 
+def leave_one_corpus_out(manifest: Manifest, val_speakers: int = 1, seed: int = 0) -> list[Fold]:
+    """One fold per corpus (sorted by name): train on the other corpora, test on it.
+
+    Validation speakers are carved from the training corpora (``val_speakers`` whole
+    speakers *per training corpus*, so early stopping sees every training corpus).
+    SplitError when the manifest holds fewer than two corpora."""
+    speakers = _require_speakers(manifest)
+    corpora = np.asarray([u.corpus for u in manifest], dtype=str)
+    names = sorted(set(corpora))
+    if len(names) < 2:
+        raise SplitError(
+            f"leave-one-corpus-out needs at least 2 corpora in the work dir; it has {len(names)} "
+            f"({', '.join(names)}); prepare several with --corpus NAME:DIR --corpus NAME:DIR"
+        )
+    owners: dict[str, set[str]] = {}
+    for spk, c in zip(speakers, corpora):
+        owners.setdefault(str(spk), set()).add(str(c))
+    clash = sorted(s for s, cs in owners.items() if len(cs) > 1)
+    if clash:
+        raise SplitError(f"speaker id(s) {', '.join(clash[:5])} appear in several corpora; prepare the corpora "
+                         "together (--corpus NAME:DIR ...) so ids become CORPUS/SPEAKER")
+    rng = np.random.default_rng(seed)
+    folds = []
+    for c in names:
+        test = np.flatnonzero(corpora == c)
+        train_parts, val_parts = [], []
+        for other in names:
+            if other == c:
+                continue
+            tr, va = _carve_val(manifest, np.flatnonzero(corpora == other), val_speakers, rng, f"locorpus-{c}")
+            train_parts.append(tr)
+            if va is not None:
+                val_parts.append(va)
+        train = np.sort(np.concatenate(train_parts))
+        val = np.sort(np.concatenate(val_parts)) if val_parts else None
+        fold = Fold(f"locorpus-{c}", train, test, val)
+        check_no_leakage(manifest, fold)
+        folds.append(fold)
+    return folds
+
+
 def random_split(
     manifest: Manifest, k: int = 5, seed: int = 0, val_fraction: float = 0.1,
     *, allow_speaker_overlap: bool = False,
@@ -241,7 +282,7 @@ def make_folds(
     allow_speaker_overlap: bool = False,
     val_speakers: int = 1,
 ) -> list[Fold]:
-    """Folds from a spec: int k, ``'loso'``, ``'holdout:03,08'`` or ``'random[:k]'``."""
+    """Folds from a spec: int k, ``'loso'``, ``'locorpus'``, ``'holdout:03,08'`` or ``'random[:k]'``."""
     if isinstance(spec, bool):
         raise SplitError(f"split spec must be {SPEC_HELP}, got {spec!r}")
     text = str(spec).strip().lower() if not isinstance(spec, int) else str(spec)
@@ -249,6 +290,8 @@ def make_folds(
         return speaker_kfold(manifest, int(text), seed, val_speakers)
     if text == "loso":
         return leave_one_speaker_out(manifest, val_speakers, seed)
+    if text == "locorpus":
+        return leave_one_corpus_out(manifest, val_speakers, seed)
     if text.startswith("holdout:"):
         ids = [s.strip() for s in str(spec).strip().split(":", 1)[1].split(",") if s.strip()]
         return holdout_speakers(manifest, ids, val_speakers, seed)

@@ -52,11 +52,15 @@ MODEL_STREAMS: dict[str, tuple[str, ...]] = {
     "fusion-thesis": ("vggish", "vggish_layers", "yamnet"),
     "vggish-thesis": ("vggish",),
     "yamnet-thesis": ("yamnet",),
+    "yamnet-layers": ("yamnet_l5", "yamnet_mid", "yamnet_l9"),
 }
 #: YAMNet layer whose pooled output is the ``yamnet_mid`` stream.
 YAMNET_MID_LAYER = 7
 #: Width of each raw stream as :meth:`FusionNet.extract` returns it.
 RAW_DIMS: dict[str, int] = {"vggish": 128, "vggish_layers": 64 + 128 + 256 + 512, "yamnet": 1024, "yamnet_mid": 1024}
+#: ``yamnet_l<i>``: mean- and max-pooled output of YAMNet's ``layers[i]`` (2 x its channels).
+YAMNET_CHANNELS = (32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
+RAW_DIMS.update({f"yamnet_l{i}": 2 * c for i, c in enumerate(YAMNET_CHANNELS)})
 VGGISH_BLOCK_DIMS = (64, 128, 256, 512)
 #: YAMNet input offset conversion: exp(x) - (0.01 - 0.001).
 _OFFSET_SHIFT = 0.01 - 0.001
@@ -78,8 +82,9 @@ class FusionHead(nn.Module):
         if "vggish_layers" in self.streams:
             self.layer_proj = nn.ModuleList(nn.Linear(d, layer_dim) for d in VGGISH_BLOCK_DIMS)
             dims["vggish_layers"] = layer_dim
-        for s in ("vggish", "yamnet", "yamnet_mid"):
-            dims[s] = RAW_DIMS[s]
+        for s in self.streams:
+            if s != "vggish_layers":
+                dims[s] = RAW_DIMS[s]
         self.norms = nn.ModuleDict({s: nn.LayerNorm(dims[s]) for s in self.streams})
         width = sum(dims[s] for s in self.streams)
         self.classifier = nn.Sequential(
@@ -138,6 +143,8 @@ class FusionNet(nn.Module):
                 h = layer(h)
                 if i == YAMNET_MID_LAYER and "yamnet_mid" in streams:
                     out["yamnet_mid"] = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+                if f"yamnet_l{i}" in streams:
+                    out[f"yamnet_l{i}"] = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
             if "yamnet" in streams:
                 out["yamnet"] = h.mean(dim=(2, 3))
         return out

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from emolens.features.patches import DEFAULT_PATCHES, PatchConfig, log_mel_patches
 
-#: The streams each backbone provides.
+#: The streams each backbone provides by default (cached together); other streams
+#: of a model (``yamnet_l<i>``) are computed and cached as a group of their own.
 BACKBONE_STREAMS = {"vggish": ("vggish", "vggish_layers"), "yamnet": ("yamnet", "yamnet_mid")}
 
 
@@ -82,13 +83,17 @@ def backbone_features(model, patches: np.ndarray, cache_dir: Path | None = None,
     model.eval()
     key_p = hashlib.sha1(patches.tobytes()).hexdigest()[:16]
     out: dict[str, np.ndarray] = {}
-    for name in ("vggish", "yamnet"):
+    groups = [(n, BACKBONE_STREAMS[n]) for n in ("vggish", "yamnet")]
+    extra = tuple(s for s in model.streams if s not in BACKBONE_STREAMS["vggish"] + BACKBONE_STREAMS["yamnet"])
+    if extra:  # e.g. yamnet_l5: cached in a file of their own, so the default cache stays valid
+        groups.append(("yamnet", extra))
+    for name, wanted in groups:
         bb = getattr(model, name)
-        if bb is None:
+        if bb is None or not set(wanted) & set(model.streams):
             continue
         path = None
         if cache_dir is not None:
-            tag = "+".join(BACKBONE_STREAMS[name])
+            tag = "+".join(wanted)
             path = Path(cache_dir) / f"{tag}-{module_digest(bb)}-{key_p}.npz"
             if path.exists():
                 with np.load(path, allow_pickle=False) as z:
@@ -98,7 +103,7 @@ def backbone_features(model, patches: np.ndarray, cache_dir: Path | None = None,
         for s in tqdm(range(0, len(patches), batch_size), desc=f"{name} features",
                       unit="batch", disable=not progress):
             x = torch.from_numpy(patches[s : s + batch_size]).unsqueeze(1)
-            feats = model.extract(x, BACKBONE_STREAMS[name])
+            feats = model.extract(x, wanted)
             for k, v in feats.items():
                 chunks.setdefault(k, []).append(v.numpy())
         res = {k: np.concatenate(v) for k, v in chunks.items()}

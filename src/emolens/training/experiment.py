@@ -23,6 +23,10 @@ import numpy as np
 import torch
 
 from emolens.corpora.splits import Fold, make_folds
+from emolens.corpora.multi import corpus_array
+from emolens.errors import EmolensError
+from emolens.evaluation.groups import per_corpus_from_folds
+from emolens.features.normalize import check_mode, group_keys, normalize_streams
 from emolens.evaluation.metrics import aggregate_folds, classification_report_dict, utterance_scores, write_confusion_csv
 from emolens.models import build_model, load_yamnet_file, resolve_weights
 from emolens.models.fusion import MODEL_STREAMS, FusionNet
@@ -54,6 +58,7 @@ class RunConfig:
     layer_dim: int = 256
     dropout: float = 0.3
     final_model: bool = True
+    normalize: str = "none"  # none | corpus | speaker | utterance: z-score stream features per group (head mode)
     yamnet_weights: str | None = None
     vggish_weights: str | None = None
 
@@ -148,17 +153,22 @@ def cross_validate(work: WorkDir, cfg: RunConfig, out: str | Path, *, progress: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     classes = work.classes
+    folds = make_folds(work.manifest, cfg.folds, seed=cfg.seed, allow_speaker_overlap=cfg.allow_speaker_overlap)  # fail fast
     t_feat = time.perf_counter()
     ps = work.patchset(progress=progress)
     model, weights_info = build_model(cfg.model, len(classes), yamnet_weights=cfg.yamnet_weights,
                                       vggish_weights=cfg.vggish_weights, seed=cfg.seed,
                                       hidden=cfg.hidden, layer_dim=cfg.layer_dim, dropout=cfg.dropout)
     feats = None
+    check_mode(cfg.normalize)
+    if cfg.normalize != "none" and cfg.train.finetune != "head":
+        raise EmolensError(f"--normalize {cfg.normalize} works on cached stream features: use it with --finetune head")
     if cfg.train.finetune == "head":
         feats = backbone_features(model, ps.patches, work.root / "embeddings", progress=progress)
+        feats = normalize_streams(feats, group_keys(cfg.normalize, ps.utt, work.manifest.speaker_array(),
+                                                    corpus_array(work.manifest)))
     feature_seconds = time.perf_counter() - t_feat
     is_speech = _patch_speech(cfg, model, ps, feats)
-    folds = make_folds(work.manifest, cfg.folds, seed=cfg.seed, allow_speaker_overlap=cfg.allow_speaker_overlap)
     fold_reports = []
     for fold in folds:
         fdir = out / "folds" / fold.name
@@ -187,7 +197,8 @@ def cross_validate(work: WorkDir, cfg: RunConfig, out: str | Path, *, progress: 
         log.info("fold %s: UAR %.3f accuracy %.3f (%d train patches, %.1f s)", fold.name, rep["uar"], rep["accuracy"], n_train, res.seconds)
     agg = aggregate_folds(fold_reports)
     metrics = {
-        "model": cfg.model, "streams": list(MODEL_STREAMS[cfg.model]), "gds": cfg.gds, "speech_gate": cfg.speech_gate, "speech_vote": cfg.speech_vote,
+        "model": cfg.model, "streams": list(MODEL_STREAMS[cfg.model]), "gds": cfg.gds, "normalize": cfg.normalize,
+        "speech_gate": cfg.speech_gate, "speech_vote": cfg.speech_vote,
         "finetune": cfg.train.finetune, "labels": classes,
         "accuracy": agg["accuracy"]["mean"], "uar": agg["uar"]["mean"], "f1_macro": agg["f1_macro"]["mean"],
         "accuracy_std": agg["accuracy"]["std"], "uar_std": agg["uar"]["std"], "f1_macro_std": agg["f1_macro"]["std"],
@@ -197,6 +208,7 @@ def cross_validate(work: WorkDir, cfg: RunConfig, out: str | Path, *, progress: 
         "patches": {k: int(sum(r["patches"][k] for r in fold_reports)) for k in fold_reports[0]["patches"]},
         "folds": [{k: r[k] for k in ("fold", "accuracy", "uar", "f1_macro", "train_seconds", "best_epoch", "patches")} for r in fold_reports],
         "n_folds": len(fold_reports), "fold_spec": cfg.folds,
+        "per_corpus": per_corpus_from_folds(fold_reports, corpus_array(work.manifest), ps.y_utt, classes),
         "aggregate": agg, **weights_info, "config": cfg.to_dict(),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -234,6 +246,7 @@ def train_final(work: WorkDir, cfg: RunConfig, model: FusionNet, ps: PatchSet, f
         "vggish_final_relu": True,
         "gds": {"enabled": cfg.gds, "config": cfg.gds_config.to_dict()},
         "speech_gate": SpeechGateConfig().to_dict(),
+        "normalize": cfg.normalize,
         "train": cfg.train.to_dict(), "best_epoch": res.best_epoch, "val_uar": res.best_val_uar,
         **weights_info,
     }
@@ -273,13 +286,19 @@ def _row(name: str, m: dict) -> dict:
             "uar": m["uar"], "uar_std": m.get("uar_std", 0.0), "f1_macro": m["f1_macro"],
             "f1_macro_std": m.get("f1_macro_std", 0.0), "train_seconds": m["train_seconds"],
             "patches": (m.get("patches") or {}).get("train_after"),
-            "vggish_pretrained": m.get("vggish_pretrained")}
+            "vggish_pretrained": m.get("vggish_pretrained"),
+            "per_corpus_uar": {c: d["uar"] for c, d in (m.get("per_corpus") or {}).items()}}
 
 
 def ablation_markdown(table: dict) -> str:
+    corpora = sorted({c for r in table["rows"] for c in r.get("per_corpus_uar", {})})
+    corpora = corpora if len(corpora) > 1 else []
+    extra = "".join(f" UAR {c} |" for c in corpora)
     lines = [f"Folds: {table['folds']} (speaker-independent); fine-tuning: {table['finetune']}; classes: {', '.join(table['labels'])}", "",
-             "| run | accuracy | UAR | macro F1 | train s | train patches |", "|---|---|---|---|---|---|"]
+             "| run | accuracy | UAR | macro F1 | train s | train patches |" + extra, "|---|---|---|---|---|---|" + "---|" * len(corpora)]
     for r in table["rows"]:
+        pc = r.get("per_corpus_uar", {})
         lines.append(f"| {r['run']} | {r['accuracy']:.3f} ± {r['accuracy_std']:.3f} | {r['uar']:.3f} ± {r['uar_std']:.3f} | "
-                     f"{r['f1_macro']:.3f} ± {r['f1_macro_std']:.3f} | {r['train_seconds']:.1f} | {r['patches'] if r['patches'] is not None else '-'} |")
+                     f"{r['f1_macro']:.3f} ± {r['f1_macro_std']:.3f} | {r['train_seconds']:.1f} | {r['patches'] if r['patches'] is not None else '-'} |"
+                     + "".join(f" {pc[c]:.3f} |" if c in pc else " - |" for c in corpora))
     return "\n".join(lines) + "\n"
