@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
                    help="prepared work dir of each run, in the same order (corpus name, GDS figures, examples to explain)")
     p.add_argument("--out", type=Path, default=None, help="HTML file to write (default: PATH/report.html)")
     p.add_argument("--per-emotion", type=int, default=1, help="explained examples per emotion (needs --work; 0: none)")
-    p.add_argument("--methods", default="gradcam,lime,occlusion", help="methods for the examples (comma list)")
+    p.add_argument("--methods", default="gxi,gradcam,lime,occlusion", help="methods for the examples (comma list; the first drives the focus audio when it is the measured default)")
     p.add_argument("--layer", default="auto", help="Grad-CAM layer for the examples (auto: vggish if present, else yamnet_mid)")
     p.add_argument("--lime-samples", type=int, default=200, help="LIME samples per patch for the examples")
     p.add_argument("--no-faithfulness", action="store_true", help="skip the examples' deletion/insertion scores (faster)")
