@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(os.environ.get("EMOLENS_SHARED", "/work/shared"))
+SHARED = Path(os.environ.get("EMOLENS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def tflite_pipeline(files: list[Path], model: Path, threads: int) -> float:
@@ -111,7 +111,7 @@ def random_fusion_run(default_run: str, tflite: str, dest: Path) -> str:
     _, cfg, gds = load_model(default_run)
     torch.manual_seed(0)
     model = FusionNet(len(cfg["classes"]), MODEL_STREAMS["fusion"], yamnet=yamnet_from_tflite(tflite)).eval()
-    cfg = json.loads(json.dumps(cfg))
+    cfg = {k: v for k, v in json.loads(json.dumps(cfg)).items() if k not in ("backbones", "card")}
     cfg.update(model="fusion", streams=list(MODEL_STREAMS["fusion"]), vggish_pretrained=False)
     save_model(dest, model, cfg, gds)
     return str(dest)
@@ -141,8 +141,9 @@ def int8_recognizer(run: str, threads: int, calib_files: list[Path]):
 def speed_table(args) -> None:
     import soundfile as sf
 
-    from emolens.inference import EmotionRecognizer
+    from emolens.inference import EmotionRecognizer, resolve_model
 
+    args.model = str(resolve_model(args.model))
     files = sorted((Path(args.corpus) / "wav").glob("*.flac")) or sorted(Path(args.corpus).rglob("*.flac"))
     all_files, files = files, files[: args.files]
     audio_s = sum(sf.info(str(f)).duration for f in files)
@@ -201,7 +202,7 @@ def main() -> None:
     from emolens.models.backends import usable_cores
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="/work/cache/runs/yamnet-emodb", help="the default (YAMNet) model's run dir")
+    ap.add_argument("--model", default=None, help="the YAMNet-based model's run dir (default: the shipped model)")
     ap.add_argument("--fusion", default=None, help="a fusion model's run dir, or 'random' (published YAMNet + random VGGish/head: same speed)")
     ap.add_argument("--corpus", default=str(SHARED / "data" / "emodb-original"))
     ap.add_argument("--tflite", default=str(SHARED / "weights" / "yamnet.tflite"))

@@ -9,7 +9,7 @@ scores the segments against the known layout: speech vs silence, and the emotion
 the clips' time (the default model was trained on these EmoDB speakers, so that
 figure is optimistic; use ``--corpus ravdess`` for a cross-corpus one).
 
-    python benchmarks/timeline_speed.py --model /work/cache/runs/yamnet-emodb [--minutes 60] [--backend onnx]
+    python benchmarks/timeline_speed.py [--model RUN] [--minutes 60] [--backend onnx]
 """
 
 from __future__ import annotations
@@ -88,9 +88,11 @@ def score(res: dict, layout: list[tuple[float, float, str]]) -> tuple[float, flo
 
 
 def main() -> None:
+    from emolens.inference import resolve_model
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="/work/cache/runs/yamnet-emodb")
-    ap.add_argument("--corpus", default=str(Path(os.environ.get("EMOLENS_SHARED", "/work/shared")) / "data" / "emodb-original"))
+    ap.add_argument("--model", default=None, help="run dir (default: the shipped model)")
+    ap.add_argument("--corpus", default=str(Path(os.environ.get("EMOLENS_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "emodb-original"))
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--block-seconds", type=float, default=60.0)
@@ -102,7 +104,7 @@ def main() -> None:
         for minutes in (1.0, args.minutes):
             wav = tmp / f"rec{minutes:g}.wav"
             layout = build_recording(Path(args.corpus), minutes, wav)
-            res = run_child(args.model, wav, args.backend, args.block_seconds, tmp)
+            res = run_child(str(resolve_model(args.model)), wav, args.backend, args.block_seconds, tmp)
             sp, acc, vote = score(res, layout)
             print(f"{minutes:>6g} min{'':<2}{res['wall']:>9.1f}{res['duration'] / res['wall']:>13.0f}"
                   f"{res['rss_peak_kb'] / 1024:>13.0f}{res['rss_model_kb'] / 1024:>17.0f}{sp:>16.3f}{acc:>13.3f}")

@@ -216,7 +216,7 @@ def gradient_x_input(model, x, target, *, score: str = "log_softmax", batch_size
         for i, sl in enumerate(chunks):
             base = _patch_mean(xs[sl])
             ixg = InputXGradient(lambda z, base=base: m(z + base))
-            a = ixg.attribute(xs[sl] - base, target=int(target))
+            a = ixg.attribute((xs[sl] - base).requires_grad_(True), target=int(target))
             parts.append(a[:, 0].detach().cpu().numpy())
             if progress is not None:
                 progress(i + 1, len(chunks))
