@@ -18,19 +18,17 @@ from pathlib import Path
 from emolens.app.session import AppConfig, AppSession, model_card_markdown, profile_files
 from emolens.errors import EmolensError
 from emolens.explain.explanation import method_title
-from emolens.explain.pipeline import METHODS
+from emolens.explain.methods import faithfulness_note
 
 log = logging.getLogger("emolens")
 __all__ = ["build_app", "launch"]
 
 
 def _methods() -> list[str]:
-    try:  # the method registry, where present, lists more methods
-        from emolens.explain.methods import METHODS as REGISTRY  # type: ignore[import-not-found]
+    """Every registered method, the measured default first (it is the page's default)."""
+    from emolens.explain.methods import DEFAULT_METHOD, METHODS as REGISTRY  # noqa: N811
 
-        return list(REGISTRY)
-    except ImportError:
-        return list(METHODS)
+    return [DEFAULT_METHOD] + [m for m in REGISTRY if m != DEFAULT_METHOD]
 
 
 def _gradio():
@@ -91,6 +89,9 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
         msg = f"**{label}** · {ex.duration:.2f} s · {int(ex.voting.sum())}/{len(ex.voting)} patches vote"
         if v.message:
             msg += f" · {v.message}"
+        note = faithfulness_note(method)
+        if note:  # every method is labelled with its measured faithfulness (benchmarks/faithfulness.py)
+            msg += f"  \n*map: {note}*"
         return (v.probabilities, str(v.timeline_png), str(v.map_png), (sr, _pcm16(ex.wave)), (sr, _pcm16(ex.focus_audio)),
                 (sr, _pcm16(ex.tf_audio)), msg)
 

@@ -62,13 +62,15 @@ def plot_four_panel(
         if m.shape != spec.shape:
             raise ValueError(f"{name} map has shape {m.shape}, spectrogram {spec.shape}")
         ax.imshow(spec.T, origin="lower", aspect="auto", extent=extent, cmap="gray")
+        # colour limits at the 99.5th percentile of |map|: pixel-level gradient maps are
+        # spiky, and a few extreme cells would otherwise wash out the rest
         if name in _SIGNED or m.min() < 0:
-            lim = float(np.abs(m).max()) or 1.0
+            lim = float(np.percentile(np.abs(m), 99.5)) or float(np.abs(m).max()) or 1.0
             over = ax.imshow(m.T, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r",
                              vmin=-lim, vmax=lim, alpha=0.6)
         else:
             over = ax.imshow(m.T, origin="lower", aspect="auto", extent=extent, cmap="jet",
-                             vmin=0.0, vmax=float(m.max()) or 1.0, alpha=0.5)
+                             vmin=0.0, vmax=float(np.percentile(m, 99.5)) or float(m.max()) or 1.0, alpha=0.5)
         ax.set_title(name)
         fig.colorbar(over, ax=ax, fraction=0.046, pad=0.02)
     for ax in axes:
