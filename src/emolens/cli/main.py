@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="directory for the ablation runs and table")
     p.add_argument("--no-baseline", action="store_true", help="skip the eGeMAPS + SVM reference")
 
-    p = sub.add_parser("predict", help="classify audio files with a trained model")
+    p = sub.add_parser("predict", help="classify audio files (the shipped model unless --model)")
     p.add_argument("--model", default=None, type=Path, help="run directory written by `emolens train` (default: the shipped model, see `emolens info`)")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict_cli.add_arguments(p)
     _add_common(p)
 
-    p = sub.add_parser("explain", help="Grad-CAM, LIME and Occlusion maps, focus audio and faithfulness for files")
+    p = sub.add_parser("explain", help="attribution maps (Gradient x Input, Grad-CAM, LIME, Occlusion, ...), focus audio and faithfulness for files")
     p.add_argument("--model", default=None, type=Path, help="run directory written by `emolens train` (default: the shipped model, see `emolens info`)")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files")
     p.add_argument("--out", required=True, type=Path, help="output directory (one folder per file)")
