@@ -101,3 +101,15 @@ def test_utterance_predictor_averages_patch_softmax(small_cnn):
         expected = torch.softmax(small_cnn(utterance_patches(utts[1])), dim=1).mean(0).numpy()
     np.testing.assert_allclose(probs[1], expected, rtol=1e-5)
     np.testing.assert_allclose(predict(utts[1]), probs[1:2], rtol=1e-6)
+
+
+def test_utterance_predictor_averages_only_voting_patches(small_cnn):
+    utt = np.random.default_rng(1).normal(size=(150, 64)).astype(np.float32)  # 3 patches, the last padded
+    with torch.no_grad():
+        per_patch = torch.softmax(small_cnn(utterance_patches(utt)), dim=1).numpy()
+    assert per_patch.shape[0] == 3
+    voted = utterance_predictor(small_cnn, voting=np.array([False, True, True]))(utt)
+    np.testing.assert_allclose(voted[0], per_patch[1:].mean(0), rtol=1e-5)
+    # no voting patch at all: the plain mean, as the recognizer's fallback
+    np.testing.assert_allclose(utterance_predictor(small_cnn, voting=np.zeros(3, bool))(utt)[0],
+                               per_patch.mean(0), rtol=1e-5)

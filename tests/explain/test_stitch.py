@@ -47,3 +47,19 @@ def test_axes_are_in_seconds_and_hz():
     assert time_extent(100) == (0.0, pytest.approx(1.0))
     hz = band_axis()
     assert hz.shape == (64,) and 125 < hz[0] < hz[-1] < 7500 and np.all(np.diff(hz) > 0)
+
+
+def test_weighted_stitch_leaves_out_non_voting_patches() -> None:
+    # 3 patches (hop 48) over 192 frames; patch p is filled with p + 1
+    maps = np.stack([np.full((96, 64), p + 1.0) for p in range(3)])
+    plain = utterance_map(maps, 192)
+    np.testing.assert_allclose(plain[:48, 0], 1.0)
+    np.testing.assert_allclose(plain[48:96, 0], 1.5)  # mean of patches 1 and 2 where they overlap
+    voted = utterance_map(maps, 192, weights=np.array([0.0, 1.0, 1.0]))
+    np.testing.assert_allclose(voted[:48], 0.0)       # only the non-voting patch covers these frames
+    np.testing.assert_allclose(voted[48:96, 0], 2.0)  # patch 1 alone (patch 0 does not vote)
+    np.testing.assert_allclose(voted[96:144, 0], 2.5)
+    np.testing.assert_allclose(voted[144:, 0], 3.0)
+    np.testing.assert_allclose(utterance_map(maps, 192, weights=np.ones(3)), plain, rtol=1e-6)
+    with pytest.raises(ValueError, match="weights"):
+        utterance_map(maps, 192, weights=np.ones(2))

@@ -52,10 +52,12 @@ def utterance_predictor(
     pcfg: PatchConfig = DEFAULT_PATCHES,
     pad_value: float = SILENCE_LOG_MEL,
     batch_size: int = 256,
+    voting: np.ndarray | None = None,
 ) -> PredictFn:
     """A :data:`PredictFn` for a patch model: cut each utterance into patches, run
     them all (``batch_size`` per forward, eval mode, no grad), and average each
-    utterance's patch softmax."""
+    utterance's patch softmax (over the ``voting (N,)`` patches only when given: the
+    utterance decision of a speech-gated recognizer)."""
 
     def predict(log_mels: np.ndarray) -> np.ndarray:
         batch = np.asarray(log_mels, dtype=np.float32)
@@ -76,7 +78,13 @@ def utterance_predictor(
         finally:
             model.train(was_training)
         bounds = np.cumsum([0] + counts)
-        return np.stack([probs[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
+        out = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            p = probs[a:b]
+            if voting is not None and len(voting) == len(p) and np.any(voting):
+                p = p[np.asarray(voting, bool)]
+            out.append(p.mean(axis=0))
+        return np.stack(out)
 
     return predict
 

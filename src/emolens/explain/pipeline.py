@@ -68,7 +68,9 @@ def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "a
             opts["stride"] = occlusion_stride
         t0 = time.perf_counter()
         att = run_method(m, model, x, target, progress=pr, **opts)
-        maps[m] = utterance_map(att.maps, n_frames)
+        voting = getattr(analysis, "voting", None)  # only patches that enter the decision paint the map
+        maps[m] = utterance_map(att.maps, n_frames, rec.patch_config,
+                                weights=None if voting is None else np.asarray(voting, float))
         cost[m] = {"forward_calls": att.forward_calls, "patches_evaluated": att.patches_evaluated,
                    "backward_calls": att.backward_calls, "seconds": round(time.perf_counter() - t0, 3)}
         if callable(progress) and pr is not None and m not in ("lime", "kernelshap", "occlusion"):
@@ -143,7 +145,8 @@ def explain(rec, source, *, methods=METHODS, target: str | int | None = None, tr
     if with_faithfulness and maps:
         if callable(progress):
             progress("faithfulness", 0, 1)
-        ex.faithfulness = faithfulness(utterance_predictor(rec.model), a.log_mel, maps, t, **(faithfulness_options or {}))
+        ex.faithfulness = faithfulness(utterance_predictor(rec.model, rec.patch_config, voting=ex.voting), a.log_mel, maps, t,
+                                       **(faithfulness_options or {}))
         if callable(progress):
             progress("faithfulness", 1, 1)
     return ex

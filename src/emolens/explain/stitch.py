@@ -41,10 +41,15 @@ def utterance_patches(
 
 
 def utterance_map(
-    patch_maps: np.ndarray, n_frames: int, pcfg: PatchConfig = DEFAULT_PATCHES
+    patch_maps: np.ndarray, n_frames: int, pcfg: PatchConfig = DEFAULT_PATCHES,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Stitch per-patch maps ``(N, 96, 64)`` to an utterance map ``(n_frames, 64)``
-    float32 (mean over overlapping patches; padding beyond ``n_frames`` dropped)."""
+    float32 (mean over overlapping patches; padding beyond ``n_frames`` dropped).
+
+    ``weights (N,)``: weighted mean instead, e.g. the voting mask, so that patches that
+    do not enter the utterance decision (non-speech, GDS-dropped) do not paint the map;
+    frames covered by no weighted patch get 0."""
     maps = np.asarray(patch_maps, dtype=np.float64)
     if maps.ndim == 4 and maps.shape[1] == 1:
         maps = maps[:, 0]
@@ -52,7 +57,16 @@ def utterance_map(
         raise ValueError(f"patch_maps must be (N, frames, bands), got shape {maps.shape}")
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
-    return overlap_average(maps, int(n_frames), pcfg)
+    if weights is None:
+        return overlap_average(maps, int(n_frames), pcfg)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (maps.shape[0],):
+        raise ValueError(f"weights must be ({maps.shape[0]},), got shape {w.shape}")
+    num = overlap_average(maps * w[:, None, None], int(n_frames), pcfg)
+    den = overlap_average(np.broadcast_to(w[:, None, None], maps.shape), int(n_frames), pcfg)
+    out = np.zeros_like(num)
+    np.divide(num, den, out=out, where=den > 0)
+    return out.astype(np.float32)
 
 
 def time_axis(n_frames: int, cfg: FrontEndConfig = VGGISH_16K) -> np.ndarray:
