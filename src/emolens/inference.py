@@ -266,6 +266,3 @@ class EmotionRecognizer:
             yield from self.analyze_clips(clips)
 
 
-def load_recognizer(path: str | Path | None, **kwargs) -> EmotionRecognizer:
-    """The recognizer of run directory ``path``; ``None`` means the shipped default model."""
-    return EmotionRecognizer.from_dir(resolve_model(path), **kwargs)

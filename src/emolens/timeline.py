@@ -24,9 +24,8 @@ from threadpoolctl import threadpool_limits
 from emolens.errors import SelectionError
 from emolens.features.stream import StreamInfo, stream_patches
 from emolens.inference import EmotionRecognizer
-from emolens.selection.speech import decide
+from emolens.selection.speech import NO_SPEECH, decide
 
-NO_SPEECH = "no speech"
 
 
 @dataclass(frozen=True)

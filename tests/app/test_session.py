@@ -8,7 +8,7 @@ import soundfile as sf
 
 from emolens.app.session import AppConfig, AppSession, model_card_markdown, profile_files
 from emolens.errors import AudioError
-from emolens.inference import EmotionRecognizer, load_recognizer, resolve_model
+from emolens.inference import EmotionRecognizer, resolve_model
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_model_card_and_profile(tiny_run, tmp_path):
 
 
 def test_resolve_model(tiny_run, monkeypatch):
-    assert load_recognizer(tiny_run).classes == ["angry", "happy", "neutral", "sad"]
+    assert EmotionRecognizer.from_dir(resolve_model(tiny_run)).classes == ["angry", "happy", "neutral", "sad"]
     assert resolve_model(tiny_run) == tiny_run
     import emolens.resources
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from emolens.corpora.parsers import AUDIO_EXTENSIONS
 from emolens.errors import AudioError, EmolensError
 
 log = logging.getLogger("emolens")
-AUDIO_EXT = {".wav", ".flac", ".ogg", ".mp3"}
 
 
 # --------------------------------------------------------------------------- prepare
@@ -171,7 +171,7 @@ def _expand(inputs: list[Path]) -> list[Path]:
     files: list[Path] = []
     for p in inputs:
         if p.is_dir():
-            files += sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_EXT)
+            files += sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_EXTENSIONS and q.is_file())
         else:
             files.append(p)
     if not files:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emolens.explain.sonify import focus_regions
+from emolens.selection.speech import NO_SPEECH
 
 #: Display names of the attribution methods (any other name is shown as given).
 def _titles() -> dict[str, str]:
@@ -90,7 +91,7 @@ class Explanation:
     @property
     def label(self) -> str:
         """Predicted class, or ``"no speech"`` when the recording has none."""
-        return self.emotion if self.has_speech else "no speech"
+        return self.emotion if self.has_speech else NO_SPEECH
 
     @property
     def emotion(self) -> str:

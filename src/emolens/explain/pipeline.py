@@ -52,6 +52,8 @@ def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "a
         layer = fallback
     x = torch.from_numpy(analysis.patches).unsqueeze(1)
     n_frames = analysis.log_mel.shape[0]
+    voting = getattr(analysis, "voting", None)  # only patches that enter the decision paint the map
+    weights = None if voting is None else np.asarray(voting, float)
     maps, cost = {}, {}
     for m in methods:
         if m not in REGISTRY:
@@ -68,9 +70,7 @@ def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "a
             opts["stride"] = occlusion_stride
         t0 = time.perf_counter()
         att = run_method(m, model, x, target, progress=pr, **opts)
-        voting = getattr(analysis, "voting", None)  # only patches that enter the decision paint the map
-        maps[m] = utterance_map(att.maps, n_frames, rec.patch_config,
-                                weights=None if voting is None else np.asarray(voting, float))
+        maps[m] = utterance_map(att.maps, n_frames, rec.patch_config, weights=weights)
         cost[m] = {"forward_calls": att.forward_calls, "patches_evaluated": att.patches_evaluated,
                    "backward_calls": att.backward_calls, "seconds": round(time.perf_counter() - t0, 3)}
         if callable(progress) and pr is not None and m not in ("lime", "kernelshap", "occlusion"):
