@@ -107,6 +107,7 @@ def _referenced_yamnet(ref: dict, run_dir: Path) -> YAMNet:
         pass
     if packaged_yamnet() is not None:
         candidates.append(packaged_yamnet())
+    candidates = list(dict.fromkeys(candidates))  # the resolved file is often the packaged one: hash it once
     for path in candidates:
         if sha256_file(path) == ref["sha256"]:
             return load_yamnet_file(path)
