@@ -55,6 +55,9 @@ def test_run_report_numbers(tmp_path, tiny_run):
     assert "0.625" in page and "0.438" in page and "fold-2" in page
     assert "15.0%" in page and "20.0%" in page  # GDS drop on train (30/200) and test (10/50)
     assert page.count("<img") == 2 and "http" not in page.replace("http-equiv", "")  # confusion + curves, nothing remote
+    run.metrics["per_corpus"] = {"ravdess": {"n": 12, "accuracy": 0.5, "uar": 0.4321, "f1_macro": 0.3}}
+    page = run_report_html([run])
+    assert "run (12 utterances)" in page and "ravdess" in page and "0.432" in page
 
 
 @pytest.mark.slow

@@ -212,11 +212,19 @@ def run_report_html(runs: Sequence[RunSummary], examples: dict[str, list[Explana
                     cfg: FrontEndConfig = VGGISH_16K, title: str = "emolens report") -> str:
     """The whole report page for ``runs``; ``examples[run.name]``: its explained examples."""
     examples = examples or {}
-    rows = [[r.name, r.corpus or "", r.model.get("model", r.metrics.get("model")), r.metrics.get("n_folds"),
-             r.headline["accuracy"], r.headline["uar"], r.headline["f1_macro"]] for r in runs]
+    rows = []
+    for r in runs:
+        kind = r.model.get("model", r.metrics.get("model"))
+        rows.append([r.name, r.corpus or "", kind, r.metrics.get("n_folds"),
+                     r.headline["accuracy"], r.headline["uar"], r.headline["f1_macro"]])
+        # a multi-corpus run: one row per corpus (pooled over the folds that tested it)
+        for corpus, m in sorted((r.metrics.get("per_corpus") or {}).items()):
+            rows.append([f"{r.name} ({m.get('n', '?')} utterances)", corpus, kind, "pooled",
+                         m.get("accuracy"), m.get("uar"), m.get("f1_macro")])
     body = ["<h2>Summary per run and corpus</h2>",
             _table(["run", "corpus", "model", "folds", "accuracy", "UAR", "macro F1"], rows),
-            "<p class=note>Speaker-independent cross-validation: means over folds. UAR = unweighted average recall.</p>"]
+            "<p class=note>Speaker-independent cross-validation: means over folds; per-corpus rows are pooled over "
+            "the folds that tested each corpus. UAR = unweighted average recall.</p>"]
     body.extend(_run_section(r, examples.get(r.name, []), cfg) for r in runs)
     return _page(title, "".join(body))
 
