@@ -87,10 +87,11 @@ class FusionHead(nn.Module):
                 dims[s] = RAW_DIMS[s]
         self.norms = nn.ModuleDict({s: nn.LayerNorm(dims[s]) for s in self.streams})
         width = sum(dims[s] for s in self.streams)
+        # hidden=0: a linear classifier on the normalised streams (logistic regression)
         self.classifier = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, n_classes),
-        )
+        ) if hidden > 0 else nn.Sequential(nn.Dropout(dropout), nn.Linear(width, n_classes))
 
     def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = []

@@ -1,0 +1,408 @@
+"""The generalisation yardstick: leave-one-corpus-out (LOCO) over prepared corpora, on
+cached YAMNet features, with head-level levers cheap enough to ablate.
+
+Data: one prepared work dir per corpus (``emolens prepare``). :func:`corpus_features`
+runs YAMNet once over every patch of a corpus and caches, per patch, the pooled
+streams of :data:`STREAMS` (``yamnet_l5`` ... and the 1024-d embedding) and the speech
+gate's decision; a head-level row then costs seconds of training per fold.
+
+Protocol (:func:`loco_folds`): every *development* corpus is tested once by a head
+trained on the other development corpora; every *evaluate-only* corpus (CASIA) is
+tested by the head trained on all development corpora and never trained on. Test
+decisions are those of ``emolens predict``: the mean of the speech patches'
+probabilities (all patches when none is speech). Scores per test corpus: UAR, macro
+F1, accuracy and expected calibration error (15 equal-width bins of the top
+probability), and the mean and worst over the test corpora.
+
+The head is :class:`emolens.models.fusion.FusionHead` (``hidden=0``: a linear
+classifier on the layer-normalised streams), so a row's configuration trains exactly
+the module that ships (:func:`train_head`). Levers (:class:`HeadConfig`): streams,
+hidden width, dropout, epochs, learning rate, weight decay, balancing (``class`` or
+``corpus-class`` sample weights; ``utterance`` gives each utterance equal weight),
+label smoothing, mixup, corpus centring (each training corpus shifted to the pooled
+mean of the training set: removes corpus offsets without needing test statistics)
+and test-time corpus standardisation (``test_norm='corpus'``, transductive: it needs
+the whole unlabelled test corpus, reported for reference only, never single-clip).
+
+Out-of-fold outputs (:class:`FoldResult`: utterance probabilities, labels, speakers)
+are kept per row so calibration (a temperature fitted on LOCO predictions) and
+speaker adaptation can be fitted and measured without touching a test fold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from emolens.corpora.parsers import EVALUATE_ONLY_CORPORA
+from emolens.evaluation.metrics import classification_report_dict
+from emolens.models.fusion import FusionHead
+from emolens.training.data import module_digest
+from emolens.workdir import WorkDir
+
+#: Streams cached per patch: mean+max pooled YAMNet layers 5, 7 (``yamnet_mid``), 9,
+#: 11 and the 1024-d embedding (mean-pooled last layer; also feeds the speech gate).
+STREAMS: tuple[str, ...] = ("yamnet_l5", "yamnet_mid", "yamnet_l9", "yamnet_l11", "yamnet")
+_CACHE_VERSION = "gen1"
+
+
+@dataclass
+class CorpusFeatures:
+    """Cached per-patch YAMNet features of one prepared corpus.
+
+    Attributes:
+        name: corpus name (``emodb``, ``nemo``, ...).
+        feats: ``{stream: (P, D) float32}``.
+        utt: ``(P,)`` utterance index of each patch.
+        speech: ``(P,)`` bool, the speech gate's decision (YAMNet AudioSet head).
+        y: ``(U,)`` class index per utterance (into ``classes``).
+        speakers: ``(U,)`` speaker ids; ``paths``: ``(U,)`` file paths.
+        classes: the class names.
+    """
+
+    name: str
+    feats: dict[str, np.ndarray]
+    utt: np.ndarray
+    speech: np.ndarray
+    y: np.ndarray
+    speakers: np.ndarray
+    paths: np.ndarray
+    classes: list[str]
+
+    @property
+    def n_utt(self) -> int:
+        return len(self.y)
+
+
+def corpus_features(work_dir: str | Path, *, yamnet_weights: str | None = None, batch_size: int = 128,
+                    progress: bool = True) -> CorpusFeatures:
+    """YAMNet streams of every patch of a prepared corpus, computed once and cached in
+    ``WORK/generalisation/`` (keyed by the patches' bytes and the YAMNet weights)."""
+    from tqdm.auto import tqdm
+
+    from emolens.models import load_yamnet_file, resolve_weights
+    from emolens.models.fusion import FusionNet
+    from emolens.selection.speech import SpeechGateConfig, speech_probability
+
+    work = WorkDir.open(work_dir)
+    corpora = sorted(set(u.corpus for u in work.manifest))
+    if len(corpora) != 1:
+        raise ValueError(f"{work_dir}: one corpus per work dir expected, found {corpora}")
+    ps = work.patchset(progress=progress)
+    yam = load_yamnet_file(resolve_weights("yamnet", yamnet_weights)).eval()
+    key = hashlib.sha1(ps.patches.tobytes() + module_digest(yam).encode() + _CACHE_VERSION.encode()).hexdigest()[:16]
+    path = work.root / "generalisation" / f"yamnet-{key}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            feats = {s: z[s] for s in STREAMS}
+            speech = z["speech"]
+    else:
+        net = FusionNet(len(work.classes), STREAMS, yamnet=yam).eval()
+        chunks: dict[str, list[np.ndarray]] = {}
+        with torch.no_grad():
+            for s in tqdm(range(0, len(ps.patches), batch_size), desc=f"{corpora[0]} YAMNet", unit="batch",
+                          disable=not progress):
+                out = net.extract(torch.from_numpy(ps.patches[s:s + batch_size]).unsqueeze(1), STREAMS)
+                for k, v in out.items():
+                    chunks.setdefault(k, []).append(v.numpy())
+            feats = {k: np.concatenate(v).astype(np.float32) for k, v in chunks.items()}
+            audioset = torch.sigmoid(yam.classifier(torch.from_numpy(feats["yamnet"]))).numpy()
+        gate = SpeechGateConfig()
+        speech = speech_probability(audioset, gate) >= gate.threshold
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, speech=speech, **feats)
+        os.replace(tmp, path)
+    m = work.manifest
+    return CorpusFeatures(corpora[0], feats, ps.utt, speech.astype(bool), work.labels(),
+                          m.speaker_array(), np.asarray(m.paths()), list(work.classes))
+
+
+# --------------------------------------------------------------------------- folds
+@dataclass(frozen=True)
+class LocoFold:
+    """Test corpus ``test`` and the corpora the head is trained on."""
+
+    test: str
+    train: tuple[str, ...]
+
+
+def loco_folds(corpora: Sequence[str], evaluate_only: Sequence[str] | None = None) -> list[LocoFold]:
+    """Leave-one-corpus-out over the development corpora, then each evaluate-only corpus
+    tested by the head trained on every development corpus (never trained on)."""
+    held = set(EVALUATE_ONLY_CORPORA if evaluate_only is None else evaluate_only)
+    dev = [c for c in corpora if c not in held]
+    if len(dev) < 2:
+        raise ValueError(f"leave-one-corpus-out needs two development corpora, got {dev}")
+    folds = [LocoFold(c, tuple(d for d in dev if d != c)) for c in dev]
+    return folds + [LocoFold(c, tuple(dev)) for c in corpora if c in held]
+
+
+# --------------------------------------------------------------------------- head training
+@dataclass(frozen=True)
+class HeadConfig:
+    """One row of the ablation (defaults = today's shipped recipe on these features).
+
+    streams: cached streams the head reads. hidden: MLP width (0 = linear classifier).
+    dropout, epochs, batch_size, lr (Adam), weight_decay: optimisation.
+    balance: ``class`` (inverse class frequency, today's), ``corpus-class`` (each corpus
+    and class cell weighs the same) or ``none``; ``per_utterance``: each utterance
+    weighs the same whatever its number of patches. label_smoothing: cross-entropy
+    smoothing. mixup: Beta(a, a) mixing of feature pairs and their targets (0 = off).
+    corpus_center: shift each training corpus's features to the pooled mean.
+    speech_train: train on speech patches only. test_norm: ``none`` or ``corpus``
+    (transductive reference: the test corpus standardised by its own statistics and the
+    training corpora by theirs).
+    """
+
+    streams: tuple[str, ...] = ("yamnet_l5", "yamnet_mid", "yamnet_l9")
+    hidden: int = 256
+    dropout: float = 0.3
+    epochs: int = 12
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    balance: str = "class"
+    per_utterance: bool = False
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
+    corpus_center: bool = False
+    speech_train: bool = False
+    test_norm: str = "none"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["streams"] = list(self.streams)
+        return d
+
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _weights(cfg: HeadConfig, y: np.ndarray, corpus: np.ndarray, utt_key: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-patch sample weights (mean 1) for the balancing scheme."""
+    w = np.ones(len(y), np.float64)
+    if cfg.per_utterance:
+        _, inv, cnt = np.unique(utt_key, return_inverse=True, return_counts=True)
+        w /= cnt[inv]
+    if cfg.balance == "class":
+        cell = y
+    elif cfg.balance == "corpus-class":
+        cell = np.unique(corpus, return_inverse=True)[1] * n_classes + y
+    elif cfg.balance == "none":
+        cell = None
+    else:
+        raise ValueError(f"unknown balance {cfg.balance!r}")
+    if cell is not None:
+        _, inv = np.unique(cell, return_inverse=True)
+        mass = np.bincount(inv, weights=w)
+        w = w / mass[inv]
+    return (w * len(w) / w.sum()).astype(np.float32)
+
+
+def train_head(cfg: HeadConfig, feats: dict[str, np.ndarray], y: np.ndarray, corpus: np.ndarray,
+               utt_key: np.ndarray, n_classes: int, seed: int = 0) -> FusionHead:
+    """Train a fresh :class:`FusionHead` on patch features ``{stream: (N, D)}`` with labels
+    ``y (N,)``; ``corpus``/``utt_key (N,)`` drive balancing. Deterministic per seed."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    head = FusionHead(cfg.streams, n_classes, hidden=cfg.hidden, dropout=cfg.dropout)
+    X = {s: torch.from_numpy(np.ascontiguousarray(feats[s])) for s in cfg.streams}
+    Y = torch.from_numpy(y.astype(np.int64))
+    W = torch.from_numpy(_weights(cfg, y, corpus, utt_key, n_classes))
+    opt = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = len(y)
+    for _ in range(cfg.epochs):
+        head.train()
+        order = torch.from_numpy(rng.permutation(n))
+        for s in range(0, n, cfg.batch_size):
+            idx = order[s:s + cfg.batch_size]
+            xb = {k: v[idx] for k, v in X.items()}
+            target = nn.functional.one_hot(Y[idx], n_classes).float()
+            if cfg.label_smoothing:
+                target = target * (1 - cfg.label_smoothing) + cfg.label_smoothing / n_classes
+            wb = W[idx]
+            if cfg.mixup > 0:
+                lam = float(rng.beta(cfg.mixup, cfg.mixup))
+                perm = torch.from_numpy(rng.permutation(len(idx)))
+                xb = {k: lam * v + (1 - lam) * v[perm] for k, v in xb.items()}
+                target = lam * target + (1 - lam) * target[perm]
+                wb = lam * wb + (1 - lam) * wb[perm]
+            logp = torch.log_softmax(head(xb), dim=1)
+            loss = -((target * logp).sum(1) * wb).sum() / wb.sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return head.eval()
+
+
+@torch.no_grad()
+def patch_probs(head: FusionHead, feats: dict[str, np.ndarray], batch: int = 4096) -> np.ndarray:
+    """Softmax ``(N, C)`` of the head on patch features."""
+    n = len(next(iter(feats.values())))
+    out = [torch.softmax(head({k: torch.from_numpy(feats[k][s:s + batch]) for k in head.streams}), 1).numpy()
+           for s in range(0, n, batch)]
+    return np.concatenate(out)
+
+
+def vote(probs: np.ndarray, utt: np.ndarray, speech: np.ndarray, n_utt: int) -> np.ndarray:
+    """``(U, C)`` utterance probabilities: mean over the speech patches of each utterance,
+    over all its patches when none is speech (as ``emolens predict`` decides)."""
+    C = probs.shape[1]
+    out = np.zeros((n_utt, C))
+    for mask in (speech, np.ones_like(speech)):
+        s = np.zeros((n_utt, C))
+        np.add.at(s, utt[mask], probs[mask])
+        cnt = np.bincount(utt[mask], minlength=n_utt)
+        todo = (out.sum(1) == 0) & (cnt > 0)
+        out[todo] = s[todo] / cnt[todo, None]
+    return out
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """ECE: sum over equal-width bins of the top probability of |accuracy - confidence|
+    weighted by the bin's share of items."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+@dataclass
+class FoldResult:
+    """Out-of-fold utterance outputs of one test corpus."""
+
+    test: str
+    train: tuple[str, ...]
+    probs: np.ndarray  # (U, C)
+    y: np.ndarray  # (U,)
+    speakers: np.ndarray  # (U,)
+    metrics: dict = field(default_factory=dict)
+
+
+def score(probs: np.ndarray, y: np.ndarray, classes: list[str]) -> dict:
+    """UAR, macro F1, accuracy, ECE of utterance probabilities."""
+    rep = classification_report_dict(y, probs.argmax(1), classes)
+    return {"uar": float(rep["uar"]), "f1_macro": float(rep["f1_macro"]), "accuracy": float(rep["accuracy"]),
+            "ece": expected_calibration_error(probs, y), "n": int(len(y))}
+
+
+def _center(feats: dict[str, np.ndarray], groups: np.ndarray, scale: bool) -> dict[str, np.ndarray]:
+    """Per group: subtract its mean (and divide by its std when ``scale``), add back the pooled mean."""
+    out = {}
+    for k, v in feats.items():
+        g_mean = v.mean(0)
+        r = np.empty_like(v)
+        for g in np.unique(groups):
+            m = groups == g
+            mu = v[m].mean(0)
+            if scale:
+                r[m] = (v[m] - mu) / (v[m].std(0) + 1e-5)
+            else:
+                r[m] = v[m] - mu + g_mean
+        out[k] = r
+    return out
+
+
+def run_fold(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: LocoFold, seed: int = 0
+             ) -> tuple[FoldResult, FusionHead]:
+    """Train on ``fold.train`` corpora, test on ``fold.test``; the trained head too."""
+    parts = [data[c] for c in fold.train]
+    classes = parts[0].classes
+    sel = [np.flatnonzero(p.speech) if cfg.speech_train else np.arange(len(p.utt)) for p in parts]
+    feats = {s: np.concatenate([p.feats[s][i] for p, i in zip(parts, sel)]) for s in cfg.streams}
+    y = np.concatenate([p.y[p.utt[i]] for p, i in zip(parts, sel)])
+    corpus = np.concatenate([np.full(len(i), p.name) for p, i in zip(parts, sel)])
+    ukey = np.concatenate([np.char.add(p.name + "/", p.utt[i].astype(str)) for p, i in zip(parts, sel)])
+    test = data[fold.test]
+    tfeats = {s: test.feats[s] for s in cfg.streams}
+    if cfg.test_norm == "corpus":
+        feats = _center(feats, corpus, scale=True)
+        tfeats = _center(tfeats, np.zeros(len(test.utt)), scale=True)
+    elif cfg.corpus_center:
+        feats = _center(feats, corpus, scale=False)
+    head = train_head(cfg, feats, y, corpus, ukey, len(classes), seed=seed)
+    probs = vote(patch_probs(head, tfeats), test.utt, test.speech, test.n_utt)
+    res = FoldResult(fold.test, fold.train, probs, test.y, test.speakers, score(probs, test.y, classes))
+    return res, head
+
+
+def run_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], seed: int = 0, out: Path | None = None,
+             log=print) -> list[FoldResult]:
+    """Every fold of :func:`loco_folds`; with ``out``, each fold's result is stored as
+    ``out/<test>.npz`` and reused on a re-run (resumable)."""
+    results = []
+    for fold in loco_folds(list(data)):
+        f = None if out is None else Path(out) / f"{fold.test}.npz"
+        if f is not None and f.exists():
+            with np.load(f, allow_pickle=False) as z:
+                r = FoldResult(fold.test, fold.train, z["probs"], z["y"], z["speakers"],
+                               json.loads(str(z["metrics"])))
+        else:
+            t0 = time.perf_counter()
+            r, _ = run_fold(cfg, data, fold, seed)
+            r.metrics["seconds"] = round(time.perf_counter() - t0, 1)
+            if f is not None:
+                f.parent.mkdir(parents=True, exist_ok=True)
+                tmp = f.with_name(f.name + ".tmp.npz")
+                np.savez(tmp, probs=r.probs, y=r.y, speakers=r.speakers, metrics=json.dumps(r.metrics))
+                os.replace(tmp, f)
+            if log:
+                log(f"  {fold.test:<8} UAR {r.metrics['uar']:.3f}  ({r.metrics['seconds']:.0f} s)")
+        results.append(r)
+    return results
+
+
+def summarise(results: Sequence[FoldResult]) -> dict:
+    """Per test corpus metrics plus mean and worst UAR (over every test corpus, and over
+    the development corpora alone)."""
+    per = {r.test: r.metrics for r in results}
+    dev = [r.metrics["uar"] for r in results if r.test not in EVALUATE_ONLY_CORPORA]
+    uars = [m["uar"] for m in per.values()]
+    return {"per_corpus": per, "mean_uar": float(np.mean(uars)), "worst_uar": float(np.min(uars)),
+            "mean_uar_dev": float(np.mean(dev)), "worst_uar_dev": float(np.min(dev)),
+            "mean_f1": float(np.mean([m["f1_macro"] for m in per.values()])),
+            "mean_ece": float(np.mean([m["ece"] for m in per.values()]))}
+
+
+def egemaps_loco(works: dict[str, WorkDir], out: Path | None = None, progress: bool = False) -> dict[str, dict]:
+    """eGeMAPS functionals + RBF-SVM on the same LOCO folds: ``{test corpus: metrics}``
+    (cached in ``out/egemaps.json``; functionals cached per work dir)."""
+    from emolens.evaluation.egemaps import EgemapsSVM, extract_egemaps
+
+    cache = None if out is None else Path(out) / "egemaps.json"
+    if cache is not None and cache.exists():
+        return json.loads(cache.read_text())
+    X = {c: extract_egemaps(w.manifest.paths(), cache_dir=w.root / "egemaps", progress=progress) for c, w in works.items()}
+    res = {}
+    for fold in loco_folds(list(works)):
+        tr = fold.train
+        clf = EgemapsSVM().fit(np.concatenate([X[c] for c in tr]), np.concatenate([works[c].labels() for c in tr]),
+                               groups=np.concatenate([np.char.add(c + "/", works[c].manifest.speaker_array()) for c in tr]))
+        pred = clf.predict(X[fold.test])
+        y = works[fold.test].labels()
+        rep = classification_report_dict(y, pred, works[fold.test].classes)
+        res[fold.test] = {"uar": float(rep["uar"]), "f1_macro": float(rep["f1_macro"]), "accuracy": float(rep["accuracy"])}
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(res, indent=2))
+    return res
+
+
+__all__ = ["STREAMS", "CorpusFeatures", "corpus_features", "LocoFold", "loco_folds", "HeadConfig", "train_head",
+           "patch_probs", "vote", "expected_calibration_error", "FoldResult", "score", "run_fold", "run_loco",
+           "summarise", "egemaps_loco"]

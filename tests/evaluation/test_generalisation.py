@@ -1,0 +1,92 @@
+"""The LOCO yardstick's machinery on synthetic features: folds, voting, ECE, balancing,
+head training, resumable runs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from emolens.evaluation.generalisation import (
+    CorpusFeatures, HeadConfig, _weights, expected_calibration_error, loco_folds, run_loco, summarise, train_head, vote,
+)
+from emolens.models.fusion import FusionHead
+
+
+def test_loco_folds_keep_casia_out_of_training() -> None:
+    folds = loco_folds(["emodb", "ravdess", "nemo", "casia"])
+    assert [(f.test, f.train) for f in folds] == [
+        ("emodb", ("ravdess", "nemo")), ("ravdess", ("emodb", "nemo")), ("nemo", ("emodb", "ravdess")),
+        ("casia", ("emodb", "ravdess", "nemo"))]
+    assert all("casia" not in f.train for f in folds)
+    with pytest.raises(ValueError, match="two development corpora"):
+        loco_folds(["emodb", "casia"])
+
+
+def test_vote_uses_speech_patches_and_falls_back() -> None:
+    probs = np.array([[1, 0], [0, 1], [0, 1], [0.2, 0.8], [0.6, 0.4]], float)
+    utt = np.array([0, 0, 0, 1, 1])
+    speech = np.array([True, True, False, False, False])
+    v = vote(probs, utt, speech, 2)
+    np.testing.assert_allclose(v, [[0.5, 0.5], [0.4, 0.6]])
+
+
+def test_ece_known_values() -> None:
+    # two items at confidence 0.9, one right one wrong: |0.5 - 0.9| = 0.4
+    p = np.array([[0.9, 0.1], [0.9, 0.1]])
+    assert expected_calibration_error(p, np.array([0, 1])) == pytest.approx(0.4)
+    # perfectly calibrated at 1.0
+    assert expected_calibration_error(np.array([[1.0, 0.0]]), np.array([0])) == pytest.approx(0.0)
+
+
+def test_weights_balance_cells() -> None:
+    y = np.array([0, 0, 0, 1, 0, 1])
+    corpus = np.array(["a", "a", "a", "a", "b", "b"])
+    ukey = np.array(["a0", "a0", "a1", "a2", "b0", "b1"])
+    w = _weights(HeadConfig(balance="corpus-class"), y, corpus, ukey, 2)
+    cells = {(c, k): w[(corpus == c) & (y == k)].sum() for c in "ab" for k in (0, 1)}
+    assert np.allclose(list(cells.values()), 1.5) and w.mean() == pytest.approx(1.0)
+    wu = _weights(HeadConfig(balance="none", per_utterance=True), y, corpus, ukey, 2)
+    assert wu[0] == pytest.approx(wu[2] / 2)  # utterance a0 has two patches, a1 one
+
+
+def _toy(name: str, shift: float, rng) -> CorpusFeatures:
+    """Two classes separated along the first 32 features, plus a corpus offset on the rest."""
+    n_utt = 40
+    y = np.repeat([0, 1], n_utt // 2)
+    utt = np.repeat(np.arange(n_utt), 3)
+    x = rng.normal(size=(len(utt), 1024)).astype(np.float32)  # the embedding stream is 1024-d
+    x[:, :32] += 2 * (2 * y[utt] - 1)[:, None]
+    x[:, 32:] += shift * np.tile([1.0, -1.0], 496)  # zero-mean offset (the head layer-normalises)
+    return CorpusFeatures(name, {"yamnet": x}, utt, np.ones(len(utt), bool), y,
+                          np.array([f"s{i % 4}" for i in range(n_utt)]), np.array([f"{name}{i}" for i in range(n_utt)]),
+                          ["angry", "sad"])
+
+
+def test_run_loco_learns_and_resumes(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    data = {c: _toy(c, s, rng) for c, s in (("emodb", 0.0), ("ravdess", 0.3), ("nemo", -0.3), ("casia", 0.2))}
+    cfg = HeadConfig(streams=("yamnet",), hidden=16, epochs=10, batch_size=32)
+    res = run_loco(cfg, data, seed=0, out=tmp_path, log=None)
+    s = summarise(res)
+    assert set(s["per_corpus"]) == set(data) and s["worst_uar"] > 0.9
+    assert (tmp_path / "casia.npz").exists()
+    again = run_loco(cfg, data, seed=0, out=tmp_path, log=None)  # read back from the cache
+    np.testing.assert_array_equal(again[0].probs, res[0].probs)
+    for lever in (replace(cfg, mixup=0.4), replace(cfg, label_smoothing=0.1), replace(cfg, corpus_center=True),
+                  replace(cfg, hidden=0, balance="corpus-class")):
+        assert summarise(run_loco(lever, data, seed=1, log=None))["worst_uar"] > 0.85
+
+
+def test_train_head_is_deterministic_and_linear_head_exports() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 1024)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    args = ({"yamnet": x}, y, np.zeros(60, str), np.arange(60).astype(str), 2)
+    cfg = HeadConfig(streams=("yamnet",), hidden=0, dropout=0.0, epochs=3)
+    a, b = train_head(cfg, *args, seed=3), train_head(cfg, *args, seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    head = FusionHead(("yamnet",), 4, hidden=0)
+    assert [type(m).__name__ for m in head.classifier] == ["Dropout", "Linear"]
