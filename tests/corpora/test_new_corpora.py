@@ -100,8 +100,10 @@ def test_label_map_errors(value: str, match: str) -> None:
 def test_casia_guard() -> None:
     check_shippable({"training_corpora": ["emodb", "nemo"]})
     check_shippable({})  # older model.json: nothing recorded, nothing to refuse
-    with pytest.raises(ModelError, match="casia, which is evaluate-only"):
+    with pytest.raises(ModelError, match="trained on casia, which no packaged model.*unclear provenance"):
         check_shippable({"training_corpora": ["casia", "emodb"]})
+    with pytest.raises(ModelError, match="turev.*CC BY-NC-ND"):
+        check_shippable({"training_corpora": ["nemo", "turev"]})
 
 
 # --- the ../shared folders, against their metadata.csv --------------------------------

@@ -15,6 +15,15 @@ from emolens.evaluation.generalisation import (
 from emolens.models.fusion import FusionHead
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small head steps run far faster on one thread on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_loco_folds_keep_casia_out_of_training() -> None:
     folds = loco_folds(["emodb", "ravdess", "nemo", "casia"])
     assert [(f.test, f.train) for f in folds] == [
@@ -75,9 +84,29 @@ def test_run_loco_learns_and_resumes(tmp_path) -> None:
     assert (tmp_path / "casia.npz").exists()
     again = run_loco(cfg, data, seed=0, out=tmp_path, log=None)  # read back from the cache
     np.testing.assert_array_equal(again[0].probs, res[0].probs)
-    for lever in (replace(cfg, mixup=0.4), replace(cfg, label_smoothing=0.1), replace(cfg, corpus_center=True),
-                  replace(cfg, hidden=0, balance="corpus-class")):
+    for lever in (replace(cfg, mixup=0.4, label_smoothing=0.1, corpus_center=True),
+                  replace(cfg, hidden=0, balance="corpus-class", train_on="utterance", mixup=0.4, epochs=20)):
         assert summarise(run_loco(lever, data, seed=1, log=None))["worst_uar"] > 0.85
+
+
+def test_utterance_head_matches_pooled_logits() -> None:
+    """A linear head trained on pooled statistics, run per patch: its mean logit over an
+    utterance's speech patches equals the classifier applied to the pooled vector."""
+    from emolens.evaluation.generalisation import pooled_streams, train_utterance_head
+
+    rng = np.random.default_rng(2)
+    utt = np.repeat(np.arange(10), 4)
+    speech = rng.random(40) > 0.3
+    x = rng.normal(size=(40, 1024)).astype(np.float32)
+    pooled = pooled_streams({"yamnet": x}, utt, speech, 10)
+    cfg = HeadConfig(streams=("yamnet",), hidden=0, dropout=0.0, epochs=2, train_on="utterance")
+    head = train_utterance_head(cfg, pooled, np.arange(10) % 2, np.zeros(10, str), 2)
+    with torch.no_grad():
+        per_patch = head({"yamnet": torch.from_numpy(x)}).numpy()
+        ref = head.classifier(torch.from_numpy(pooled["yamnet"])).numpy()
+    for u in range(10):
+        m = (utt == u) & speech if ((utt == u) & speech).any() else utt == u
+        np.testing.assert_allclose(per_patch[m].mean(0), ref[u], atol=1e-4)
 
 
 def test_train_head_is_deterministic_and_linear_head_exports() -> None:

@@ -9,6 +9,9 @@ CORPUS_TERMS: dict[str, str] = {
     "emodb": "Berlin EmoDB (Burkhardt et al., Interspeech 2005): free for research; cite the paper",
     "ravdess": "RAVDESS (Livingstone & Russo, PLoS ONE 2018): CC BY-NC-SA 4.0 (non-commercial, share-alike)",
     "ased": "ASED v1 (Retta et al., ACM TALLIP 2023): no licence stated by the authors; research use",
+    "nemo": "nEMO (Christop, LREC-COLING 2024): CC BY-NC-SA 4.0 (non-commercial, share-alike; attribute the paper)",
+    "turev": "TurEV-DB (Canpolat et al., SLTU-CCURL 2020): CC BY-NC-ND 4.0 (non-commercial, no derivatives)",
+    "casia": "CASIA Chinese emotional speech (public subset): provenance unclear, no licence from the authors",
 }
 
 NOT_FOR = (
@@ -61,7 +64,22 @@ def model_card(config: dict, metrics: dict | None = None, *, name: str = "emolen
         for c in corpora:
             terms = CORPUS_TERMS.get(c.get("corpus", ""), c.get("terms", ""))
             lines.append(f"- {c.get('corpus')}: {c.get('files', '?')} recordings, {c.get('speakers', '?')} speakers — {terms}")
+        label_map = card.get("label_map") or config.get("label_map") or {}
+        for scope, pairs in label_map.items():
+            for src, dst in pairs.items():
+                lines.append(f"- label map: {'every corpus' if scope == '*' else scope}: {src} → {dst}")
         lines.append("")
+    for c, why in (card.get("not_trained_on") or {}).items():
+        if c == next(iter(card["not_trained_on"])):
+            lines += ["## Measured on, never trained on", ""]
+        lines.append(f"- {c}: {why} — {CORPUS_TERMS.get(c, '')}")
+    if card.get("not_trained_on"):
+        lines.append("")
+    exp = card.get("expected_unseen")
+    if exp:
+        lines += ["## Expected accuracy on an unseen corpus", "",
+                  f"UAR mean {exp['mean_uar']:.3f}, worst {exp['worst_uar']:.3f} (leave-one-corpus-out, single clips, "
+                  "chance 0.25; table below).", ""]
     for ev in card.get("evaluations", []):
         lines += [f"## {ev['title']}", ""]
         if ev.get("note"):

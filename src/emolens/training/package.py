@@ -42,13 +42,22 @@ def package_model(run_dir: str | Path, dest: str | Path, card: dict) -> Path:
     return dest
 
 
+#: Corpora no packaged (shipped or published) model may be trained on, and why. CASIA:
+#: provenance unclear. TurEV-DB: CC BY-NC-ND 4.0 forbids sharing adapted material, and
+#: whether trained weights are adapted material is unsettled, so conservatively no.
+NOT_SHIPPABLE: dict[str, str] = {
+    **{c: "evaluate-only (unclear provenance)" for c in EVALUATE_ONLY_CORPORA},
+    "turev": "CC BY-NC-ND 4.0 (no derivatives: weights trained on it are conservatively treated as adapted material)",
+}
+
+
 def check_shippable(config: dict) -> None:
-    """Refuse a model whose training data includes an evaluate-only corpus (CASIA: its
-    provenance is unclear, so no shipped or published weights may be trained on it)."""
-    bad = sorted(set(config.get("training_corpora") or []) & EVALUATE_ONLY_CORPORA)
+    """Refuse a model whose training data includes a corpus of :data:`NOT_SHIPPABLE`."""
+    bad = sorted(set(config.get("training_corpora") or []) & set(NOT_SHIPPABLE))
     if bad:
-        raise ModelError(f"this model was trained on {', '.join(bad)}, which is evaluate-only (unclear provenance); "
-                         "it cannot be packaged or shipped: prepare the training work dir without it")
+        why = "; ".join(f"{c}: {NOT_SHIPPABLE[c]}" for c in bad)
+        raise ModelError(f"this model was trained on {', '.join(bad)}, which no packaged model may be trained on ({why}); "
+                         "prepare the training work dir without it")
 
 
 def evaluation_rows(metrics: dict, baseline: dict | None = None) -> list[dict]:
@@ -70,4 +79,4 @@ def read_metrics(path: str | Path) -> dict:
     return json.loads((Path(path) / "metrics.json").read_text()) if Path(path).is_dir() else json.loads(Path(path).read_text())
 
 
-__all__ = ["package_model", "check_shippable", "evaluation_rows", "read_metrics"]
+__all__ = ["NOT_SHIPPABLE", "package_model", "check_shippable", "evaluation_rows", "read_metrics"]
