@@ -26,8 +26,13 @@ def test_default_model_is_shipped_head_only():
     assert cfg["classes"] == ["angry", "happy", "neutral", "sad"] and "vggish" not in " ".join(cfg["streams"])
     assert cfg["backbones"]["yamnet"]["sha256"].startswith("2d5e1e05")
     assert (d / "model.safetensors").stat().st_size < 5_000_000
-    rows = {r["corpus"] for ev in cfg["card"]["evaluations"] for r in ev["rows"]}
-    assert rows == {"ased", "emodb", "ravdess"}
+    rows = {r["corpus"].split()[0] for ev in cfg["card"]["evaluations"] for r in ev["rows"]}
+    assert rows == {"ased", "emodb", "ravdess", "nemo", "turev", "casia"}
+    # never trained on the corpora no shipped model may use (CASIA: provenance; TurEV-DB: no derivatives)
+    assert cfg["training_corpora"] == ["ased", "emodb", "nemo", "ravdess"]
+    assert set(cfg["card"]["not_trained_on"]) == {"casia", "turev"}
+    exp = cfg["card"]["expected_unseen"]
+    assert 0.25 < exp["worst_uar"] <= exp["mean_uar"] < 1
 
 
 def test_predict_and_info_without_model(tmp_path):
