@@ -480,7 +480,8 @@ def _jsonl_sink(path: str):
             super().__init__(path, file_format="jsonl")
 
         def write_block_to_file(self, block, file) -> None:  # noqa: ANN001 - Ray's types
-            for rec in BlockAccessor.for_block(block).to_arrow().to_pylist():
+            acc = block if hasattr(block, "to_arrow") else BlockAccessor.for_block(block)  # Ray passes an accessor
+            for rec in acc.to_arrow().to_pylist():
                 file.write((json.dumps({k: v for k, v in rec.items() if v is not None}) + "\n").encode())
 
     return JsonLinesDatasink(path)
@@ -499,7 +500,10 @@ def read_results(out: str | Path, format: str | None = None):
         files = sorted(out.glob("*.parquet"))
         return pads.dataset([str(f) for f in files], format="parquet").to_table() if files else pa.table({"id": pa.array([], pa.string())})
     recs = [json.loads(ln) for f in sorted(out.glob("*.jsonl")) for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    return pa.Table.from_pylist(recs) if recs else pa.table({"id": pa.array([], pa.string())})
+    if not recs:
+        return pa.table({"id": pa.array([], pa.string())})
+    keys = list(dict.fromkeys(k for r in recs for k in r))  # error rows lack most fields
+    return pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in recs])
 
 
 def _done_ids(out: Path, format: str) -> set[str]:
