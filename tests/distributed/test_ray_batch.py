@@ -223,7 +223,7 @@ def _shards(out: Path) -> list[Path]:
 def test_killed_job_resumes_and_records_every_file_once(ray_session, rec, tmp_path):
     """The CLI in a subprocess is killed (SIGKILL, its whole process group: driver and
     local Ray) after some shards are written; the re-run records every file once."""
-    files = _clips(30, 30)
+    files = _clips(12, 12)
     lst = tmp_path / "files.txt"
     lst.write_text("\n".join(map(str, files)))
     out = tmp_path / "out"

@@ -72,7 +72,7 @@ class RayBatchConfig:
         threads: ONNX Runtime intra-op threads per actor = its logical CPUs (default 1).
         files_per_batch: files whose patches share the model's forward passes; also the
             rows per output shard, the unit of checkpointing (default 16).
-        files_per_task: files per decoding task (default 4).
+        files_per_task: files per decoding task (default 8).
         max_seconds: recordings longer than this become error rows (default None: any length).
         stream_over: recordings longer than this (s) are decoded in blocks (default 600).
         segments_over: recordings at least this long (s) also get timeline segments (default 60).
@@ -86,7 +86,7 @@ class RayBatchConfig:
     workers: int = 1
     threads: int = 1
     files_per_batch: int = 16
-    files_per_task: int = 4
+    files_per_task: int = 8
     max_seconds: float | None = None
     stream_over: float = 600.0
     segments_over: float = 60.0
@@ -279,18 +279,32 @@ def decode_rows(batch, spec: ModelSpec, cfg: RayBatchConfig):
     """Ray Data task: input rows (``pyarrow.Table``: id, file, size_bytes, mtime_ns) ->
     decoded rows (mel bytes, keep mask, duration, notes or error)."""
     import pyarrow as pa
-    from threadpoolctl import threadpool_limits
 
+    _one_blas_thread()
     rows = []
-    with threadpool_limits(1, user_api="blas"):  # as emolens.batch: the front end's small products
-        for r in batch.to_pylist():
-            d = decode_file(r["file"], spec, cfg)
-            mel = d.get("mel")
-            rows.append({**r, "error": d.get("error"), "duration_s": d.get("duration_s"), "notes": d.get("notes"),
-                         "n_frames": None if mel is None else int(mel.shape[0]),
-                         "mel": None if mel is None else mel.tobytes(),
-                         "keep": None if mel is None else np.packbits(d["keep"]).tobytes()})
+    for r in batch.to_pylist():
+        d = decode_file(r["file"], spec, cfg)
+        mel = d.get("mel")
+        rows.append({**r, "error": d.get("error"), "duration_s": d.get("duration_s"), "notes": d.get("notes"),
+                     "n_frames": None if mel is None else int(mel.shape[0]),
+                     "mel": None if mel is None else mel.tobytes(),
+                     "keep": None if mel is None else np.packbits(d["keep"]).tobytes()})
     return pa.Table.from_pylist(rows, schema=_decoded_schema())
+
+
+_BLAS_LIMITED = False
+
+
+def _one_blas_thread() -> None:
+    """One BLAS thread in this Ray worker process, set once (as :mod:`emolens.batch` does
+    per run: the front end's small matrix products are slower with thread hand-offs;
+    threadpoolctl's library scan costs ~10 ms, too much per task)."""
+    global _BLAS_LIMITED
+    if not _BLAS_LIMITED:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="blas")
+        _BLAS_LIMITED = True
 
 
 # --------------------------------------------------------------------------- the model (Ray actors)
@@ -363,9 +377,10 @@ class Classifier:
 
     def __call__(self, batch):
         import pyarrow as pa
-        from threadpoolctl import threadpool_limits
 
         from emolens.features.patches import log_mel_patches
+
+        _one_blas_thread()
 
         rows = batch.to_pylist()
         out: list[dict] = []
@@ -381,8 +396,7 @@ class Classifier:
             patches.append(p)
         if good:
             try:
-                with threadpool_limits(1, user_api="blas"):
-                    probs, audioset = self.backend.run(np.concatenate(patches))
+                probs, audioset = self.backend.run(np.concatenate(patches))
                 if self.spec.speech_gate.enabled and audioset is None:
                     raise EmolensError("this model has no YAMNet branch for the speech gate")
                 start = 0
