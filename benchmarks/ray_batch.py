@@ -2,15 +2,16 @@
 ``predict`` on the same files, in the same run.
 
 Single process = :func:`emolens.batch.iter_file_results` (what ``emolens predict`` runs:
-2 decoding threads, ONNX Runtime with ``T`` intra-op threads); Ray = :func:`run_batch`
+2 decoding threads, ONNX Runtime with ``T`` intra-op threads); Ray = :func:`run_ray_batch`
 with ``W`` model actors of one thread each (decoding in Ray tasks), writing Parquet
 shards to a fresh folder. The local Ray is started once before the timed runs (its
 start-up is printed on its own); each Ray figure is a whole job: planning, actor
 start-up (ONNX session load), decoding, model, writing. Figures: files/s, x real time
 (seconds of audio per wall second), the ratio to single process on as many cores, and
 the peak RSS (VmHWM) of each model actor and decoding worker process, read from /proc
-while the job runs. Each Ray setting also runs on the first half of the files, which
-splits its time into a fixed cost per job and a marginal rate per file.
+while the job runs. Each Ray setting also runs a job of 8 files: its time is the fixed
+cost of a job (worker and actor start-up, planning), and the difference between the two
+jobs gives the marginal rate per file, what a long job approaches.
 
     python benchmarks/ray_batch.py [--files 120] [--workers 1,2] [--batch-files 16]
 """
@@ -82,7 +83,7 @@ def main() -> None:
     import soundfile as sf
 
     from emolens.batch import BatchConfig, iter_file_results
-    from emolens.distributed.ray_batch import RayBatchConfig, init_ray, run_batch
+    from emolens.distributed.ray_batch import RayBatchConfig, init_ray, run_ray_batch
     from emolens.inference import EmotionRecognizer, resolve_model
 
     files = sorted((SHARED / "data" / "emodb-original" / "wav").glob("*.flac"))[: args.files]
@@ -106,16 +107,16 @@ def main() -> None:
         rows.append(("single process", w, local, None, None))
         rec1 = EmotionRecognizer.from_dir(resolve_model(None), backend="onnx", threads=1)
         timed = {}
-        for part in (files[: len(files) // 2], files):
+        for part in (files[:8], files):
             with tempfile.TemporaryDirectory(prefix="emolens-ray-bench-") as tmp, \
                     ProcessPeaks({"actor": r"ray::.*Classifier", "decode": r"ray::.*decode_rows"}) as peaks:
-                s = run_batch(rec1, part, Path(tmp) / "out",
+                s = run_ray_batch(rec1, part, Path(tmp) / "out",
                               RayBatchConfig(workers=w, files_per_batch=args.batch_files, progress=False))
             assert s.classified == len(part) and s.errors == 0
             timed[len(part)] = s.seconds
         rows.append(("ray", w, s.seconds, peaks.peaks["actor"], peaks.peaks["decode"]))
         (n1, t1), (n2, t2) = sorted(timed.items())
-        marginal[w] = ((n2 - n1) / max(t2 - t1, 1e-9), t1 - n1 * (t2 - t1) / (n2 - n1))
+        marginal[w] = ((n2 - n1) / max(t2 - t1, 1e-9), t1)
 
     print(f"\n| engine | model cores (threads / actors) | wall s | files/s | x real time | vs single process | "
           f"peak RSS per model actor, MB | peak RSS per decoding worker, MB |")
@@ -125,7 +126,7 @@ def main() -> None:
         fmt = lambda d: ", ".join(f"{v:.0f}" for v in sorted(d.values())) if d else "-"  # noqa: E731
         print(f"| {eng} | {w} | {sec:.1f} | {len(files) / sec:.2f} | {audio / sec:.0f} | {ref[w] / sec:.2f} | "
               f"{fmt(actor) if actor is not None else '-'} | {fmt(dec) if dec is not None else '-'} |")
-    print("\nRay, marginal rate (the second half of the files: the full job minus the half job) and fixed cost per job:")
+    print("\nRay, fixed cost per job (the 8-file job) and marginal rate (the other files: full job minus the 8-file job):")
     for w, (rate, fixed) in marginal.items():
         print(f"  {w} actor(s): {rate:.1f} files/s = {rate * audio / len(files):.0f} x real time; fixed {fixed:.1f} s per job")
     import ray

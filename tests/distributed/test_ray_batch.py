@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - the [ray] extra is not installed
     pytest.skip("ray[data] is not installed (pip install 'emolens[ray]')", allow_module_level=True)
 
 from emolens.distributed.ray_batch import (  # noqa: E402
-    RayBatchConfig, collect_inputs, file_id, init_ray, read_results, run_batch,
+    RayBatchConfig, collect_inputs, file_id, init_ray, read_results, run_ray_batch,
 )
 from emolens.errors import EmolensError  # noqa: E402
 
@@ -88,7 +88,7 @@ def job(ray_session, rec, inputs, tmp_path_factory):
     streamed in 20-s blocks and given segments): ``(summary, rows by file)``."""
     out = tmp_path_factory.mktemp("ray-out") / "results"
     cfg = RayBatchConfig(workers=2, files_per_batch=4, stream_over=30.0, block_seconds=20.0, progress=False)
-    summary = run_batch(rec, [inputs["list"]], out, cfg)
+    summary = run_ray_batch(rec, [inputs["list"]], out, cfg)
     t = read_results(out)
     rows = t.to_pylist()
     assert len({r["file"] for r in rows}) == len(rows), "a file was recorded twice"
@@ -188,7 +188,7 @@ def test_long_recording_gets_the_timeline_segments(job, rec, inputs):
 @pytest.mark.slow
 def test_rerun_with_the_same_output_skips_everything(job, rec, inputs):
     summary, rows, out = job
-    again = run_batch(rec, [inputs["list"]], out, RayBatchConfig(workers=2, files_per_batch=4, stream_over=30.0,
+    again = run_ray_batch(rec, [inputs["list"]], out, RayBatchConfig(workers=2, files_per_batch=4, stream_over=30.0,
                                                                    block_seconds=20.0, progress=False))
     assert (again.files, again.skipped, again.classified) == (15, 15, 0)
     assert read_results(out).num_rows == 15
@@ -197,13 +197,13 @@ def test_rerun_with_the_same_output_skips_everything(job, rec, inputs):
 @pytest.mark.slow
 def test_output_folder_is_tied_to_one_format(job, rec, inputs):
     with pytest.raises(EmolensError, match="another model or format"):
-        run_batch(rec, [inputs["list"]], job[2], RayBatchConfig(format="jsonl", progress=False))
+        run_ray_batch(rec, [inputs["list"]], job[2], RayBatchConfig(format="jsonl", progress=False))
 
 
 @pytest.mark.slow
 def test_jsonl_shards_hold_the_same_records(ray_session, rec, inputs, job, tmp_path):
     files = [inputs["files"][0], inputs["files"][9], inputs["dir"] / "corrupt.wav"]
-    s = run_batch(rec, files, tmp_path / "j", RayBatchConfig(format="jsonl", files_per_batch=2, progress=False))
+    s = run_ray_batch(rec, files, tmp_path / "j", RayBatchConfig(format="jsonl", files_per_batch=2, progress=False))
     assert (s.classified, s.errors) == (3, 1)
     recs = [json.loads(ln) for f in sorted((tmp_path / "j").glob("*.jsonl")) for ln in f.read_text().splitlines()]
     assert sorted(r["file"] for r in recs) == sorted(str(f) for f in files)

@@ -127,7 +127,7 @@ class ModelSpec:
 
 @dataclass
 class RunSummary:
-    """Outcome of :func:`run_batch` (counts of distinct input files)."""
+    """Outcome of :func:`run_ray_batch` (counts of distinct input files)."""
 
     out: Path
     files: int
@@ -525,7 +525,7 @@ def _done_ids(out: Path, format: str) -> set[str]:
     return set(t.column("id").to_pylist()) if t.num_rows else set()
 
 
-def run_batch(rec, inputs: Iterable[str | Path], out: str | Path, cfg: RayBatchConfig = RayBatchConfig()) -> RunSummary:  # noqa: ANN001
+def run_ray_batch(rec, inputs: Iterable[str | Path], out: str | Path, cfg: RayBatchConfig = RayBatchConfig()) -> RunSummary:  # noqa: ANN001
     """Classify every file named by ``inputs`` (:func:`collect_inputs`) with ``rec`` (an
     :class:`~emolens.inference.EmotionRecognizer` on the ONNX backend) on Ray, writing
     result shards to the folder ``out``; re-running with the same ``out`` skips the files
@@ -598,7 +598,7 @@ def cmd_predict_ray(args) -> int:  # noqa: ANN001 - argparse namespace of `emole
                          segments_over=args.segments_over, format=args.format, address=args.address,
                          progress=not args.quiet)
     rec = EmotionRecognizer.from_dir(resolve_model(args.model), backend="onnx", threads=1)
-    s = run_batch(rec, args.inputs, args.out, cfg)
+    s = run_ray_batch(rec, args.inputs, args.out, cfg)
     if args.json:
         print(json.dumps(s.as_dict()))
     else:
@@ -607,5 +607,5 @@ def cmd_predict_ray(args) -> int:  # noqa: ANN001 - argparse namespace of `emole
     return 2 if s.classified and s.errors == s.classified else 0
 
 
-__all__ = ["RayBatchConfig", "ModelSpec", "RunSummary", "run_batch", "collect_inputs", "read_results", "init_ray",
+__all__ = ["RayBatchConfig", "ModelSpec", "RunSummary", "run_ray_batch", "collect_inputs", "read_results", "init_ray",
            "decode_file", "file_record", "file_segments", "result_schema", "cmd_predict_ray"]
