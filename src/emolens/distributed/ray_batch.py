@@ -57,8 +57,9 @@ log = logging.getLogger("emolens")
 #: Ray Data schedules by logical CPUs: besides the model actors, one decoding task and
 #: Ray Data's checkpoint-filter actor (and its file-listing task) each hold one.
 EXTRA_CPUS = 2
-#: Logical memory reserved per model actor (ONNX session + one batch of patches).
-ACTOR_MEMORY = 512 * 2**20
+#: Logical memory reserved per model actor (Ray worker, ONNX session, a batch of patches:
+#: 490-540 MB peak RSS measured by benchmarks/ray_batch.py).
+ACTOR_MEMORY = 768 * 2**20
 META_DIR = "_emolens"  # under OUT: inputs, checkpoints, run.json (ignored by Parquet readers: "_" prefix)
 FORMATS = ("parquet", "jsonl")
 
@@ -501,8 +502,9 @@ def _jsonl_sink(path: str):
     return JsonLinesDatasink(path)
 
 
-def read_results(out: str | Path, format: str | None = None):
-    """All result rows in ``out`` as a ``pyarrow.Table`` (``format``: from run.json)."""
+def read_results(out: str | Path, format: str | None = None, columns: list[str] | None = None):
+    """All result rows in ``out`` as a ``pyarrow.Table`` (``format``: from run.json;
+    ``columns``: only these, for Parquet shards)."""
     import pyarrow as pa
     import pyarrow.dataset as pads
 
@@ -512,7 +514,8 @@ def read_results(out: str | Path, format: str | None = None):
         format = json.loads(f.read_text())["format"] if f.exists() else "parquet"
     if format == "parquet":
         files = sorted(out.glob("*.parquet"))
-        return pads.dataset([str(f) for f in files], format="parquet").to_table() if files else pa.table({"id": pa.array([], pa.string())})
+        return (pads.dataset([str(f) for f in files], format="parquet").to_table(columns=columns) if files
+                else pa.table({"id": pa.array([], pa.string())}))
     recs = [json.loads(ln) for f in sorted(out.glob("*.jsonl")) for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
     if not recs:
         return pa.table({"id": pa.array([], pa.string())})
@@ -521,7 +524,7 @@ def read_results(out: str | Path, format: str | None = None):
 
 
 def _done_ids(out: Path, format: str) -> set[str]:
-    t = read_results(out, format)
+    t = read_results(out, format, columns=["id"])
     return set(t.column("id").to_pylist()) if t.num_rows else set()
 
 
@@ -554,6 +557,8 @@ def run_ray_batch(rec, inputs: Iterable[str | Path], out: str | Path, cfg: RayBa
     ctx.checkpoint_config = CheckpointConfig(id_column="id", checkpoint_path=str(meta / "checkpoint"),
                                              delete_checkpoint_on_success=False)
     ctx.enable_progress_bars = cfg.progress
+    if not cfg.progress:
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     try:
         if skipped < len(rows):
             light = {"num_cpus": 0.25}  # bookkeeping tasks: reading the list, writing shards
@@ -569,9 +574,14 @@ def run_ray_batch(rec, inputs: Iterable[str | Path], out: str | Path, cfg: RayBa
                 ds.write_parquet(str(out), ray_remote_args=light)
             else:
                 ds.write_datasink(_jsonl_sink(str(out)), ray_remote_args=light)
+    except EmolensError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Ray's own errors (a lost node, a killed worker, ...)
+        raise EmolensError(f"the Ray job stopped ({_one_line(exc)}); the shards written so far are kept: "
+                           "run the same command again to finish it") from None
     finally:
         ctx.checkpoint_config = None
-    t = read_results(out, cfg.format)
+    t = read_results(out, cfg.format, columns=["id", "error"])
     ids = t.column("id").to_pylist() if t.num_rows else []
     errs = t.column("error").to_pylist() if "error" in t.column_names else [None] * len(ids)
     now = {i for i in ids if i in rows and i not in done}
