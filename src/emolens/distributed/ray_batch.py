@@ -612,7 +612,7 @@ def cmd_predict_ray(args) -> int:  # noqa: ANN001 - argparse namespace of `emole
     if args.json:
         print(json.dumps(s.as_dict()))
     else:
-        print(f"{s.files} files: {s.classified} classified now ({s.errors} errors), {s.skipped} already in {s.out}; "
+        print(f"{s.files} files: {s.classified} recorded now ({s.errors} as error rows), {s.skipped} already in {s.out}; "
               f"{s.seconds:.1f} s ({s.files_per_second:.2f} files/s); results: {s.out}/*.{s.format}", file=sys.stderr)
     return 2 if s.classified and s.errors == s.classified else 0
 
