@@ -28,8 +28,10 @@ except ImportError:  # pragma: no cover - the [ray] extra is not installed
     print("tests/distributed/test_ray_batch.py: skipped, ray[data] is not installed (pip install 'emolens[ray]')")
     pytest.skip("ray[data] is not installed (pip install 'emolens[ray]')", allow_module_level=True)
 
+import pyarrow.parquet as pq  # noqa: E402
+
 from emolens.distributed.ray_batch import (  # noqa: E402
-    RayBatchConfig, collect_inputs, file_id, init_ray, read_results, run_ray_batch,
+    RayBatchConfig, _checkpoint, collect_inputs, file_id, init_ray, read_results, run_ray_batch,
 )
 from emolens.errors import EmolensError  # noqa: E402
 
@@ -231,8 +233,8 @@ def test_killed_job_resumes_and_records_every_file_once(ray_session, rec, tmp_pa
            "--batch-files", "2", "--workers", "1", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
     deadline = time.time() + 240
-    try:
-        while len(_shards(out)) < 2 and proc.poll() is None and time.time() < deadline:
+    try:  # kill once two shards are committed (a third may be half-written)
+        while len(_checkpoint(out)[0]) < 4 and proc.poll() is None and time.time() < deadline:
             time.sleep(0.1)
         assert proc.poll() is None, "the job ended before it could be killed: " + proc.stdout.read().decode()[-2000:]
         os.killpg(proc.pid, signal.SIGKILL)
@@ -240,9 +242,8 @@ def test_killed_job_resumes_and_records_every_file_once(ray_session, rec, tmp_pa
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    before = read_results(out)
-    assert 2 <= before.num_rows < len(files), before.num_rows
-    assert before.num_rows == len(set(before.column("id").to_pylist()))
+    before, _ = _checkpoint(out)
+    assert 4 <= len(before) < len(files), len(before)
     # re-run through the entry point (in-process, on the module's Ray session)
     from emolens.cli.main import main
 
@@ -251,5 +252,29 @@ def test_killed_job_resumes_and_records_every_file_once(ray_session, rec, tmp_pa
     ids = after.column("id").to_pylist()
     assert len(ids) == len(set(ids)) == len(files), (len(ids), len(set(ids)))
     assert set(after.column("file").to_pylist()) == {str(f) for f in files}
-    assert set(before.column("id").to_pylist()) <= set(ids)
+    assert before <= set(ids)
     assert all(e is None for e in after.column("error").to_pylist())
+
+
+@pytest.mark.slow
+def test_a_shard_whose_commit_was_cut_short_is_redone_once(ray_session, rec, tmp_path):
+    """Two-phase commit: a shard written but not committed (killed in between; here its
+    checkpoint is turned back into a pending one and the shard truncated) is deleted by
+    the re-run and its files classified again, each recorded once."""
+    files = _clips(3, 3)
+    out = tmp_path / "out"
+    cfg = RayBatchConfig(files_per_batch=2, files_per_task=2, progress=False)
+    assert run_ray_batch(rec, files, out, cfg).classified == 6
+    ckpt = sorted((out / "_emolens" / "checkpoint").glob("*.parquet"))
+    assert len(ckpt) == len(_shards(out)) == 3
+    victim = ckpt[1]
+    lost = set(pq.read_table(victim).column("id").to_pylist())
+    victim.rename(victim.with_name(victim.stem + ".pending.parquet"))
+    shard = next(f for f in _shards(out) if f.name.startswith(victim.stem))
+    shard.write_bytes(shard.read_bytes()[:100])  # half-written
+    s = run_ray_batch(rec, files, out, cfg)
+    assert (s.skipped, s.classified, s.errors) == (6 - len(lost), len(lost), 0)
+    t = read_results(out)
+    ids = t.column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 6
+    assert not list((out / "_emolens" / "checkpoint").glob("*.pending.parquet"))

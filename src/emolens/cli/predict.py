@@ -28,7 +28,7 @@ def add_arguments(p) -> None:  # noqa: ANN001 - argparse parser
     p.add_argument("--threads", type=int, default=None,
                    help="inference threads (default: all usable cores; with --engine ray: per actor, default 1)")
     p.add_argument("--batch-files", type=int, default=None,
-                   help="files whose patches share forward passes (default 32; with --engine ray 16, also the rows per shard)")
+                   help="files whose patches share forward passes (default 32; with --engine ray 16, also the least rows per shard)")
     g = p.add_argument_group("batch inference on Ray (pip install 'emolens[ray]')")
     g.add_argument("--engine", default="local", choices=["local", "ray"],
                    help="local (default): this process; ray: a Ray Data job (local Ray, or --address) writing "

@@ -7,7 +7,7 @@ The job is one Ray Data pipeline (no scheduler of our own)::
       -> repartition(files_per_task rows)      so decoding spreads over tasks
       -> map_batches(decode_rows)              Ray *tasks*: read, mix, resample, mel, GDS
       -> map_batches(Classifier, ActorPool)    one ONNX Runtime session per actor, loaded once
-      -> write_parquet(OUT) / JSON lines       one shard per model batch
+      -> write_parquet(OUT) / JSON lines       shards of >= files_per_batch rows
 
 **Exactly once** is Ray Data's own checkpointing (``DataContext.checkpoint_config`` with
 ``id_column="id"``): before a shard is written its ids are recorded as a *pending*
@@ -72,7 +72,7 @@ class RayBatchConfig:
         workers: model actors (one ONNX Runtime session each; default 1).
         threads: ONNX Runtime intra-op threads per actor = its logical CPUs (default 1).
         files_per_batch: files whose patches share the model's forward passes; also the
-            rows per output shard, the unit of checkpointing (default 16).
+            least rows per output shard, the unit of checkpointing (default 16).
         files_per_task: files per decoding task (default 8).
         max_seconds: recordings longer than this become error rows (default None: any length).
         stream_over: recordings longer than this (s) are decoded in blocks (default 600).
@@ -484,7 +484,7 @@ def _write_inputs(meta: Path, rows: list[dict]) -> Path:
     return d
 
 
-def _jsonl_sink(path: str):
+def _jsonl_sink(path: str, min_rows: int):
     """A Ray Data file datasink writing JSON lines (null fields left out, as
     ``predict --out x.jsonl``); a file datasink, so checkpointing covers it."""
     from ray.data.block import BlockAccessor
@@ -492,7 +492,7 @@ def _jsonl_sink(path: str):
 
     class JsonLinesDatasink(BlockBasedFileDatasink):
         def __init__(self, path: str):
-            super().__init__(path, file_format="jsonl")
+            super().__init__(path, file_format="jsonl", min_rows_per_file=min_rows)
 
         def write_block_to_file(self, block, file) -> None:  # noqa: ANN001 - Ray's types
             acc = block if hasattr(block, "to_arrow") else BlockAccessor.for_block(block)  # Ray passes an accessor
@@ -523,9 +523,19 @@ def read_results(out: str | Path, format: str | None = None, columns: list[str] 
     return pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in recs])
 
 
-def _done_ids(out: Path, format: str) -> set[str]:
-    t = read_results(out, format, columns=["id"])
-    return set(t.column("id").to_pylist()) if t.num_rows else set()
+def _checkpoint(out: Path) -> tuple[set[str], bool]:
+    """``(ids committed by Ray Data's checkpoint, whether a pending commit is left)``: the
+    committed ids are the files recorded in complete shards; a pending one is a shard a
+    kill cut short, which the next job deletes before redoing its files."""
+    import pyarrow.parquet as pq
+
+    d = out / META_DIR / "checkpoint"
+    files = sorted(d.glob("*.parquet")) if d.is_dir() else []
+    committed = [f for f in files if not f.name.endswith(".pending.parquet")]
+    ids: set[str] = set()
+    for f in committed:
+        ids.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
+    return ids, len(committed) < len(files)
 
 
 def run_ray_batch(rec, inputs: Iterable[str | Path], out: str | Path, cfg: RayBatchConfig = RayBatchConfig()) -> RunSummary:  # noqa: ANN001
@@ -546,7 +556,7 @@ def run_ray_batch(rec, inputs: Iterable[str | Path], out: str | Path, cfg: RayBa
     for p in collect_inputs(inputs):
         i, row = file_id(p)
         rows.setdefault(i, {"id": i, **row})
-    done = _done_ids(out, cfg.format)
+    done, pending = _checkpoint(out)
     skipped = sum(1 for i in rows if i in done)
     init_ray(cfg)
     import ray
@@ -560,7 +570,7 @@ def run_ray_batch(rec, inputs: Iterable[str | Path], out: str | Path, cfg: RayBa
     if not cfg.progress:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
     try:
-        if skipped < len(rows):
+        if skipped < len(rows) or pending:
             light = {"num_cpus": 0.25}  # bookkeeping tasks: reading the list, writing shards
             ds = rd.read_parquet(str(inputs_dir), num_cpus=light["num_cpus"])
             ds = ds.repartition(target_num_rows_per_block=cfg.files_per_task)
@@ -571,9 +581,9 @@ def run_ray_batch(rec, inputs: Iterable[str | Path], out: str | Path, cfg: RayBa
                                 compute=rd.ActorPoolStrategy(size=cfg.workers), num_cpus=cfg.threads,
                                 memory=ACTOR_MEMORY)
             if cfg.format == "parquet":
-                ds.write_parquet(str(out), ray_remote_args=light)
+                ds.write_parquet(str(out), min_rows_per_file=cfg.files_per_batch, ray_remote_args=light)
             else:
-                ds.write_datasink(_jsonl_sink(str(out)), ray_remote_args=light)
+                ds.write_datasink(_jsonl_sink(str(out), cfg.files_per_batch), ray_remote_args=light)
     except EmolensError:
         raise
     except Exception as exc:  # noqa: BLE001 - Ray's own errors (a lost node, a killed worker, ...)
@@ -581,10 +591,11 @@ def run_ray_batch(rec, inputs: Iterable[str | Path], out: str | Path, cfg: RayBa
                            "run the same command again to finish it") from None
     finally:
         ctx.checkpoint_config = None
-    t = read_results(out, cfg.format, columns=["id", "error"])
+    committed, _ = _checkpoint(out)
+    now = {i for i in committed if i in rows and i not in done}
+    t = read_results(out, cfg.format, columns=["id", "error"])  # complete now: the job cleaned up pending shards
     ids = t.column("id").to_pylist() if t.num_rows else []
     errs = t.column("error").to_pylist() if "error" in t.column_names else [None] * len(ids)
-    now = {i for i in ids if i in rows and i not in done}
     errors = {i for i, e in zip(ids, errs) if i in now and e is not None}
     return RunSummary(out, len(rows), skipped, len(now), len(errors), time.perf_counter() - t0, cfg.format)
 
