@@ -37,6 +37,7 @@ from emolens.models.io import save_model
 from emolens.models.yamnet import load_yamnet_file
 from emolens.resources import packaged_yamnet
 from emolens.selection.speech import SpeechGateConfig
+from emolens.report.model_card import NOT_FOR
 from emolens.training.package import NOT_SHIPPABLE, package_model
 from emolens.workdir import WorkDir
 
@@ -132,6 +133,14 @@ def train_default(work_dirs: dict[str, str | Path], out: str | Path, dest: str |
                       "ECE = expected calibration error of the top probability (15 bins). eGeMAPS+SVM on the same folds."),
              "columns": cols, "rows": rows,
              "command": "python benchmarks/generalisation.py (scripts/train_default writes these figures)"},
+        ],
+        "not_for": [
+            "Acted speech only: every training corpus is actors portraying emotions on cue (German, English, Amharic, "
+            f"Polish). On corpora it never saw it scores UAR {summary['mean_uar']:.2f} on average and "
+            f"{summary['worst_uar']:.2f} on the hardest (chance 0.25): treat a single decision as a weak hint. Expect "
+            "lower accuracy on spontaneous speech, other languages, children, noisy or far-field audio and telephone bandwidth.",
+            NOT_FOR[1],
+            "Research and non-commercial use only: the training corpora's terms (above) do not permit commercial use.",
         ],
         "reproduce": "scripts/train_default",
         "seed": seed,
