@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     ap.add_argument("--work-root", type=Path, default=Path("work/gen"), help="one prepared work dir per corpus (made when missing)")
     ap.add_argument("--out", type=Path, default=Path("runs/generalisation"))
-    ap.add_argument("--rows", default="baseline", help="comma list of row names or 'all'")
+    ap.add_argument("--rows", default="utt-mixup", help="comma list of row names or 'all' (default: the shipped recipe)")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--no-egemaps", action="store_true")
     ap.add_argument("--markdown", type=Path, default=None)

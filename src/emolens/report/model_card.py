@@ -64,16 +64,19 @@ def model_card(config: dict, metrics: dict | None = None, *, name: str = "emolen
         for c in corpora:
             terms = CORPUS_TERMS.get(c.get("corpus", ""), c.get("terms", ""))
             lines.append(f"- {c.get('corpus')}: {c.get('files', '?')} recordings, {c.get('speakers', '?')} speakers — {terms}")
-        label_map = card.get("label_map") or config.get("label_map") or {}
-        for scope, pairs in label_map.items():
-            for src, dst in pairs.items():
-                lines.append(f"- label map: {'every corpus' if scope == '*' else scope}: {src} → {dst}")
         lines.append("")
     for c, why in (card.get("not_trained_on") or {}).items():
         if c == next(iter(card["not_trained_on"])):
             lines += ["## Measured on, never trained on", ""]
         lines.append(f"- {c}: {why} — {CORPUS_TERMS.get(c, '')}")
     if card.get("not_trained_on"):
+        lines.append("")
+    label_map = card.get("label_map") or config.get("label_map") or {}
+    if label_map:
+        lines += ["## Label maps (`emolens prepare --label-map`)", ""]
+        for scope, pairs in label_map.items():
+            for src, dst in pairs.items():
+                lines.append(f"- {'every corpus' if scope == '*' else scope}: {src} → {dst}")
         lines.append("")
     exp = card.get("expected_unseen")
     if exp:

@@ -121,7 +121,7 @@ def train_default(work_dirs: dict[str, str | Path], out: str | Path, dest: str |
                            "speakers": w.info.get("speakers", "?"),
                            "label_map": w.info.get("label_map") or {}} for n, w in works.items()
                           if w.manifest[0].corpus in dev],
-        "label_map": label_map,
+        "label_map": {c: m for w in works.values() for c, m in (w.info.get("label_map") or {}).items()},
         "not_trained_on": {c: NOT_SHIPPABLE[c] for c in held},
         "expected_unseen": {"mean_uar": summary["mean_uar"], "worst_uar": summary["worst_uar"],
                             "mean_uar_dev": summary["mean_uar_dev"], "worst_uar_dev": summary["worst_uar_dev"],
