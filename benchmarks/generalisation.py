@@ -27,7 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from emolens.evaluation.generalisation import HeadConfig, corpus_features, egemaps_loco, run_loco, summarise
+from emolens.evaluation.generalisation import (
+    HeadConfig,
+    corpus_features,
+    egemaps_loco,
+    run_loco,
+    summarise,
+)
 from emolens.workdir import WorkDir
 
 #: (work-dir name, parser, folder in ../shared/data, extra prepare arguments)

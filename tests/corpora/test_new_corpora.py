@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 
 from emolens.corpora import build_manifest
-from emolens.corpora.label_map import apply_label_map, effective_map, parse_label_map, unused_pairs
+from emolens.corpora.label_map import (
+    apply_label_map,
+    effective_map,
+    parse_label_map,
+    unused_pairs,
+)
 from emolens.corpora.parsers import EVALUATE_ONLY_CORPORA
 from emolens.errors import LabelError, ModelError
 from emolens.training.package import check_shippable

@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from emolens.evaluation.generalisation import (
-    CorpusFeatures, HeadConfig, _weights, expected_calibration_error, loco_folds, run_loco, summarise, train_head, vote,
+    CorpusFeatures,
+    HeadConfig,
+    _weights,
+    expected_calibration_error,
+    loco_folds,
+    run_loco,
+    summarise,
+    train_head,
+    vote,
 )
 from emolens.models.fusion import FusionHead
 

@@ -20,8 +20,12 @@ log = logging.getLogger("emolens")
 def cmd_prepare(args) -> int:
     from emolens.corpora.label_map import apply_label_map, parse_label_map, unused_pairs
     from emolens.corpora.labels import resolve_class_set
+    from emolens.corpora.multi import (
+        build_multi_manifest,
+        parse_corpus_specs,
+        per_corpus_counts,
+    )
     from emolens.corpora.parsers import EVALUATE_ONLY_CORPORA
-    from emolens.corpora.multi import build_multi_manifest, parse_corpus_specs, per_corpus_counts
     from emolens.errors import CorpusError
     from emolens.features.cache import FeatureCache
     from emolens.features.mel import PROFILES
@@ -237,9 +241,25 @@ def cmd_profile(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from emolens.explain.methods import DEFAULT_METHOD, METHODS as REGISTRY, layer_names, method_label, run_method
-    from emolens.explain.profile import frequency_profile, leans_higher, profile_summary, write_profile_csv
-    from emolens.explain.profile_stats import ProfileStatsConfig, band_distributions, format_profile_stats, profile_stats
+    from emolens.explain.methods import (
+        DEFAULT_METHOD,
+        layer_names,
+        method_label,
+        run_method,
+    )
+    from emolens.explain.methods import METHODS as REGISTRY
+    from emolens.explain.profile import (
+        frequency_profile,
+        leans_higher,
+        profile_summary,
+        write_profile_csv,
+    )
+    from emolens.explain.profile_stats import (
+        ProfileStatsConfig,
+        band_distributions,
+        format_profile_stats,
+        profile_stats,
+    )
     from emolens.explain.stitch import utterance_map
     from emolens.features.mel import mel_band_centers
     from emolens.features.patches import log_mel_patches

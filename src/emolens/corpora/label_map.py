@@ -92,4 +92,4 @@ def unused_pairs(label_map: LabelMap, applied: dict[str, dict[str, int]], corpor
     return out
 
 
-__all__ = ["LabelMap", "parse_label_map", "effective_map", "apply_label_map", "unused_pairs"]
+__all__ = ["LabelMap", "apply_label_map", "effective_map", "parse_label_map", "unused_pairs"]

@@ -80,7 +80,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from emolens.corpora.labels import is_known_label, normalize_label
-from emolens.corpora.manifest import UNKNOWN_SPEAKER, Manifest, Utterance, probe_duration
+from emolens.corpora.manifest import (
+    UNKNOWN_SPEAKER,
+    Manifest,
+    Utterance,
+    probe_duration,
+)
 from emolens.errors import AudioError, CorpusError
 
 AUDIO_EXTENSIONS: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".mp3"})

@@ -32,12 +32,13 @@ speaker adaptation can be fitted and measured without touching a test fold.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -94,7 +95,7 @@ def corpus_features(work_dir: str | Path, *, yamnet_weights: str | None = None, 
     from emolens.selection.speech import SpeechGateConfig, speech_probability
 
     work = WorkDir.open(work_dir)
-    corpora = sorted(set(u.corpus for u in work.manifest))
+    corpora = sorted({u.corpus for u in work.manifest})
     if len(corpora) != 1:
         raise ValueError(f"{work_dir}: one corpus per work dir expected, found {corpora}")
     ps = work.patchset(progress=progress)
@@ -344,7 +345,7 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15)
     correct = probs.argmax(1) == y
     edges = np.linspace(0, 1, bins + 1)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         m = (conf > lo) & (conf <= hi)
         if m.any():
             ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
@@ -367,7 +368,7 @@ def score(probs: np.ndarray, y: np.ndarray, classes: list[str]) -> dict:
     """UAR, macro F1, accuracy, ECE of utterance probabilities."""
     rep = classification_report_dict(y, probs.argmax(1), classes)
     return {"uar": float(rep["uar"]), "f1_macro": float(rep["f1_macro"]), "accuracy": float(rep["accuracy"]),
-            "ece": expected_calibration_error(probs, y), "n": int(len(y))}
+            "ece": expected_calibration_error(probs, y), "n": len(y)}
 
 
 def _center(feats: dict[str, np.ndarray], groups: np.ndarray, scale: bool) -> dict[str, np.ndarray]:
@@ -500,6 +501,21 @@ def egemaps_loco(works: dict[str, WorkDir], out: Path | None = None, progress: b
     return res
 
 
-__all__ = ["STREAMS", "CorpusFeatures", "corpus_features", "LocoFold", "loco_folds", "HeadConfig", "train_head",
-           "patch_probs", "vote", "expected_calibration_error", "FoldResult", "score", "run_fold", "run_loco",
-           "summarise", "egemaps_loco"]
+__all__ = [
+    "STREAMS",
+    "CorpusFeatures",
+    "FoldResult",
+    "HeadConfig",
+    "LocoFold",
+    "corpus_features",
+    "egemaps_loco",
+    "expected_calibration_error",
+    "loco_folds",
+    "patch_probs",
+    "run_fold",
+    "run_loco",
+    "score",
+    "summarise",
+    "train_head",
+    "vote",
+]

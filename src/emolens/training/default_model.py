@@ -23,21 +23,25 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from emolens.evaluation.generalisation import (
-    HeadConfig, LocoFold, corpus_features, egemaps_loco, run_fold, run_loco, summarise,
+    HeadConfig,
+    LocoFold,
+    corpus_features,
+    egemaps_loco,
+    run_fold,
+    run_loco,
+    summarise,
 )
 from emolens.models.fusion import FusionNet
 from emolens.models.io import save_model
 from emolens.models.yamnet import load_yamnet_file
+from emolens.report.model_card import NOT_FOR
 from emolens.resources import packaged_yamnet
 from emolens.selection.speech import SpeechGateConfig
-from emolens.report.model_card import NOT_FOR
 from emolens.training.package import NOT_SHIPPABLE, package_model
 from emolens.workdir import WorkDir
 
@@ -135,10 +139,10 @@ def train_default(work_dirs: dict[str, str | Path], out: str | Path, dest: str |
              "command": "python benchmarks/generalisation.py (scripts/train_default writes these figures)"},
         ],
         "not_for": [
-            "Acted speech only: every training corpus is actors portraying emotions on cue (German, English, Amharic, "
-            f"Polish). On corpora it never saw it scores UAR {summary['mean_uar']:.2f} on average and "
-            f"{summary['worst_uar']:.2f} on the hardest (chance 0.25): treat a single decision as a weak hint. Expect "
-            "lower accuracy on spontaneous speech, other languages, children, noisy or far-field audio and telephone bandwidth.",
+            ("Acted speech only: every training corpus is actors portraying emotions on cue (German, English, Amharic, "
+             f"Polish). On corpora it never saw it scores UAR {summary['mean_uar']:.2f} on average and "
+             f"{summary['worst_uar']:.2f} on the hardest (chance 0.25): treat a single decision as a weak hint. Expect "
+             "lower accuracy on spontaneous speech, other languages, children, noisy or far-field audio and telephone bandwidth."),
             NOT_FOR[1],
             "Research and non-commercial use only: the training corpora's terms (above) do not permit commercial use.",
         ],
@@ -152,4 +156,4 @@ def train_default(work_dirs: dict[str, str | Path], out: str | Path, dest: str |
     return card
 
 
-__all__ = ["DEFAULT_HEAD", "CORPORA", "train_default", "final_head"]
+__all__ = ["CORPORA", "DEFAULT_HEAD", "final_head", "train_default"]

@@ -22,19 +22,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emolens.corpora.splits import Fold, make_folds
 from emolens.corpora.multi import corpus_array
 from emolens.corpora.parsers import EVALUATE_ONLY_CORPORA
+from emolens.corpora.splits import Fold, make_folds
 from emolens.errors import EmolensError
 from emolens.evaluation.groups import per_corpus_from_folds
+from emolens.evaluation.metrics import (
+    aggregate_folds,
+    classification_report_dict,
+    utterance_scores,
+    write_confusion_csv,
+)
 from emolens.features.normalize import check_mode, group_keys, normalize_streams
-from emolens.evaluation.metrics import aggregate_folds, classification_report_dict, utterance_scores, write_confusion_csv
 from emolens.models import build_model, load_yamnet_file, resolve_weights
 from emolens.models.fusion import MODEL_STREAMS, FusionNet
 from emolens.models.io import save_model
 from emolens.report.metrics_figures import plot_confusion, plot_training_curves
 from emolens.selection.gds import GaussianDataSelector, GDSConfig
-from emolens.selection.speech import SpeechGateConfig, audioset_scores, speech_probability, voting_masks
+from emolens.selection.speech import (
+    SpeechGateConfig,
+    audioset_scores,
+    speech_probability,
+    voting_masks,
+)
 from emolens.training.data import PatchSet, backbone_features
 from emolens.training.trainer import TrainConfig, fit, predict_proba
 from emolens.workdir import WorkDir

@@ -64,7 +64,7 @@ def check_shippable(config: dict) -> None:
                          "prepare the training work dir without it")
 
 
-def write_onnx(model_dir: str | Path, model=None) -> Path:  # noqa: ANN001 - FusionNet
+def write_onnx(model_dir: str | Path, model=None) -> Path:
     """Export ``model_dir``'s model (loaded from there unless given) to
     ``model_dir/model.onnx``, recording the fingerprint of its weights; returns the path."""
     from emolens.models.onnx_export import export_onnx
@@ -95,4 +95,4 @@ def read_metrics(path: str | Path) -> dict:
     return json.loads((Path(path) / "metrics.json").read_text()) if Path(path).is_dir() else json.loads(Path(path).read_text())
 
 
-__all__ = ["NOT_SHIPPABLE", "package_model", "check_shippable", "write_onnx", "evaluation_rows", "read_metrics"]
+__all__ = ["NOT_SHIPPABLE", "check_shippable", "evaluation_rows", "package_model", "read_metrics", "write_onnx"]
