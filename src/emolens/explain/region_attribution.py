@@ -1,0 +1,229 @@
+"""Attributing the utterance decision to regions (:mod:`emolens.explain.regions`).
+
+The decision ``predict`` makes is the mean over the **voting patches** of the patch
+softmax. :class:`UtteranceScore` is that decision as one differentiable module of the
+whole recording's log-mel ``(B, 1, n_frames, n_mels)``: cut into patches (the tail
+padded with silence, as the front end does), only the voting patches run, their
+softmax averaged, and the output is ``log P`` ``(B, C)`` (or ``P``), or, for a
+**contrast** with class ``u``, ``log P - log P_u`` (so target ``t`` explains "why
+``t`` rather than ``u``"). Because it is the decision itself, every Captum method
+applied to it explains exactly what the user is shown, and cells outside voting
+patches get no attribution by construction.
+
+Methods (all Captum, ``feature_mask`` = the region ids; "removed" = the utterance's
+mean log-mel, the same fill deletion/insertion uses):
+
+* ``occlusion``: :class:`captum.attr.FeatureAblation`, each region removed alone
+  (R + 1 utterance evaluations; patches an ablation leaves untouched are not re-run).
+* ``kernelshap``: :class:`captum.attr.KernelShap` over the regions (``n_samples`` coalitions).
+* ``shapley``: :class:`captum.attr.ShapleyValueSampling` (``n_samples`` permutations; R x n evaluations).
+* ``smoothgrad``: :class:`captum.attr.NoiseTunnel` (SmoothGrad) around
+  :class:`captum.attr.InputXGradient` of the decision (input measured from the
+  baseline), ``nt_samples`` noisy copies with Gaussian noise of ``stdev`` log-mel
+  units, summed over each region's cells.
+* ``gxi``: the same without noise.
+
+Region scores are in units of the output (log-probability, or its difference).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from captum.attr import FeatureAblation, InputXGradient, KernelShap, NoiseTunnel, ShapleyValueSampling
+from torch import nn
+
+from emolens.explain.attributions import _eval_mode
+from emolens.explain.regions import Regions
+from emolens.explain.stitch import SILENCE_LOG_MEL
+from emolens.features.patches import DEFAULT_PATCHES, PatchConfig, num_patches
+
+__all__ = ["UtteranceScore", "RegionAttribution", "REGION_METHODS", "region_attribution", "runner_up"]
+
+#: Region methods and their default options.
+REGION_METHODS: dict[str, dict] = {
+    "occlusion": {},
+    "kernelshap": {"n_samples": 96},
+    "shapley": {"n_samples": 2},
+    "smoothgrad": {"nt_samples": 8, "stdev": 1.0},
+    "gxi": {},
+}
+
+
+class UtteranceScore(nn.Module):
+    """The utterance decision of a patch model as a module of the whole log-mel.
+
+    ``forward(x (B, 1, n_frames, n_mels))`` -> ``(B, C)``: ``log`` (``score="log_prob"``,
+    default) or the value (``"prob"``) of the mean softmax over the ``voting``
+    patches; with ``contrast = u`` the column ``u`` is subtracted from every column.
+    ``reference`` (the original log-mel): without autograd, patches identical to
+    the reference's are not re-run (their softmax is cached), which makes
+    single-region ablations cheap.
+    """
+
+    def __init__(self, model: nn.Module, n_frames: int, voting: np.ndarray | None = None, *,
+                 score: str = "log_prob", contrast: int | None = None, pcfg: PatchConfig = DEFAULT_PATCHES,
+                 pad_value: float = SILENCE_LOG_MEL, reference: np.ndarray | None = None, batch_size: int = 128) -> None:
+        super().__init__()
+        if score not in ("log_prob", "prob"):
+            raise ValueError(f"score {score!r}: use 'log_prob' or 'prob'")
+        self.model, self.score, self.contrast = model, score, contrast
+        self.pcfg, self.pad_value, self.batch_size = pcfg, float(pad_value), int(batch_size)
+        self.n_frames = int(n_frames)
+        self.n_patches = num_patches(self.n_frames, pcfg)
+        v = np.ones(self.n_patches, bool) if voting is None else np.asarray(voting, bool)
+        if v.shape != (self.n_patches,):
+            raise ValueError(f"voting must be ({self.n_patches},) for {self.n_frames} frames, got {v.shape}")
+        if not v.any():
+            v = np.ones_like(v)  # nothing votes (no speech): the mean over all patches, as predict falls back
+        self.voting = torch.from_numpy(np.flatnonzero(v))
+        self.patch_calls = 0  # patches pushed through the model
+        self._ref_patches = self._ref_probs = None
+        if reference is not None:
+            with torch.no_grad():
+                ref = torch.as_tensor(np.asarray(reference, np.float32))[None, None]
+                self._ref_patches = self.patches(ref)[0]
+                self._ref_probs = self._softmax(self._ref_patches)
+
+    def patches(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, n_frames, M)`` -> voting patches ``(B, V, 96, M)`` (differentiable)."""
+        if x.ndim == 3:
+            x = x[:, None]
+        total = (self.n_patches - 1) * self.pcfg.hop_frames + self.pcfg.patch_frames
+        if total > x.shape[2]:
+            pad = x.new_full((x.shape[0], 1, total - x.shape[2], x.shape[3]), self.pad_value)
+            x = torch.cat([x, pad], dim=2)
+        u = x[:, 0].unfold(1, self.pcfg.patch_frames, self.pcfg.hop_frames)  # (B, P, M, 96)
+        return u.permute(0, 1, 3, 2)[:, self.voting]
+
+    def _softmax(self, p: torch.Tensor) -> torch.Tensor:
+        """``(K, 96, M)`` patches -> ``(K, C)`` softmax, ``batch_size`` at a time."""
+        self.patch_calls += int(p.shape[0])
+        outs = [torch.softmax(self.model(p[i:i + self.batch_size, None]), dim=1)
+                for i in range(0, p.shape[0], self.batch_size)]
+        return torch.cat(outs) if outs else p.new_zeros((0, 0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.patches(x)  # (B, V, 96, M)
+        b, v = p.shape[:2]
+        if self._ref_patches is not None and not torch.is_grad_enabled():
+            changed = (p != self._ref_patches[None]).flatten(2).any(dim=2)  # (B, V)
+            probs = self._ref_probs[None].expand(b, -1, -1).clone()
+            if changed.any():
+                probs[changed] = self._softmax(p[changed])
+        else:
+            probs = self._softmax(p.reshape(b * v, *p.shape[2:])).reshape(b, v, -1)
+        out = probs.mean(dim=1)
+        if self.score == "log_prob":
+            out = torch.log(out.clamp_min(1e-12))
+        if self.contrast is not None:
+            out = out - out[:, int(self.contrast):int(self.contrast) + 1]
+        return out
+
+
+@dataclass(frozen=True)
+class RegionAttribution:
+    """Region scores of one explanation.
+
+    Attributes:
+        method: region method name (:data:`REGION_METHODS`).
+        scores: ``(R,)`` signed contribution of each region to the explained score
+            (positive = evidence for the target / for target over ``contrast``).
+        regions: the :class:`~emolens.explain.regions.Regions` scored.
+        target: class index explained; ``contrast``: the class it is set against (or ``None``).
+        score: ``"log_prob"`` | ``"prob"``; ``seconds``: wall time; ``patch_calls``:
+            patches run through the model.
+    """
+
+    method: str
+    scores: np.ndarray
+    regions: Regions
+    target: int
+    contrast: int | None = None
+    score: str = "log_prob"
+    seconds: float = 0.0
+    patch_calls: int = 0
+    options: dict = field(default_factory=dict)
+
+    @property
+    def shares(self) -> np.ndarray:
+        """``(R,)``: each region's share of the positive evidence (sums to 1 over the
+        positive regions; 0 for the rest, all 0 when nothing is positive)."""
+        pos = np.clip(np.asarray(self.scores, np.float64), 0.0, None)
+        tot = pos.sum()
+        return pos / tot if tot > 0 else np.zeros_like(pos)
+
+    def order(self) -> np.ndarray:
+        """Region indices from most to least evidence (ties by index)."""
+        return np.argsort(-np.asarray(self.scores, np.float64), kind="stable")
+
+    def cell_map(self) -> np.ndarray:
+        """``(n_frames, n_mels)``: each cell holds its region's score per cell."""
+        return self.regions.paint(self.scores, per_cell=True)
+
+
+def runner_up(probs: np.ndarray, target: int) -> int:
+    """The most probable class other than ``target``."""
+    p = np.asarray(probs, np.float64).copy()
+    p[int(target)] = -np.inf
+    return int(np.argmax(p))
+
+
+def region_attribution(model: nn.Module, log_mel: np.ndarray, regions: Regions, target: int, *,
+                       voting: np.ndarray | None = None, method: str = "occlusion", contrast: int | None = None,
+                       score: str = "log_prob", pcfg: PatchConfig = DEFAULT_PATCHES, seed: int = 0,
+                       perturbations_per_eval: int = 16, **options) -> RegionAttribution:
+    """Scores ``(R,)`` of ``regions`` for the utterance decision on ``log_mel``
+    ``(n_frames, n_mels)`` (natural-log mel, as ``Analysis.log_mel``), explaining class
+    ``target`` (against ``contrast`` when given) over the ``voting (n_patches,)`` patches.
+    ``options`` override :data:`REGION_METHODS` defaults."""
+    if method not in REGION_METHODS:
+        raise ValueError(f"unknown region method {method!r}; use {', '.join(REGION_METHODS)}")
+    lm = np.asarray(log_mel, np.float32)
+    if lm.shape != regions.shape:
+        raise ValueError(f"log_mel {lm.shape} and regions {regions.shape} differ")
+    if contrast is not None and int(contrast) == int(target):
+        raise ValueError("contrast class must differ from the target")
+    opts = {**REGION_METHODS[method], **options}
+    t0 = time.perf_counter()
+    x = torch.from_numpy(lm)[None, None]
+    base_v = float(lm.mean())
+    base = torch.full_like(x, base_v)
+    mask = torch.from_numpy(regions.ids)[None, None]
+    with _eval_mode(model), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if method in ("occlusion", "kernelshap", "shapley"):
+            f = UtteranceScore(model, lm.shape[0], voting, score=score, contrast=contrast, pcfg=pcfg,
+                               reference=lm if method == "occlusion" else None)
+            with torch.no_grad():
+                if method == "occlusion":
+                    a = FeatureAblation(f).attribute(x, baselines=base_v, target=int(target), feature_mask=mask,
+                                                     perturbations_per_eval=perturbations_per_eval)
+                elif method == "kernelshap":
+                    a = KernelShap(f).attribute(x, baselines=base_v, target=int(target), feature_mask=mask,
+                                                n_samples=int(opts["n_samples"]),
+                                                perturbations_per_eval=perturbations_per_eval)
+                else:
+                    a = ShapleyValueSampling(f).attribute(x, baselines=base_v, target=int(target), feature_mask=mask,
+                                                          n_samples=int(opts["n_samples"]),
+                                                          perturbations_per_eval=perturbations_per_eval)
+            cells = a[0, 0].detach().numpy().astype(np.float64)
+            counts = np.maximum(np.bincount(regions.ids.ravel(), minlength=regions.n), 1)
+            scores = np.bincount(regions.ids.ravel(), cells.ravel(), minlength=regions.n) / counts  # every cell holds its region's value
+        else:
+            f = UtteranceScore(model, lm.shape[0], voting, score=score, contrast=contrast, pcfg=pcfg)
+            ixg = InputXGradient(lambda z: f(z + base))
+            z = (x - base).requires_grad_(True)
+            if method == "smoothgrad" and int(opts["nt_samples"]) > 0:
+                a = NoiseTunnel(ixg).attribute(z, nt_type="smoothgrad", nt_samples=int(opts["nt_samples"]),
+                                               nt_samples_batch_size=int(opts.get("nt_batch", 4)),
+                                               stdevs=float(opts["stdev"]), target=int(target))
+            else:
+                a = ixg.attribute(z, target=int(target))
+            scores = regions.sum_map(a[0, 0].detach().numpy())
+    return RegionAttribution(method, scores.astype(np.float64), regions, int(target),
+                             None if contrast is None else int(contrast), score,
+                             round(time.perf_counter() - t0, 4), f.patch_calls, opts)
