@@ -183,3 +183,18 @@ def test_top_boxes_merge_neighbours_in_time_and_word_them():
 def test_no_positive_evidence_says_so():
     ra = _attribution(-np.ones(20))
     assert region_sentence(ra, top_boxes(ra), ["angry", "happy"]) == "No region carries evidence for angry."
+
+
+def test_decision_predictor_matches_utterance_predictor():
+    from emolens.explain.region_attribution import decision_predictor
+
+    model = _linear()
+    rng = np.random.default_rng(4)
+    lm = rng.normal(size=(240, 64)).astype(np.float32)
+    voting = np.array([True, True, False, True])
+    batch = np.stack([lm, np.full_like(lm, lm.mean()), lm + rng.normal(size=lm.shape).astype(np.float32)])
+    fast = decision_predictor(model, lm, voting)
+    np.testing.assert_allclose(fast(batch), utterance_predictor(model, voting=voting)(batch), rtol=1e-5, atol=1e-7)
+    calls = fast.scorer.patch_calls
+    fast(batch[:2])  # the original and the baseline are cached
+    assert fast.scorer.patch_calls == calls

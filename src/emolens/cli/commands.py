@@ -222,6 +222,15 @@ def cmd_explain(args) -> int:
     rec = EmotionRecognizer.from_dir(resolve_model(args.model))
     if args.target is not None and args.target not in rec.classes:
         raise EmolensError(f"--target {args.target!r} is not a class of this model ({', '.join(rec.classes)})")
+    from emolens.explain.region_attribution import DEFAULT_REGION_METHOD, REGION_METHODS
+    from emolens.explain.regions import RegionConfig
+
+    region_method = args.region_method or DEFAULT_REGION_METHOD
+    if region_method not in REGION_METHODS:
+        raise EmolensError(f"unknown --region-method {region_method!r}; use {', '.join(REGION_METHODS)}")
+    if args.contrast not in (True, False) and args.contrast not in rec.classes:
+        raise EmolensError(f"--contrast {args.contrast!r} is not a class of this model ({', '.join(rec.classes)})")
+    regions = None if args.regions == "none" else RegionConfig(time_unit=args.regions)
     truth = _true_labels(args.work)
     files = _expand(args.inputs)
     for f in files:
@@ -229,14 +238,20 @@ def cmd_explain(args) -> int:
         info = explain_file(rec, f, dest, methods=methods, target=args.target,
                             true_label=truth.get(str(Path(f).resolve())), layer=args.layer,
                             lime_samples=args.lime_samples, with_faithfulness=not args.no_faithfulness,
-                            progress=not args.quiet)
-        line = f"{f}: {info['label']} ({info['probability']:.2f}) -> {dest}/explanation.png, focus.wav"
+                            progress=not args.quiet and not args.json, regions=regions,
+                            region_method=region_method, contrast=args.contrast)
+        if args.json:
+            print(json.dumps({**info, "out": str(dest)}), flush=True)
+            continue
+        line = f"{f}: {info['label']} ({info['probability']:.2f}) -> {dest}/explanation.png, regions.png, focus.wav"
         if info["notes"]:
             line += f"  ({'; '.join(info['notes'])})"
         if "faithfulness" in info:
             line += "  deletion AUC " + ", ".join(
                 f"{k} {v['deletion_auc']:.3f}" for k, v in info["faithfulness"].items())
         print(line)
+        if info.get("sentence"):
+            print(f"  {info['sentence']}")
     return 0
 
 

@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", type=Path, default=None, help="prepared work dir: its manifest gives the true labels for titles")
     p.add_argument("--lime-samples", type=int, default=200, help="LIME perturbed samples per patch (default 200)")
     p.add_argument("--no-faithfulness", action="store_true", help="skip deletion/insertion scores")
+    p.add_argument("--contrast", nargs="?", const=True, default=False, metavar="CLASS",
+                   help="explain why the target rather than the runner-up class (or rather than CLASS): "
+                        "regions attribute the log-probability difference")
+    p.add_argument("--regions", default="fixed", choices=["fixed", "syllable", "none"],
+                   help="time units of the region boxes: fixed 0.2-s blocks (default, measured), syllable-like units, or none")
+    p.add_argument("--region-method", default=None,
+                   help="occlusion (default, measured), kernelshap, shapley, smoothgrad or gxi")
+    p.add_argument("--json", action="store_true", help="print each file's explanation.json (regions included) as one JSON line")
     _add_common(p)
 
     p = sub.add_parser("profile", help="per-emotion frequency profile of an explanation method over a prepared corpus, with CIs, tests and the thesis verdict")

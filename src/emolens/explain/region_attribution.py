@@ -41,7 +41,11 @@ from emolens.explain.regions import Regions
 from emolens.explain.stitch import SILENCE_LOG_MEL
 from emolens.features.patches import DEFAULT_PATCHES, PatchConfig, num_patches
 
-__all__ = ["UtteranceScore", "RegionAttribution", "REGION_METHODS", "region_attribution", "runner_up"]
+__all__ = ["DEFAULT_REGION_METHOD", "UtteranceScore", "RegionAttribution", "REGION_METHODS", "region_attribution", "runner_up", "decision_predictor"]
+
+#: The region method of ``explain``, the app and the profile (chosen by
+#: ``benchmarks/faithfulness.py``: see faithfulness.json and benchmarks/faithfulness.md).
+DEFAULT_REGION_METHOD = "occlusion"
 
 #: Region methods and their default options.
 REGION_METHODS: dict[str, dict] = {
@@ -59,9 +63,9 @@ class UtteranceScore(nn.Module):
     ``forward(x (B, 1, n_frames, n_mels))`` -> ``(B, C)``: ``log`` (``score="log_prob"``,
     default) or the value (``"prob"``) of the mean softmax over the ``voting``
     patches; with ``contrast = u`` the column ``u`` is subtracted from every column.
-    ``reference`` (the original log-mel): without autograd, patches identical to
-    the reference's are not re-run (their softmax is cached), which makes
-    single-region ablations cheap.
+    ``reference`` (the original log-mel, or a list of log-mels): without autograd,
+    patches identical to a reference's are not re-run (their softmax is cached),
+    which makes single-region ablations cheap.
     """
 
     def __init__(self, model: nn.Module, n_frames: int, voting: np.ndarray | None = None, *,
@@ -81,12 +85,12 @@ class UtteranceScore(nn.Module):
             v = np.ones_like(v)  # nothing votes (no speech): the mean over all patches, as predict falls back
         self.voting = torch.from_numpy(np.flatnonzero(v))
         self.patch_calls = 0  # patches pushed through the model
-        self._ref_patches = self._ref_probs = None
-        if reference is not None:
-            with torch.no_grad():
-                ref = torch.as_tensor(np.asarray(reference, np.float32))[None, None]
-                self._ref_patches = self.patches(ref)[0]
-                self._ref_probs = self._softmax(self._ref_patches)
+        self._refs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        refs = [] if reference is None else (reference if isinstance(reference, (list, tuple)) else [reference])
+        with torch.no_grad():
+            for r in refs:
+                p = self.patches(torch.as_tensor(np.asarray(r, np.float32))[None, None])[0]
+                self._refs.append((p, self._softmax(p)))
 
     def patches(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, n_frames, M)`` -> voting patches ``(B, V, 96, M)`` (differentiable)."""
@@ -109,11 +113,17 @@ class UtteranceScore(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.patches(x)  # (B, V, 96, M)
         b, v = p.shape[:2]
-        if self._ref_patches is not None and not torch.is_grad_enabled():
-            changed = (p != self._ref_patches[None]).flatten(2).any(dim=2)  # (B, V)
-            probs = self._ref_probs[None].expand(b, -1, -1).clone()
-            if changed.any():
-                probs[changed] = self._softmax(p[changed])
+        if self._refs and not torch.is_grad_enabled():
+            todo = torch.ones((b, v), dtype=torch.bool)
+            probs = None
+            for rp, rprob in self._refs:
+                same = (p == rp[None]).flatten(2).all(dim=2) & todo  # (B, V)
+                if probs is None:
+                    probs = rprob.new_zeros((b, v, rprob.shape[1]))
+                probs[same] = rprob[None].expand(b, -1, -1)[same]
+                todo &= ~same
+            if todo.any():
+                probs[todo] = self._softmax(p[todo])
         else:
             probs = self._softmax(p.reshape(b * v, *p.shape[2:])).reshape(b, v, -1)
         out = probs.mean(dim=1)
@@ -227,3 +237,28 @@ def region_attribution(model: nn.Module, log_mel: np.ndarray, regions: Regions, 
     return RegionAttribution(method, scores.astype(np.float64), regions, int(target),
                              None if contrast is None else int(contrast), score,
                              round(time.perf_counter() - t0, 4), f.patch_calls, opts)
+
+
+def decision_predictor(model: nn.Module, log_mel: np.ndarray, voting: np.ndarray | None = None, *,
+                       pcfg: PatchConfig = DEFAULT_PATCHES, batch: int = 16):
+    """A :data:`~emolens.explain.faithfulness.PredictFn` for perturbed copies of one
+    recording ``log_mel`` ``(n_frames, n_mels)``: the utterance probabilities ``(S, C)``
+    of the decision over the ``voting`` patches, as :func:`utterance_predictor` with
+    ``voting``, but only voting patches run, and patches equal to the original's or
+    to the all-mean baseline's are not re-run."""
+    lm = np.asarray(log_mel, np.float32)
+    f = UtteranceScore(model, lm.shape[0], voting, score="prob", pcfg=pcfg,
+                       reference=[lm, np.full_like(lm, float(lm.mean()))])
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        xs = torch.from_numpy(np.asarray(x, np.float32))
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return torch.cat([f(xs[i:i + batch][:, None]) for i in range(0, len(xs), batch)]).numpy()
+        finally:
+            model.train(was)
+
+    predict.scorer = f
+    return predict
