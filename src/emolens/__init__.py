@@ -10,21 +10,20 @@ Public API (see README):
 * training/inference: :class:`TrainConfig`, :class:`EmotionRecognizer`
 """
 
-from emolens.audio import AudioClip, load_audio
-from emolens.errors import AudioError, EmolensError
-from emolens.features import (
-    THESIS_48K,
-    VGGISH_16K,
-    FrontEndConfig,
-    PatchConfig,
-    frame_patches,
-    log_mel,
-    mel_spectrogram,
-)
-
 __version__ = "0.1.0"
 
 _LAZY = {
+    "AudioClip": "emolens.audio.io",
+    "load_audio": "emolens.audio.io",
+    "AudioError": "emolens.errors",
+    "EmolensError": "emolens.errors",
+    "THESIS_48K": "emolens.features.mel",
+    "VGGISH_16K": "emolens.features.mel",
+    "FrontEndConfig": "emolens.features.mel",
+    "mel_spectrogram": "emolens.features.mel",
+    "log_mel": "emolens.features.mel",
+    "PatchConfig": "emolens.features.patches",
+    "frame_patches": "emolens.features.patches",
     "Manifest": "emolens.corpora.manifest",
     "build_manifest": "emolens.corpora.parsers",
     "make_folds": "emolens.corpora.splits",
@@ -40,7 +39,8 @@ _LAZY = {
 
 
 def __getattr__(name: str):
-    """Import the heavier parts (torch models, sklearn) on first use."""
+    """Import each part on first use (``emolens --help`` and inference stay light:
+    torch models and scikit-learn are imported only by what needs them)."""
     if name in _LAZY:
         import importlib
 
@@ -48,7 +48,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'emolens' has no attribute {name!r}")
 
 
-__all__ = [
-    "AudioClip", "AudioError", "EmolensError", "FrontEndConfig", "PatchConfig", "THESIS_48K",
-    "VGGISH_16K", "frame_patches", "load_audio", "log_mel", "mel_spectrogram", *_LAZY,
-]
+__all__ = [*_LAZY]

@@ -3,6 +3,13 @@
 >>> rec = EmotionRecognizer.from_dir("runs/fusion")          # doctest: +SKIP
 >>> rec.predict_file("clip.wav").label                          # doctest: +SKIP
 'angry'
+
+On the ONNX backend (the CLI's default) nothing here imports torch or scikit-learn:
+the configuration and GDS state are read with :mod:`emolens.models.run_files` and the
+model (emotion softmax and YAMNet's AudioSet scores, one graph) runs in ONNX Runtime.
+PyTorch is imported only when something needs the PyTorch model itself
+(:attr:`EmotionRecognizer.model`: explanations, stream normalisation, a model without
+an ONNX export yet, the speech gate of a model without a YAMNet branch).
 """
 
 from __future__ import annotations
@@ -10,20 +17,21 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
-import torch
 
 from emolens.audio.io import DEFAULT_MAX_SECONDS, AudioClip, load_audio
-from emolens.features.normalize import normalize_streams
+from emolens.errors import ModelError
 from emolens.features.mel import FrontEndConfig, frontend_from_dict, log_mel, mel_spectrogram
 from emolens.features.patches import PatchConfig, log_mel_patches
-from emolens.errors import ModelError
-from emolens.models.backends import Backend, TorchBackend, make_backend
-from emolens.models.io import load_model
+from emolens.models.backends import Backend, make_backend, needs_torch, resolve_backend
+from emolens.models.run_files import read_config, read_gds_state
 from emolens.selection.gds import GaussianDataSelector
-from emolens.selection.speech import NO_SPEECH, SpeechGateConfig, audioset_scores, decide, voting_mask
+from emolens.selection.speech import NO_SPEECH, SpeechGateConfig, decide, voting_mask
+
+if TYPE_CHECKING:
+    from emolens.models.fusion import FusionNet
 
 
 @dataclass
@@ -100,14 +108,25 @@ def resolve_model(path: str | Path | None) -> Path:
 
 class EmotionRecognizer:
     """A trained emolens model with its front end, GDS selector and inference backend
-    (``backend``: :class:`TorchBackend` of ``model`` unless given; the explanations
-    always use the torch ``model``)."""
+    (``backend``: :class:`~emolens.models.backends.TorchBackend` of ``model`` unless
+    given; the explanations always use the torch :attr:`model`).
+
+    ``model`` may be None when ``backend`` is given and ``model_dir`` names the run: the
+    PyTorch model is then loaded from there on first use of :attr:`model`."""
 
     model_dir: Path | None = None
 
-    def __init__(self, model, config: dict, gds_state: dict | None = None, backend: Backend | None = None):
-        self.model = model.eval()
-        self.backend: Backend = backend or TorchBackend(self.model)
+    def __init__(self, model: FusionNet | None, config: dict, gds_state: dict | None = None,
+                 backend: Backend | None = None, model_dir: str | Path | None = None):
+        if model is None and (backend is None or model_dir is None):
+            raise ModelError("EmotionRecognizer needs a model, or a backend and the model's run directory")
+        self._model = model.eval() if model is not None else None
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        if backend is None:
+            from emolens.models.backends import TorchBackend
+
+            backend = TorchBackend(self._model)
+        self.backend: Backend = backend
         self.config = config
         self.classes: list[str] = list(config["classes"])
         fe = config["frontend"]
@@ -122,10 +141,18 @@ class EmotionRecognizer:
     @classmethod
     def from_dir(cls, run_dir: str | Path, backend: str = "torch", threads: int | None = None) -> "EmotionRecognizer":
         """Load a run directory; ``backend``: ``torch``, ``onnx`` or ``auto`` (ONNX Runtime
-        when installed: the faster one), ``threads``: CPU threads (default: all usable cores)."""
-        model, config, gds = load_model(run_dir)
-        rec = cls(model, config, gds, make_backend(backend, model, run_dir, threads))
-        rec.model_dir = Path(run_dir)
+        when installed: the faster one), ``threads``: CPU threads (default: all usable cores).
+
+        With ``onnx`` the PyTorch model is not loaded when the run has an ONNX export of
+        its weights (``RUN/model.onnx``, as the shipped model has, or the cache)."""
+        if resolve_backend(backend) == "onnx":
+            config, gds = read_config(run_dir), read_gds_state(run_dir)
+            rec = cls(None, config, gds, make_backend("onnx", None, run_dir, threads), model_dir=run_dir)
+        else:
+            from emolens.models.io import load_model
+
+            model, config, gds = load_model(run_dir)
+            rec = cls(model, config, gds, make_backend(backend, model, run_dir, threads), model_dir=run_dir)
         if rec.normalize in ("speaker", "corpus"):
             logging.getLogger("emolens").warning(
                 "note: %s normalises features per %s; clips are normalised with their own statistics unless "
@@ -133,9 +160,28 @@ class EmotionRecognizer:
         return rec
 
     @classmethod
-    def default(cls, backend: str = "torch", threads: int | None = None) -> "EmotionRecognizer":
-        """The model shipped with emolens (see ``emolens info`` for its card)."""
+    def default(cls, backend: str = "auto", threads: int | None = None) -> "EmotionRecognizer":
+        """The model shipped with emolens (see ``emolens info`` for its card); by default
+        on ONNX Runtime from the ONNX file shipped beside its weights (no PyTorch needed)."""
         return cls.from_dir(resolve_model(None), backend=backend, threads=threads)
+
+    @property
+    def model(self) -> FusionNet:
+        """The PyTorch model (eval mode), loaded from :attr:`model_dir` on first use when
+        the recognizer was made for the ONNX backend (needs the ``train`` extra)."""
+        if self._model is None:
+            from emolens.models.backends import _installed
+
+            if not _installed("torch"):
+                raise needs_torch("this step (explanations, stream normalisation, the PyTorch model)")
+            from emolens.models.io import load_model
+
+            self._model = load_model(self.model_dir)[0]
+        return self._model
+
+    @model.setter
+    def model(self, value: FusionNet) -> None:
+        self._model = value
 
     @property
     def normalize(self) -> str:
@@ -156,8 +202,17 @@ class EmotionRecognizer:
             return self._normalized_outputs(patches, batch_size or 64, groups)
         return self.backend.run(patches, batch_size)
 
-    @torch.no_grad()
     def _normalized_outputs(self, patches: np.ndarray, batch_size: int, groups: np.ndarray | None):
+        import torch
+
+        with torch.no_grad():
+            return self._normalized_outputs_torch(patches, batch_size, groups)
+
+    def _normalized_outputs_torch(self, patches: np.ndarray, batch_size: int, groups: np.ndarray | None):
+        import torch
+
+        from emolens.features.normalize import normalize_streams
+
         streams = self.model.streams
         with_as = self.model.yamnet is not None
         wanted = tuple(dict.fromkeys(streams + (("yamnet",) if with_as else ())))
@@ -178,6 +233,8 @@ class EmotionRecognizer:
     def gate_audioset(self, patches: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """AudioSet scores ``(n, 521)`` from a separately loaded YAMNet (for models
         without a YAMNet branch; weights via ``$EMOLENS_WEIGHTS`` or the cache)."""
+        from emolens.selection.speech import audioset_scores
+
         if self._gate_yamnet is None:
             from emolens.models.weights import resolve_weights
             from emolens.models.yamnet import load_yamnet_file

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emolens.corpora.parsers import AUDIO_EXTENSIONS
-from emolens.errors import AudioError, EmolensError
+from emolens.cli.inputs import expand_inputs
+from emolens.errors import EmolensError
 
 log = logging.getLogger("emolens")
 
@@ -166,25 +166,6 @@ def cmd_experiment(args) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- predict
-def _expand(inputs: list[Path]) -> list[Path]:
-    files: list[Path] = []
-    for p in inputs:
-        if p.is_dir():
-            files += sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_EXTENSIONS and q.is_file())
-        else:
-            files.append(p)
-    if not files:
-        raise AudioError("no audio files found in the given folders (wav, flac, ogg, mp3)")
-    return files
-
-
-def cmd_predict(args) -> int:
-    from emolens.cli.predict import cmd_predict as run
-
-    return run(args)
-
-
 # --------------------------------------------------------------------------- weights
 def cmd_weights(args) -> int:
     from emolens.models.weights import download_weights, resolve_weights
@@ -232,7 +213,7 @@ def cmd_explain(args) -> int:
         raise EmolensError(f"--contrast {args.contrast!r} is not a class of this model ({', '.join(rec.classes)})")
     regions = None if args.regions == "none" else RegionConfig(time_unit=args.regions)
     truth = _true_labels(args.work)
-    files = _expand(args.inputs)
+    files = expand_inputs(args.inputs)
     for f in files:
         dest = Path(args.out) / Path(f).stem
         info = explain_file(rec, f, dest, methods=methods, target=args.target,

@@ -61,12 +61,12 @@ def _calibration_patches(args, config: dict):  # noqa: ANN202 - (held-out patche
     import numpy as np
 
     from emolens.audio.io import load_audio
-    from emolens.cli.commands import _expand
+    from emolens.cli.inputs import expand_inputs
     from emolens.features.mel import frontend_from_dict, mel_spectrogram
     from emolens.features.patches import PatchConfig, log_mel_patches
 
     fe, pc = frontend_from_dict(config["frontend"]), PatchConfig(**config["patches"])
-    files = _expand(args.calibrate)[: max(2, args.calibrate_files)]
+    files = expand_inputs(args.calibrate)[: max(2, args.calibrate_files)]
     parts = [log_mel_patches(mel_spectrogram(load_audio(f, sample_rate=fe.sample_rate).samples, fe), pc) for f in files]
     held = [p for i, p in enumerate(parts) if i % 4 == 3] or parts[-1:]
     calib = [p for i, p in enumerate(parts) if i % 4 != 3] or parts

@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.add_argument("--max-seconds", type=float, default=600.0, help="reject recordings longer than this (default 600; `emolens timeline` takes any length)")
     predict_cli.add_arguments(p)
+    p.set_defaults(func=predict_cli.cmd_predict)
     _add_common(p)
 
     p = sub.add_parser("explain", help="attribution maps (Gradient x Input, Grad-CAM, LIME, Occlusion, ...), focus audio and faithfulness for files")
@@ -134,6 +135,21 @@ def _train_args(p: argparse.ArgumentParser, ablation: bool = False) -> None:
     _add_common(p)
 
 
+#: optional packages -> the extra that installs them (``pip install 'emolens[EXTRA]'``)
+EXTRA_OF = {**dict.fromkeys(["torch", "captum", "sklearn", "scipy", "tflite", "onnx", "tqdm"], "train"),
+            "gradio": "app", "opensmile": "baseline", "h5py": "h5", "ray": "ray"}
+
+
+def missing_extra(exc: ModuleNotFoundError, command: str) -> str | None:
+    """The one-line error for a command whose optional dependency is not installed
+    (None when ``exc`` is about some other module)."""
+    name = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF.get(name)
+    if extra is None:
+        return None
+    return f"`emolens {command}` needs {name}, which this install lacks: pip install 'emolens[{extra}]'"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -145,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(cmd(args) or 0)
     except EmolensError as exc:
         print(f"emolens: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional extra (train, app, ...) is not installed
+        msg = missing_extra(exc, args.command)
+        if msg is None:
+            raise
+        print(f"emolens: error: {msg}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         sys.stderr.close()

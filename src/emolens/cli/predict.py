@@ -30,13 +30,13 @@ def add_arguments(p) -> None:  # noqa: ANN001 - argparse parser
 
 def cmd_predict(args) -> int:
     from emolens.batch import BatchConfig, file_key, iter_file_results
-    from emolens.cli.commands import _expand
+    from emolens.cli.inputs import expand_inputs
     from emolens.inference import EmotionRecognizer, resolve_model
     from emolens.report.results_file import ResultsFile, result_record
 
     rec = EmotionRecognizer.from_dir(resolve_model(args.model), backend=getattr(args, "backend", "auto"),
                                      threads=getattr(args, "threads", None))
-    files = _expand(args.inputs)
+    files = expand_inputs(args.inputs)
     out_path = getattr(args, "out", None)
     sink = ResultsFile(out_path, rec.classes) if out_path is not None else None
     todo = files

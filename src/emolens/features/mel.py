@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import scipy.fft
 
 #: log offsets the pretrained backbones were trained with.
 LOG_OFFSETS: dict[str, float] = {"vggish": 0.01, "yamnet": 0.001}
@@ -124,7 +123,7 @@ def _magnitude_blocks(samples: np.ndarray, cfg: FrontEndConfig):
     frames = frame_signal(samples, cfg)
     window = periodic_hann(cfg.win_length)
     for s in range(0, frames.shape[0], _BLOCK_FRAMES):
-        yield s, np.abs(scipy.fft.rfft(frames[s : s + _BLOCK_FRAMES] * window, n=cfg.n_fft, axis=1))
+        yield s, np.abs(np.fft.rfft(frames[s : s + _BLOCK_FRAMES] * window, n=cfg.n_fft, axis=1))
 
 
 def stft_magnitude(samples: np.ndarray, cfg: FrontEndConfig = VGGISH_16K) -> np.ndarray:

@@ -2,16 +2,18 @@
 
 ``backend.run(patches (n, 96, 64) float32) -> (probs (n, C), audioset (n, 521) or None)``
 
-* :class:`TorchBackend`: the PyTorch :class:`FusionNet` itself.
+* :class:`TorchBackend`: the PyTorch :class:`FusionNet` itself (imports torch).
 * :class:`OnnxBackend`: the same graph exported to ONNX (:mod:`onnx_export`) run by
   ONNX Runtime with all graph optimisations and one intra-op thread per usable core;
   probabilities agree with torch to ~1e-6 (``tests/models/test_backends.py``) and it is
   several times faster on a CPU (``benchmarks/inference_speed.py``).
 
 :func:`resolve_backend` picks ``"auto"`` = ONNX when onnxruntime is installed, else torch.
-:func:`onnx_for_run` finds or makes the ONNX file of a run directory: ``RUN/model.onnx``
-when it was exported from these weights, else a cached export
-(``$EMOLENS_CACHE/onnx/<fingerprint>.onnx``, default ``~/.cache/emolens/onnx``).
+:func:`find_onnx` finds the ONNX file of a run directory without PyTorch: ``RUN/model.onnx``
+when it was exported from these weights (the shipped model carries one), else a cached
+export (``$EMOLENS_CACHE/onnx/<fingerprint>.onnx``, default ``~/.cache/emolens/onnx``);
+:func:`onnx_for_run` also makes the cached export when there is none (that needs torch).
+This module imports neither torch nor onnx at import time.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from emolens.errors import ModelError
-from emolens.models.fusion import FusionNet
+from emolens.models.run_files import ONNX_FILE, run_fingerprint
+
+if TYPE_CHECKING:
+    from emolens.models.fusion import FusionNet
 
 log = logging.getLogger("emolens")
 BACKENDS = ("auto", "torch", "onnx")
@@ -64,18 +68,20 @@ class TorchBackend:
         self.model = model.eval()
         self.batch_size = batch_size
 
-    @torch.no_grad()
     def run(self, patches: np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        import torch
+
         probs, audioset = [], []
         with_as = self.model.yamnet is not None
-        for x in _batches(patches, batch_size or self.batch_size):
-            t = torch.from_numpy(x)
-            if with_as:
-                logits, scores = self.model.forward_with_audioset(t)
-                audioset.append(scores.numpy())
-            else:
-                logits = self.model(t)
-            probs.append(torch.softmax(logits, 1).numpy())
+        with torch.no_grad():
+            for x in _batches(patches, batch_size or self.batch_size):
+                t = torch.from_numpy(x)
+                if with_as:
+                    logits, scores = self.model.forward_with_audioset(t)
+                    audioset.append(scores.numpy())
+                else:
+                    logits = self.model(t)
+                probs.append(torch.softmax(logits, 1).numpy())
         n_classes = self.model.head.classifier[-1].out_features
         if not probs:
             return np.zeros((0, n_classes), np.float32), (np.zeros((0, 521), np.float32) if with_as else None)
@@ -120,23 +126,36 @@ class OnnxBackend:
         return np.concatenate(probs), (np.concatenate(audioset) if with_as else None)
 
 
-def onnx_available() -> bool:
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported (without importing it)."""
+    import importlib.util
+
     try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
         return False
-    return True
+
+
+def onnx_available() -> bool:
+    """Whether ONNX Runtime is installed (running an export needs nothing else)."""
+    return _installed("onnxruntime")
+
+
+def needs_torch(what: str) -> ModelError:
+    """The one-line error of a step that needs PyTorch in an install without it."""
+    return ModelError(f"{what} needs PyTorch, which this install lacks: pip install 'emolens[train]'")
 
 
 def resolve_backend(name: str) -> str:
-    """``auto`` -> ``onnx`` when onnxruntime (and onnx) import, else ``torch``."""
+    """``auto`` -> ``onnx`` when onnxruntime is installed, else ``torch``."""
     if name not in BACKENDS:
         raise ModelError(f"unknown backend {name!r}; use {', '.join(BACKENDS)}")
     if name == "auto":
         return "onnx" if onnx_available() else "torch"
     if name == "onnx" and not onnx_available():
-        raise ModelError("the onnx backend needs the onnx and onnxruntime packages (pip install onnx onnxruntime)")
+        raise ModelError("the onnx backend needs the onnxruntime package (pip install onnxruntime)")
+    if name == "torch" and not _installed("torch"):
+        raise needs_torch("--backend torch")
     return name
 
 
@@ -146,14 +165,12 @@ def onnx_cache_dir() -> Path:
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "emolens") / "onnx"
 
 
-def onnx_for_run(run_dir: str | Path, model: FusionNet, threads: int | None = None) -> OnnxBackend:
-    """An :class:`OnnxBackend` for the run in ``run_dir`` whose ``model`` is loaded:
-    ``RUN/model.onnx`` when exported from the same weights, else the cached export,
-    exporting it (a few seconds, once per model) when there is none."""
-    from emolens.models.onnx_export import export_onnx, run_fingerprint
-
+def find_onnx(run_dir: str | Path, threads: int | None = None) -> OnnxBackend | None:
+    """An :class:`OnnxBackend` of ``RUN/model.onnx`` or of the cached export, whichever
+    was made from the run's current weights (its recorded fingerprint); None when
+    neither was. Needs only onnxruntime."""
     fp = run_fingerprint(run_dir)
-    for cand in (Path(run_dir) / "model.onnx", onnx_cache_dir() / f"{fp[:32]}.onnx"):
+    for cand in (Path(run_dir) / ONNX_FILE, onnx_cache_dir() / f"{fp[:32]}.onnx"):
         if cand.exists():
             try:
                 be = OnnxBackend(cand, threads)
@@ -163,22 +180,48 @@ def onnx_for_run(run_dir: str | Path, model: FusionNet, threads: int | None = No
                 if be.quantized:
                     log.info("using %s (%s, made by `emolens export --int8`)", cand, be.quantized)
                 return be
+    return None
+
+
+def onnx_for_run(run_dir: str | Path, model: FusionNet | None = None, threads: int | None = None) -> OnnxBackend:
+    """An :class:`OnnxBackend` for the run in ``run_dir``: :func:`find_onnx`, else a new
+    cached export (a few seconds, once per model; loads ``model`` from ``run_dir`` with
+    PyTorch when not given)."""
+    found = find_onnx(run_dir, threads)
+    if found is not None:
+        return found
+    if not (_installed("torch") and _installed("onnx")):
+        raise needs_torch(f"{run_dir} has no ONNX export of its current weights; making one")
+    from emolens.models.onnx_export import export_onnx
+
+    if model is None:
+        from emolens.models.io import load_model
+
+        model = load_model(run_dir)[0]
+    fp = run_fingerprint(run_dir)
     dest = onnx_cache_dir() / f"{fp[:32]}.onnx"
     log.info("exporting %s to ONNX once (%s)", run_dir, dest)
     export_onnx(model, dest, fp)
     return OnnxBackend(dest, threads)
 
 
-def make_backend(name: str, model: FusionNet, run_dir: str | Path | None = None,
+def make_backend(name: str, model: FusionNet | None, run_dir: str | Path | None = None,
                  threads: int | None = None) -> TorchBackend | OnnxBackend:
-    """A backend by name (``auto``, ``torch`` or ``onnx``) for a loaded model.
+    """A backend by name (``auto``, ``torch`` or ``onnx``) for a model.
 
-    ``onnx`` needs ``run_dir`` (to find/cache the export) or exports to a temporary
-    file keyed by nothing (in-memory models, e.g. in tests)."""
+    ``torch`` needs the loaded ``model``; ``onnx`` needs ``run_dir`` (to find/cache the
+    export; ``model`` may then be None) or exports ``model`` to a temporary file keyed by
+    nothing (in-memory models, e.g. in tests)."""
     name = resolve_backend(name)
     if name == "torch":
+        import torch
+
         if threads:
             torch.set_num_threads(threads)
+        if model is None:
+            from emolens.models.io import load_model
+
+            model = load_model(run_dir)[0]
         return TorchBackend(model)
     if run_dir is not None:
         return onnx_for_run(run_dir, model, threads)
@@ -190,5 +233,5 @@ def make_backend(name: str, model: FusionNet, run_dir: str | Path | None = None,
     return OnnxBackend(export_onnx(model, tmp), threads)
 
 
-__all__ = ["Backend", "TorchBackend", "OnnxBackend", "make_backend", "resolve_backend", "onnx_for_run",
+__all__ = ["Backend", "TorchBackend", "OnnxBackend", "make_backend", "resolve_backend", "onnx_for_run", "find_onnx", "needs_torch",
            "onnx_available", "onnx_cache_dir", "usable_cores", "BACKENDS"]

@@ -26,7 +26,7 @@ from emolens.models.fusion import FusionNet
 from emolens.models.vggish import VGGish
 from emolens.models.yamnet import YAMNet
 
-MODEL_FILE, CONFIG_FILE, GDS_FILE = "model.safetensors", "model.json", "gds.safetensors"
+from emolens.models.run_files import CONFIG_FILE, GDS_FILE, MODEL_FILE  # noqa: F401 - names kept here too
 
 
 BACKBONES = ("vggish", "yamnet")

@@ -16,7 +16,6 @@ never used for a retrained model.
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import re
 import warnings
@@ -29,7 +28,7 @@ from torch import nn
 
 from emolens.errors import ModelError
 from emolens.models.fusion import FusionNet
-from emolens.models.io import CONFIG_FILE, MODEL_FILE
+from emolens.models.run_files import run_fingerprint  # noqa: F401 - re-exported (it lived here)
 from emolens.models.yamnet import Conv2dSame, same_padding
 
 log = logging.getLogger("emolens")
@@ -95,20 +94,6 @@ class _ExportWrapper(nn.Module):
             logits, scores = self.model.forward_with_audioset(x)
             return torch.softmax(logits, 1), scores
         return torch.softmax(self.model(x), 1)
-
-
-def run_fingerprint(run_dir: str | Path) -> str:
-    """sha256 (hex) of a run's ``model.safetensors`` and ``model.json``."""
-    run_dir = Path(run_dir)
-    h = hashlib.sha256()
-    for name in (MODEL_FILE, CONFIG_FILE):
-        p = run_dir / name
-        if not p.exists():
-            raise ModelError(f"{run_dir}: no trained model here ({CONFIG_FILE} + {MODEL_FILE}); train one with `emolens train --out {run_dir}`")
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def output_names(model: FusionNet) -> list[str]:

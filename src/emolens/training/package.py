@@ -1,7 +1,10 @@
 """Turn a trained run into a shippable model folder: head-only weights on the packaged
 YAMNet (a few MB instead of ~17), the fitted selector, ``model.json`` with a ``card``
-section, and ``MODEL_CARD.md`` rendered from it (``scripts/train_default`` uses this to
-write ``emolens/data/default_model``)."""
+section, ``MODEL_CARD.md`` rendered from it, and ``model.onnx``: the whole model exported
+from those weights (keyed to them by :func:`~emolens.models.run_files.run_fingerprint`),
+so that inference needs only ONNX Runtime (``scripts/train_default`` uses this to write
+``emolens/data/default_model``; ``tests/cli/test_default_model.py`` fails when the
+shipped ONNX file does not match the shipped weights)."""
 
 from __future__ import annotations
 
@@ -37,7 +40,20 @@ def package_model(run_dir: str | Path, dest: str | Path, card: dict) -> Path:
     config = {k: v for k, v in config.items() if k != "backbones"} | {"card": card}
     save_model(dest, model, config, gds, embed_backbones=False, backbone_files={"yamnet": yam})
     (dest / "MODEL_CARD.md").write_text(model_card(config, name=card.get("title", "emolens model")))
+    write_onnx(dest, model)
     return dest
+
+
+def write_onnx(model_dir: str | Path, model=None) -> Path:  # noqa: ANN001 - FusionNet
+    """Export ``model_dir``'s model (loaded from there unless given) to
+    ``model_dir/model.onnx``, recording the fingerprint of its weights; returns the path."""
+    from emolens.models.onnx_export import export_onnx
+    from emolens.models.run_files import ONNX_FILE, run_fingerprint
+
+    model_dir = Path(model_dir)
+    if model is None:
+        model = load_model(model_dir)[0]
+    return export_onnx(model, model_dir / ONNX_FILE, run_fingerprint(model_dir))
 
 
 def evaluation_rows(metrics: dict, baseline: dict | None = None) -> list[dict]:
@@ -59,4 +75,4 @@ def read_metrics(path: str | Path) -> dict:
     return json.loads((Path(path) / "metrics.json").read_text()) if Path(path).is_dir() else json.loads(Path(path).read_text())
 
 
-__all__ = ["package_model", "evaluation_rows", "read_metrics"]
+__all__ = ["package_model", "write_onnx", "evaluation_rows", "read_metrics"]
