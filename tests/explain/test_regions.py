@@ -198,3 +198,25 @@ def test_decision_predictor_matches_utterance_predictor():
     calls = fast.scorer.patch_calls
     fast(batch[:2])  # the original and the baseline are cached
     assert fast.scorer.patch_calls == calls
+
+    def probs_fn(p):  # the same model through numpy, as ONNX Runtime would run it
+        with torch.no_grad():
+            return torch.softmax(model(torch.from_numpy(p)[:, None]), dim=1).numpy()
+
+    np_pred = decision_predictor(None, lm, voting, probs_fn=probs_fn)
+    np.testing.assert_allclose(np_pred(batch), fast(batch), rtol=1e-5, atol=1e-7)
+    assert np_pred.counter["patches"] == 3  # only the noisy copy's 3 voting patches ran
+
+
+def test_occlusion_through_a_numpy_backend_equals_torch():
+    model = _linear()
+    lm = np.random.default_rng(5).normal(size=(240, 64)).astype(np.float32)
+    r = make_regions(lm, RegionConfig(block_seconds=0.2, n_bands=4))
+
+    def probs_fn(p):
+        with torch.no_grad():
+            return torch.softmax(model(torch.from_numpy(p)[:, None]), dim=1).numpy()
+
+    a = region_attribution(model, lm, r, 0, method="occlusion")
+    b = region_attribution(model, lm, r, 0, method="occlusion", probs_fn=probs_fn)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-6)

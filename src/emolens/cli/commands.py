@@ -272,7 +272,8 @@ def cmd_profile(args) -> int:
         seen[u.label] = seen.get(u.label, 0) + 1
         x = torch.from_numpy(log_mel_patches(mel, rec.patch_config)).unsqueeze(1)
         att = run_method(method, rec.model, x, rec.classes.index(u.label), **opts)  # the emotion's own class
-        maps.append(utterance_map(att.maps, mel.shape[0]))
+        voting = rec.voting_patches(mel)  # the patches that make the decision, as explain stitches them
+        maps.append(utterance_map(att.maps, mel.shape[0], rec.patch_config, weights=voting.astype(float)))
         labels.append(u.label)
     hz = mel_band_centers(rec.frontend)
     prof = frequency_profile(maps, labels)
@@ -285,6 +286,7 @@ def cmd_profile(args) -> int:
     st = profile_stats(band_distributions(maps, labels), hz, ProfileStatsConfig(seed=args.seed))
     (out / "profile.json").write_text(json.dumps({"summary": summ, "angry_happy_above_neutral_sad": leans_higher(summ),
                                                   "method": method, "layer": opts.get("layer"), "recordings": len(maps),
+                                                  "patches": "voting (speech, GDS-kept), as explain",
                                                   "stats": st.as_dict()}, indent=2))
     print(format_profile_stats(st, f"{what} frequency profile, {len(maps)} recordings of {args.work}"))
     print(f"-> {out / 'profile.png'}, {out / 'profile.csv'}, {out / 'profile.json'}")

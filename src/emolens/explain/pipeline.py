@@ -154,14 +154,18 @@ def explain(rec, source, *, methods=METHODS, target: str | int | None = None, tr
         if callable(progress):
             progress(f"regions ({region_method})", 0, 1)
         reg = make_regions(a.log_mel, regions, rec.frontend)
+        fast = rec.patch_probabilities if getattr(rec, "normalize", "none") == "none" else None  # the recognizer's backend
         ra = region_attribution(rec.model, a.log_mel, reg, t, voting=ex.voting, method=region_method, contrast=u,
-                                pcfg=rec.patch_config)
+                                pcfg=rec.patch_config, probs_fn=fast)
         ex.regions, ex.boxes = ra, top_boxes(ra)
         ex.sentence = region_sentence(ra, ex.boxes, list(rec.classes))
         ex.cost[f"regions ({region_method})"] = {"forward_calls": 0, "patches_evaluated": ra.patch_calls,
                                                  "backward_calls": 0, "seconds": ra.seconds}
         if callable(progress):
             progress(f"regions ({region_method})", 1, 1)
+        from emolens.explain.prosody import explain_prosody
+
+        ex.prosody = explain_prosody(rec, a, t, u)  # [] unless the model has a prosody stream
         if focus is None and any(b.sign > 0 for b in ex.boxes):  # the focus audio follows the top regions
             ex.focus_method = f"regions ({region_method})"
             ex.focus_mask = box_time_mask(ex.boxes, len(wave), sr)
@@ -173,7 +177,8 @@ def explain(rec, source, *, methods=METHODS, target: str | int | None = None, tr
             from emolens.explain.faithfulness import region_faithfulness
 
             fo = {k: v for k, v in (faithfulness_options or {}).items() if k in ("steps", "n_orders", "seed")}
-            ex.region_faithfulness = region_faithfulness(decision_predictor(rec.model, a.log_mel, ex.voting, pcfg=rec.patch_config),
+            ex.region_faithfulness = region_faithfulness(decision_predictor(rec.model, a.log_mel, ex.voting, pcfg=rec.patch_config,
+                                                                            probs_fn=fast),
                                                          a.log_mel, reg.ids, {"regions": ra.scores}, t,
                                                          **{"steps": 10, "n_orders": 3, **fo})
     if fm is not None:

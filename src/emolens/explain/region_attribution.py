@@ -63,6 +63,9 @@ class UtteranceScore(nn.Module):
     ``forward(x (B, 1, n_frames, n_mels))`` -> ``(B, C)``: ``log`` (``score="log_prob"``,
     default) or the value (``"prob"``) of the mean softmax over the ``voting``
     patches; with ``contrast = u`` the column ``u`` is subtracted from every column.
+    ``probs_fn`` (patches ``(K, 96, M)`` numpy -> softmax ``(K, C)``, e.g.
+    ``EmotionRecognizer.patch_probabilities`` on ONNX Runtime) runs the patches
+    instead of ``model`` when no gradient is needed.
     ``reference`` (the original log-mel, or a list of log-mels): without autograd,
     patches identical to a reference's are not re-run (their softmax is cached),
     which makes single-region ablations cheap.
@@ -70,11 +73,12 @@ class UtteranceScore(nn.Module):
 
     def __init__(self, model: nn.Module, n_frames: int, voting: np.ndarray | None = None, *,
                  score: str = "log_prob", contrast: int | None = None, pcfg: PatchConfig = DEFAULT_PATCHES,
-                 pad_value: float = SILENCE_LOG_MEL, reference: np.ndarray | None = None, batch_size: int = 128) -> None:
+                 pad_value: float = SILENCE_LOG_MEL, reference: np.ndarray | None = None, batch_size: int = 128,
+                 probs_fn=None) -> None:
         super().__init__()
         if score not in ("log_prob", "prob"):
             raise ValueError(f"score {score!r}: use 'log_prob' or 'prob'")
-        self.model, self.score, self.contrast = model, score, contrast
+        self.model, self.score, self.contrast, self.probs_fn = model, score, contrast, probs_fn
         self.pcfg, self.pad_value, self.batch_size = pcfg, float(pad_value), int(batch_size)
         self.n_frames = int(n_frames)
         self.n_patches = num_patches(self.n_frames, pcfg)
@@ -106,6 +110,8 @@ class UtteranceScore(nn.Module):
     def _softmax(self, p: torch.Tensor) -> torch.Tensor:
         """``(K, 96, M)`` patches -> ``(K, C)`` softmax, ``batch_size`` at a time."""
         self.patch_calls += int(p.shape[0])
+        if self.probs_fn is not None and not torch.is_grad_enabled():  # e.g. ONNX Runtime: same softmax, faster
+            return torch.from_numpy(np.asarray(self.probs_fn(np.ascontiguousarray(p.numpy())), np.float32))
         outs = [torch.softmax(self.model(p[i:i + self.batch_size, None]), dim=1)
                 for i in range(0, p.shape[0], self.batch_size)]
         return torch.cat(outs) if outs else p.new_zeros((0, 0))
@@ -185,10 +191,11 @@ def runner_up(probs: np.ndarray, target: int) -> int:
 def region_attribution(model: nn.Module, log_mel: np.ndarray, regions: Regions, target: int, *,
                        voting: np.ndarray | None = None, method: str = "occlusion", contrast: int | None = None,
                        score: str = "log_prob", pcfg: PatchConfig = DEFAULT_PATCHES, seed: int = 0,
-                       perturbations_per_eval: int = 16, **options) -> RegionAttribution:
+                       perturbations_per_eval: int = 16, probs_fn=None, **options) -> RegionAttribution:
     """Scores ``(R,)`` of ``regions`` for the utterance decision on ``log_mel``
     ``(n_frames, n_mels)`` (natural-log mel, as ``Analysis.log_mel``), explaining class
     ``target`` (against ``contrast`` when given) over the ``voting (n_patches,)`` patches.
+    ``probs_fn``: see :class:`UtteranceScore` (perturbation methods only).
     ``options`` override :data:`REGION_METHODS` defaults."""
     if method not in REGION_METHODS:
         raise ValueError(f"unknown region method {method!r}; use {', '.join(REGION_METHODS)}")
@@ -207,7 +214,7 @@ def region_attribution(model: nn.Module, log_mel: np.ndarray, regions: Regions, 
         torch.manual_seed(seed)
         if method in ("occlusion", "kernelshap", "shapley"):
             f = UtteranceScore(model, lm.shape[0], voting, score=score, contrast=contrast, pcfg=pcfg,
-                               reference=lm if method == "occlusion" else None)
+                               reference=lm if method == "occlusion" else None, probs_fn=probs_fn)
             with torch.no_grad():
                 if method == "occlusion":
                     a = FeatureAblation(f).attribute(x, baselines=base_v, target=int(target), feature_mask=mask,
@@ -239,16 +246,46 @@ def region_attribution(model: nn.Module, log_mel: np.ndarray, regions: Regions, 
                              round(time.perf_counter() - t0, 4), f.patch_calls, opts)
 
 
-def decision_predictor(model: nn.Module, log_mel: np.ndarray, voting: np.ndarray | None = None, *,
-                       pcfg: PatchConfig = DEFAULT_PATCHES, batch: int = 16):
+def decision_predictor(model: nn.Module | None, log_mel: np.ndarray, voting: np.ndarray | None = None, *,
+                       pcfg: PatchConfig = DEFAULT_PATCHES, batch: int = 16, probs_fn=None):
     """A :data:`~emolens.explain.faithfulness.PredictFn` for perturbed copies of one
     recording ``log_mel`` ``(n_frames, n_mels)``: the utterance probabilities ``(S, C)``
     of the decision over the ``voting`` patches, as :func:`utterance_predictor` with
     ``voting``, but only voting patches run, and patches equal to the original's or
-    to the all-mean baseline's are not re-run."""
+    to the all-mean baseline's are not re-run. ``probs_fn`` (patches ``(K, 96, M)`` ->
+    softmax ``(K, C)``, e.g. ``EmotionRecognizer.patch_probabilities`` on ONNX Runtime)
+    runs the patches instead of ``model``."""
     lm = np.asarray(log_mel, np.float32)
-    f = UtteranceScore(model, lm.shape[0], voting, score="prob", pcfg=pcfg,
-                       reference=[lm, np.full_like(lm, float(lm.mean()))])
+    refs = [lm, np.full_like(lm, float(lm.mean()))]
+    if probs_fn is not None:
+        from emolens.features.patches import frame_patches
+
+        n_p = num_patches(lm.shape[0], pcfg)
+        v = np.ones(n_p, bool) if voting is None else np.asarray(voting, bool)
+        idx = np.flatnonzero(v) if v.any() else np.arange(n_p)
+        cut = lambda x: frame_patches(x, pcfg, pad_value=SILENCE_LOG_MEL)[idx]  # noqa: E731
+        cache = [(cut(r), np.asarray(probs_fn(cut(r)))) for r in refs]
+        counter = {"patches": 0}
+
+        def predict_np(x: np.ndarray) -> np.ndarray:
+            xs = np.asarray(x, np.float32)
+            if xs.ndim == 2:
+                xs = xs[None]
+            ps = np.stack([cut(u) for u in xs])  # (S, V, 96, M)
+            out = np.zeros(ps.shape[:2] + (cache[0][1].shape[1],))
+            todo = np.ones(ps.shape[:2], bool)
+            for rp, rprob in cache:
+                same = (ps == rp[None]).reshape(*ps.shape[:2], -1).all(axis=2) & todo
+                out[same] = np.broadcast_to(rprob[None], out.shape)[same]
+                todo &= ~same
+            if todo.any():
+                out[todo] = probs_fn(np.ascontiguousarray(ps[todo]))
+                counter["patches"] += int(todo.sum())
+            return out.mean(axis=1)
+
+        predict_np.counter = counter
+        return predict_np
+    f = UtteranceScore(model, lm.shape[0], voting, score="prob", pcfg=pcfg, reference=refs)
 
     def predict(x: np.ndarray) -> np.ndarray:
         xs = torch.from_numpy(np.asarray(x, np.float32))
