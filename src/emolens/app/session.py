@@ -110,7 +110,7 @@ class AppSession:
         folder = Path(tempfile.mkdtemp(prefix="view-", dir=self.config.workdir))
         timeline = plot_patch_timeline(ex, folder / "timeline.png")
         what = ex.target_label + (f" rather than {ex.contrast_label}" if ex.contrast_label else "")
-        title = f"{method_title(method)} for {ex.target_label}; boxes: top regions for {what} (predicted {ex.label} {ex.confidence:.2f})"
+        title = f"boxes: top regions for {what}; map: {method_title(method)} for {ex.target_label}"
         map_png = plot_four_panel(ex.log_mel, {method_title(method): ex.maps[method]}, folder / "map.png",
                                   title=title, cfg=self.rec.frontend, boxes=ex.boxes)
         msg = "; ".join(ex.notes)

@@ -100,7 +100,7 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
         if not v.sentence:
             return ""
         ex = v.explanation
-        note = region_note(ex.regions.method)
+        note = region_note(ex.regions.method, ex.regions.regions.time_unit)
         text = f"**Top regions (boxes):** {v.sentence}"
         if note:
             text += f"  \n*regions: {note}*"

@@ -204,14 +204,15 @@ def cmd_explain(args) -> int:
     if args.target is not None and args.target not in rec.classes:
         raise EmolensError(f"--target {args.target!r} is not a class of this model ({', '.join(rec.classes)})")
     from emolens.explain.region_attribution import DEFAULT_REGION_METHOD, REGION_METHODS
-    from emolens.explain.regions import RegionConfig
+    from emolens.explain.regions import DEFAULT_REGIONS
 
     region_method = args.region_method or DEFAULT_REGION_METHOD
     if region_method not in REGION_METHODS:
         raise EmolensError(f"unknown --region-method {region_method!r}; use {', '.join(REGION_METHODS)}")
     if args.contrast not in (True, False) and args.contrast not in rec.classes:
         raise EmolensError(f"--contrast {args.contrast!r} is not a class of this model ({', '.join(rec.classes)})")
-    regions = None if args.regions == "none" else RegionConfig(time_unit=args.regions)
+    regions = (None if args.regions == "none" else DEFAULT_REGIONS if args.regions is None
+               else dataclasses.replace(DEFAULT_REGIONS, time_unit=args.regions))
     truth = _true_labels(args.work)
     files = expand_inputs(args.inputs)
     for f in files:

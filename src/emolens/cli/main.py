@@ -78,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contrast", nargs="?", const=True, default=False, metavar="CLASS",
                    help="explain why the target rather than the runner-up class (or rather than CLASS): "
                         "regions attribute the log-probability difference")
-    p.add_argument("--regions", default="fixed", choices=["fixed", "syllable", "none"],
-                   help="time units of the region boxes: fixed 0.2-s blocks (default, measured), syllable-like units, or none")
+    p.add_argument("--regions", default=None, choices=["fixed", "syllable", "none"],
+                   help="time units of the region boxes: fixed 0.2-s blocks, syllable-like units (energy valleys, voicing), "
+                        "or none (default: the measured default, see benchmarks/faithfulness.md)")
     p.add_argument("--region-method", default=None,
                    help="occlusion (default, measured), kernelshap, shapley, smoothgrad or gxi")
     p.add_argument("--json", action="store_true", help="print each file's explanation.json (regions included) as one JSON line")

@@ -62,6 +62,7 @@ __all__ = [
     "measured_faithfulness",
     "faithfulness_note",
     "region_note",
+    "region_spec",
     "MEASURED_AS",
     "method_label",
 ]
@@ -356,9 +357,14 @@ def faithfulness_note(name: str) -> str:
             f"{_sanity_words(rows)} (measured on the shipped model)")
 
 
-def region_note(region_method: str) -> str:
-    """The same line for a region method (``r.NAME`` in the benchmark), at region level."""
-    rows = _rows(f"r.{region_method}")
+def region_spec(region_method: str, time_unit: str = "fixed") -> str:
+    """The benchmark spec of a region method on a kind of time unit (``r.occlusion@syllable``)."""
+    return f"r.{region_method}" + ("@syllable" if time_unit == "syllable" else "")
+
+
+def region_note(region_method: str, time_unit: str = "fixed") -> str:
+    """The same line for a region method on ``time_unit`` regions, at region level."""
+    rows = _rows(region_spec(region_method, time_unit))
     if not rows:
         return ""
     parts = ", ".join(f"{c} {e['region_beats_random']:.0%}" for c, e in rows.items())

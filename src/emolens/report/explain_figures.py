@@ -55,8 +55,13 @@ def draw_boxes(ax, boxes, cfg: FrontEndConfig = VGGISH_16K, labels: bool = True)
         if labels:
             rank += pos
             text = f"{rank}: {b.share:.0%}" if pos else f"against {b.share:.0%}"
-            ax.text(x0 + 0.01, y1 - 0.6, text, color=colour, fontsize=8, fontweight="bold", va="top", ha="left",
-                    bbox=dict(facecolor="black", alpha=0.55, pad=1.0, linewidth=0))
+            # evidence labelled inside the top-left corner, counter-evidence under the box's bottom edge
+            if pos:
+                y, va = y1 - 0.6, "top"
+            else:  # under the box, or above it when the box sits on the lowest band
+                y, va = (y0 - 0.4, "top") if y0 > 3 else (y1 + 0.4, "bottom")
+            ax.text(x0 + 0.01, y, text, color=colour, fontsize=8, fontweight="bold",
+                    va=va, ha="left", bbox=dict(facecolor="black", alpha=0.55, pad=1.0, linewidth=0))
 
 
 def plot_regions(
