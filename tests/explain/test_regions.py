@@ -39,7 +39,7 @@ def test_fixed_units_merge_a_short_tail():
 
 def test_make_regions_ids_times_and_paint_round_trip():
     lm = np.random.default_rng(0).normal(size=(372, 64)).astype(np.float32)
-    r = make_regions(lm, RegionConfig(block_seconds=0.25, n_bands=4))
+    r = make_regions(lm, RegionConfig(time_unit="fixed", block_seconds=0.25, n_bands=4))
     assert r.n_units == 15 and r.n_groups == 4 and r.n == 60
     assert r.ids.shape == (372, 64) and r.ids.min() == 0 and r.ids.max() == 59
     # region 4*3 + 2 = unit 3, band group 2: frames 75-100, bands 32-48
@@ -93,7 +93,7 @@ def test_occlusion_is_the_exact_drop_and_skips_non_voting_patches():
     rng = np.random.default_rng(2)
     lm = rng.normal(size=(240, 64)).astype(np.float32)
     voting = np.array([False, True, True, False])  # frames 48-191 vote
-    r = make_regions(lm, RegionConfig(block_seconds=0.2, n_bands=4))
+    r = make_regions(lm, RegionConfig(time_unit="fixed", block_seconds=0.2, n_bands=4))
     ra = region_attribution(model, lm, r, 1, voting=voting, method="occlusion")
     f = UtteranceScore(model, 240, voting)
     with torch.no_grad():
@@ -115,7 +115,7 @@ def test_gxi_regions_of_a_linear_decision_match_occlusion_sum():
     so Gradient x Input from the mean equals removing each region (completeness)."""
     model = _linear(2)
     lm = np.random.default_rng(3).normal(size=(96, 64)).astype(np.float32)
-    r = make_regions(lm, RegionConfig(block_seconds=0.24, n_bands=4))
+    r = make_regions(lm, RegionConfig(time_unit="fixed", block_seconds=0.24, n_bands=4))
 
     class Logit(nn.Module):  # exp(logit) so that log of the "softmax mean" is the logit difference
         def __init__(self, m):
@@ -136,7 +136,7 @@ def test_gxi_regions_of_a_linear_decision_match_occlusion_sum():
 def test_region_faithfulness_ranks_the_informative_region_first():
     lm = np.zeros((100, 64), np.float32)
     lm[20:40, 0:16] = 5.0
-    r = make_regions(lm, RegionConfig(block_seconds=0.2, n_bands=4))
+    r = make_regions(lm, RegionConfig(time_unit="fixed", block_seconds=0.2, n_bands=4))
     hot = int(r.ids[25, 5])
 
     def predict(x):  # probability of class 0 = how much of the hot region is left
@@ -151,7 +151,7 @@ def test_region_faithfulness_ranks_the_informative_region_first():
 
 
 def _attribution(scores, n_frames=100):
-    r = make_regions(np.zeros((n_frames, 64), np.float32), RegionConfig(block_seconds=0.2, n_bands=4))
+    r = make_regions(np.zeros((n_frames, 64), np.float32), RegionConfig(time_unit="fixed", block_seconds=0.2, n_bands=4))
     return RegionAttribution("occlusion", np.asarray(scores, float), r, 0)
 
 
@@ -211,7 +211,7 @@ def test_decision_predictor_matches_utterance_predictor():
 def test_occlusion_through_a_numpy_backend_equals_torch():
     model = _linear()
     lm = np.random.default_rng(5).normal(size=(240, 64)).astype(np.float32)
-    r = make_regions(lm, RegionConfig(block_seconds=0.2, n_bands=4))
+    r = make_regions(lm, RegionConfig(time_unit="fixed", block_seconds=0.2, n_bands=4))
 
     def probs_fn(p):
         with torch.no_grad():

@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="attribution maps (Gradient x Input, Grad-CAM, LIME, Occlusion, ...), focus audio and faithfulness for files")
     p.add_argument("--model", default=None, type=Path, help="run directory written by `emolens train` (default: the shipped model, see `emolens info`)")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files")
-    p.add_argument("--out", required=True, type=Path, help="output directory (one folder per file)")
+    p.add_argument("--out", default=Path("explained"), type=Path, help="output directory, one folder per file (default: ./explained)")
     p.add_argument("--methods", default=None, help="comma list of gradcam, hirescam, gradcampp, ig, gxi, occlusion, lime, kernelshap (default: the measured default method, gradcam, lime, occlusion)")
     p.add_argument("--target", default=None, help="class to explain (default: the predicted one)")
     p.add_argument("--layer", default="auto", help="layer of gradcam/hirescam/gradcampp: auto (vggish if the model has it, else yamnet_mid), vggish (12x8 cells), yamnet_mid (6x4), yamnet (3x2) or yamnet.0..13")

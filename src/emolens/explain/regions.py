@@ -45,7 +45,7 @@ class RegionConfig:
 
     Attributes:
         time_unit: ``"fixed"`` (blocks of ``block_seconds``) or ``"syllable"``
-            (energy valleys and voicing changes; default ``"fixed"``, chosen by
+            (energy valleys and voicing changes; default ``"syllable"``, chosen by
             ``benchmarks/faithfulness.py``).
         block_seconds: fixed block length in seconds (0.2).
         n_bands: number of mel-band groups (6; 64 bands -> groups of 10-11 bands).
@@ -57,7 +57,7 @@ class RegionConfig:
         voiced_split_hz: voiced frames have more energy below than above this (1000 Hz).
     """
 
-    time_unit: Literal["fixed", "syllable"] = "fixed"
+    time_unit: Literal["fixed", "syllable"] = "syllable"
     block_seconds: float = 0.2
     n_bands: int = 6
     min_unit_seconds: float = 0.1
