@@ -109,10 +109,8 @@ class AppSession:
         ex = self.explanation(method, target, progress, contrast)
         folder = Path(tempfile.mkdtemp(prefix="view-", dir=self.config.workdir))
         timeline = plot_patch_timeline(ex, folder / "timeline.png")
-        what = ex.target_label + (f" rather than {ex.contrast_label}" if ex.contrast_label else "")
-        title = f"boxes: top regions for {what}; map: {method_title(method)} for {ex.target_label}"
-        map_png = plot_four_panel(ex.log_mel, {method_title(method): ex.maps[method]}, folder / "map.png",
-                                  title=title, cfg=self.rec.frontend, boxes=ex.boxes)
+        map_png = plot_four_panel(ex.log_mel, {f"{method_title(method)} for {ex.target_label}": ex.maps[method]},
+                                  folder / "map.png", title=None, cfg=self.rec.frontend, boxes=ex.boxes)  # the page says the rest
         msg = "; ".join(ex.notes)
         if ex.speech is not None and not np.all(ex.speech):
             msg = (msg + "; " if msg else "") + f"{int((~ex.speech).sum())} of {len(ex.speech)} patches are not speech"

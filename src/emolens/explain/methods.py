@@ -368,7 +368,8 @@ def region_note(region_method: str, time_unit: str = "fixed") -> str:
     if not rows:
         return ""
     parts = ", ".join(f"{c} {e['region_beats_random']:.0%}" for c, e in rows.items())
-    return (f"{region_method} over regions: beats a random region order on both AUCs on {parts} of clips"
+    kind = "syllable-like units" if time_unit == "syllable" else "fixed blocks"
+    return (f"{region_method} over regions ({kind} x mel-band groups): beats a random region order on both AUCs on {parts} of clips"
             f"{_sanity_words(rows)} (measured on the shipped model)")
 
 
