@@ -134,7 +134,8 @@ def explanation_section(ex: Explanation, cfg: FrontEndConfig = VGGISH_16K, headi
     parts = [f'<div class="example"><h3>{_esc(head)}</h3>',
              f"<p>{_esc(ex.title())} &middot; {ex.duration:.2f} s &middot; {int(ex.voting.sum())}/{len(ex.voting)} patches vote"
              + (f" &middot; notes: {_esc('; '.join(ex.notes))}" if ex.notes else "") + "</p>",
-             probs, _img(png_uri(four), f"explanation of {name}")]
+             probs, _img(png_uri(four), f"explanation of {name}"),
+             f"<p class=note>maps: {_esc(', '.join(method_title(m) for m in ex.maps))}</p>"]
     if ex.regions is not None:
         from emolens.report.explanation_files import region_title
 
