@@ -51,7 +51,7 @@ def test_explanation_object(rec, clip):
     for b in pos:
         spans[int(round(b.start_s * 16000)):int(round(b.end_s * 16000))] = True
     assert np.array_equal(ex.focus_mask, spans)
-    assert abs(sum(b.share for b in pos) - 1) < 1e-9 or sum(b.share for b in pos) >= 0.5
+    assert sum(b.share for b in pos) >= 0.5 or len(pos) == 4  # half the evidence, or the most boxes shown
     # cells no voting patch covers carry no region evidence
     covered = np.zeros(n_frames, bool)
     for (s, e), v in zip((ex.patch_times * 100).round().astype(int), ex.voting):

@@ -142,13 +142,18 @@ def test_shipped_faithfulness_describes_the_shipped_model_and_its_default():
     text = json.dumps(meas)
     assert not re.search(r'"(/|[A-Za-z]:\\\\)[^"]*"', text), "faithfulness.json must not record local paths"
     assert set(meas["corpora"]) == {"emodb-original", "ravdess", "ased", "nemo", "turev", "casia"}
-    spec = region_spec(DEFAULT_REGION_METHOD, DEFAULT_REGIONS.time_unit)
+    spec = region_spec(DEFAULT_REGION_METHOD, DEFAULT_REGIONS)
     assert meas["default_spec"] == spec  # the shipped default is the one the table chose
+    grid = DEFAULT_REGIONS.time_unit  # the benchmark's name of the grid the spec was scored on
+    if ":" in spec:
+        opts = dict(kv.split("=") for kv in spec.split(":", 1)[1].split(";"))
+        grid += f":block={opts.get('block')};bands={opts.get('bands')}"
     for corpus, res in meas["corpora"].items():
         e = res["table"][spec]
-        rand = res["table"][f"random@{DEFAULT_REGIONS.time_unit}"]
+        rand = res["table"][f"random@{grid}"]
         assert 0 <= e["region_beats_random"] <= 1 and e["region_deletion"] < rand["region_deletion"], corpus
-    assert region_note(DEFAULT_REGION_METHOD, DEFAULT_REGIONS.time_unit).count("%") == 6
+    assert region_note(DEFAULT_REGION_METHOD, DEFAULT_REGIONS).count("%") == 6
+    assert region_spec("occlusion", "syllable") == "r.occlusion@syllable"
 
 
 def test_every_method_has_a_faithfulness_note():

@@ -19,6 +19,7 @@ from emolens.app.session import AppConfig, AppSession, model_card_markdown, prof
 from emolens.errors import EmolensError
 from emolens.explain.explanation import method_title
 from emolens.explain.methods import faithfulness_note, region_note
+from emolens.explain.regions import DEFAULT_REGIONS
 
 log = logging.getLogger("emolens")
 __all__ = ["build_app", "launch"]
@@ -100,7 +101,7 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
         if not v.sentence:
             return ""
         ex = v.explanation
-        note = region_note(ex.regions.method, ex.regions.regions.time_unit)
+        note = region_note(ex.regions.method, DEFAULT_REGIONS)  # the app explains with the default regions
         text = f"**Top regions (boxes):** {v.sentence}"
         if note:
             text += f"  \n*regions: {note}*"

@@ -357,18 +357,30 @@ def faithfulness_note(name: str) -> str:
             f"{_sanity_words(rows)} (measured on the shipped model)")
 
 
-def region_spec(region_method: str, time_unit: str = "fixed") -> str:
-    """The benchmark spec of a region method on a kind of time unit (``r.occlusion@syllable``)."""
-    return f"r.{region_method}" + ("@syllable" if time_unit == "syllable" else "")
+def region_spec(region_method: str, regions="fixed") -> str:
+    """The benchmark spec of a region method on regions ``regions`` (a
+    :class:`~emolens.explain.regions.RegionConfig`, or just its time unit):
+    ``r.occlusion``, ``r.occlusion@syllable``, ``r.occlusion:block=0.1``."""
+    unit = getattr(regions, "time_unit", regions)
+    spec = f"r.{region_method}" + ("@syllable" if unit == "syllable" else "")
+    opts = []
+    block, bands = getattr(regions, "block_seconds", 0.2), getattr(regions, "n_bands", 6)
+    if unit == "fixed" and block != 0.2:
+        opts.append(f"block={block:g}")
+    if bands != 6:
+        opts.append(f"bands={bands}")
+    return spec + (":" + ";".join(opts) if opts else "")
 
 
-def region_note(region_method: str, time_unit: str = "fixed") -> str:
-    """The same line for a region method on ``time_unit`` regions, at region level."""
-    rows = _rows(region_spec(region_method, time_unit))
+def region_note(region_method: str, regions="fixed") -> str:
+    """The same line for a region method on ``regions`` (see :func:`region_spec`), at region level."""
+    time_unit = getattr(regions, "time_unit", regions)
+    rows = _rows(region_spec(region_method, regions))
     if not rows:
         return ""
     parts = ", ".join(f"{c} {e['region_beats_random']:.0%}" for c, e in rows.items())
-    kind = "syllable-like units" if time_unit == "syllable" else "fixed blocks"
+    kind = ("syllable-like units" if time_unit == "syllable"
+            else f"{getattr(regions, 'block_seconds', 0.2):g}-s blocks")
     return (f"{region_method} over regions ({kind} x mel-band groups): beats a random region order on both AUCs on {parts} of clips"
             f"{_sanity_words(rows)} (measured on the shipped model)")
 

@@ -44,10 +44,10 @@ class RegionConfig:
     """How a recording is cut into regions.
 
     Attributes:
-        time_unit: ``"fixed"`` (blocks of ``block_seconds``) or ``"syllable"``
-            (energy valleys and voicing changes; default ``"syllable"``, chosen by
-            ``benchmarks/faithfulness.py``).
-        block_seconds: fixed block length in seconds (0.2).
+        time_unit: ``"fixed"`` (blocks of ``block_seconds``, the default) or
+            ``"syllable"`` (energy valleys and voicing changes).
+        block_seconds: fixed block length in seconds (0.1; fixed 0.1-s blocks x 6 band
+            groups were chosen by ``benchmarks/faithfulness.py``: see benchmarks/faithfulness.md).
         n_bands: number of mel-band groups (6; 64 bands -> groups of 10-11 bands).
         min_unit_seconds / max_unit_seconds: syllable unit length bounds (0.1 / 0.4 s).
         smooth_seconds: moving-average length of the frame energy (0.05 s).
@@ -57,8 +57,8 @@ class RegionConfig:
         voiced_split_hz: voiced frames have more energy below than above this (1000 Hz).
     """
 
-    time_unit: Literal["fixed", "syllable"] = "syllable"
-    block_seconds: float = 0.2
+    time_unit: Literal["fixed", "syllable"] = "fixed"
+    block_seconds: float = 0.1
     n_bands: int = 6
     min_unit_seconds: float = 0.1
     max_unit_seconds: float = 0.4
