@@ -10,6 +10,7 @@ Public API (see README):
 * training/inference: :class:`TrainConfig`, :class:`EmotionRecognizer`
 * explanations: :class:`RegionConfig`, :func:`make_regions`, :func:`region_attribution`,
   :func:`top_boxes`, :func:`region_sentence`
+* batch inference on Ray (``emolens[ray]``): :class:`RayBatchConfig`, :func:`run_ray_batch`
 """
 
 __version__ = "0.1.0"
@@ -42,6 +43,8 @@ _LAZY = {
     "region_attribution": "emolens.explain.region_attribution",
     "top_boxes": "emolens.explain.region_summary",
     "region_sentence": "emolens.explain.region_summary",
+    "RayBatchConfig": "emolens.distributed.ray_batch",
+    "run_ray_batch": "emolens.distributed.ray_batch",
 }
 
 
