@@ -8,6 +8,8 @@ Public API (see README):
 * selection: :class:`GaussianDataSelector`, :class:`GDSConfig`
 * models: :class:`FusionNet`, :class:`VGGish`, :class:`YAMNet`, :func:`build_model`
 * training/inference: :class:`TrainConfig`, :class:`EmotionRecognizer`
+* explanations: :class:`RegionConfig`, :func:`make_regions`, :func:`region_attribution`,
+  :func:`top_boxes`, :func:`region_sentence`
 * batch inference on Ray (``emolens[ray]``): :class:`RayBatchConfig`, :func:`run_ray_batch`
 """
 
@@ -36,6 +38,11 @@ _LAZY = {
     "build_model": "emolens.models",
     "TrainConfig": "emolens.training.trainer",
     "EmotionRecognizer": "emolens.inference",
+    "RegionConfig": "emolens.explain.regions",
+    "make_regions": "emolens.explain.regions",
+    "region_attribution": "emolens.explain.region_attribution",
+    "top_boxes": "emolens.explain.region_summary",
+    "region_sentence": "emolens.explain.region_summary",
     "RayBatchConfig": "emolens.distributed.ray_batch",
     "run_ray_batch": "emolens.distributed.ray_batch",
 }

@@ -304,6 +304,22 @@ class EmotionRecognizer:
                                 speech_fraction=d.speech_fraction))
         return out
 
+    def voting_patches(self, mel: np.ndarray) -> np.ndarray:
+        """Bool ``(n_patches,)``: the patches of a linear mel ``(n_frames, n_mels)`` that
+        enter the utterance decision (GDS-kept and speech, as :meth:`analyze_clips`
+        decides): what ``explain`` and ``profile`` stitch their maps over."""
+        patches = log_mel_patches(mel, self.patch_config)
+        keep = np.ones(len(patches), bool)
+        if self.selector is not None:
+            keep = self.selector.select(patches, np.zeros(len(patches), int)).keep
+        gate = self.speech_gate
+        if not gate.enabled:
+            return keep
+        _, audioset = self.patch_outputs(patches)
+        if audioset is None:
+            audioset = self.gate_audioset(patches)
+        return voting_mask(decide(audioset, gate).is_speech, keep)
+
     def analyze_clip(self, clip: AudioClip) -> Analysis:
         """Classify one decoded clip (16 kHz mono)."""
         return self.analyze_clips([clip])[0]

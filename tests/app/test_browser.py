@@ -11,6 +11,7 @@ import urllib.request
 import numpy as np
 import pytest
 
+from emolens.app.session import AppConfig, AppSession
 from emolens.inference import EmotionRecognizer
 
 pytestmark = pytest.mark.slow
@@ -85,6 +86,21 @@ def test_app_analyses_an_emodb_clip(browser, app_url, emodb_dir, tiny_run, tmp_p
     # the original player plays
     assert page.eval_on_selector("#audio-original audio[src^='blob']",
                                  "e => e.play().then(() => { e.pause(); return true; }, () => true)")
+    # the top regions in words under the map, as the session computes them
+    sess = AppSession(EmotionRecognizer.from_dir(tiny_run), AppConfig(workdir=tmp_path / "s"))
+    sess.analyse(clip)
+    ex = sess.explanation("gxi")
+    words = page.inner_text("#regions-sentence")
+    assert words.startswith("Top regions (boxes): ") and ex.sentence in words
+    assert "of the evidence for " in words and " kHz" in words
+    # one click away: the contrast with the runner-up class
+    page.locator("#contrast input").check()
+    other = sess.explanation("gxi", contrast=True)
+    page.wait_for_function("t => document.querySelector('#regions-sentence').innerText.includes(t)",
+                           arg=f"of the evidence for {other.target_label} rather than {other.contrast_label}", timeout=60000)
+    assert other.sentence in page.inner_text("#regions-sentence")
+    page.locator("#contrast input").uncheck()
+    page.wait_for_function("() => !document.querySelector('#regions-sentence').innerText.includes('rather than')", timeout=60000)
     # switching the method to LIME recomputes (a new map image) and keeps the label
     before = page.get_attribute("#map img", "src")
     page.locator("#method input").click()

@@ -47,8 +47,13 @@ def test_view_cached_and_rendered(rec, tmp_path):
         assert p.is_file() and p.read_bytes()[:4] == b"\x89PNG" and cfg.workdir in p.parents
     steps = []
     v2 = s.view("lime", "sad", lambda st, d, t: steps.append((st, d, t)))
-    assert v2.explanation.focus_method == "lime" and v2.explanation.target_label == "sad" and steps[-1] == ("lime", 2, 2)
-    assert s.explanation("lime", "sad") is v2.explanation and len(s.cache) == 2  # no recomputation
+    e2 = v2.explanation
+    assert e2.focus_method == "regions (occlusion)" and e2.target_label == "sad" and ("lime", 2, 2) in steps
+    assert s.explanation("lime", "sad") is e2 and len(s.cache) == 2  # no recomputation
+    assert v2.sentence == e2.sentence and "of the evidence for sad" in v2.sentence  # the boxes in words
+    v3 = s.view("lime", "sad", contrast=True)
+    assert v3.explanation.contrast_label not in (None, "sad") and "for sad rather than" in v3.sentence
+    assert len(s.cache) == 3 and v3.map_png != v2.map_png
 
 
 def test_model_card_and_profile(tiny_run, tmp_path):

@@ -84,14 +84,24 @@ def test_pipeline_on_emodb_subset(tmp_path, capsys, emodb_dir, weights_dir, monk
                        "--layer", "yamnet_mid", "--lime-samples", "50", "--work", work, "--quiet")
     assert code == 0
     d = ex / "03a01Wa"
-    for name in ("explanation.png", "focus.wav", "focus.png", "focus_tf.wav", "faithfulness.png", "explanation.json"):
+    for name in ("explanation.png", "regions.png", "focus.wav", "focus.png", "focus_tf.wav", "faithfulness.png", "explanation.json"):
         assert (d / name).exists(), name
     info = json.loads((d / "explanation.json").read_text())
     from emolens.explain.methods import DEFAULT_METHOD
+    from emolens.explain.region_attribution import DEFAULT_REGION_METHOD
 
     assert info["true_label"] == "angry" and set(info["faithfulness"]) == {DEFAULT_METHOD, "gradcam", "lime", "occlusion", "random"}
-    assert info["focus_method"] == DEFAULT_METHOD  # the focus audio follows the measured default
+    assert info["focus_method"] == f"regions ({DEFAULT_REGION_METHOD})"  # the focus audio follows the top regions
     assert info["focus_regions_s"] and 0 < info["focus_fraction"] < 1
+    # the regions: boxes in seconds and Hz, and their sentence, also on stdout with --json
+    pos = [r for r in info["regions"] if r["sign"] > 0]
+    assert pos and all(0 <= r["start_s"] < r["end_s"] <= 2.0 and 125 < r["low_hz"] < r["high_hz"] < 7500 for r in pos)
+    assert info["sentence"].startswith(f"{pos[0]['start_s']:.2f}-{pos[0]['end_s']:.2f} s, ")
+    code, out, _ = run(capsys, "explain", "--model", run_dir, emodb_dir / "wav" / "03a01Wa.flac", "--out", tmp_path / "exj",
+                       "--methods", "gxi", "--json", "--contrast", "--no-faithfulness", "--quiet")
+    j = json.loads(out.splitlines()[-1])
+    assert code == 0 and j["contrast"] and j["contrast"] != j["target"] and f"rather than {j['contrast']}" in j["sentence"]
+    assert {"start_s", "end_s", "low_hz", "high_hz", "share", "sign"} <= set(j["regions"][0])
     focus, fsr = sf.read(d / "focus.wav")
     assert fsr == 16000 and len(focus) == 32000 and np.count_nonzero(focus) < len(focus)
     # profile
@@ -103,6 +113,13 @@ def test_pipeline_on_emodb_subset(tmp_path, capsys, emodb_dir, weights_dir, monk
     assert pj["stats"]["thesis_verdict"] in ("supported", "partly supported", "not shown", "contradicted")
     for e in pj["stats"]["emotions"].values():
         assert e["centroid_ci"][0] <= e["centroid_hz"] <= e["centroid_ci"][1]
+    # profile stitches over the voting patches, the ones explain uses
+    from emolens.features.mel import mel_spectrogram
+    from emolens.inference import EmotionRecognizer
+
+    rec = EmotionRecognizer.from_dir(run_dir)
+    a = rec.analyze(emodb_dir / "wav" / "03a01Wa.flac")
+    assert rec.voting_patches(mel_spectrogram(a.clip.samples, rec.frontend)).tolist() == a.voting.tolist()
 
 
 def test_batched_analysis_equals_one_by_one():

@@ -42,8 +42,29 @@ def test_explanation_object(rec, clip):
     np.testing.assert_allclose(ex.patch_times, [[0, 0.96], [0.48, 1.44], [0.96, 1.92]], atol=1e-9)
     assert ex.target == int(np.argmax(ex.probs)) and ex.emotion == rec.classes[ex.target]
     assert ex.label == (ex.emotion if a.has_speech else "no speech")
-    assert ex.focus_method == "gradcam" and ex.focus_mask.shape == ex.wave.shape == ex.focus_audio.shape == ex.tf_audio.shape
+    assert ex.focus_method == "regions (occlusion)" and ex.focus_mask.shape == ex.wave.shape == ex.focus_audio.shape == ex.tf_audio.shape
     assert 0 < ex.focus_mask.mean() < 1 and np.all(ex.focus_audio[~ex.focus_mask] == 0)
+    # the focus audio plays exactly the time spans of the evidence boxes
+    pos = [b for b in ex.boxes if b.sign > 0]
+    assert pos and ex.sentence.startswith(f"{pos[0].start_s:.2f}-{pos[0].end_s:.2f} s, ")
+    spans = np.zeros(len(ex.wave), bool)
+    for b in pos:
+        spans[int(round(b.start_s * 16000)):int(round(b.end_s * 16000))] = True
+    assert np.array_equal(ex.focus_mask, spans)
+    assert sum(b.share for b in pos) >= 0.5 or len(pos) == 4  # half the evidence, or the most boxes shown
+    # cells no voting patch covers carry no region evidence
+    covered = np.zeros(n_frames, bool)
+    for (s, e), v in zip((ex.patch_times * 100).round().astype(int), ex.voting):
+        covered[s:e] |= bool(v)
+    assert np.all(ex.regions.cell_map()[~covered] == 0)
+    d = ex.as_dict()
+    assert d["regions"] and set(d["regions"][0]) == {"start_s", "end_s", "low_hz", "high_hz", "share", "sign", "score"}
+    assert d["sentence"] == ex.sentence and d["region_method"] == "occlusion" and d["contrast"] is None
+    assert set(ex.region_faithfulness) == {"regions", "random"}
+    plain = explain(rec, clip, methods=["gradcam"], regions=None, with_faithfulness=False, progress=False)
+    assert plain.focus_method == "gradcam" and plain.regions is None and "regions" not in plain.as_dict()
+    c = explain(rec, clip, methods=["gradcam"], contrast=True, with_faithfulness=False, progress=False)
+    assert c.contrast_label == rec.classes[int(np.argsort(c.probs)[-2])] and "rather than" in c.sentence
     assert set(ex.faithfulness) == {"gradcam", "lime", "random"} and len(ex.faithfulness["lime"]["deletion"]) == 6
     assert ex.cost["lime"]["patches_evaluated"] == 3 * 20 and ex.cost["gradcam"]["backward_calls"] == 1
     d = ex.as_dict()
@@ -64,13 +85,13 @@ def test_focus_method_and_target_and_speech(rec, clip):
     assert not np.array_equal(ex.focus_mask, g.focus_mask)
     steps = []
     explain(rec, a, methods=["lime"], lime_samples=5, with_faithfulness=False, progress=lambda s, d, t: steps.append((s, d, t)))
-    assert steps[-1] == ("lime", 3, 3)
+    assert ("lime", 3, 3) in steps and steps[-1] == ("regions (occlusion)", 1, 1)
 
 
 def test_writer_round_trip(rec, clip, tmp_path):
     ex = explain(rec, clip, methods=["gradcam"], progress=False, faithfulness_options={"steps": 4, "n_orders": 1})
     info = write_explanation(ex, tmp_path / "out", cfg=rec.frontend)
-    for name in ("explanation.png", "focus.wav", "focus.png", "focus_tf.wav", "faithfulness.png", "explanation.json"):
+    for name in ("explanation.png", "regions.png", "focus.wav", "focus.png", "focus_tf.wav", "faithfulness.png", "explanation.json"):
         assert (tmp_path / "out" / name).stat().st_size > 0, name
     assert json.loads((tmp_path / "out" / "explanation.json").read_text()) == json.loads(json.dumps(info))
     focus, sr = sf.read(tmp_path / "out" / "focus.wav", dtype="float32")

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emolens.explain.methods import DEFAULT_METHOD, METHODS, measured_faithfulness, run_method, scored
+from emolens.explain.methods import (DEFAULT_METHOD, MEASURED_AS, METHODS, measured_faithfulness, region_note, region_spec,
+                                     run_method, scored)
 
 
 def _opts(name, model):
@@ -118,16 +119,53 @@ def test_default_method_is_registered_and_was_measured():
     assert DEFAULT_METHOD in METHODS
     meas = measured_faithfulness()
     assert meas, "faithfulness.json must ship with the package"
+    row = {c: r["table"][MEASURED_AS[DEFAULT_METHOD]] for c, r in meas["corpora"].items()}
+    for corpus, e in row.items():
+        assert 0 <= e["cell_beats_random"] <= 1
+        assert e["cell_deletion"] < meas["corpora"][corpus]["table"]["random"]["cell_deletion"]
+
+
+def test_shipped_faithfulness_describes_the_shipped_model_and_its_default():
+    """faithfulness.json is keyed by the weight hash: regenerate it with
+    `python benchmarks/faithfulness.py --ship` whenever the shipped model changes."""
+    import json
+    import re
+
+    from emolens.explain.region_attribution import DEFAULT_REGION_METHOD
+    from emolens.explain.regions import DEFAULT_REGIONS
+    from emolens.models.weights import sha256_file
+    from emolens.resources import default_model_dir
+
+    meas = measured_faithfulness()
+    assert meas["model_sha256"] == sha256_file(default_model_dir() / "model.safetensors"), (
+        "faithfulness.json describes another model: run `python benchmarks/faithfulness.py --ship`")
+    text = json.dumps(meas)
+    assert not re.search(r'"(/|[A-Za-z]:\\\\)[^"]*"', text), "faithfulness.json must not record local paths"
+    assert set(meas["corpora"]) == {"emodb-original", "ravdess", "ased", "nemo", "turev", "casia"}
+    spec = region_spec(DEFAULT_REGION_METHOD, DEFAULT_REGIONS)
+    assert meas["default_spec"] == spec  # the shipped default is the one the table chose
+    grid = DEFAULT_REGIONS.time_unit  # the benchmark's name of the grid the spec was scored on
+    if ":" in spec:
+        opts = dict(kv.split("=") for kv in spec.split(":", 1)[1].split(";"))
+        grid += f":block={opts.get('block')};bands={opts.get('bands')}"
     for corpus, res in meas["corpora"].items():
-        row = res["table"][meas["default_spec"]]
-        assert 0 <= row["beats_random_fraction"] <= 1
-        assert row["deletion_auc"] < res["table"]["random"]["deletion_auc"]
+        e = res["table"][spec]
+        rand = res["table"][f"random@{grid}"]
+        assert 0 <= e["region_beats_random"] <= 1 and e["region_deletion"] < rand["region_deletion"], corpus
+    assert region_note(DEFAULT_REGION_METHOD, DEFAULT_REGIONS).count("%") == 6
+    assert region_spec("occlusion", "syllable") == "r.occlusion@syllable"
 
 
-def test_every_method_has_a_measured_faithfulness_note():
+def test_every_method_has_a_faithfulness_note():
     from emolens.explain.methods import faithfulness_note
 
+    measured = {n for n in METHODS if any(MEASURED_AS.get(n, n) in r["table"] for r in measured_faithfulness()["corpora"].values())}
+    assert {DEFAULT_METHOD, "gradcam"} <= measured
     for name in METHODS:
         note = faithfulness_note(name)
-        assert note.startswith(METHODS[name].title) and "% of clips" in note and "sanity" in note, name
+        assert note.startswith(METHODS[name].title), name
+        if name in measured:
+            assert "% of clips" in note and "sanity" in note and "shipped model" in note, name
+        else:
+            assert "not measured on the shipped model" in note, name
     assert faithfulness_note("not-a-method") == ""

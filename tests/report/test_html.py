@@ -76,7 +76,9 @@ def test_reports_render_in_chromium(tmp_path, tiny_run, emodb_dir, browser, caps
     pages["explain"] = tmp_path / "ex.html"
     # (images, audio players): run = confusion + curves + per example (map, focus) and (original, focus);
     # explain folders = (explanation, focus, faithfulness) and (original, focus, TF-masked) per clip
-    expected = {"run": (2 + 2, 2), "explain": (3, 3)}
+    # + the top-regions figure per example in both
+    expected = {"run": (2 + 3, 2), "explain": (4, 3)}
+    assert exs[0].sentence and exs[0].boxes
     for kind, path in pages.items():
         page = browser.new_page(viewport={"width": 1200, "height": 900}, offline=True)
         page.goto(path.as_uri())
@@ -88,6 +90,15 @@ def test_reports_render_in_chromium(tmp_path, tiny_run, emodb_dir, browser, caps
         assert np.allclose(durs, 2.0, atol=0.01)  # the 2-s EmoDB crops, decoded by the browser
         text = page.inner_text("body")
         assert "angry" in text and "Faithfulness" in text or "faithfulness" in text.lower()
+        # the boxes in words, as the figure outlines them
+        assert page.inner_text(".regions-sentence") == f"Top regions (boxes): {exs[0].sentence}"
+        assert re.search(r"\d\.\d\d-\d\.\d\d s, \d\.\d-\d\.\d kHz: \d+% of the evidence for ", text)
         page.screenshot(path=str(tmp_path / f"{kind}.png"), full_page=True)
         page.close()
     assert re.search(r"deletion AUC", pages["run"].read_text())
+    # the region figure outlines the boxes in lime: count those pixels in the written PNG
+    from matplotlib.image import imread
+
+    img = imread(tmp_path / "ex" / clips[0].stem / "regions.png")[..., :3]
+    lime = (img[..., 0] < 0.1) & (img[..., 1] > 0.9) & (img[..., 2] < 0.1)
+    assert lime.sum() > 500

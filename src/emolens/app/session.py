@@ -58,6 +58,9 @@ class AppView:
     timeline_png: Path
     map_png: Path
     message: str = ""
+    #: the top regions in words (the boxes on ``map_png``), and prosody lines when the model has them
+    sentence: str = ""
+    prosody: list = field(default_factory=list)
 
 
 @dataclass
@@ -81,36 +84,38 @@ class AppSession:
         self.cache = {}
         return self.analysis
 
-    def explanation(self, method: str, target: str | None = None, progress=None) -> Explanation:
+    def explanation(self, method: str, target: str | None = None, progress=None, contrast: bool = False) -> Explanation:
         """The explanation for ``method`` and ``target`` (default: the prediction),
-        computed once. ``progress(step, done, total)`` reports LIME/Occlusion progress."""
+        computed once; ``contrast``: the regions explain the target against the
+        runner-up class. ``progress(step, done, total)`` reports LIME/Occlusion progress."""
         from emolens.explain.pipeline import explain
 
         if self.analysis is None:
             raise EmolensError("analyse a recording first")
         target = target or getattr(self.analysis, "emotion", self.analysis.label)
-        key = (method, target)
+        key = (method, target, bool(contrast))
         if key not in self.cache:
             self.cache[key] = explain(self.rec, self.analysis, methods=[method], target=target,
                                       layer=self.config.layer, lime_samples=self.config.lime_samples,
-                                      with_faithfulness=False, focus=method, progress=progress or False)
+                                      with_faithfulness=False, progress=progress or False,
+                                      contrast=bool(contrast))
         return self.cache[key]
 
-    def view(self, method: str, target: str | None = None, progress=None) -> AppView:
+    def view(self, method: str, target: str | None = None, progress=None, contrast: bool = False) -> AppView:
         """Compute (or reuse) and render the explanation into the work folder."""
         from emolens.report.explain_figures import plot_four_panel
         from emolens.report.patch_timeline import plot_patch_timeline
 
-        ex = self.explanation(method, target, progress)
+        ex = self.explanation(method, target, progress, contrast)
         folder = Path(tempfile.mkdtemp(prefix="view-", dir=self.config.workdir))
         timeline = plot_patch_timeline(ex, folder / "timeline.png")
-        title = f"{method_title(method)} for {ex.target_label} (predicted {ex.label} {ex.confidence:.2f})"
-        map_png = plot_four_panel(ex.log_mel, {method_title(method): ex.maps[method]}, folder / "map.png",
-                                  title=title, cfg=self.rec.frontend)
+        map_png = plot_four_panel(ex.log_mel, {f"{method_title(method)} for {ex.target_label}": ex.maps[method]},
+                                  folder / "map.png", title=None, cfg=self.rec.frontend, boxes=ex.boxes)  # the page says the rest
         msg = "; ".join(ex.notes)
         if ex.speech is not None and not np.all(ex.speech):
             msg = (msg + "; " if msg else "") + f"{int((~ex.speech).sum())} of {len(ex.speech)} patches are not speech"
-        return AppView(ex, {c: float(p) for c, p in zip(ex.classes, ex.probs)}, timeline, map_png, msg)
+        return AppView(ex, {c: float(p) for c, p in zip(ex.classes, ex.probs)}, timeline, map_png, msg,
+                       sentence=ex.sentence, prosody=[getattr(p, "text", str(p)) for p in ex.prosody])
 
 
 def model_card_markdown(run_dir: str | Path | None) -> str:

@@ -18,7 +18,8 @@ from pathlib import Path
 from emolens.app.session import AppConfig, AppSession, model_card_markdown, profile_files
 from emolens.errors import EmolensError
 from emolens.explain.explanation import method_title
-from emolens.explain.methods import faithfulness_note
+from emolens.explain.methods import faithfulness_note, region_note
+from emolens.explain.regions import DEFAULT_REGIONS
 
 log = logging.getLogger("emolens")
 __all__ = ["build_app", "launch"]
@@ -54,35 +55,35 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
     methods = _methods()
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])  # no web fonts fetched
 
-    def analyse(path, method, target, state, progress=gr.Progress()):
+    def analyse(path, method, target, contrast, state, progress=gr.Progress()):
         session = AppSession(rec, config)
         try:
             session.analyse(path)
             target = target if target in rec.classes else None
-            return _show(session, method, target, progress) + (session,)
+            return _show(session, method, target, contrast, progress) + (session,)
         except EmolensError as exc:  # name the upload as the user knows it, not by its temporary path
             return _error(str(exc).replace(str(path), Path(str(path)).name) if path else str(exc)) + (None,)
         except Exception as exc:  # never a traceback in the page
             log.exception("app: analysis failed")
             return _error(f"could not analyse this recording ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") + (None,)
 
-    def reexplain(method, target, state, progress=gr.Progress()):
-        """Method or class changed: only the map, the focus players and the message change."""
+    def reexplain(method, target, contrast, state, progress=gr.Progress()):
+        """Method, class or contrast changed: only the map, the sentence, the focus players and the message change."""
         if state is None:
-            return (None, None, None, "", None)
+            return (None, None, None, "", "", None)
         try:
-            full = _show(state, method, target if target in rec.classes else None, progress)
+            full = _show(state, method, target if target in rec.classes else None, contrast, progress)
         except EmolensError as exc:
-            return (None, None, None, _error(str(exc))[-1], state)
-        return (full[2], full[4], full[5], full[6], state)
+            return (None, None, None, _error(str(exc))[-1], "", state)
+        return (full[2], full[4], full[5], full[6], full[7], state)
 
-    def _show(session, method, target, progress):
+    def _show(session, method, target, contrast, progress):
         def report(step, done, total):
             progress((done, max(total, 1)), desc=f"{method_title(step)}: {done}/{total}")
 
         progress(0.0, desc=f"{method_title(method)} ...")
         log.info("app: %s of %s for %s", method, Path(str(session.analysis.clip.path)).name, target or "the prediction")
-        v = session.view(method, target, report)
+        v = session.view(method, target, report, contrast=bool(contrast))
         ex = v.explanation
         sr = ex.sample_rate
         label = f"{ex.label} ({ex.confidence:.2f})"
@@ -93,10 +94,24 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
         if note:  # every method is labelled with its measured faithfulness (benchmarks/faithfulness.py)
             msg += f"  \n*map: {note}*"
         return (v.probabilities, str(v.timeline_png), str(v.map_png), (sr, _pcm16(ex.wave)), (sr, _pcm16(ex.focus_audio)),
-                (sr, _pcm16(ex.tf_audio)), msg)
+                (sr, _pcm16(ex.tf_audio)), msg, _words(v))
+
+    def _words(v):
+        """The sentence under the map (and the prosody lines when the model has them)."""
+        if not v.sentence:
+            return ""
+        ex = v.explanation
+        note = region_note(ex.regions.method, DEFAULT_REGIONS)  # the app explains with the default regions
+        text = f"**Top regions (boxes):** {v.sentence}"
+        if note:
+            text += f"  \n*regions: {note}*"
+        text += "  \n*The focus audio plays exactly the boxed time spans; the time-frequency audio only the boxed cells.*"
+        if v.prosody:
+            text += "\n\n**Prosody:**\n" + "\n".join(f"- {p}" for p in v.prosody)
+        return text
 
     def _error(text):
-        return (None, None, None, None, None, None, f"<div class='emolens-error'>emolens: error: {text}</div>")
+        return (None, None, None, None, None, None, f"<div class='emolens-error'>emolens: error: {text}</div>", "")
 
     with gr.Blocks(title="emolens", analytics_enabled=False, theme=theme,
                    css=".emolens-error{color:#b00020;font-weight:600}") as demo:
@@ -110,6 +125,8 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
                     method = gr.Dropdown([(method_title(m), m) for m in methods], value=methods[0], label="explanation method", elem_id="method")
                     target = gr.Dropdown(["predicted"] + list(rec.classes), value="predicted", label="class to explain",
                                          elem_id="target")
+                    contrast = gr.Checkbox(False, label="contrast: why this class rather than the runner-up",
+                                           elem_id="contrast")
                     run = gr.Button("Analyse", variant="primary", elem_id="analyse")
                     gr.Markdown(f"Up to {config.max_upload_mb:g} MB and {config.max_seconds:g} s. LIME and Occlusion take "
                                 "seconds to minutes on a CPU; progress shows here.")
@@ -118,17 +135,19 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
                     probs = gr.Label(num_top_classes=len(rec.classes), label="emotion", elem_id="emotion")
             timeline = gr.Image(type="filepath", label="emotion per patch (grey: dropped by GDS, hatched: non-speech)",
                                 elem_id="timeline", interactive=False)
-            map_img = gr.Image(type="filepath", label="spectrogram and explanation map", elem_id="map", interactive=False)
+            map_img = gr.Image(type="filepath", label="spectrogram with the top regions outlined, and the explanation map",
+                               elem_id="map", interactive=False)
+            words = gr.Markdown("", elem_id="regions-sentence")
             with gr.Row():
                 a_orig = gr.Audio(label="original", elem_id="audio-original", interactive=False, type="numpy")
                 a_focus = gr.Audio(label="focus audio (the rest silenced)", elem_id="audio-focus", interactive=False, type="numpy")
                 a_tf = gr.Audio(label="time-frequency-masked audio", elem_id="audio-tf", interactive=False, type="numpy")
-            outs = [probs, timeline, map_img, a_orig, a_focus, a_tf, message, state]
+            outs = [probs, timeline, map_img, a_orig, a_focus, a_tf, message, words, state]
             for event in (run.click, audio_in.upload, audio_in.stop_recording):
-                event(analyse, [audio_in, method, target, state], outs, show_progress_on=[probs, map_img])
-            partial = [map_img, a_focus, a_tf, message, state]
-            method.input(reexplain, [method, target, state], partial, show_progress_on=[map_img])
-            target.input(reexplain, [method, target, state], partial, show_progress_on=[map_img])
+                event(analyse, [audio_in, method, target, contrast, state], outs, show_progress_on=[probs, map_img])
+            partial = [map_img, a_focus, a_tf, message, words, state]
+            for control in (method, target, contrast):
+                control.input(reexplain, [method, target, contrast, state], partial, show_progress_on=[map_img])
         with gr.Tab("Model card"):
             gr.Markdown(model_card_markdown(run_dir), elem_id="model-card")
         with gr.Tab("Frequency profile"):

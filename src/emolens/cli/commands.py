@@ -219,6 +219,16 @@ def cmd_explain(args) -> int:
     rec = EmotionRecognizer.from_dir(resolve_model(args.model))
     if args.target is not None and args.target not in rec.classes:
         raise EmolensError(f"--target {args.target!r} is not a class of this model ({', '.join(rec.classes)})")
+    from emolens.explain.region_attribution import DEFAULT_REGION_METHOD, REGION_METHODS
+    from emolens.explain.regions import DEFAULT_REGIONS
+
+    region_method = args.region_method or DEFAULT_REGION_METHOD
+    if region_method not in REGION_METHODS:
+        raise EmolensError(f"unknown --region-method {region_method!r}; use {', '.join(REGION_METHODS)}")
+    if args.contrast not in (True, False) and args.contrast not in rec.classes:
+        raise EmolensError(f"--contrast {args.contrast!r} is not a class of this model ({', '.join(rec.classes)})")
+    regions = (None if args.regions == "none" else DEFAULT_REGIONS if args.regions is None
+               else dataclasses.replace(DEFAULT_REGIONS, time_unit=args.regions))
     truth = _true_labels(args.work)
     files = expand_inputs(args.inputs)
     for f in files:
@@ -226,14 +236,20 @@ def cmd_explain(args) -> int:
         info = explain_file(rec, f, dest, methods=methods, target=args.target,
                             true_label=truth.get(str(Path(f).resolve())), layer=args.layer,
                             lime_samples=args.lime_samples, with_faithfulness=not args.no_faithfulness,
-                            progress=not args.quiet)
-        line = f"{f}: {info['label']} ({info['probability']:.2f}) -> {dest}/explanation.png, focus.wav"
+                            progress=not args.quiet and not args.json, regions=regions,
+                            region_method=region_method, contrast=args.contrast)
+        if args.json:
+            print(json.dumps({**info, "out": str(dest)}), flush=True)
+            continue
+        line = f"{f}: {info['label']} ({info['probability']:.2f}) -> {dest}/explanation.png, regions.png, focus.wav"
         if info["notes"]:
             line += f"  ({'; '.join(info['notes'])})"
         if "faithfulness" in info:
             line += "  deletion AUC " + ", ".join(
                 f"{k} {v['deletion_auc']:.3f}" for k, v in info["faithfulness"].items())
         print(line)
+        if info.get("sentence"):
+            print(f"  {info['sentence']}")
     return 0
 
 
@@ -289,7 +305,8 @@ def cmd_profile(args) -> int:
         seen[u.label] = seen.get(u.label, 0) + 1
         x = torch.from_numpy(log_mel_patches(mel, rec.patch_config)).unsqueeze(1)
         att = run_method(method, rec.model, x, rec.classes.index(u.label), **opts)  # the emotion's own class
-        maps.append(utterance_map(att.maps, mel.shape[0]))
+        voting = rec.voting_patches(mel)  # the patches that make the decision, as explain stitches them
+        maps.append(utterance_map(att.maps, mel.shape[0], rec.patch_config, weights=voting.astype(float)))
         labels.append(u.label)
     hz = mel_band_centers(rec.frontend)
     prof = frequency_profile(maps, labels)
@@ -302,6 +319,7 @@ def cmd_profile(args) -> int:
     st = profile_stats(band_distributions(maps, labels), hz, ProfileStatsConfig(seed=args.seed))
     (out / "profile.json").write_text(json.dumps({"summary": summ, "angry_happy_above_neutral_sad": leans_higher(summ),
                                                   "method": method, "layer": opts.get("layer"), "recordings": len(maps),
+                                                  "patches": "voting (speech, GDS-kept), as explain",
                                                   "stats": st.as_dict()}, indent=2))
     print(format_profile_stats(st, f"{what} frequency profile, {len(maps)} recordings of {args.work}"))
     print(f"-> {out / 'profile.png'}, {out / 'profile.csv'}, {out / 'profile.json'}")

@@ -70,13 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="attribution maps (Gradient x Input, Grad-CAM, LIME, Occlusion, ...), focus audio and faithfulness for files")
     p.add_argument("--model", default=None, type=Path, help="run directory written by `emolens train` (default: the shipped model, see `emolens info`)")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files")
-    p.add_argument("--out", required=True, type=Path, help="output directory (one folder per file)")
+    p.add_argument("--out", default=Path("explained"), type=Path, help="output directory, one folder per file (default: ./explained)")
     p.add_argument("--methods", default=None, help="comma list of gradcam, hirescam, gradcampp, ig, gxi, occlusion, lime, kernelshap (default: the measured default method, gradcam, lime, occlusion)")
     p.add_argument("--target", default=None, help="class to explain (default: the predicted one)")
     p.add_argument("--layer", default="auto", help="layer of gradcam/hirescam/gradcampp: auto (vggish if the model has it, else yamnet_mid), vggish (12x8 cells), yamnet_mid (6x4), yamnet (3x2) or yamnet.0..13")
     p.add_argument("--work", type=Path, default=None, help="prepared work dir: its manifest gives the true labels for titles")
     p.add_argument("--lime-samples", type=int, default=200, help="LIME perturbed samples per patch (default 200)")
     p.add_argument("--no-faithfulness", action="store_true", help="skip deletion/insertion scores")
+    p.add_argument("--contrast", nargs="?", const=True, default=False, metavar="CLASS",
+                   help="explain why the target rather than the runner-up class (or rather than CLASS): "
+                        "regions attribute the log-probability difference")
+    p.add_argument("--regions", default=None, choices=["fixed", "syllable", "none"],
+                   help="time units of the region boxes: fixed 0.2-s blocks, syllable-like units (energy valleys, voicing), "
+                        "or none (default: the measured default, see benchmarks/faithfulness.md)")
+    p.add_argument("--region-method", default=None,
+                   help="occlusion (default, measured), kernelshap, shapley, smoothgrad or gxi")
+    p.add_argument("--json", action="store_true", help="print each file's explanation.json (regions included) as one JSON line")
     _add_common(p)
 
     p = sub.add_parser("profile", help="per-emotion frequency profile of an explanation method over a prepared corpus, with CIs, tests and the thesis verdict")

@@ -1,6 +1,7 @@
 """Explanations: attribution maps per patch (Grad-CAM, LIME, Occlusion via Captum),
-stitched onto the utterance, turned into audio, checked for faithfulness and
-summarised per emotion over frequency (METHOD.md s.6)."""
+stitched onto the utterance, the decision attributed to regions a listener can hear
+(time units x mel-band groups, boxes and sentences), turned into audio, checked for
+faithfulness and summarised per emotion over frequency (METHOD.md s.6)."""
 
 from emolens.explain.attributions import (
     Attribution,
@@ -38,6 +39,9 @@ from emolens.explain.sonify import (
     write_wav,
 )
 from emolens.explain.stitch import band_axis, time_axis, utterance_map, utterance_patches
+from emolens.explain.regions import RegionConfig, Regions, make_regions
+from emolens.explain.region_attribution import RegionAttribution, UtteranceScore, region_attribution
+from emolens.explain.region_summary import RegionBox, region_sentence, top_boxes
 
 __all__ = [
     "Attribution", "gradcam", "grid_segments", "lime", "occlusion", "target_index", "tqdm_progress",
@@ -47,4 +51,6 @@ __all__ = [
     "focus_activation", "focus_audio", "focus_mask", "focus_regions", "frame_importance",
     "frames_to_samples", "smooth", "tf_masked_audio", "write_wav",
     "band_axis", "time_axis", "utterance_map", "utterance_patches",
+    "RegionConfig", "Regions", "make_regions", "RegionAttribution", "UtteranceScore", "region_attribution",
+    "RegionBox", "region_sentence", "top_boxes",
 ]

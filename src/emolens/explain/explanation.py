@@ -58,6 +58,14 @@ class Explanation:
         cost: ``{method: {forward_calls, backward_calls, patches_evaluated, seconds}}``.
         layer: Grad-CAM layer used; ``true_label``: label known from a manifest.
         notes: remarks about the input (resampled, padded, ...).
+        regions: the decision attributed to regions (time units x mel-band groups,
+            :class:`~emolens.explain.region_attribution.RegionAttribution`), or ``None``.
+        boxes: the top regions as boxes (:class:`~emolens.explain.region_summary.RegionBox`),
+            evidence first, then counter-evidence; ``sentence``: them in words.
+        region_faithfulness: region-level deletion/insertion of ``regions`` against
+            random region orders (``{"regions": curves, "random": curves}``).
+        prosody: lines explaining the decision in prosodic terms (models with an
+            eGeMAPS stream, :mod:`emolens.explain.prosody`), else empty.
     """
 
     file: str | None
@@ -87,6 +95,17 @@ class Explanation:
     extra: dict = field(default_factory=dict)
     #: False when the speech gate found no speech: the label is then "no speech"
     has_speech: bool = True
+    regions: object | None = None
+    boxes: list = field(default_factory=list)
+    sentence: str = ""
+    region_faithfulness: dict[str, dict] = field(default_factory=dict)
+    prosody: list = field(default_factory=list)
+
+    @property
+    def contrast_label(self) -> str | None:
+        """The class the target is explained against (``None``: no contrast)."""
+        c = getattr(self.regions, "contrast", None)
+        return None if c is None else self.classes[c]
 
     @property
     def label(self) -> str:
@@ -148,4 +167,19 @@ class Explanation:
             info["focus_fraction"] = float(self.focus_mask.mean()) if self.focus_mask.size else 0.0
         if self.faithfulness:
             info["faithfulness"] = self.faithfulness_table()
+        if self.regions is not None:
+            reg = self.regions.regions
+            info["region_method"] = self.regions.method
+            info["contrast"] = self.contrast_label
+            info["region_grid"] = {"time_unit": reg.time_unit, "units": reg.n_units, "band_groups": reg.n_groups,
+                                   "band_hz": [[round(float(a), 1), round(float(b), 1)] for a, b in reg.band_hz]}
+            info["regions"] = [{k: v for k, v in b.as_dict().items() if k in ("start_s", "end_s", "low_hz", "high_hz", "share", "sign", "score")}
+                               for b in self.boxes]
+            info["sentence"] = self.sentence
+            if self.region_faithfulness:
+                rf = self.region_faithfulness
+                info["region_faithfulness"] = {k: {kk: float(v[kk]) for kk in ("deletion_auc", "insertion_auc", "deletion_gain", "insertion_gain") if kk in v}
+                                               for k, v in rf.items()}
+        if self.prosody:
+            info["prosody"] = [p.as_dict() if hasattr(p, "as_dict") else p for p in self.prosody]
         return info

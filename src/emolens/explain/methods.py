@@ -61,6 +61,8 @@ __all__ = [
     "scored",
     "measured_faithfulness",
     "faithfulness_note",
+    "region_note",
+    "region_spec",
     "MEASURED_AS",
     "method_label",
 ]
@@ -320,7 +322,8 @@ def method_label(name: str) -> str:
 
 
 #: The benchmark spec each registry name was measured as (its registry defaults, or
-#: the settings named here where they differ).
+#: the settings named here where they differ); names missing from the shipped
+#: measurement get a "not measured" note.
 MEASURED_AS = {
     "gradcam": "gradcam@yamnet.7", "hirescam": "hirescam@yamnet.7", "gradcampp": "gradcampp@yamnet.7",
     "ig": "ig:n_steps=8", "gxi": "gxi", "occlusion": "occlusion:window=16x16",
@@ -328,24 +331,66 @@ MEASURED_AS = {
 }
 
 
-def faithfulness_note(name: str) -> str:
-    """One line for a UI: how often method ``name`` beat a random order on both
-    deletion and insertion, per corpus, as measured (``""`` when not measured)."""
+def _rows(spec: str) -> dict[str, dict]:
     meas = measured_faithfulness().get("corpora", {})
+    return {c: r["table"][spec] for c, r in meas.items() if spec in r.get("table", {})}
+
+
+def _sanity_words(rows: dict[str, dict]) -> str:
+    failed = [c for c, e in rows.items() if e.get("sanity_pass") is False]
+    return (f"; fails the randomisation sanity check on {', '.join(failed)}" if failed
+            else "; passes the randomisation sanity checks")
+
+
+def faithfulness_note(name: str) -> str:
+    """One line for a UI: how often method ``name``'s map beat a random order on both
+    deletion and insertion (cells, and its region sums), per corpus, as measured on
+    the shipped model (``""`` for an unknown name)."""
+    if name not in METHODS:
+        return ""
     spec = MEASURED_AS.get(name, name)
-    rows = {c: r["table"][spec] for c, r in meas.items() if spec in r["table"]}
+    rows = _rows(spec)
+    if not rows:
+        return f"{method_label(name)}: not measured on the shipped model (benchmarks/faithfulness.py measures it)"
+    parts = ", ".join(f"{c} {e.get('cell_beats_random', e.get('beats_random_fraction', 0)):.0%}" for c, e in rows.items())
+    return (f"{method_label(name)} ({spec}): beats a random order on both AUCs on {parts} of clips"
+            f"{_sanity_words(rows)} (measured on the shipped model)")
+
+
+def region_spec(region_method: str, regions="fixed") -> str:
+    """The benchmark spec of a region method on regions ``regions`` (a
+    :class:`~emolens.explain.regions.RegionConfig`, or just its time unit):
+    ``r.occlusion``, ``r.occlusion@syllable``, ``r.occlusion:block=0.1``."""
+    unit = getattr(regions, "time_unit", regions)
+    spec = f"r.{region_method}" + ("@syllable" if unit == "syllable" else "")
+    opts = []
+    block, bands = getattr(regions, "block_seconds", 0.2), getattr(regions, "n_bands", 6)
+    if unit == "fixed" and block != 0.2:
+        opts.append(f"block={block:g}")
+    if bands != 6:
+        opts.append(f"bands={bands}")
+    return spec + (":" + ";".join(opts) if opts else "")
+
+
+def region_note(region_method: str, regions="fixed") -> str:
+    """The same line for a region method on ``regions`` (see :func:`region_spec`), at region level."""
+    time_unit = getattr(regions, "time_unit", regions)
+    rows = _rows(region_spec(region_method, regions))
     if not rows:
         return ""
-    parts = ", ".join(f"{c} {e['beats_random_fraction']:.0%}" for c, e in rows.items())
-    failed = [c for c, e in rows.items() if e.get("sanity_pass") is False]
-    sanity = f"; fails the randomisation sanity check on {', '.join(failed)}" if failed else "; passes the randomisation sanity checks"
-    return f"{method_label(name)} ({spec}): beats a random order on both AUCs on {parts} of clips{sanity}"
+    parts = ", ".join(f"{c} {e['region_beats_random']:.0%}" for c, e in rows.items())
+    kind = ("syllable-like units" if time_unit == "syllable"
+            else f"{getattr(regions, 'block_seconds', 0.2):g}-s blocks")
+    return (f"{region_method} over regions ({kind} x mel-band groups): beats a random region order on both AUCs on {parts} of clips"
+            f"{_sanity_words(rows)} (measured on the shipped model)")
 
 
 @lru_cache(maxsize=1)
 def measured_faithfulness() -> dict:
-    """The shipped measurement (``faithfulness.json``): per corpus, per method,
-    deletion/insertion AUC, % of clips beating random on both, s per 4-s clip and the
+    """The shipped measurement (``faithfulness.json``, written by
+    ``python benchmarks/faithfulness.py --ship``): the weight hash of the model it
+    describes (``model_sha256``), and per corpus and method the region- and cell-level
+    deletion/insertion AUCs, % of clips beating random on both, s per 4-s clip and the
     sanity verdicts; ``{}`` when absent."""
     try:
         text = resources.files("emolens.explain").joinpath("faithfulness.json").read_text()

@@ -24,7 +24,10 @@ from emolens.explain.attributions import target_index, tqdm_progress
 from emolens.explain.explanation import TITLES, Explanation
 from emolens.explain.faithfulness import faithfulness, utterance_predictor
 from emolens.explain.methods import DEFAULT_METHOD, METHODS as REGISTRY, layer_names, run_method
-from emolens.explain.sonify import focus_activation, focus_audio, focus_mask, tf_masked_audio
+from emolens.explain.region_attribution import DEFAULT_REGION_METHOD, decision_predictor, region_attribution, runner_up
+from emolens.explain.region_summary import box_mask, box_time_mask, region_sentence, top_boxes
+from emolens.explain.regions import DEFAULT_REGIONS, RegionConfig, make_regions
+from emolens.explain.sonify import focus_activation, focus_audio, focus_mask, tf_cells_audio, tf_masked_audio
 from emolens.explain.stitch import utterance_map
 
 log = logging.getLogger("emolens")
@@ -99,12 +102,19 @@ def explain(rec, source, *, methods=METHODS, target: str | int | None = None, tr
             layer: str = "auto", lime_samples: int = 200, occlusion_stride=(8, 4),
             with_faithfulness: bool = True, focus: str | None = None, tf_keep: float = 0.3,
             progress: bool | StepProgress = True, max_seconds: float | None = None,
-            faithfulness_options: dict | None = None) -> Explanation:
+            faithfulness_options: dict | None = None, regions: RegionConfig | None = DEFAULT_REGIONS,
+            region_method: str = DEFAULT_REGION_METHOD, contrast: bool | str | int = False) -> Explanation:
     """Compute the :class:`Explanation` of ``source`` (a path or an ``Analysis``).
 
-    ``focus``: the method whose map drives the focus audio (default: the registry's
-    default method when computed, else the first of ``methods``); signed maps are
-    clipped at 0 first. ``tf_keep``: share of STFT cells kept in the TF-masked audio.
+    ``regions``: how to cut the recording into regions (``None``: no regions); the
+    decision over the voting patches is attributed to them with ``region_method``
+    (:data:`~emolens.explain.region_attribution.REGION_METHODS`), the top ones become
+    boxes and a sentence, and the focus audio and the TF-masked audio follow the boxes.
+    ``contrast``: ``True`` explains the target against the runner-up class ("why angry
+    rather than happy": the log-probability difference), or name the class.
+    ``focus``: the method whose map drives the focus audio instead of the boxes (default
+    without regions: the registry's default method when computed, else the first of
+    ``methods``); signed maps are clipped at 0 first. ``tf_keep``: share of STFT cells kept in the TF-masked audio.
     ``faithfulness_options``: keyword arguments of
     :func:`emolens.explain.faithfulness.faithfulness` (``steps``, ``n_orders``, ...).
     """
@@ -135,6 +145,42 @@ def explain(rec, source, *, methods=METHODS, target: str | int | None = None, tr
                      extra={"vggish_pretrained": rec.config.get("vggish_pretrained")},
                      has_speech=bool(getattr(a, "has_speech", True)))
     fm = _focus_method(maps, focus)
+    if regions is not None:
+        u = None
+        if contrast is not False and contrast is not None:
+            u = runner_up(a.probs, t) if contrast is True else target_index(rec.classes, contrast)
+            if u == t:
+                u = runner_up(a.probs, t)
+        if callable(progress):
+            progress(f"regions ({region_method})", 0, 1)
+        reg = make_regions(a.log_mel, regions, rec.frontend)
+        fast = rec.patch_probabilities if getattr(rec, "normalize", "none") == "none" else None  # the recognizer's backend
+        ra = region_attribution(rec.model, a.log_mel, reg, t, voting=ex.voting, method=region_method, contrast=u,
+                                pcfg=rec.patch_config, probs_fn=fast)
+        ex.regions, ex.boxes = ra, top_boxes(ra)
+        ex.sentence = region_sentence(ra, ex.boxes, list(rec.classes))
+        ex.cost[f"regions ({region_method})"] = {"forward_calls": 0, "patches_evaluated": ra.patch_calls,
+                                                 "backward_calls": 0, "seconds": ra.seconds}
+        if callable(progress):
+            progress(f"regions ({region_method})", 1, 1)
+        from emolens.explain.prosody import explain_prosody
+
+        ex.prosody = explain_prosody(rec, a, t, u)  # [] unless the model has a prosody stream
+        if focus is None and any(b.sign > 0 for b in ex.boxes):  # the focus audio follows the top regions
+            ex.focus_method = f"regions ({region_method})"
+            ex.focus_mask = box_time_mask(ex.boxes, len(wave), sr)
+            ex.focus_activation = focus_activation(np.clip(ra.cell_map(), 0.0, None), len(wave), cfg=rec.frontend)
+            ex.focus_audio = focus_audio(wave, ex.focus_mask, sr)
+            ex.tf_audio = tf_cells_audio(wave, box_mask(ex.boxes, a.log_mel.shape), rec.frontend)
+            fm = None
+        if with_faithfulness:
+            from emolens.explain.faithfulness import region_faithfulness
+
+            fo = {k: v for k, v in (faithfulness_options or {}).items() if k in ("steps", "n_orders", "seed")}
+            ex.region_faithfulness = region_faithfulness(decision_predictor(rec.model, a.log_mel, ex.voting, pcfg=rec.patch_config,
+                                                                            probs_fn=fast),
+                                                         a.log_mel, reg.ids, {"regions": ra.scores}, t,
+                                                         **{"steps": 10, "n_orders": 3, **fo})
     if fm is not None:
         g = np.clip(maps[fm], 0.0, None)
         ex.focus_method = fm
@@ -154,11 +200,14 @@ def explain(rec, source, *, methods=METHODS, target: str | int | None = None, tr
 
 def explain_file(rec, path: str | Path, out: str | Path, *, methods=METHODS, target: str | None = None,
                  true_label: str | None = None, layer: str = "auto", lime_samples: int = 200,
-                 occlusion_stride=(8, 4), with_faithfulness: bool = True, progress: bool = True) -> dict:
+                 occlusion_stride=(8, 4), with_faithfulness: bool = True, progress: bool = True,
+                 regions: RegionConfig | None = DEFAULT_REGIONS, region_method: str = DEFAULT_REGION_METHOD,
+                 contrast: bool | str = False) -> dict:
     """Write the explanation files of ``path`` into ``out`` and return explanation.json's dict."""
     from emolens.report.explanation_files import write_explanation
 
     ex = explain(rec, path, methods=methods, target=target, true_label=true_label, layer=layer,
                  lime_samples=lime_samples, occlusion_stride=occlusion_stride,
-                 with_faithfulness=with_faithfulness, progress=progress)
+                 with_faithfulness=with_faithfulness, progress=progress, regions=regions,
+                 region_method=region_method, contrast=contrast)
     return write_explanation(ex, out, cfg=rec.frontend)

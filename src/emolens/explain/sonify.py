@@ -43,6 +43,7 @@ __all__ = [
     "mel_to_stft_bins",
     "stft_keep_mask",
     "tf_masked_audio",
+    "tf_cells_audio",
     "write_wav",
 ]
 
@@ -225,9 +226,29 @@ def tf_masked_audio(
     m = np.asarray(utt_map)
     if m.ndim != 2 or m.shape[0] != n_frames:
         raise ValueError(f"map has {m.shape[0] if m.ndim else 0} frames but the wave has {n_frames}")
+    return _apply_stft_mask(x, padded, stft_keep_mask(m, keep_fraction, cfg), cfg)
+
+
+def tf_cells_audio(wave: np.ndarray, keep_cells: np.ndarray, cfg: FrontEndConfig = VGGISH_16K) -> np.ndarray:
+    """Keep only the time-frequency cells ``keep_cells`` (bool ``(n_frames, n_mels)``,
+    e.g. the top region boxes) of ``wave``, float32 ``(n_samples,)``: the mask is spread
+    onto the STFT grid (:func:`mel_to_stft_bins`, a bin is kept where its bands' weighted
+    mean is >= 0.5) and applied as in :func:`tf_masked_audio`."""
+    x = np.asarray(wave, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"wave must be a non-empty 1-D array, got shape {x.shape}")
+    padded = np.pad(x, (0, max(0, cfg.win_length - x.size)))
+    n_frames = num_frames(padded.size, cfg)
+    m = np.asarray(keep_cells)
+    if m.ndim != 2 or m.shape[0] != n_frames:
+        raise ValueError(f"mask has {m.shape[0] if m.ndim else 0} frames but the wave has {n_frames}")
+    return _apply_stft_mask(x, padded, mel_to_stft_bins(m.astype(np.float64), cfg) >= 0.5, cfg)
+
+
+def _apply_stft_mask(x: np.ndarray, padded: np.ndarray, keep: np.ndarray, cfg: FrontEndConfig) -> np.ndarray:
+    n = x.size
     kw = _stft_kwargs(cfg)
     _, _, spec = ss.stft(padded, boundary=None, padded=False, **kw)
-    keep = stft_keep_mask(m, keep_fraction, cfg)
     with warnings.catch_warnings():  # sample 0 has zero window weight (no boundary padding)
         warnings.simplefilter("ignore", UserWarning)
         _, y = ss.istft(spec * keep.T, boundary=False, **kw)

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from emolens.features.mel import VGGISH_16K, FrontEndConfig, mel_band_centers
 
-__all__ = ["plot_four_panel", "plot_focus", "plot_profile", "plot_faithfulness"]
+__all__ = ["plot_four_panel", "plot_focus", "plot_profile", "plot_faithfulness", "plot_regions", "draw_boxes"]
 
 #: Maps that are >= 0 by construction use a sequential colour map, others diverge at 0.
 _SIGNED = ("LIME", "Occlusion")
@@ -37,16 +37,77 @@ def _band_ticks(ax, n_mels: int, cfg: FrontEndConfig, n_ticks: int = 6) -> None:
     ax.set_yticklabels([f"{hz[i]:.0f}" for i in idx])
 
 
+def draw_boxes(ax, boxes, cfg: FrontEndConfig = VGGISH_16K, labels: bool = True) -> None:
+    """Outline region boxes (:class:`~emolens.explain.region_summary.RegionBox`) on a
+    spectrogram axis drawn with time in seconds (x) and mel band index (y): evidence
+    for solid lime, numbered by rank with its share; counter-evidence dashed cyan."""
+    from matplotlib.patches import Rectangle
+
+    fs = cfg.hop_length / cfg.sample_rate
+    rank = 0
+    for b in boxes:
+        pos = b.sign > 0
+        x0, x1 = b.frames[0] * fs, b.frames[1] * fs
+        y0, y1 = b.bands[0] - 0.5, b.bands[1] - 0.5
+        colour = "lime" if pos else "cyan"
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=2.2,
+                               linestyle="-" if pos else "--", gid="region-box"))
+        if labels:
+            rank += pos
+            text = f"{rank}: {b.share:.0%}" if pos else f"against {b.share:.0%}"
+            # evidence labelled inside the top-left corner, counter-evidence under the box's bottom edge
+            if pos:
+                y, va = y1 - 0.6, "top"
+            else:  # under the box, or above it when the box sits on the lowest band
+                y, va = (y0 - 0.4, "top") if y0 > 3 else (y1 + 0.4, "bottom")
+            ax.text(x0 + 0.01, y, text, color=colour, fontsize=8, fontweight="bold",
+                    va=va, ha="left", bbox=dict(facecolor="black", alpha=0.55, pad=1.0, linewidth=0))
+
+
+def plot_regions(
+    log_mel: np.ndarray,
+    boxes,
+    path: str | Path,
+    title: str | None = None,
+    sentence: str | None = None,
+    cfg: FrontEndConfig = VGGISH_16K,
+) -> Path:
+    """The spectrogram ``(n_frames, 64)`` with the top region boxes outlined (see
+    :func:`draw_boxes`) and the sentence that words them under it."""
+    spec = np.asarray(log_mel, dtype=np.float64)
+    if spec.ndim != 2:
+        raise ValueError(f"log_mel must be (n_frames, n_mels), got shape {spec.shape}")
+    n_frames, n_mels = spec.shape
+    extent = (0.0, n_frames * cfg.hop_length / cfg.sample_rate, -0.5, n_mels - 0.5)
+    fig = Figure(figsize=(10, 4.4), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(spec.T, origin="lower", aspect="auto", extent=extent, cmap="magma")
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="log mel")
+    draw_boxes(ax, boxes, cfg)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("frequency (Hz, mel band centre)")
+    _band_ticks(ax, n_mels, cfg)
+    if title:
+        ax.set_title(title)
+    if sentence:
+        import textwrap
+
+        fig.supxlabel("\n".join(textwrap.wrap(sentence, 130)), fontsize=9)
+    return _save(fig, path)
+
+
 def plot_four_panel(
     log_mel: np.ndarray,
     maps: Mapping[str, np.ndarray],
     path: str | Path,
     title: str | None = None,
     cfg: FrontEndConfig = VGGISH_16K,
+    boxes=None,
 ) -> Path:
     """Spectrogram ``(n_frames, 64)`` and each map in ``maps`` (e.g. Grad-CAM, LIME,
     Occlusion; same shape) overlaid on it, side by side. Grad-CAM uses ``jet`` from 0;
-    signed maps (LIME, Occlusion) ``RdBu_r`` centred on 0."""
+    signed maps (LIME, Occlusion) ``RdBu_r`` centred on 0. ``boxes``: region boxes
+    outlined on the spectrogram panel (:func:`draw_boxes`)."""
     spec = np.asarray(log_mel, dtype=np.float64)
     if spec.ndim != 2:
         raise ValueError(f"log_mel must be (n_frames, n_mels), got shape {spec.shape}")
@@ -55,7 +116,9 @@ def plot_four_panel(
     fig = Figure(figsize=(4.2 * (1 + len(maps)), 3.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, 1 + len(maps), sharey=True))
     im = axes[0].imshow(spec.T, origin="lower", aspect="auto", extent=extent, cmap="magma")
-    axes[0].set_title("Log-mel spectrogram")
+    axes[0].set_title("Log-mel spectrogram" + (" and top regions" if boxes else ""))
+    if boxes:
+        draw_boxes(axes[0], boxes, cfg)
     fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.02, label="log mel")
     for ax, (name, m) in zip(axes[1:], maps.items()):
         m = np.asarray(m, dtype=np.float64)

@@ -23,7 +23,7 @@ import soundfile as sf
 
 from emolens.explain.explanation import Explanation, method_title
 from emolens.features.mel import VGGISH_16K, FrontEndConfig
-from emolens.report.explain_figures import plot_focus, plot_four_panel
+from emolens.report.explain_figures import plot_focus, plot_four_panel, plot_regions
 from emolens.report.run_summary import RunSummary
 
 __all__ = ["png_uri", "wav_uri", "run_report_html", "explain_report_html", "explanation_section", "CSS"]
@@ -93,6 +93,15 @@ def _page(title: str, body: str) -> str:
             f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>{body}</body></html>")
 
 
+def _sentence(sentence: str, prosody=()) -> str:
+    """The top regions in words (and prosody lines), under the region figure."""
+    out = f'<p class="regions-sentence"><b>Top regions (boxes):</b> {_esc(sentence)}</p>'
+    lines = [p if isinstance(p, str) else getattr(p, "text", str(p)) for p in prosody]
+    if lines:
+        out += '<ul class="prosody">' + "".join(f"<li>{_esc(t)}</li>" for t in lines) + "</ul>"
+    return out
+
+
 def faithfulness_rows(explanations: Sequence[Explanation]) -> list[list]:
     """Mean deletion/insertion AUC per method over ``explanations`` and the share of
     clips where the map beats the random order on both."""
@@ -125,7 +134,13 @@ def explanation_section(ex: Explanation, cfg: FrontEndConfig = VGGISH_16K, headi
     parts = [f'<div class="example"><h3>{_esc(head)}</h3>',
              f"<p>{_esc(ex.title())} &middot; {ex.duration:.2f} s &middot; {int(ex.voting.sum())}/{len(ex.voting)} patches vote"
              + (f" &middot; notes: {_esc('; '.join(ex.notes))}" if ex.notes else "") + "</p>",
-             probs, _img(png_uri(four), f"explanation of {name}")]
+             probs, _img(png_uri(four), f"explanation of {name}"),
+             f"<p class=note>maps: {_esc(', '.join(method_title(m) for m in ex.maps))}</p>"]
+    if ex.regions is not None:
+        from emolens.report.explanation_files import region_title
+
+        rp = _render_png(lambda p: plot_regions(ex.log_mel, ex.boxes, p, title=region_title(ex), cfg=cfg))
+        parts += [_img(png_uri(rp), f"top regions of {name}"), _sentence(ex.sentence, ex.prosody)]
     players = [_audio(wav_uri(ex.wave, ex.sample_rate), "original")]
     if ex.focus_mask is not None:
         fp = _render_png(lambda p: plot_focus(ex.wave, ex.sample_rate, ex.focus_mask, p, activation=ex.focus_activation,
@@ -244,9 +259,11 @@ def explain_report_html(folders: Sequence[Path], title: str = "emolens explanati
             head += f", true {info['true_label']}"
         sec = [f'<div class="example"><h3>{_esc(head)}</h3>',
                _table(["class", "probability"], [[c, p] for c, p in info["probabilities"].items()])]
-        for name in ("explanation.png", "focus.png", "faithfulness.png"):
+        for name in ("regions.png", "explanation.png", "focus.png", "faithfulness.png"):
             if (d / name).is_file():
                 sec.append(_img(png_uri(d / name), name))
+            if name == "regions.png" and info.get("sentence"):
+                sec.append(_sentence(info["sentence"], [p.get("text", "") for p in info.get("prosody", [])]))
         players = []
         src = info.get("file")
         if src and Path(src).is_file():
