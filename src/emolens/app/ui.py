@@ -136,7 +136,7 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
             timeline = gr.Image(type="filepath", label="emotion per patch (grey: dropped by GDS, hatched: non-speech)",
                                 elem_id="timeline", interactive=False)
             map_img = gr.Image(type="filepath", label="spectrogram with the top regions outlined, and the explanation map",
-                               elem_id="map", interactive=False)
+                               show_label=False, elem_id="map", interactive=False)  # the label would cover the panel titles
             words = gr.Markdown("", elem_id="regions-sentence")
             with gr.Row():
                 a_orig = gr.Audio(label="original", elem_id="audio-original", interactive=False, type="numpy")
