@@ -1,0 +1,338 @@
+"""Speaker adaptation (``--adapt``) and calibration, measured on leave-one-corpus-out folds.
+
+For each seed and held-out corpus a ``yamnet-layers`` head is trained exactly as the
+shipped model (cached frozen features, speech-gated voting at test), then every
+adaptation variant is applied to the held-out speakers with their *own unlabelled*
+statistics:
+
+* **balanced** folds: each test speaker with all of their clips;
+* **one-emotion** folds: each test speaker keeps only the clips of one emotion (drawn
+  per speaker, ``--draws`` draws), the case where speaker z-scoring erases the emotion.
+
+Variants: ``none`` (single clip), ``zscore`` (the existing ``--normalize speaker``: head
+trained and tested on speaker-z-scored features), ``mean`` / ``protect`` / ``napK``
+(``emolens.adaptation``; suffix ``-d``: head trained on adapted + unadapted copies of the
+training speakers, else the single-clip head is reused, i.e. test-time only). The
+calibration section fits the temperature on the single-clip out-of-fold probabilities:
+ECE before/after with the temperature cross-fitted (fitted on the other folds), and the
+coverage/accuracy table of the "uncertain" threshold.
+
+    python benchmarks/adaptation.py --work /work/cache/adapt/w3 --out runs/adaptation --seeds 0,1,2
+
+Resumable: features and speech decisions are cached in the work dir / ``--out``, each
+(seed, fold, trained head) is saved under ``--out`` and skipped on a re-run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emolens.adaptation.transform import AdaptConfig, SpeakerAdapter, group_means
+from emolens.corpora.multi import corpus_array
+from emolens.corpora.splits import make_folds
+from emolens.evaluation.calibration import (calibrate_oof, coverage_table, crossfit_calibration,
+                                            expected_calibration_error)
+from emolens.features.normalize import standardize_groups
+from emolens.models import build_model
+from emolens.selection.speech import SpeechGateConfig, audioset_scores, speech_probability, voting_masks
+from emolens.training.data import backbone_features
+from emolens.training.trainer import TrainConfig, fit, predict_proba
+from emolens.workdir import WorkDir
+
+log = logging.getLogger("emolens")
+
+
+def parse_variant(name: str) -> dict:
+    """``none`` | ``zscore`` | ``mean`` | ``protect`` | ``nap<K>`` [``q<Q>``] [``s<S0>``] [``-d``]."""
+    dual = name.endswith("-d")
+    base = name[:-2] if dual else name
+    v = {"name": name, "dual": dual, "kind": base, "k": 16, "q": 3, "s0": 10.0}
+    if base in ("none", "zscore"):
+        return v
+    import re
+
+    m = re.fullmatch(r"(nap|protect|mean)(\d+)?(?:q(\d+))?(?:s(\d+))?", base)
+    if not m:
+        raise SystemExit(f"unknown variant {name!r}")
+    v["kind"] = m.group(1)
+    if m.group(2):
+        v["k"] = int(m.group(2))
+    if m.group(3):
+        v["q"] = int(m.group(3))
+    if m.group(4):
+        v["s0"] = float(m.group(4))
+    return v
+
+
+def uar(y: np.ndarray, pred: np.ndarray) -> float:
+    cl = np.unique(y)
+    return float(np.mean([np.mean(pred[y == c] == c) for c in cl]))
+
+
+class Bench:
+    def __init__(self, work: WorkDir, out: Path):
+        self.work, self.out = work, out
+        self.ps = work.patchset(progress=False)
+        self.classes = work.classes
+        self.model, _ = build_model("yamnet-layers", len(self.classes), seed=0)
+        t = time.perf_counter()
+        self.feats = backbone_features(self.model, self.ps.patches, work.root / "embeddings", progress=True)
+        sp = out / "speech.npy"
+        if sp.exists():
+            self.is_speech = np.load(sp)
+        else:
+            gate = SpeechGateConfig()
+            a = audioset_scores(self.model.yamnet.eval(), self.ps.patches)
+            self.is_speech = speech_probability(a, gate) >= gate.threshold
+            np.save(sp, self.is_speech)
+        log.info("features ready (%.0f s)", time.perf_counter() - t)
+        self.voting = voting_masks(self.is_speech, np.ones(len(self.ps.utt), bool), self.ps.utt)
+        self.spk_utt = work.manifest.speaker_array().astype(str)
+        self.corpus_utt = corpus_array(work.manifest)
+        self.hop_s = work.patch_config.hop_frames * work.frontend.frame_seconds
+        _, self.spk_id = np.unique(self.spk_utt, return_inverse=True)
+
+    # -- helpers -----------------------------------------------------------------
+    def group_ids(self, utts: np.ndarray) -> np.ndarray:
+        """Per patch of ``utts``' patches: speaker id (0..S-1 compact)."""
+        return self.spk_id[self.ps.utt]
+
+    def adapted(self, adapter: SpeakerAdapter, method: str, utts: np.ndarray, feats=None) -> dict:
+        """Features of all patches of ``utts`` adapted with each speaker's statistics over ``utts``."""
+        feats = self.feats if feats is None else feats
+        p = self.ps.patch_indices(utts)
+        _, g = np.unique(self.spk_id[self.ps.utt[p]], return_inverse=True)
+        vote = self.voting[p]
+        seconds = np.bincount(g, weights=vote.astype(float)) * self.hop_s
+        n_clips = np.array([len(np.unique(self.ps.utt[p][g == i])) for i in range(g.max() + 1)])
+        cfg = adapter.config
+        ok = (n_clips >= cfg.min_clips) & (seconds >= cfg.min_speech_seconds)
+        sub = {k: v[p] for k, v in feats.items()}
+        return p, adapter.apply(sub, g, vote, seconds, ok, method)
+
+    def zscored(self, utts: np.ndarray) -> tuple[np.ndarray, dict]:
+        p = self.ps.patch_indices(utts)
+        g = self.spk_id[self.ps.utt[p]]
+        return p, {k: standardize_groups(v[p], g) for k, v in self.feats.items()}
+
+    def train_head(self, seed: int, fold, feats_train: dict, y: np.ndarray, utt: np.ndarray,
+                   train_idx: np.ndarray, val_idx: np.ndarray, path: Path):
+        head = copy.deepcopy(self.model.head)
+        if path.exists():
+            head.load_state_dict(torch.load(path, weights_only=True))
+            return head.eval()
+        torch.manual_seed(seed)
+        for m in head.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+
+        def inputs(idx, train=False):
+            return {k: torch.from_numpy(v[idx]) for k, v in feats_train.items()}
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fit(head, inputs, y, train_idx, val_idx, utt, len(self.classes), TrainConfig(seed=seed), progress=False)
+        torch.save(head.state_dict(), path)
+        return head.eval()
+
+    def utt_probs(self, head, feats: dict, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(utterance ids, (U, C) mean softmax over voting patches) for patch rows ``p`` of ``feats``."""
+        pr = predict_proba(head, lambda i: {k: torch.from_numpy(v[i]) for k, v in feats.items()}, len(p))
+        vote = self.voting[p]
+        ids, inv = np.unique(self.ps.utt[p], return_inverse=True)
+        m, _ = group_means(pr, inv, vote)
+        return ids, m
+
+    def one_emotion_draw(self, test_u: np.ndarray, draw: int) -> np.ndarray:
+        rng = np.random.default_rng([1234, draw])
+        keep = []
+        y = self.ps.y_utt
+        for s in np.unique(self.spk_id[test_u]):
+            us = test_u[self.spk_id[test_u] == s]
+            e = rng.choice(np.unique(y[us]))
+            keep.append(us[y[us] == e])
+        return np.sort(np.concatenate(keep))
+
+
+def run(args) -> dict:
+    work = WorkDir.open(args.work)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    b = Bench(work, out)
+    variants = [parse_variant(v) for v in args.variants.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    y = b.ps.y_utt
+    results = {}  # (seed, corpus, variant) -> {"balanced": uar, "one": [uar per draw], "single": uar}
+    oof = {s: {"probs": [], "y": [], "fold": [], "probs_adapt": []} for s in seeds}
+    for seed in seeds:
+        folds = make_folds(work.manifest, "locorpus", seed=seed)
+        for fold in folds:
+            corpus = str(b.corpus_utt[fold.test[0]])
+            tr_p = b.ps.patch_indices(fold.train)
+            va_p = b.ps.patch_indices(fold.val) if fold.val is not None else None
+            fdir = out / f"seed{seed}" / fold.name
+            heads = {}
+            base = b.train_head(seed, fold, b.feats, b.ps.y, b.ps.utt, tr_p, va_p, fdir / "none.pt")
+            heads["none"] = base
+            test_u = fold.test
+            draws = [b.one_emotion_draw(test_u, d) for d in range(args.draws)]
+            # single clip
+            ids, pr = b.utt_probs(base, b.feats, b.ps.patch_indices(test_u))
+            single_bal = uar(y[ids], pr.argmax(1))
+            oof[seed]["probs"].append(pr); oof[seed]["y"].append(y[ids]); oof[seed]["fold"] += [fold.name] * len(ids)
+            pos = {int(u): i for i, u in enumerate(ids)}
+            single_one = [uar(y[d], pr[[pos[int(u)] for u in d]].argmax(1)) for d in draws]
+            results[(seed, corpus, "none")] = {"balanced": single_bal, "one": single_one}
+            adapters = {}
+            for v in variants:
+                key = (seed, corpus, v["name"])
+                if v["name"] == "none":
+                    continue
+                if v["kind"] == "zscore":
+                    tp, zf = b.zscored(fold.train)
+                    full = {k: np.zeros_like(a) for k, a in b.feats.items()}
+                    for k in full:
+                        full[k][tp] = zf[k]
+                    vp, vf = b.zscored(fold.val)
+                    for k in full:
+                        full[k][vp] = vf[k]
+                    head = b.train_head(seed, fold, full, b.ps.y, b.ps.utt, tr_p, va_p, fdir / "zscore.pt")
+                    def ev(us):
+                        p, f = b.zscored(us)
+                        return b.utt_probs(head, f, p)
+                else:
+                    acfg = AdaptConfig(method=v["kind"], k=v["k"], q=v["q"], shrink_seconds=v["s0"])
+                    akey = (v["k"], v["q"], v["s0"])
+                    if akey not in adapters:
+                        adapters[akey] = SpeakerAdapter.fit(b.feats, b.ps.utt, b.voting, b.spk_utt, y, fold.train, acfg)
+                    adapter = copy.copy(adapters[akey]); adapter.config = acfg
+                    head = base
+                    if v["dual"]:
+                        tr_u = np.concatenate([fold.train, fold.val]) if fold.val is not None else fold.train
+                        pa, fa = b.adapted(adapter, v["kind"], tr_u)
+                        P = len(b.ps.utt)
+                        feats2 = {k: np.concatenate([b.feats[k], b.feats[k]]) for k in b.feats}
+                        for k in feats2:
+                            feats2[k][P + pa] = fa[k]
+                        y2 = np.concatenate([b.ps.y, b.ps.y])
+                        utt2 = np.concatenate([b.ps.utt, b.ps.utt + len(y)])
+                        val2 = np.concatenate([va_p, P + va_p]) if va_p is not None else None
+                        head = b.train_head(seed, fold, feats2, y2, utt2, np.concatenate([tr_p, P + tr_p]), val2,
+                                            fdir / f"{v['name']}.pt")
+                    def ev(us, adapter=adapter, head=head, kind=v["kind"]):
+                        p, f = b.adapted(adapter, kind, us)
+                        return b.utt_probs(head, f, p)
+                ids, pr = ev(test_u)
+                r = {"balanced": uar(y[ids], pr.argmax(1)), "one": []}
+                if v["kind"] != "zscore" and v["dual"]:
+                    i2, p2 = b.utt_probs(head, b.feats, b.ps.patch_indices(test_u))
+                    r["single_balanced"] = uar(y[i2], p2.argmax(1))
+                if seed in oof and v["name"] == args.calibrate_variant:
+                    oof[seed]["probs_adapt"].append(pr)
+                for d in draws:
+                    i3, p3 = ev(d)
+                    r["one"].append(uar(y[i3], p3.argmax(1)))
+                results[key] = r
+            log.info("seed %d %s done", seed, corpus)
+    # ---- tables --------------------------------------------------------------------
+    corpora = sorted({k[1] for k in results})
+    names = ["none"] + [v["name"] for v in variants if v["name"] != "none"]
+    table = []
+    for n in names:
+        row = {"variant": n}
+        for cond in ("balanced", "one"):
+            per_seed = []
+            for s in seeds:
+                vals = [results[(s, c, n)][cond] for c in corpora]
+                vals = [float(np.mean(x)) if isinstance(x, list) else x for x in vals]
+                per_seed.append(vals)
+            arr = np.array(per_seed)  # (seeds, corpora)
+            row[cond] = {c: float(arr[:, i].mean()) for i, c in enumerate(corpora)}
+            row[cond + "_mean"] = float(arr.mean(1).mean())
+            row[cond + "_mean_std"] = float(arr.mean(1).std())
+            row[cond + "_worst"] = float(arr.mean(0).min())
+        sb = [results[(s, c, n)].get("single_balanced") for s in seeds for c in corpora]
+        if all(x is not None for x in sb):
+            row["single_balanced_mean"] = float(np.mean(sb))
+        table.append(row)
+    base_one = table[0]["one_mean"]
+    for row in table:
+        row["one_vs_single_pt"] = 100 * (row["one_mean"] - base_one)
+        row["balanced_vs_single_pt"] = 100 * (row["balanced_mean"] - table[0]["balanced_mean"])
+    # calibration on the single-clip out-of-fold predictions (seed 0 fits; others reported)
+    cal = {}
+    for s in seeds:
+        P = np.concatenate(oof[s]["probs"]); Y = np.concatenate(oof[s]["y"]); F = np.array(oof[s]["fold"])
+        fitted = calibrate_oof(P, Y, b.classes, folds=F)
+        cross = crossfit_calibration(P, Y, F)
+        entry = {"temperature": fitted["temperature"], "ece_before": fitted["ece_before"],
+                 "ece_after_in_sample": fitted["ece_after"], "ece_after_crossfit": cross["ece_after"],
+                 "crossfit_temperatures": cross["temperatures"], "uncertain_threshold": fitted["uncertain_threshold"],
+                 "coverage_crossfit": coverage_table(cross["probs"], Y), "coverage_raw": coverage_table(P, Y)}
+        if oof[s]["probs_adapt"]:
+            PA = np.concatenate(oof[s]["probs_adapt"])
+            ca = crossfit_calibration(PA, Y, F)
+            entry["adapt"] = {"variant": args.calibrate_variant, "ece_before": expected_calibration_error(PA, Y),
+                              "ece_after_crossfit": ca["ece_after"], "temperatures": ca["temperatures"]}
+        cal[str(s)] = entry
+    res = {"work": str(args.work), "seeds": seeds, "draws": args.draws, "corpora": corpora, "table": table,
+           "calibration": cal, "raw": {f"{k[0]}|{k[1]}|{k[2]}": v for k, v in results.items()}}
+    (out / "adaptation.json").write_text(json.dumps(res, indent=2))
+    return res
+
+
+def print_tables(res: dict) -> None:
+    corpora = res["corpora"]
+    print(f"\nleave-one-corpus-out UAR, mean of seeds {res['seeds']}; one-emotion: mean of {res['draws']} draws")
+    head = "| variant | " + " | ".join(f"balanced {c}" for c in corpora) + " | balanced mean (± seed sd) | worst | " \
+        + " | ".join(f"one-emotion {c}" for c in corpora) + " | one-emotion mean | vs single (pt) |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for r in res["table"]:
+        print(f"| {r['variant']} | " + " | ".join(f"{r['balanced'][c]:.3f}" for c in corpora)
+              + f" | {r['balanced_mean']:.3f} ± {r['balanced_mean_std']:.3f} | {r['balanced_worst']:.3f} | "
+              + " | ".join(f"{r['one'][c]:.3f}" for c in corpora)
+              + f" | {r['one_mean']:.3f} ± {r['one_mean_std']:.3f} | {r['one_vs_single_pt']:+.1f} |")
+    print("\ncalibration (single clip, out-of-fold; ECE 15 bins; 'crossfit' = T fitted on the other folds)")
+    print("| seed | T (all folds) | ECE before | ECE after (crossfit) | ECE after (in-sample) | chosen threshold |")
+    print("|---|---|---|---|---|---|")
+    for s, c in res["calibration"].items():
+        print(f"| {s} | {c['temperature']:.3f} | {c['ece_before']:.3f} | {c['ece_after_crossfit']:.3f} | "
+              f"{c['ece_after_in_sample']:.3f} | {c['uncertain_threshold']:.2f} |")
+    c0 = res["calibration"][str(res["seeds"][0])]
+    print(f"\ncoverage / accuracy (seed {res['seeds'][0]}, calibrated crossfit probabilities)")
+    print("| threshold | coverage | accuracy | UAR |")
+    print("|---|---|---|---|")
+    for r in c0["coverage_crossfit"]:
+        print(f"| {r['threshold']:.2f} | {r['coverage']:.3f} | {r['accuracy']:.3f} | {r['uar']:.3f} |")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--out", default="runs/adaptation")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--draws", type=int, default=5)
+    ap.add_argument("--variants", default="zscore,mean,protect,nap8,nap16,nap32,nap64")
+    ap.add_argument("--calibrate-variant", default="nap16")
+    ap.add_argument("--print-only", action="store_true", help="print the tables of an existing --out")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(2)
+    if args.print_only:
+        print_tables(json.loads((Path(args.out) / "adaptation.json").read_text()))
+        return 0
+    print_tables(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
