@@ -229,13 +229,14 @@ class EmotionRecognizer:
 
     def analyze_clips(self, clips: list[AudioClip], batch_size: int | None = None,
                       prepared: list | None = None, groups: list | None = None,
-                      adapt: bool = False) -> list[Analysis]:
+                      adapt: bool = False, single_recording: bool = False) -> list[Analysis]:
         """Classify several clips with their patches batched together (``prepared``:
         their :meth:`prepare_clip` results, when already computed). ``groups`` (one key
         per clip, e.g. its speaker) sets the normalisation groups of a model trained with
         stream normalisation; by default each clip is its own group. ``adapt``: adapt
         every voice group (``groups``; default: all clips are one voice) with its own
-        statistics (:mod:`emolens.adaptation`; what was done is in ``last_adaptation``)."""
+        statistics (:mod:`emolens.adaptation`; what was done is in ``last_adaptation``);
+        ``single_recording``: one long recording of one voice needs no minimum clip count."""
         parts = prepared if prepared is not None else [self._patches(c) for c in clips]
         if not parts:
             return []
@@ -250,7 +251,8 @@ class EmotionRecognizer:
         if adapt:
             from emolens.adaptation.runtime import adapted_outputs
 
-            probs, audioset, self.last_adaptation, adapted = adapted_outputs(self, parts, groups, batch_size)
+            probs, audioset, self.last_adaptation, adapted = adapted_outputs(self, parts, groups, batch_size,
+                                                                             single_recording=single_recording)
         else:
             probs, audioset = self.patch_outputs(all_patches, batch_size, group_ids)
         gate = self.speech_gate

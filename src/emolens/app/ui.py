@@ -54,10 +54,10 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
     methods = _methods()
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])  # no web fonts fetched
 
-    def analyse(path, method, target, state, progress=gr.Progress()):
+    def analyse(path, method, target, adapt, state, progress=gr.Progress()):
         session = AppSession(rec, config)
         try:
-            session.analyse(path)
+            session.analyse(path, adapt=bool(adapt))
             target = target if target in rec.classes else None
             return _show(session, method, target, progress) + (session,)
         except EmolensError as exc:  # name the upload as the user knows it, not by its temporary path
@@ -86,6 +86,9 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
         ex = v.explanation
         sr = ex.sample_rate
         label = f"{ex.label} ({ex.confidence:.2f})"
+        a = session.analysis
+        if getattr(a, "uncertain", False):  # calibrated top probability below the model's threshold
+            label = f"uncertain (most likely {a.emotion}, {a.confidence:.2f} < {a.uncertain_threshold:.2f})"
         msg = f"**{label}** · {ex.duration:.2f} s · {int(ex.voting.sum())}/{len(ex.voting)} patches vote"
         if v.message:
             msg += f" · {v.message}"
@@ -110,6 +113,8 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
                     method = gr.Dropdown([(method_title(m), m) for m in methods], value=methods[0], label="explanation method", elem_id="method")
                     target = gr.Dropdown(["predicted"] + list(rec.classes), value="predicted", label="class to explain",
                                          elem_id="target")
+                    adapt = gr.Checkbox(False, label="adapt to this voice (one speaker, >= 10 s of speech)",
+                                        elem_id="adapt", interactive=getattr(rec, "adapter", None) is not None)
                     run = gr.Button("Analyse", variant="primary", elem_id="analyse")
                     gr.Markdown(f"Up to {config.max_upload_mb:g} MB and {config.max_seconds:g} s. LIME and Occlusion take "
                                 "seconds to minutes on a CPU; progress shows here.")
@@ -125,7 +130,7 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
                 a_tf = gr.Audio(label="time-frequency-masked audio", elem_id="audio-tf", interactive=False, type="numpy")
             outs = [probs, timeline, map_img, a_orig, a_focus, a_tf, message, state]
             for event in (run.click, audio_in.upload, audio_in.stop_recording):
-                event(analyse, [audio_in, method, target, state], outs, show_progress_on=[probs, map_img])
+                event(analyse, [audio_in, method, target, adapt, state], outs, show_progress_on=[probs, map_img])
             partial = [map_img, a_focus, a_tf, message, state]
             method.input(reexplain, [method, target, state], partial, show_progress_on=[map_img])
             target.input(reexplain, [method, target, state], partial, show_progress_on=[map_img])

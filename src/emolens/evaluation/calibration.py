@@ -186,6 +186,26 @@ def crossfit_calibration(probs: np.ndarray, labels: np.ndarray, folds: np.ndarra
             "temperatures": temps, "probs": q}
 
 
+def oof_from_run(run_dir: str | Path, y_utt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(probs (N, C), labels (N,), fold names (N,))`` from the fold reports of a
+    cross-validation run (``run_dir/folds/*/metrics.json`` with ``utterances`` and
+    ``probabilities``); ``y_utt (U,)``: the work dir's utterance labels."""
+    from emolens.errors import EmolensError
+
+    probs, labels, folds = [], [], []
+    for f in sorted((Path(run_dir) / "folds").glob("*/metrics.json")):
+        rep = json.loads(f.read_text())
+        if "probabilities" not in rep:
+            raise EmolensError(f"{f}: no out-of-fold probabilities (written since calibration support); "
+                               "delete the fold folder and re-run it")
+        probs.append(np.asarray(rep["probabilities"], np.float64))
+        labels.append(np.asarray(y_utt)[np.asarray(rep["utterances"], int)])
+        folds += [rep.get("fold", f.parent.name)] * len(rep["utterances"])
+    if not probs:
+        raise EmolensError(f"{run_dir}: no finished folds to calibrate on")
+    return np.concatenate(probs), np.concatenate(labels), np.asarray(folds)
+
+
 def calibration_of(config: dict) -> tuple[float, float]:
     """``(temperature, uncertain_threshold)`` of a model.json dict (``(1.0, default)`` without one)."""
     cal = config.get("calibration") or {}
@@ -203,4 +223,4 @@ def write_calibration(model_dir: str | Path, calibration: dict) -> Path:
 
 __all__ = ["N_BINS", "DEFAULT_UNCERTAIN_THRESHOLD", "apply_temperature", "softmax_logits", "nll", "fit_temperature",
            "expected_calibration_error", "coverage_table", "choose_threshold", "calibrate_oof",
-           "crossfit_calibration", "calibration_of", "write_calibration"]
+           "crossfit_calibration", "oof_from_run", "calibration_of", "write_calibration"]
