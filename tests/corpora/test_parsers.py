@@ -32,7 +32,8 @@ def skipped_names(skipped: list[tuple[str, str]]) -> dict[str, str]:
 
 
 def test_list_corpora() -> None:
-    assert list_corpora() == ["aihub", "ased", "cremad", "csu2022", "csv", "emodb", "folder", "ravdess", "savee", "tess"]
+    assert list_corpora() == ["aihub", "ased", "casia", "cremad", "csu2022", "csv", "emodb", "folder", "nemo",
+                              "ravdess", "savee", "tess", "turev"]
 
 
 def test_unknown_corpus_and_missing_root(tmp_path: Path) -> None:

@@ -18,7 +18,9 @@ log = logging.getLogger("emolens")
 
 # --------------------------------------------------------------------------- prepare
 def cmd_prepare(args) -> int:
+    from emolens.corpora.label_map import apply_label_map, parse_label_map, unused_pairs
     from emolens.corpora.labels import resolve_class_set
+    from emolens.corpora.parsers import EVALUATE_ONLY_CORPORA
     from emolens.corpora.multi import build_multi_manifest, parse_corpus_specs, per_corpus_counts
     from emolens.errors import CorpusError
     from emolens.features.cache import FeatureCache
@@ -37,6 +39,15 @@ def cmd_prepare(args) -> int:
         manifest, skipped = build_multi_manifest(specs, allow_unknown_speakers=args.allow_unknown_speakers)
     for w in caught:
         log.warning("warning: %s", w.message)
+    names = [c.name for c in specs]
+    label_map = parse_label_map(args.label_map or [], names)
+    manifest, relabelled = apply_label_map(manifest, label_map)
+    for pair in unused_pairs(label_map, relabelled, names):
+        log.warning("note: --label-map %s relabelled no file", pair)
+    eval_only = sorted(set(names) & EVALUATE_ONLY_CORPORA)
+    if eval_only:
+        log.warning("warning: %s is evaluate-only (unclear provenance): a model trained on this work dir "
+                    "cannot be packaged or shipped; use it as a test corpus", ", ".join(eval_only))
     for path, why in skipped[:20]:
         log.warning("skipped %s: %s", path, why)
     if len(skipped) > 20:
@@ -83,6 +94,7 @@ def cmd_prepare(args) -> int:
         "corpus": "+".join(c.name for c in specs), "root": str(Path(specs[0].root).resolve()),
         "corpora": [{"name": c.name, "root": str(Path(c.root).resolve())} for c in specs],
         "per_corpus": per_corpus_counts(manifest, ps.utt, result.keep), "classes": classes,
+        "label_map": label_map, "label_map_applied": relabelled, "evaluate_only_corpora": eval_only,
         "files": len(manifest), "labels": manifest.label_counts(), "speakers": len(manifest.speakers),
         "speaker_ids": list(manifest.speakers), "duration_s": round(float(sum(ps.n_frames)) * fe.frame_seconds, 2),
         "skipped": len(skipped), "unreadable": len(res.errors),

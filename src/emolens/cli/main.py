@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True, action="append", metavar="NAME[:DIR]",
                    help=f"corpus layout / naming scheme ({', '.join(list_corpora())}) and its folder; repeat NAME:DIR for several corpora in one work dir (speakers become CORPUS/SPEAKER)")
     p.add_argument("--root", type=Path, default=None, help="folder holding the corpus audio (with a single --corpus NAME)")
+    p.add_argument("--label-map", action="append", default=[], metavar="[CORPUS:]FROM=TO[,FROM=TO]",
+                   help="map a corpus's labels before choosing classes, e.g. turev:calm=neutral (repeatable; without CORPUS: every corpus); recorded in prepare.json and the model card")
     p.add_argument("--csv", type=Path, default=None, help="metadata table for corpora that need one (csv, aihub, csu2022 speaker map)")
     p.add_argument("--allow-unknown-speakers", action="store_true", help="accept files without a speaker id (then only the random split works: not speaker-independent)")
     p.add_argument("--classes", default="4class", help="class set: 4class (angry, happy, neutral, sad: the thesis's), all, or a comma list")

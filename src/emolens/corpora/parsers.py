@@ -52,6 +52,23 @@ in the skipped list with a reason. Supported layouts (``list_corpora()``):
     ``speaker_id``/``화자``), optional ``gender``/``성별`` and ``text``/``발화문``.
     The AI-Hub sheets carry no speaker column: add one, or set
     ``allow_unknown_speakers`` (no speaker-independent splits then).
+``nemo``
+    nEMO (Polish): ``samples/<speaker>_<emotion>_<sentence>.{wav,ogg}`` (emotion words
+    anger, fear, happiness, neutral, sadness, surprised). Gender and text come from the
+    original ``root/data.tsv`` (``file_id, emotion, raw_text, normalized_text,
+    speaker_id, gender, age``; speaker ids with stray spaces are stripped) or from
+    ``root/metadata.csv`` (``path, speaker, gender, text, emotion``); a table row that
+    disagrees with the file name is skipped.
+``turev``
+    TurEV-DB (Turkish single words): ``[Sound Source/]<Emotion>/<speaker>_<code>_<word>``
+    with codes kz angry, sk calm, mt happy, hl sad; the code must agree with the
+    emotion folder. The corpus says *calm*: map it to neutral explicitly
+    (``--label-map turev:calm=neutral``) for a 4-class setup.
+``casia``
+    CASIA (Mandarin) ``<speaker>/<emotion>/<n>.{wav,ogg}`` (angry, fear, happy, neutral,
+    sad, surprise; text = sentence number). **Evaluate only**: its provenance is
+    unclear, so :data:`EVALUATE_ONLY_CORPORA` lists it and a model trained on it is
+    refused by packaging (``emolens.training.package``).
 """
 
 from __future__ import annotations
@@ -554,18 +571,127 @@ def parse_ased(root: Path, csv: Path | None = None) -> ParseResult:
     return _dedupe(items, skipped), skipped
 
 
+# --- nEMO, TurEV-DB, CASIA -------------------------------------------------------------
+_NEMO_RE = re.compile(r"^([A-Za-z]+\d*)_([a-z]+)_(\d+)$")
+NEMO_EMOTIONS = {"anger": "angry", "fear": "fear", "happiness": "happy", "neutral": "neutral",
+                 "sadness": "sad", "surprised": "surprise"}
+
+
+def _nemo_table(root: Path) -> dict[str, dict[str, str]]:
+    """Rows of ``data.tsv`` (original) or ``metadata.csv`` (this folder) keyed by file stem,
+    each as ``{speaker, gender, text, emotion}``; {} when neither exists."""
+    tsv, meta = root / "data.tsv", root / "metadata.csv"
+    out: dict[str, dict[str, str]] = {}
+    if tsv.is_file():
+        with tsv.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csvlib.DictReader(fh, delimiter="\t")
+            reader.fieldnames = [h.strip() for h in (reader.fieldnames or [])]
+            if "file_id" not in reader.fieldnames:
+                raise CorpusError(f"{tsv} lacks a 'file_id' column; it is not nEMO's data.tsv")
+            for r in reader:
+                r = {k: (v or "").strip() for k, v in r.items() if k is not None}
+                out[Path(r["file_id"]).stem] = {"speaker": r.get("speaker_id", ""), "gender": r.get("gender", ""),
+                                                "text": r.get("normalized_text") or r.get("raw_text", ""),
+                                                "emotion": r.get("emotion", "")}
+    elif meta.is_file():
+        header, rows = _read_table(meta)
+        if "path" not in header:
+            raise CorpusError(f"{meta} lacks a 'path' column; fix it or remove the file")
+        out = {Path(r["path"]).stem: r for r in rows if r.get("path")}
+    return out
+
+
+def parse_nemo(root: Path, csv: Path | None = None) -> ParseResult:
+    """nEMO ``<speaker>_<emotion>_<sentence>``; gender/text from data.tsv or metadata.csv."""
+    table = _nemo_table(root)
+    items: list[tuple[str, Utterance]] = []
+    skipped: Skipped = []
+    for f in _audio_files(root):
+        m = _NEMO_RE.match(f.stem)
+        if not m or m.group(2) not in NEMO_EMOTIONS:
+            skipped.append((str(f), "unparseable name (expected SPEAKER_emotion_N, e.g. SB0_anger_12)"))
+            continue
+        speaker, word, _ = m.groups()
+        label = NEMO_EMOTIONS[word]
+        row = table.get(f.stem, {})
+        if row.get("speaker") and row["speaker"] != speaker:
+            skipped.append((str(f), f"table says speaker {row['speaker']!r}, name says {speaker!r}"))
+            continue
+        emo = row.get("emotion")
+        if emo and (not is_known_label(emo) or normalize_label(emo) != label):
+            skipped.append((str(f), f"table says emotion {emo!r}, name says {label!r}"))
+            continue
+        utt = Utterance(str(f), label, speaker, "nemo", gender=_gender(row.get("gender")), text=row.get("text") or None)
+        items.append((f.stem, utt))
+    return _dedupe(items, skipped), skipped
+
+
+TUREV_CODES = {"kz": "angry", "sk": "calm", "mt": "happy", "hl": "sad"}
+_TUREV_RE = re.compile(r"^(\d+)_([a-z]{2})_(.+)$")
+
+
+def parse_turev(root: Path, csv: Path | None = None) -> ParseResult:
+    """TurEV-DB ``[Sound Source/]<Emotion>/<speaker>_<code>_<word>``; label = the corpus's word."""
+    base = root / "Sound Source" if (root / "Sound Source").is_dir() else root
+    items: list[tuple[str, Utterance]] = []
+    skipped: Skipped = []
+    for f in _audio_files(base):
+        m = _TUREV_RE.match(f.stem)
+        if not m or m.group(2) not in TUREV_CODES:
+            skipped.append((str(f), "unparseable name (expected SPEAKER_code_word, code kz/sk/mt/hl)"))
+            continue
+        speaker, code, word = m.groups()
+        label = TUREV_CODES[code]
+        folder = f.parent.name
+        if not is_known_label(folder) or normalize_label(folder) != label:
+            skipped.append((str(f), f"code {code!r} ({label}) disagrees with folder {folder!r}"))
+            continue
+        items.append((f"{folder}/{f.stem}", Utterance(str(f), label, speaker, "turev", text=word)))
+    return _dedupe(items, skipped), skipped
+
+
+CASIA_EMOTIONS = frozenset({"angry", "fear", "happy", "neutral", "sad", "surprise"})
+CASIA_GENDERS = {"liuchanhg": "female", "zhaoquanyin": "female", "wangzhe": "male", "zhaozuoxiang": "male"}
+
+
+def parse_casia(root: Path, csv: Path | None = None) -> ParseResult:
+    """CASIA ``<speaker>/<emotion>/<n>``: evaluate only (see :data:`EVALUATE_ONLY_CORPORA`)."""
+    items: list[tuple[str, Utterance]] = []
+    skipped: Skipped = []
+    for f in _audio_files(root):
+        parts = f.relative_to(root).parts
+        if len(parts) < 3 or not f.stem.isdigit():
+            skipped.append((str(f), "not <speaker>/<emotion>/<number>"))
+            continue
+        speaker, emotion = parts[-3], parts[-2]
+        label = normalize_label(emotion) if is_known_label(emotion) else None
+        if label not in CASIA_EMOTIONS:
+            skipped.append((str(f), f"unknown emotion folder {emotion!r} (CASIA: {', '.join(sorted(CASIA_EMOTIONS))})"))
+            continue
+        utt = Utterance(str(f), label, speaker, "casia", gender=CASIA_GENDERS.get(speaker.lower()), text=f.stem)
+        items.append((f"{speaker}/{emotion}/{f.stem}", utt))
+    return _dedupe(items, skipped), skipped
+
+
+#: Corpora that may be evaluated on but never trained into a shipped or published model.
+EVALUATE_ONLY_CORPORA: frozenset[str] = frozenset({"casia"})
+
+
 # --- registry --------------------------------------------------------------------------
 CORPORA: dict[str, Parser] = {
     "ased": parse_ased,
     "aihub": parse_aihub,
+    "casia": parse_casia,
     "cremad": parse_cremad,
     "csu2022": parse_csu2022,
     "csv": parse_csv,
     "emodb": parse_emodb,
     "folder": parse_folder,
+    "nemo": parse_nemo,
     "ravdess": parse_ravdess,
     "savee": parse_savee,
     "tess": parse_tess,
+    "turev": parse_turev,
 }
 
 _UNKNOWN_SPEAKER_HINTS = {

@@ -24,6 +24,7 @@ import torch
 
 from emolens.corpora.splits import Fold, make_folds
 from emolens.corpora.multi import corpus_array
+from emolens.corpora.parsers import EVALUATE_ONLY_CORPORA
 from emolens.errors import EmolensError
 from emolens.evaluation.groups import per_corpus_from_folds
 from emolens.features.normalize import check_mode, group_keys, normalize_streams
@@ -220,6 +221,10 @@ def cross_validate(work: WorkDir, cfg: RunConfig, out: str | Path, *, progress: 
     if first_log.exists():
         plot_training_curves([json.loads(l) for l in first_log.read_text().splitlines() if l], out / "training_curves.png")
     if cfg.final_model:
+        eval_only = sorted(set(corpus_array(work.manifest).tolist()) & EVALUATE_ONLY_CORPORA)
+        if eval_only:
+            log.warning("WARNING: the final model is trained on %s, an evaluate-only corpus (unclear provenance): "
+                        "it is marked in model.json and cannot be packaged or shipped", ", ".join(eval_only))
         train_final(work, cfg, model, ps, feats, folds[0], out, progress=progress, weights_info=weights_info,
                     is_speech=is_speech if cfg.speech_gate else None)
     return metrics
@@ -248,6 +253,8 @@ def train_final(work: WorkDir, cfg: RunConfig, model: FusionNet, ps: PatchSet, f
         "gds": {"enabled": cfg.gds, "config": cfg.gds_config.to_dict()},
         "speech_gate": SpeechGateConfig().to_dict(),
         "normalize": cfg.normalize,
+        "training_corpora": sorted(set(corpus_array(work.manifest).tolist())),
+        "label_map": work.info.get("label_map", {}),
         "train": cfg.train.to_dict(), "best_epoch": res.best_epoch, "val_uar": res.best_val_uar,
         **weights_info,
     }

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from emolens.corpora.parsers import EVALUATE_ONLY_CORPORA
 from emolens.errors import ModelError
 from emolens.models.io import load_model, save_model
 from emolens.models.yamnet import load_yamnet_file
@@ -24,6 +25,7 @@ def package_model(run_dir: str | Path, dest: str | Path, card: dict, extra: dict
     the packaged one (checked weight by weight), since that is what loading will use.
     ``extra``: more ``model.json`` sections (e.g. ``{"calibration": ...}``), on the card too."""
     model, config, gds = load_model(run_dir)
+    check_shippable(config)
     if model.vggish is not None:
         raise ModelError("a shipped model must not carry a VGGish branch (its weights are not shippable here)")
     yam = packaged_yamnet()
@@ -39,6 +41,15 @@ def package_model(run_dir: str | Path, dest: str | Path, card: dict, extra: dict
     save_model(dest, model, config, gds, embed_backbones=False, backbone_files={"yamnet": yam})
     (dest / "MODEL_CARD.md").write_text(model_card(config, name=card.get("title", "emolens model")))
     return dest
+
+
+def check_shippable(config: dict) -> None:
+    """Refuse a model whose training data includes an evaluate-only corpus (CASIA: its
+    provenance is unclear, so no shipped or published weights may be trained on it)."""
+    bad = sorted(set(config.get("training_corpora") or []) & EVALUATE_ONLY_CORPORA)
+    if bad:
+        raise ModelError(f"this model was trained on {', '.join(bad)}, which is evaluate-only (unclear provenance); "
+                         "it cannot be packaged or shipped: prepare the training work dir without it")
 
 
 def evaluation_rows(metrics: dict, baseline: dict | None = None) -> list[dict]:
@@ -60,4 +71,4 @@ def read_metrics(path: str | Path) -> dict:
     return json.loads((Path(path) / "metrics.json").read_text()) if Path(path).is_dir() else json.loads(Path(path).read_text())
 
 
-__all__ = ["package_model", "evaluation_rows", "read_metrics"]
+__all__ = ["package_model", "check_shippable", "evaluation_rows", "read_metrics"]
