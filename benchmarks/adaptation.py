@@ -31,6 +31,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ from emolens.evaluation.calibration import (calibrate_oof, coverage_table, cross
                                             expected_calibration_error)
 from emolens.features.normalize import standardize_groups
 from emolens.models import build_model
-from emolens.selection.speech import SpeechGateConfig, audioset_scores, speech_probability, voting_masks
+from emolens.selection.speech import SpeechGateConfig, speech_probability, voting_masks
 from emolens.training.data import backbone_features
 from emolens.training.trainer import TrainConfig, fit, predict_proba
 from emolens.workdir import WorkDir
@@ -78,54 +79,123 @@ def uar(y: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean([np.mean(pred[y == c] == c) for c in cl]))
 
 
+@dataclass
+class Fold:
+    name: str
+    corpus: str
+    train: np.ndarray  # utterance ids
+    val: np.ndarray | None
+    test: np.ndarray
+    dev: bool = True  # False: an evaluate-only corpus (never trained on)
+
+
 class Bench:
-    def __init__(self, work: WorkDir, out: Path):
-        self.work, self.out = work, out
-        self.ps = work.patchset(progress=False)
-        self.classes = work.classes
-        self.model, _ = build_model("yamnet-layers", len(self.classes), seed=0)
-        t = time.perf_counter()
-        self.feats = backbone_features(self.model, self.ps.patches, work.root / "embeddings", progress=True)
+    """Patch features of every utterance with speaker/corpus/label, the folds, and the
+    head trainer (``fit``: the shipped recipe with early stopping on validation
+    speakers; ``fast``: the generalisation benchmark's recipe, 12 epochs, no validation)."""
+
+    def __init__(self, feats, utt, voting, y_utt, spk_utt, corpus_utt, hop_s, classes, folds, trainer, out):
+        self.feats, self.utt, self.voting = feats, utt, voting
+        self.y_utt, self.spk_utt, self.corpus_utt = y_utt, spk_utt, corpus_utt
+        self.hop_s, self.classes, self.folds, self.trainer, self.out = hop_s, classes, folds, trainer, out
+        _, self.spk_id = np.unique(self.spk_utt, return_inverse=True)
+        self.y = self.y_utt[self.utt]
+        order = np.argsort(self.utt, kind="stable")
+        self._order = order
+        self._starts = np.searchsorted(self.utt[order], np.arange(len(self.y_utt) + 1))
+        self.model, _ = build_model("yamnet-layers", len(classes), seed=0)
+
+    def patch_indices(self, utts: np.ndarray) -> np.ndarray:
+        utts = np.sort(np.asarray(utts))
+        return np.sort(np.concatenate([self._order[self._starts[u]:self._starts[u + 1]] for u in utts])) if len(utts) else np.zeros(0, int)
+
+    @classmethod
+    def from_workdir(cls, work: WorkDir, out: Path, emb_dir: Path | None, seed_folds: int = 0) -> "Bench":
+        ps = work.patchset(progress=False)
+        classes = work.classes
+        model, _ = build_model("yamnet-layers", len(classes), seed=0)
+        emb_dir = emb_dir or work.root / "embeddings"
+        feats = backbone_features(model, ps.patches, emb_dir, progress=True)
         sp = out / "speech.npy"
         if sp.exists():
-            self.is_speech = np.load(sp)
+            is_speech = np.load(sp)
         else:
             gate = SpeechGateConfig()
-            a = audioset_scores(self.model.yamnet.eval(), self.ps.patches)
-            self.is_speech = speech_probability(a, gate) >= gate.threshold
-            np.save(sp, self.is_speech)
-        log.info("features ready (%.0f s)", time.perf_counter() - t)
-        self.voting = voting_masks(self.is_speech, np.ones(len(self.ps.utt), bool), self.ps.utt)
-        self.spk_utt = work.manifest.speaker_array().astype(str)
-        self.corpus_utt = corpus_array(work.manifest)
-        self.hop_s = work.patch_config.hop_frames * work.frontend.frame_seconds
-        _, self.spk_id = np.unique(self.spk_utt, return_inverse=True)
+            # the YAMNet embedding is cached beside yamnet_mid by the same backbone pass: reuse it
+            yam, _ = build_model("yamnet", len(classes), seed=0)
+            emb = backbone_features(yam, ps.patches, emb_dir, progress=True)["yamnet"]
+            with torch.no_grad():
+                a = torch.sigmoid(model.yamnet.classifier(torch.from_numpy(emb))).numpy()
+            is_speech = speech_probability(a, gate) >= gate.threshold
+            np.save(sp, is_speech)
+        voting = voting_masks(is_speech, np.ones(len(ps.utt), bool), ps.utt)
+        corpus_utt = corpus_array(work.manifest)
+        folds = [Fold(f.name, str(corpus_utt[f.test[0]]), f.train, f.val, f.test)
+                 for f in make_folds(work.manifest, "locorpus", seed=seed_folds)]
+        hop_s = work.patch_config.hop_frames * work.frontend.frame_seconds
+        return cls(feats, ps.utt, voting, ps.y_utt, work.manifest.speaker_array().astype(str), corpus_utt, hop_s,
+                   classes, folds, "fit", out)
 
-    # -- helpers -----------------------------------------------------------------
-    def group_ids(self, utts: np.ndarray) -> np.ndarray:
-        """Per patch of ``utts``' patches: speaker id (0..S-1 compact)."""
-        return self.spk_id[self.ps.utt]
+    @classmethod
+    def from_gen(cls, dirs: list[Path], out: Path, evaluate_only=("casia",)) -> "Bench":
+        """Per-corpus work dirs whose ``generalisation/yamnet-*.npz`` holds the cached streams
+        and speech decisions (written by the generalisation benchmark)."""
+        parts = []
+        for d in dirs:
+            work = WorkDir.open(d)
+            npz = sorted((Path(d) / "generalisation").glob("yamnet-*.npz"))
+            if not npz:
+                raise SystemExit(f"{d}: no cached generalisation features (run benchmarks/generalisation.py first)")
+            with np.load(npz[-1], allow_pickle=False) as z:
+                feats = {s: z[s] for s in ("yamnet_l5", "yamnet_mid", "yamnet_l9")}
+                speech = z["speech"].astype(bool)
+            ps = work.patchset(progress=False)
+            assert len(ps.utt) == len(speech), (d, len(ps.utt), len(speech))
+            name = str(corpus_array(work.manifest)[0])
+            parts.append((name, work, feats, ps.utt, speech))
+            log.info("%s: %d utterances, %d patches", name, len(work.manifest), len(ps.utt))
+        classes = parts[0][1].classes
+        feats = {k: np.concatenate([p[2][k] for p in parts]) for k in parts[0][2]}
+        offs = np.cumsum([0] + [len(p[1].manifest) for p in parts])
+        utt = np.concatenate([p[3] + o for p, o in zip(parts, offs)])
+        speech = np.concatenate([p[4] for p in parts])
+        voting = voting_masks(speech, np.ones(len(utt), bool), utt)
+        y_utt = np.concatenate([p[1].labels() for p in parts])
+        spk = np.concatenate([np.char.add(p[0] + "/", p[1].manifest.speaker_array().astype(str)) for p in parts])
+        corp = np.concatenate([np.full(len(p[1].manifest), p[0]) for p in parts])
+        names = [p[0] for p in parts]
+        dev = [c for c in names if c not in evaluate_only]
+        folds = []
+        for c in names:
+            test = np.flatnonzero(corp == c)
+            train = np.flatnonzero(np.isin(corp, [d for d in dev if d != c]))
+            folds.append(Fold(f"locorpus-{c}", c, train, None, test, dev=c in dev))
+        w0 = parts[0][1]
+        hop_s = w0.patch_config.hop_frames * w0.frontend.frame_seconds
+        return cls(feats, utt, voting, y_utt, spk, corp, hop_s, classes, folds, "fast", out)
 
-    def adapted(self, adapter: SpeakerAdapter, method: str, utts: np.ndarray, feats=None) -> dict:
+    # -- transforms ----------------------------------------------------------------
+    def adapted(self, adapter: SpeakerAdapter, method: str, utts: np.ndarray, feats=None) -> tuple[np.ndarray, dict]:
         """Features of all patches of ``utts`` adapted with each speaker's statistics over ``utts``."""
         feats = self.feats if feats is None else feats
-        p = self.ps.patch_indices(utts)
-        _, g = np.unique(self.spk_id[self.ps.utt[p]], return_inverse=True)
+        p = self.patch_indices(utts)
+        _, g = np.unique(self.spk_id[self.utt[p]], return_inverse=True)
         vote = self.voting[p]
         seconds = np.bincount(g, weights=vote.astype(float)) * self.hop_s
-        n_clips = np.array([len(np.unique(self.ps.utt[p][g == i])) for i in range(g.max() + 1)])
+        n_clips = np.array([len(np.unique(self.utt[p][g == i])) for i in range(g.max() + 1)])
         cfg = adapter.config
         ok = (n_clips >= cfg.min_clips) & (seconds >= cfg.min_speech_seconds)
         sub = {k: v[p] for k, v in feats.items()}
         return p, adapter.apply(sub, g, vote, seconds, ok, method)
 
     def zscored(self, utts: np.ndarray) -> tuple[np.ndarray, dict]:
-        p = self.ps.patch_indices(utts)
-        g = self.spk_id[self.ps.utt[p]]
+        p = self.patch_indices(utts)
+        g = self.spk_id[self.utt[p]]
         return p, {k: standardize_groups(v[p], g) for k, v in self.feats.items()}
 
-    def train_head(self, seed: int, fold, feats_train: dict, y: np.ndarray, utt: np.ndarray,
-                   train_idx: np.ndarray, val_idx: np.ndarray, path: Path):
+    # -- heads ---------------------------------------------------------------------
+    def train_head(self, seed: int, feats_train: dict, y: np.ndarray, utt: np.ndarray,
+                   train_idx: np.ndarray, val_idx: np.ndarray | None, path: Path):
         head = copy.deepcopy(self.model.head)
         if path.exists():
             head.load_state_dict(torch.load(path, weights_only=True))
@@ -139,22 +209,25 @@ class Bench:
             return {k: torch.from_numpy(v[idx]) for k, v in feats_train.items()}
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        fit(head, inputs, y, train_idx, val_idx, utt, len(self.classes), TrainConfig(seed=seed), progress=False)
+        if self.trainer == "fit":
+            fit(head, inputs, y, train_idx, val_idx, utt, len(self.classes), TrainConfig(seed=seed), progress=False)
+        else:
+            fast_fit(head, inputs, y, train_idx, len(self.classes), seed)
         torch.save(head.state_dict(), path)
         return head.eval()
 
     def utt_probs(self, head, feats: dict, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(utterance ids, (U, C) mean softmax over voting patches) for patch rows ``p`` of ``feats``."""
-        pr = predict_proba(head, lambda i: {k: torch.from_numpy(v[i]) for k, v in feats.items()}, len(p))
+        pr = predict_proba(head, lambda i: {k: torch.from_numpy(v[i]) for k, v in feats.items()}, len(p), batch_size=4096)
         vote = self.voting[p]
-        ids, inv = np.unique(self.ps.utt[p], return_inverse=True)
+        ids, inv = np.unique(self.utt[p], return_inverse=True)
         m, _ = group_means(pr, inv, vote)
         return ids, m
 
     def one_emotion_draw(self, test_u: np.ndarray, draw: int) -> np.ndarray:
         rng = np.random.default_rng([1234, draw])
         keep = []
-        y = self.ps.y_utt
+        y = self.y_utt
         for s in np.unique(self.spk_id[test_u]):
             us = test_u[self.spk_id[test_u] == s]
             e = rng.choice(np.unique(y[us]))
@@ -162,32 +235,62 @@ class Bench:
         return np.sort(np.concatenate(keep))
 
 
+#: overrides of the fast recipe (set from the command line)
+FAST: dict = {}
+
+
+def fast_fit(head, inputs, y: np.ndarray, train_idx: np.ndarray, n_classes: int, seed: int,
+             epochs: int = 12, batch: int = 256, lr: float = 1e-3, weight_decay: float = 1e-4) -> None:
+    """The generalisation benchmark's head recipe (class-balanced loss, Adam, no early stopping);
+    ``FAST`` may thin the training patches and enlarge the batch (``--train-stride``, ``--batch``)."""
+    stride, batch, lr = FAST.get("stride", 1), FAST.get("batch", batch), FAST.get("lr", lr)
+    train_idx = np.asarray(train_idx)[::stride]
+    from emolens.training.trainer import class_weights
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(y[train_idx], n_classes))
+    for _ in range(epochs):
+        head.train()
+        order = rng.permutation(train_idx)
+        for s in range(0, len(order), batch):
+            idx = order[s:s + batch]
+            loss = loss_fn(head(inputs(idx, True)), torch.from_numpy(y[idx].astype(np.int64)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    head.eval()
+
+
 def run(args) -> dict:
-    work = WorkDir.open(args.work)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    b = Bench(work, out)
+    if args.gen_dirs:
+        b = Bench.from_gen([Path(d) for d in args.gen_dirs.split(",")], out)
+    else:
+        b = Bench.from_workdir(WorkDir.open(args.work), out, Path(args.emb_cache) if args.emb_cache else None)
     variants = [parse_variant(v) for v in args.variants.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    y = b.ps.y_utt
+    y = b.y_utt
     results = {}  # (seed, corpus, variant) -> {"balanced": uar, "one": [uar per draw], "single": uar}
     oof = {s: {"probs": [], "y": [], "fold": [], "probs_adapt": []} for s in seeds}
     for seed in seeds:
-        folds = make_folds(work.manifest, "locorpus", seed=seed)
-        for fold in folds:
-            corpus = str(b.corpus_utt[fold.test[0]])
-            tr_p = b.ps.patch_indices(fold.train)
-            va_p = b.ps.patch_indices(fold.val) if fold.val is not None else None
+        for fold in b.folds:
+            corpus = fold.corpus
+            tr_p = b.patch_indices(fold.train)
+            va_p = b.patch_indices(fold.val) if fold.val is not None else None
             fdir = out / f"seed{seed}" / fold.name
             heads = {}
-            base = b.train_head(seed, fold, b.feats, b.ps.y, b.ps.utt, tr_p, va_p, fdir / "none.pt")
+            base = b.train_head(seed, b.feats, b.y, b.utt, tr_p, va_p, fdir / "none.pt")
             heads["none"] = base
             test_u = fold.test
             draws = [b.one_emotion_draw(test_u, d) for d in range(args.draws)]
             # single clip
-            ids, pr = b.utt_probs(base, b.feats, b.ps.patch_indices(test_u))
+            ids, pr = b.utt_probs(base, b.feats, b.patch_indices(test_u))
             single_bal = uar(y[ids], pr.argmax(1))
-            oof[seed]["probs"].append(pr); oof[seed]["y"].append(y[ids]); oof[seed]["fold"] += [fold.name] * len(ids)
+            if fold.dev:
+                oof[seed]["probs"].append(pr); oof[seed]["y"].append(y[ids]); oof[seed]["fold"] += [fold.name] * len(ids)
             pos = {int(u): i for i, u in enumerate(ids)}
             single_one = [uar(y[d], pr[[pos[int(u)] for u in d]].argmax(1)) for d in draws]
             results[(seed, corpus, "none")] = {"balanced": single_bal, "one": single_one}
@@ -201,10 +304,11 @@ def run(args) -> dict:
                     full = {k: np.zeros_like(a) for k, a in b.feats.items()}
                     for k in full:
                         full[k][tp] = zf[k]
-                    vp, vf = b.zscored(fold.val)
-                    for k in full:
-                        full[k][vp] = vf[k]
-                    head = b.train_head(seed, fold, full, b.ps.y, b.ps.utt, tr_p, va_p, fdir / "zscore.pt")
+                    if fold.val is not None:
+                        vp, vf = b.zscored(fold.val)
+                        for k in full:
+                            full[k][vp] = vf[k]
+                    head = b.train_head(seed, full, b.y, b.utt, tr_p, va_p, fdir / "zscore.pt")
                     def ev(us):
                         p, f = b.zscored(us)
                         return b.utt_probs(head, f, p)
@@ -212,20 +316,20 @@ def run(args) -> dict:
                     acfg = AdaptConfig(method=v["kind"], k=v["k"], q=v["q"], shrink_seconds=v["s0"])
                     akey = (v["k"], v["q"], v["s0"])
                     if akey not in adapters:
-                        adapters[akey] = SpeakerAdapter.fit(b.feats, b.ps.utt, b.voting, b.spk_utt, y, fold.train, acfg)
+                        adapters[akey] = SpeakerAdapter.fit(b.feats, b.utt, b.voting, b.spk_utt, y, fold.train, acfg)
                     adapter = copy.copy(adapters[akey]); adapter.config = acfg
                     head = base
                     if v["dual"]:
                         tr_u = np.concatenate([fold.train, fold.val]) if fold.val is not None else fold.train
                         pa, fa = b.adapted(adapter, v["kind"], tr_u)
-                        P = len(b.ps.utt)
+                        P = len(b.utt)
                         feats2 = {k: np.concatenate([b.feats[k], b.feats[k]]) for k in b.feats}
                         for k in feats2:
                             feats2[k][P + pa] = fa[k]
-                        y2 = np.concatenate([b.ps.y, b.ps.y])
-                        utt2 = np.concatenate([b.ps.utt, b.ps.utt + len(y)])
+                        y2 = np.concatenate([b.y, b.y])
+                        utt2 = np.concatenate([b.utt, b.utt + len(y)])
                         val2 = np.concatenate([va_p, P + va_p]) if va_p is not None else None
-                        head = b.train_head(seed, fold, feats2, y2, utt2, np.concatenate([tr_p, P + tr_p]), val2,
+                        head = b.train_head(seed, feats2, y2, utt2, np.concatenate([tr_p, P + tr_p]), val2,
                                             fdir / f"{v['name']}.pt")
                     def ev(us, adapter=adapter, head=head, kind=v["kind"]):
                         p, f = b.adapted(adapter, kind, us)
@@ -233,9 +337,9 @@ def run(args) -> dict:
                 ids, pr = ev(test_u)
                 r = {"balanced": uar(y[ids], pr.argmax(1)), "one": []}
                 if v["kind"] != "zscore" and v["dual"]:
-                    i2, p2 = b.utt_probs(head, b.feats, b.ps.patch_indices(test_u))
+                    i2, p2 = b.utt_probs(head, b.feats, b.patch_indices(test_u))
                     r["single_balanced"] = uar(y[i2], p2.argmax(1))
-                if seed in oof and v["name"] == args.calibrate_variant:
+                if fold.dev and v["name"] == args.calibrate_variant:
                     oof[seed]["probs_adapt"].append(pr)
                 for d in draws:
                     i3, p3 = ev(d)
@@ -243,7 +347,8 @@ def run(args) -> dict:
                 results[key] = r
             log.info("seed %d %s done", seed, corpus)
     # ---- tables --------------------------------------------------------------------
-    corpora = sorted({k[1] for k in results})
+    corpora = [f.corpus for f in b.folds]
+    dev_idx = [i for i, f in enumerate(b.folds) if f.dev]
     names = ["none"] + [v["name"] for v in variants if v["name"] != "none"]
     table = []
     for n in names:
@@ -256,10 +361,11 @@ def run(args) -> dict:
                 per_seed.append(vals)
             arr = np.array(per_seed)  # (seeds, corpora)
             row[cond] = {c: float(arr[:, i].mean()) for i, c in enumerate(corpora)}
-            row[cond + "_mean"] = float(arr.mean(1).mean())
-            row[cond + "_mean_std"] = float(arr.mean(1).std())
-            row[cond + "_worst"] = float(arr.mean(0).min())
-        sb = [results[(s, c, n)].get("single_balanced") for s in seeds for c in corpora]
+            dev = arr[:, dev_idx]  # means and worst over the development corpora (evaluate-only ones apart)
+            row[cond + "_mean"] = float(dev.mean(1).mean())
+            row[cond + "_mean_std"] = float(dev.mean(1).std())
+            row[cond + "_worst"] = float(dev.mean(0).min())
+        sb = [results[(s, corpora[i], n)].get("single_balanced") for s in seeds for i in dev_idx]
         if all(x is not None for x in sb):
             row["single_balanced_mean"] = float(np.mean(sb))
         table.append(row)
@@ -283,7 +389,8 @@ def run(args) -> dict:
             entry["adapt"] = {"variant": args.calibrate_variant, "ece_before": expected_calibration_error(PA, Y),
                               "ece_after_crossfit": ca["ece_after"], "temperatures": ca["temperatures"]}
         cal[str(s)] = entry
-    res = {"work": str(args.work), "seeds": seeds, "draws": args.draws, "corpora": corpora, "table": table,
+    res = {"work": str(args.work or args.gen_dirs), "trainer": b.trainer, "fast": dict(FAST), "seeds": seeds,
+           "dev_corpora": [corpora[i] for i in dev_idx], "draws": args.draws, "corpora": corpora, "table": table,
            "calibration": cal, "raw": {f"{k[0]}|{k[1]}|{k[2]}": v for k, v in results.items()}}
     (out / "adaptation.json").write_text(json.dumps(res, indent=2))
     return res
@@ -291,7 +398,8 @@ def run(args) -> dict:
 
 def print_tables(res: dict) -> None:
     corpora = res["corpora"]
-    print(f"\nleave-one-corpus-out UAR, mean of seeds {res['seeds']}; one-emotion: mean of {res['draws']} draws")
+    print(f"\nleave-one-corpus-out UAR, mean of seeds {res['seeds']}; one-emotion: mean of {res['draws']} draws; "
+          f"head trainer {res.get('trainer', 'fit')}; mean/worst over {', '.join(res.get('dev_corpora', corpora))}")
     head = "| variant | " + " | ".join(f"balanced {c}" for c in corpora) + " | balanced mean (± seed sd) | worst | " \
         + " | ".join(f"one-emotion {c}" for c in corpora) + " | one-emotion mean | vs single (pt) |"
     print(head)
@@ -317,16 +425,24 @@ def print_tables(res: dict) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--work", required=True)
+    ap.add_argument("--work", default=None, help="a prepared multi-corpus work dir (shipped recipe, early stopping)")
+    ap.add_argument("--gen-dirs", default=None,
+                    help="comma list of per-corpus work dirs with cached generalisation features (gen recipe); casia = evaluate only")
     ap.add_argument("--out", default="runs/adaptation")
     ap.add_argument("--seeds", default="0")
+    ap.add_argument("--emb-cache", default=None, help="backbone-feature cache folder (default: WORK/embeddings)")
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--variants", default="zscore,mean,protect,nap8,nap16,nap32,nap64")
     ap.add_argument("--calibrate-variant", default="nap16")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
+    ap.add_argument("--train-stride", type=int, default=1, help="fast recipe: train on every N-th patch (patches overlap by half)")
+    ap.add_argument("--batch", type=int, default=256, help="fast recipe: batch size")
+    ap.add_argument("--lr", type=float, default=1e-3, help="fast recipe: learning rate")
     ap.add_argument("--print-only", action="store_true", help="print the tables of an existing --out")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    FAST.update(stride=args.train_stride, batch=args.batch, lr=args.lr)
     if args.print_only:
         print_tables(json.loads((Path(args.out) / "adaptation.json").read_text()))
         return 0

@@ -288,6 +288,14 @@ class EmotionRecognizer:
         """Load ``path`` (any format/rate/channels) and classify it."""
         return self.analyze_clip(load_audio(path, sample_rate=self.frontend.sample_rate, max_seconds=max_seconds))
 
+    def analyze_voice(self, paths: Iterable[str | Path], adapt: bool = True,
+                      max_seconds: float | None = DEFAULT_MAX_SECONDS) -> list[Analysis]:
+        """Classify several recordings of ONE voice together; with ``adapt`` (``--adapt``)
+        they are adapted to that voice when there is enough of it (see
+        :func:`emolens.adaptation.adapt_rule`; ``last_adaptation`` says what was done)."""
+        clips = [load_audio(p, sample_rate=self.frontend.sample_rate, max_seconds=max_seconds) for p in paths]
+        return self.analyze_clips(clips, groups=["voice"] * len(clips), adapt=adapt)
+
     def predict_file(self, path: str | Path) -> Analysis:
         return self.analyze(path)
 

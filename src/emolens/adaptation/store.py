@@ -37,12 +37,12 @@ def load_adapter(model_dir: str | Path | None, config: dict) -> SpeakerAdapter |
 
 
 def fit_for_model(work_dir: str | Path, model_dir: str | Path, config: AdaptConfig | None = None,
-                  progress: bool = True) -> SpeakerAdapter:
+                  progress: bool = True, info: dict | None = None) -> SpeakerAdapter:
     """Learn the adaptation statistics of the model in ``model_dir`` from the labelled
     corpora of the prepared ``work_dir`` it was trained on (speech patches only, the
     model's own stream features) and save them into ``model_dir``."""
     from emolens.models.io import load_model
-    from emolens.selection.speech import SpeechGateConfig, audioset_scores, speech_probability, voting_masks
+    from emolens.selection.speech import SpeechGateConfig, speech_probability, voting_masks
     from emolens.training.data import backbone_features
     from emolens.workdir import WorkDir
 
@@ -53,13 +53,22 @@ def fit_for_model(work_dir: str | Path, model_dir: str | Path, config: AdaptConf
     ps = work.patchset(progress=progress)
     feats = backbone_features(model, ps.patches, work.root / "embeddings", progress=progress)
     gate = SpeechGateConfig.from_dict(mcfg.get("speech_gate"))
-    speech = speech_probability(audioset_scores(model.yamnet.eval(), ps.patches), gate) >= gate.threshold
+    # YAMNet's embedding is cached with yamnet_mid by the same backbone pass: the AudioSet head on it
+    import torch
+
+    from emolens.models.fusion import MODEL_STREAMS, FusionNet
+
+    yam = FusionNet(len(work.classes), MODEL_STREAMS["yamnet"], yamnet=model.yamnet).eval()
+    emb = backbone_features(yam, ps.patches, work.root / "embeddings", progress=progress)["yamnet"]
+    with torch.no_grad():
+        audioset = torch.sigmoid(model.yamnet.classifier(torch.from_numpy(emb))).numpy()
+    speech = speech_probability(audioset, gate) >= gate.threshold
     voting = voting_masks(speech, np.ones(len(ps.utt), bool), ps.utt)
     cfg = config or AdaptConfig()
     adapter = SpeakerAdapter.fit(feats, ps.utt, voting, work.manifest.speaker_array().astype(str), ps.y_utt,
                                  np.arange(len(ps.y_utt)), cfg)
     save_adapter(model_dir, adapter, {"fitted_on": sorted(set(work.info.get("per_corpus", {})) or ["work dir"]),
-                                      "utterances": int(len(ps.y_utt))})
+                                      "utterances": int(len(ps.y_utt)), **(info or {})})
     return adapter
 
 

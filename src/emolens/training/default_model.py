@@ -85,6 +85,13 @@ def train_default(work_dir: str | Path, out: str | Path, dest: str | Path, *, se
     }
     (out / "card.json").write_text(json.dumps(card, indent=2))
     package_model(out / "locorpus", dest, card)
+    from emolens.adaptation.store import fit_for_model  # --adapt statistics, learned on the same corpora
+
+    fit_for_model(work.root, dest, progress=progress)
+    from emolens.report.model_card import model_card
+
+    config = json.loads((Path(dest) / "model.json").read_text())
+    (Path(dest) / "MODEL_CARD.md").write_text(model_card(config, name=card.get("title", "emolens model")))
     return card
 
 
