@@ -66,8 +66,8 @@ def test_predict_adapt_folder_of_one_actor(shared_dir, tmp_path):
     u_single, u_adapt = _uar(single), _uar(adapted)
     assert u_single > 0.4 and u_adapt > 0.4, (u_single, u_adapt)
     rows = (tmp_path / "adapted.csv").read_text().splitlines()
-    assert rows[0].split(",")[6:8] == ["uncertain", "adapted"] and len(rows) == 29
-    assert all(line.split(",")[7] == "1" for line in rows[1:])
+    assert rows[0].split(",")[7:9] == ["uncertain", "adapted"] and len(rows) == 29
+    assert all(line.split(",")[8] == "1" for line in rows[1:])
 
 
 @pytest.mark.slow
