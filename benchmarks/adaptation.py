@@ -196,6 +196,20 @@ class Bench:
     # -- heads ---------------------------------------------------------------------
     def train_head(self, seed: int, feats_train: dict, y: np.ndarray, utt: np.ndarray,
                    train_idx: np.ndarray, val_idx: np.ndarray | None, path: Path):
+        if self.trainer == "linear-utt":
+            import pickle
+
+            pk = path.with_suffix(".pkl")
+            if pk.exists():
+                return pickle.loads(pk.read_bytes())
+            n_u = len(self.y_utt)
+            if len(utt) != len(self.utt):  # doubled copies (dual training)
+                raise SystemExit("dual variants are not supported with --trainer linear-utt")
+            train_u = np.unique(utt[train_idx])
+            h = LinearUttHead(("yamnet_l5", "yamnet_mid", "yamnet_l9")).fit(feats_train, utt, self.voting, self.y_utt, train_u, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pk.write_bytes(pickle.dumps(h))
+            return h
         head = copy.deepcopy(self.model.head)
         if path.exists():
             head.load_state_dict(torch.load(path, weights_only=True))
@@ -218,7 +232,12 @@ class Bench:
 
     def utt_probs(self, head, feats: dict, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(utterance ids, (U, C) mean softmax over voting patches) for patch rows ``p`` of ``feats``."""
-        pr = predict_proba(head, lambda i: {k: torch.from_numpy(v[i]) for k, v in feats.items()}, len(p), batch_size=4096)
+        # ``feats`` holds either exactly the rows ``p`` (adapted copies) or every patch
+        sub = {k: v if len(v) == len(p) else v[p] for k, v in feats.items()}
+        if isinstance(head, LinearUttHead):
+            pr = head.patch_proba(sub)
+        else:
+            pr = predict_proba(head, lambda i: {k: torch.from_numpy(v[i]) for k, v in sub.items()}, len(p), batch_size=4096)
         vote = self.voting[p]
         ids, inv = np.unique(self.utt[p], return_inverse=True)
         m, _ = group_means(pr, inv, vote)
@@ -233,6 +252,34 @@ class Bench:
             e = rng.choice(np.unique(y[us]))
             keep.append(us[y[us] == e])
         return np.sort(np.concatenate(keep))
+
+
+def _ln(x: np.ndarray) -> np.ndarray:
+    """Layer norm without affine over the last axis (what the head applies to each stream)."""
+    x = np.asarray(x, np.float32)
+    return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+
+
+class LinearUttHead:
+    """The generalisation benchmark's shipped recipe: a linear classifier on the
+    layer-normalised streams, trained on each utterance's mean over its speech patches
+    (multinomial logistic regression, class-balanced); applied per patch and voted."""
+
+    def __init__(self, streams):
+        self.streams = tuple(streams)
+
+    def fit(self, feats: dict, utt: np.ndarray, voting: np.ndarray, y_utt: np.ndarray, train_u: np.ndarray, seed: int):
+        from sklearn.linear_model import LogisticRegression
+
+        p = np.flatnonzero(np.isin(utt, train_u) & voting)
+        ids, inv = np.unique(utt[p], return_inverse=True)
+        X = np.concatenate([group_means(_ln(feats[s][p]), inv)[0] for s in self.streams], 1)
+        self.clf = LogisticRegression(C=1.0, max_iter=300, class_weight="balanced", random_state=seed).fit(X, y_utt[ids])
+        return self
+
+    def patch_proba(self, feats: dict) -> np.ndarray:
+        X = np.concatenate([_ln(feats[s]) for s in self.streams], 1)
+        return self.clf.predict_proba(X)
 
 
 #: overrides of the fast recipe (set from the command line)
@@ -268,6 +315,8 @@ def run(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if args.gen_dirs:
         b = Bench.from_gen([Path(d) for d in args.gen_dirs.split(",")], out)
+    if args.trainer:
+        b.trainer = args.trainer
     else:
         b = Bench.from_workdir(WorkDir.open(args.work), out, Path(args.emb_cache) if args.emb_cache else None)
     variants = [parse_variant(v) for v in args.variants.split(",")]
@@ -434,6 +483,8 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--variants", default="zscore,mean,protect,nap8,nap16,nap32,nap64")
     ap.add_argument("--calibrate-variant", default="nap16")
+    ap.add_argument("--trainer", default=None, choices=["fit", "fast", "linear-utt"],
+                    help="head recipe (default: fit for --work, fast for --gen-dirs)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     ap.add_argument("--train-stride", type=int, default=1, help="fast recipe: train on every N-th patch (patches overlap by half)")
     ap.add_argument("--batch", type=int, default=256, help="fast recipe: batch size")
