@@ -315,10 +315,10 @@ def run(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if args.gen_dirs:
         b = Bench.from_gen([Path(d) for d in args.gen_dirs.split(",")], out)
-    if args.trainer:
-        b.trainer = args.trainer
     else:
         b = Bench.from_workdir(WorkDir.open(args.work), out, Path(args.emb_cache) if args.emb_cache else None)
+    if args.trainer:
+        b.trainer = args.trainer
     variants = [parse_variant(v) for v in args.variants.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     y = b.y_utt

@@ -72,4 +72,20 @@ def fit_for_model(work_dir: str | Path, model_dir: str | Path, config: AdaptConf
     return adapter
 
 
-__all__ = ["ADAPT_FILE", "save_adapter", "load_adapter", "fit_for_model"]
+def fit_from_corpora(corpora, streams, config: AdaptConfig | None = None) -> SpeakerAdapter:
+    """Learn the statistics from per-corpus cached features (objects with ``name``,
+    ``feats {stream: (P, D)}``, ``utt (P,)``, ``speech (P,)``, ``y (U,)``, ``speakers (U,)``,
+    e.g. ``emolens.evaluation.generalisation.CorpusFeatures``) of the model's ``streams``."""
+    from emolens.selection.speech import voting_masks
+
+    offs = np.cumsum([0] + [len(c.y) for c in corpora])
+    feats = {s: np.concatenate([c.feats[s] for c in corpora]) for s in streams}
+    utt = np.concatenate([c.utt + o for c, o in zip(corpora, offs)])
+    speech = np.concatenate([np.asarray(c.speech, bool) for c in corpora])
+    voting = voting_masks(speech, np.ones(len(utt), bool), utt)
+    spk = np.concatenate([np.char.add(f"{c.name}/", np.asarray(c.speakers).astype(str)) for c in corpora])
+    y = np.concatenate([c.y for c in corpora])
+    return SpeakerAdapter.fit(feats, utt, voting, spk, y, np.arange(len(y)), config or AdaptConfig())
+
+
+__all__ = ["ADAPT_FILE", "save_adapter", "load_adapter", "fit_for_model", "fit_from_corpora"]
