@@ -23,6 +23,7 @@ import numpy as np
 
 from emolens.audio.io import DEFAULT_MAX_SECONDS, AudioClip, load_audio
 from emolens.errors import ModelError
+from emolens.evaluation.calibration import apply_temperature, calibration_of
 from emolens.features.mel import FrontEndConfig, frontend_from_dict, log_mel, mel_spectrogram
 from emolens.features.patches import PatchConfig, log_mel_patches
 from emolens.models.backends import Backend, make_backend, needs_torch, resolve_backend
@@ -52,6 +53,9 @@ class Analysis:
         has_speech: False when the recording has no speech: ``label`` is then
             ``"no speech"`` and ``probs`` (from non-speech patches) are not an emotion.
         speech_fraction: fraction of patches that are speech (1.0 with the gate off).
+        uncertain_threshold: below this top probability the emotion is "uncertain"
+            (model.json ``calibration``; ``None``: never uncertain).
+        adapted: True when ``--adapt`` adapted this clip to its voice group.
     """
 
     clip: AudioClip
@@ -65,6 +69,8 @@ class Analysis:
     voting: np.ndarray | None = None
     has_speech: bool = True
     speech_fraction: float = 1.0
+    uncertain_threshold: float | None = None
+    adapted: bool = False
 
     @property
     def emotion(self) -> str:
@@ -77,6 +83,13 @@ class Analysis:
         return self.emotion if self.has_speech else NO_SPEECH
 
     @property
+    def uncertain(self) -> bool:
+        """True when the recording has speech but its top (calibrated) probability is below
+        :attr:`uncertain_threshold` (the label stays the most probable emotion)."""
+        return bool(self.has_speech and self.uncertain_threshold is not None
+                    and float(np.max(self.probs)) < self.uncertain_threshold)
+
+    @property
     def confidence(self) -> float:
         """Probability of :attr:`label`: the emotion's, or ``1 - speech_fraction`` for "no speech"."""
         return float(np.max(self.probs)) if self.has_speech else 1.0 - self.speech_fraction
@@ -85,7 +98,7 @@ class Analysis:
         voting = self.keep if self.voting is None else self.voting
         return {"file": self.clip.path, "label": self.label, "probability": self.confidence,
                 "speech": self.has_speech, "speech_fraction": round(float(self.speech_fraction), 4),
-                "emotion": self.emotion,
+                "emotion": self.emotion, "uncertain": self.uncertain, "adapted": self.adapted,
                 "probabilities": {c: float(p) for c, p in zip(self.classes, self.probs)},
                 "probabilities_meaningful": self.has_speech,
                 "patches": int(len(self.keep)), "patches_kept": int(self.keep.sum()),
@@ -137,6 +150,10 @@ class EmotionRecognizer:
         #: speech gate (model.json ``speech_gate``; on by default, also for older models)
         self.speech_gate = SpeechGateConfig.from_dict(config.get("speech_gate"))
         self._gate_yamnet = None  # YAMNet for gating a model without a YAMNet branch
+        #: model.json ``calibration``: temperature on the utterance probabilities, "uncertain" threshold
+        self.temperature, self.uncertain_threshold = calibration_of(config)
+        self.adapter = None  # speaker adaptation statistics (``--adapt``; emolens.adaptation)
+        self.last_adaptation: list = []  # GroupReports of the last ``adapt=True`` call
 
     @classmethod
     def from_dir(cls, run_dir: str | Path, backend: str = "torch", threads: int | None = None) -> "EmotionRecognizer":
@@ -153,6 +170,9 @@ class EmotionRecognizer:
 
             model, config, gds = load_model(run_dir)
             rec = cls(model, config, gds, make_backend(backend, model, run_dir, threads), model_dir=run_dir)
+        from emolens.adaptation.store import load_adapter
+
+        rec.adapter = load_adapter(run_dir, config)
         if rec.normalize in ("speaker", "corpus"):
             logging.getLogger("emolens").warning(
                 "note: %s normalises features per %s; clips are normalised with their own statistics unless "
@@ -265,11 +285,15 @@ class EmotionRecognizer:
         return self._patches(clip)
 
     def analyze_clips(self, clips: list[AudioClip], batch_size: int | None = None,
-                      prepared: list | None = None, groups: list | None = None) -> list[Analysis]:
+                      prepared: list | None = None, groups: list | None = None,
+                      adapt: bool = False, single_recording: bool = False) -> list[Analysis]:
         """Classify several clips with their patches batched together (``prepared``:
         their :meth:`prepare_clip` results, when already computed). ``groups`` (one key
         per clip, e.g. its speaker) sets the normalisation groups of a model trained with
-        stream normalisation; by default each clip is its own group."""
+        stream normalisation; by default each clip is its own group. ``adapt``: adapt
+        every voice group (``groups``; default: all clips are one voice) with its own
+        statistics (:mod:`emolens.adaptation`; what was done is in ``last_adaptation``);
+        ``single_recording``: one long recording of one voice needs no minimum clip count."""
         parts = prepared if prepared is not None else [self._patches(c) for c in clips]
         if not parts:
             return []
@@ -280,17 +304,26 @@ class EmotionRecognizer:
             per_patch = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
             _, key_ids = np.unique(np.asarray([str(k) for k in keys]), return_inverse=True)
             group_ids = key_ids[per_patch]
-        probs, audioset = self.patch_outputs(all_patches, batch_size, group_ids)
+        adapted = np.zeros(len(clips), bool)
+        if adapt:
+            from emolens.adaptation.runtime import adapted_outputs
+
+            probs, audioset, self.last_adaptation, adapted = adapted_outputs(self, parts, groups, batch_size,
+                                                                             single_recording=single_recording)
+        else:
+            probs, audioset = self.patch_outputs(all_patches, batch_size, group_ids)
         gate = self.speech_gate
         if gate.enabled and audioset is None:
             audioset = self.gate_audioset(all_patches, batch_size)
         out, start = [], 0
-        for clip, (lm, patches, keep) in zip(clips, parts):
+        cal = {"uncertain_threshold": self.uncertain_threshold}
+        for ci, (clip, (lm, patches, keep)) in enumerate(zip(clips, parts)):
             sl = slice(start, start + len(patches))
             start += len(patches)
             pp = probs[sl]
             if not gate.enabled:
-                out.append(Analysis(clip, lm, patches, keep, pp, pp[keep].mean(0), self.classes, voting=keep))
+                out.append(Analysis(clip, lm, patches, keep, pp, apply_temperature(pp[keep].mean(0), self.temperature),
+                                    self.classes, voting=keep, adapted=bool(adapted[ci]), **cal))
                 continue
             d = decide(audioset[sl], gate)
             voting = voting_mask(d.is_speech, keep)
@@ -299,9 +332,9 @@ class EmotionRecognizer:
                         " the emotion probabilities are not meaningful")
                 if note not in clip.notes:
                     clip.notes.append(note)
-            out.append(Analysis(clip, lm, patches, keep, pp, pp[voting].mean(0), self.classes,
-                                speech=d.speech, voting=voting, has_speech=d.has_speech,
-                                speech_fraction=d.speech_fraction))
+            out.append(Analysis(clip, lm, patches, keep, pp, apply_temperature(pp[voting].mean(0), self.temperature),
+                                self.classes, speech=d.speech, voting=voting, has_speech=d.has_speech,
+                                speech_fraction=d.speech_fraction, adapted=bool(adapted[ci]), **cal))
         return out
 
     def voting_patches(self, mel: np.ndarray) -> np.ndarray:
@@ -327,6 +360,14 @@ class EmotionRecognizer:
     def analyze(self, path: str | Path, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> Analysis:
         """Load ``path`` (any format/rate/channels) and classify it."""
         return self.analyze_clip(load_audio(path, sample_rate=self.frontend.sample_rate, max_seconds=max_seconds))
+
+    def analyze_voice(self, paths: Iterable[str | Path], adapt: bool = True,
+                      max_seconds: float | None = DEFAULT_MAX_SECONDS) -> list[Analysis]:
+        """Classify several recordings of ONE voice together; with ``adapt`` (``--adapt``)
+        they are adapted to that voice when there is enough of it (see
+        :func:`emolens.adaptation.adapt_rule`; ``last_adaptation`` says what was done)."""
+        clips = [load_audio(p, sample_rate=self.frontend.sample_rate, max_seconds=max_seconds) for p in paths]
+        return self.analyze_clips(clips, groups=["voice"] * len(clips), adapt=adapt)
 
     def predict_file(self, path: str | Path) -> Analysis:
         return self.analyze(path)

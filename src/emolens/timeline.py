@@ -34,10 +34,17 @@ class TimelineConfig:
         smooth: patches in the centred moving average of probabilities (1 = none;
             5 = 2.4 s at the default 0.48 s hop).
         block_seconds: audio read, resampled and classified per step (memory ~ this).
+        adapt: adapt to the recording's voice (one speaker assumed) with the statistics
+            of all its speech patches (:mod:`emolens.adaptation`); needs the model's
+            adaptation statistics and ``min_speech_seconds`` of speech, else the
+            recording is classified unadapted and a note says so. Keeps the stream
+            features of every patch until the end (about 10 kB per 0.48-s patch, 77 MB
+            per hour with the shipped model) instead of constant memory.
     """
 
     smooth: int = 1
     block_seconds: float = 60.0
+    adapt: bool = False
 
     def __post_init__(self) -> None:
         if self.smooth < 1:
@@ -154,14 +161,28 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
     """Stream ``path`` through ``rec`` block by block; see the module docstring."""
     t0 = time.perf_counter()
     info = StreamInfo()
-    probs, voting = [], []
+    probs, voting, feats = [], [], []
+    if cfg.adapt:
+        from emolens.adaptation.runtime import require_adapter, stream_features
+
+        require_adapter(rec)
     with threadpool_limits(1, user_api="blas"):  # see emolens.batch: faster front end, cores left to the model
         for _, patches in stream_patches(path, rec.frontend, rec.patch_config, cfg.block_seconds, info):
-            pp, audioset = rec.patch_outputs(patches)
-            probs.append(pp)
+            if cfg.adapt:
+                f, audioset = stream_features(rec, patches)
+                feats.append(f)
+            else:
+                pp, audioset = rec.patch_outputs(patches)
+                probs.append(pp)
             voting.append(_voting(rec, patches, audioset))
-    p = moving_average(np.concatenate(probs), cfg.smooth)
     v = np.concatenate(voting)
+    if cfg.adapt:
+        from emolens.adaptation.timeline import adapt_recording
+
+        raw, note = adapt_recording(rec, feats, v)
+        probs = [raw]
+        info.notes.append(note)
+    p = moving_average(np.concatenate(probs), cfg.smooth)
     fs = rec.frontend.frame_seconds
     duration = info.duration(rec.frontend.sample_rate)
     starts, ends = patch_intervals(len(p), duration, rec.patch_config.hop_frames * fs, rec.patch_config.patch_frames * fs)

@@ -55,10 +55,10 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
     methods = _methods()
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])  # no web fonts fetched
 
-    def analyse(path, method, target, contrast, state, progress=gr.Progress()):
+    def analyse(path, method, target, contrast, adapt, state, progress=gr.Progress()):
         session = AppSession(rec, config)
         try:
-            session.analyse(path)
+            session.analyse(path, adapt=bool(adapt))
             target = target if target in rec.classes else None
             return _show(session, method, target, contrast, progress) + (session,)
         except EmolensError as exc:  # name the upload as the user knows it, not by its temporary path
@@ -87,6 +87,9 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
         ex = v.explanation
         sr = ex.sample_rate
         label = f"{ex.label} ({ex.confidence:.2f})"
+        a = session.analysis
+        if getattr(a, "uncertain", False):  # calibrated top probability below the model's threshold
+            label = f"uncertain (most likely {a.emotion}, {a.confidence:.2f} < {a.uncertain_threshold:.2f})"
         msg = f"**{label}** · {ex.duration:.2f} s · {int(ex.voting.sum())}/{len(ex.voting)} patches vote"
         if v.message:
             msg += f" · {v.message}"
@@ -127,6 +130,8 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
                                          elem_id="target")
                     contrast = gr.Checkbox(False, label="contrast: why this class rather than the runner-up",
                                            elem_id="contrast")
+                    adapt = gr.Checkbox(False, label="adapt to this voice (one speaker, >= 10 s of speech)",
+                                        elem_id="adapt", interactive=getattr(rec, "adapter", None) is not None)
                     run = gr.Button("Analyse", variant="primary", elem_id="analyse")
                     gr.Markdown(f"Up to {config.max_upload_mb:g} MB and {config.max_seconds:g} s. LIME and Occlusion take "
                                 "seconds to minutes on a CPU; progress shows here.")
@@ -144,7 +149,7 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
                 a_tf = gr.Audio(label="time-frequency-masked audio", elem_id="audio-tf", interactive=False, type="numpy")
             outs = [probs, timeline, map_img, a_orig, a_focus, a_tf, message, words, state]
             for event in (run.click, audio_in.upload, audio_in.stop_recording):
-                event(analyse, [audio_in, method, target, contrast, state], outs, show_progress_on=[probs, map_img])
+                event(analyse, [audio_in, method, target, contrast, adapt, state], outs, show_progress_on=[probs, map_img])
             partial = [map_img, a_focus, a_tf, message, words, state]
             for control in (method, target, contrast):
                 control.input(reexplain, [method, target, contrast, state], partial, show_progress_on=[map_img])

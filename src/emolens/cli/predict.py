@@ -5,6 +5,11 @@ batches; each result is printed (a table row, or a JSON line with ``--json``) an
 ``--out FILE.jsonl|.csv``, appended to that file at once. Re-running with the same
 ``--out`` skips the files it already holds (same path, size and mtime), so a killed
 run resumes where it stopped. A bad file is one error line/record; the run goes on.
+
+``--adapt`` classifies voice groups (a folder, or ``--speakers CSV``) with statistics of the
+group's own clips (:mod:`emolens.adaptation`); a clip whose top calibrated probability is
+below ``--uncertain-below`` (default: the model's measured threshold) is shown as
+"uncertain" and flagged ``uncertain`` in JSON/CSV (its emotion and probabilities stay).
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ def add_arguments(p) -> None:  # noqa: ANN001 - argparse parser
                    help="inference threads (default: all usable cores; with --engine ray: per actor, default 1)")
     p.add_argument("--batch-files", type=int, default=None,
                    help="files whose patches share forward passes (default 32; with --engine ray 16, also the least rows per shard)")
+    p.add_argument("--adapt", action="store_true",
+                   help="adapt to each voice: files of one folder (or one --speakers speaker) are one voice; needs >= 3 "
+                        "clips and >= 10 s of speech per voice, else clip by clip (a note says so)")
+    p.add_argument("--speakers", type=Path, default=None, help="with --adapt: CSV with path,speaker columns naming each file's voice")
+    p.add_argument("--uncertain-below", type=float, default=None,
+                   help="call a clip uncertain when its top probability is below P (default: the model's measured threshold)")
     g = p.add_argument_group("batch inference on Ray (pip install 'emolens[ray]')")
     g.add_argument("--engine", default="local", choices=["local", "ray"],
                    help="local (default): this process; ray: a Ray Data job (local Ray, or --address) writing "
@@ -54,8 +65,23 @@ def cmd_predict(args) -> int:
     from emolens.inference import EmotionRecognizer, resolve_model
     from emolens.report.results_file import ResultsFile, result_record
 
-    rec = EmotionRecognizer.from_dir(resolve_model(args.model), backend=getattr(args, "backend", "auto"),
+    backend = "torch" if getattr(args, "adapt", False) else getattr(args, "backend", "auto")  # --adapt runs the head in torch
+    rec = EmotionRecognizer.from_dir(resolve_model(args.model), backend=backend,
                                      threads=getattr(args, "threads", None))
+    from emolens.errors import EmolensError
+
+    thr = getattr(args, "uncertain_below", None)
+    if thr is not None:
+        if not 0.0 <= thr <= 1.0:
+            raise EmolensError(f"--uncertain-below {thr}: give a probability between 0 and 1")
+        rec.uncertain_threshold = thr
+    adapt = bool(getattr(args, "adapt", False))
+    if getattr(args, "speakers", None) is not None and not adapt:
+        raise EmolensError("--speakers names voices for --adapt: add --adapt")
+    if adapt:
+        from emolens.adaptation.runtime import require_adapter
+
+        require_adapter(rec)
     files = expand_inputs(args.inputs)
     out_path = getattr(args, "out", None)
     sink = ResultsFile(out_path, rec.classes) if out_path is not None else None
@@ -69,8 +95,18 @@ def cmd_predict(args) -> int:
     max_seconds = DEFAULT_MAX_SECONDS if args.max_seconds is None else args.max_seconds
     cfg = BatchConfig(workers=max(1, getattr(args, "workers", None) or 2), files_per_batch=max(1, getattr(args, "batch_files", None) or 32),
                       max_seconds=max_seconds)
+    if adapt:
+        from emolens.adaptation.groups import iter_adapted_results, read_speakers
+
+        done = set(files) - set(todo)
+        results = iter_adapted_results(rec, files, read_speakers(args.speakers) if args.speakers else None,
+                                       workers=cfg.workers, max_seconds=cfg.max_seconds,
+                                       on_group=lambda m: print(f"adapt: {m}", file=sys.stderr, flush=True),
+                                       skip=lambda f: f in done)
+    else:
+        results = iter_file_results(rec, todo, cfg)
     try:
-        for r in iter_file_results(rec, todo, cfg):
+        for r in results:
             record = sink.write(r) if sink is not None else result_record(r, rec.classes)
             if r.error is not None:
                 failures += 1
@@ -86,7 +122,11 @@ def cmd_predict(args) -> int:
                 f = str(r.path)
                 name = f if len(f) <= 40 else "…" + f[-39:]
                 note = f"  ({'; '.join(a.clip.notes)})" if a.clip.notes else ""
-                print(f"{name:<40} {a.label:<9} {a.confidence:>5.2f} {a.speech_fraction:>6.2f}  " + " ".join(f"{p:>7.2f}" for p in a.probs) + note,
+                label = "uncertain" if a.uncertain else a.label
+                if a.uncertain:
+                    note = f"  (uncertain: most likely {a.emotion}, p {a.confidence:.2f} < {rec.uncertain_threshold:.2f}" \
+                           + (f"; {'; '.join(a.clip.notes)})" if a.clip.notes else ")")
+                print(f"{name:<40} {label:<9} {a.confidence:>5.2f} {a.speech_fraction:>6.2f}  " + " ".join(f"{p:>7.2f}" for p in a.probs) + note,
                       flush=True)
     except BrokenPipeError:  # stdout closed early (e.g. `| head`): results so far are in --out
         import os

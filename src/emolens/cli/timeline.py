@@ -23,6 +23,8 @@ def add_parser(sub) -> None:  # noqa: ANN001 - argparse sub-parsers
     p.add_argument("--block-seconds", type=float, default=60.0, help="seconds of audio read and classified per step (default 60)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"], help="inference backend (default auto: ONNX Runtime when installed)")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: all usable cores)")
+    p.add_argument("--adapt", action="store_true",
+                   help="adapt to the recording's voice (one speaker) from its own speech; needs >= 10 s of speech, else unadapted with a note")
     p.add_argument("--quiet", action="store_true", help="print only the output paths")
     p.set_defaults(func=cmd_timeline)
 
@@ -47,8 +49,10 @@ def cmd_timeline(args) -> int:
 
     if args.smooth < 1 or args.block_seconds <= 0:
         raise EmolensError("--smooth must be >= 1 and --block-seconds > 0")
-    rec = EmotionRecognizer.from_dir(resolve_model(args.model), backend=args.backend, threads=args.threads)
-    tl = compute_timeline(rec, args.input, TimelineConfig(smooth=args.smooth, block_seconds=args.block_seconds))
+    rec = EmotionRecognizer.from_dir(resolve_model(args.model), backend="torch" if args.adapt else args.backend,
+                                     threads=args.threads)
+    tl = compute_timeline(rec, args.input, TimelineConfig(smooth=args.smooth, block_seconds=args.block_seconds,
+                                                          adapt=args.adapt))
     csv_path, json_path = write_segments(tl, args.out)
     png = plot_timeline(tl, args.out / "timeline.png")
     if not args.quiet:

@@ -96,6 +96,9 @@ def model_card(config: dict, metrics: dict | None = None, *, name: str = "emolen
                   f"{metrics.get('n_folds')} speaker-independent folds ({metrics.get('fold_spec')}): "
                   f"UAR {metrics.get('uar', float('nan')):.3f} ± {metrics.get('uar_std', 0):.3f}, "
                   f"accuracy {metrics.get('accuracy', float('nan')):.3f}", ""]
+    from emolens.report.confidence_card import confidence_lines
+
+    lines += confidence_lines(config)
     if card:
         lines += ["## What it is not for", ""] + [f"- {t}" for t in card.get("not_for", NOT_FOR)]
     if card.get("reproduce"):

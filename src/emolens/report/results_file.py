@@ -7,7 +7,7 @@ output, a file whose absolute path, size and mtime match a record is skipped; a 
 file is classified again (its old record stays, the newer one comes later).
 
 JSON lines: :meth:`Analysis.as_dict` plus the key, or ``{"file", "error", ...}``.
-CSV columns: ``file, label, probability, p_<class>..., speech_fraction, patches,
+CSV columns: ``file, label, probability, p_<class>..., uncertain, adapted, speech_fraction, patches,
 patches_kept, duration_s, notes, error, size_bytes, mtime_ns`` (label ``no speech`` for a
 recording without speech).
 """
@@ -34,15 +34,16 @@ def result_record(r: FileResult, classes: list[str]) -> dict:
 
 
 def csv_header(classes: list[str]) -> list[str]:
-    return (["file", "label", "probability"] + [f"p_{c}" for c in classes]
+    return (["file", "label", "probability"] + [f"p_{c}" for c in classes] + ["uncertain", "adapted"]
             + ["speech_fraction", "patches", "patches_kept", "duration_s", "notes", "error", "size_bytes", "mtime_ns"])
 
 
 def _csv_row(rec: dict, classes: list[str]) -> list:
     if "error" in rec:
-        return [rec["file"], "", ""] + [""] * len(classes) + ["", "", "", "", "", rec["error"], rec["size_bytes"], rec["mtime_ns"]]
+        return [rec["file"], "", ""] + [""] * len(classes) + ["", "", "", "", "", "", "", rec["error"], rec["size_bytes"], rec["mtime_ns"]]
     return ([rec["file"], rec["label"], f"{rec['probability']:.6f}"]
             + [f"{rec['probabilities'][c]:.6f}" for c in classes]
+            + [int(bool(rec.get("uncertain", False))), int(bool(rec.get("adapted", False)))]
             + [f"{rec.get('speech_fraction', 1.0):.3f}", rec["patches"], rec["patches_kept"], rec["duration_s"], "; ".join(rec["notes"]), "",
                rec["size_bytes"], rec["mtime_ns"]])
 

@@ -25,6 +25,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from emolens.evaluation.generalisation import (
@@ -42,7 +43,7 @@ from emolens.models.yamnet import load_yamnet_file
 from emolens.report.model_card import NOT_FOR
 from emolens.resources import packaged_yamnet
 from emolens.selection.speech import SpeechGateConfig
-from emolens.training.package import NOT_SHIPPABLE, package_model
+from emolens.training.package import NOT_SHIPPABLE, package_model, write_onnx
 from emolens.workdir import WorkDir
 
 log = logging.getLogger("emolens")
@@ -152,7 +153,26 @@ def train_default(work_dirs: dict[str, str | Path], out: str | Path, dest: str |
     }
     (out / "card.json").write_text(json.dumps(card, indent=2))
     (out / "prepare_info.json").write_text(json.dumps(info, indent=2, default=str))
-    package_model(out / "final", dest, card)
+    # Calibration: a temperature fitted on the out-of-fold LOCO predictions of the
+    # shippable corpora (each fold's head never saw its test corpus; the evaluate-only
+    # corpora, tested by the final head itself, stay out of the fit).
+    from emolens.evaluation.calibration import calibrate_oof
+
+    oof = [r for r in results if r.test not in held]
+    cal = calibrate_oof(np.concatenate([r.probs for r in oof]), np.concatenate([r.y for r in oof]), classes,
+                        folds=np.concatenate([np.full(len(r.y), r.test) for r in oof]))
+    card["calibration"] = {k: cal[k] for k in ("temperature", "ece_before", "ece_after", "uncertain_threshold")
+                           if k in cal}
+    (out / "card.json").write_text(json.dumps(card, indent=2))
+    package_model(out / "final", dest, card, extra={"calibration": cal})
+    # --adapt statistics, learned on the corpora the head was trained on.
+    from emolens.adaptation.store import fit_from_corpora, save_adapter
+    from emolens.report.model_card import model_card
+
+    save_adapter(dest, fit_from_corpora([data[c] for c in dev], cfg.streams), {"fitted_on": sorted(dev)})
+    config = json.loads((Path(dest) / "model.json").read_text())
+    (Path(dest) / "MODEL_CARD.md").write_text(model_card(config, name=card.get("title", "emolens model")))
+    write_onnx(dest)  # model.json changed (adaptation): the export records its fingerprint
     return card
 
 

@@ -126,6 +126,7 @@ def _evaluate(module, inputs: _Inputs, ps: PatchSet, test_p: np.ndarray, classes
     rep = classification_report_dict(y, scores.argmax(1), classes)
     rep["utterances"] = [int(i) for i in ids]
     rep["predicted"] = [int(p) for p in scores.argmax(1)]
+    rep["probabilities"] = [[round(float(v), 6) for v in row] for row in scores]  # out-of-fold, for calibration
     return rep
 
 

@@ -1,0 +1,115 @@
+"""``--adapt`` at prediction time: stream features of the user's clips, their speech
+patches' statistics per voice group, the adapted features through the model's head.
+
+Runs in PyTorch (the adaptation sits between the backbone and the head, which the
+exported ONNX graph fuses), like ``--normalize speaker`` models do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from emolens.adaptation.transform import SpeakerAdapter, adapt_rule
+from emolens.errors import ModelError
+from emolens.selection.speech import decide, voting_mask
+
+
+@dataclass
+class GroupReport:
+    """What ``--adapt`` did for one voice group."""
+
+    key: str
+    clips: int
+    speech_seconds: float
+    adapted: bool
+    reason: str | None = None
+
+    def message(self) -> str:
+        if self.adapted:
+            return (f"adapted to voice {self.key!r}: {self.clips} clip{'s' if self.clips != 1 else ''}, "
+                    f"{self.speech_seconds:.1f} s of speech")
+        return f"voice {self.key!r}: {self.reason}"
+
+
+def require_adapter(rec) -> SpeakerAdapter:  # noqa: ANN001 - EmotionRecognizer
+    adapter = getattr(rec, "adapter", None)
+    if adapter is None:
+        raise ModelError(f"{rec.model_dir or 'this model'} has no adaptation statistics (adaptation.safetensors); "
+                         "fit them with emolens.adaptation.store.fit_for_model(WORK, MODEL) or drop --adapt")
+    if rec.normalize != "none":
+        raise ModelError("--adapt needs a model trained without --normalize")
+    return adapter
+
+
+@torch.no_grad()
+def stream_features(rec, patches: np.ndarray, batch_size: int = 64) -> tuple[dict[str, np.ndarray], np.ndarray | None]:  # noqa: ANN001
+    """``({stream: (n, D)}, AudioSet scores (n, 521) or None)`` of log-mel patches ``(n, 96, 64)``."""
+    model = rec.model
+    streams = model.streams
+    with_as = model.yamnet is not None
+    wanted = tuple(dict.fromkeys(streams + (("yamnet",) if with_as else ())))
+    chunks: dict[str, list[np.ndarray]] = {}
+    for s in range(0, len(patches), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(patches[s : s + batch_size], dtype=np.float32)).unsqueeze(1)
+        for k, v in model.extract(x, wanted).items():
+            chunks.setdefault(k, []).append(v.numpy())
+    feats = {k: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for k, v in chunks.items()}
+    audioset = None
+    if with_as:
+        audioset = torch.sigmoid(model.yamnet.classifier(torch.from_numpy(feats["yamnet"]))).numpy()
+    elif rec.speech_gate.enabled:
+        audioset = rec.gate_audioset(patches, batch_size)
+    return {k: feats[k] for k in streams}, audioset
+
+
+@torch.no_grad()
+def head_probs(rec, feats: dict[str, np.ndarray], batch_size: int = 1024) -> np.ndarray:  # noqa: ANN001
+    """Softmax ``(n, C)`` of the model's head on stream features."""
+    n = len(next(iter(feats.values())))
+    out = []
+    for s in range(0, n, batch_size):
+        logits = rec.model.head({k: torch.from_numpy(np.ascontiguousarray(v[s : s + batch_size])) for k, v in feats.items()})
+        out.append(torch.softmax(logits, 1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(rec.classes)), np.float32)
+
+
+def patch_voting(rec, audioset: np.ndarray | None, keep: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """The voting rule of :meth:`EmotionRecognizer.analyze_clips` for one clip's patches."""
+    if not rec.speech_gate.enabled or audioset is None:
+        return np.asarray(keep, bool)
+    return voting_mask(decide(audioset, rec.speech_gate).is_speech, keep)
+
+
+def adapted_outputs(rec, parts: list, groups: list | None, batch_size: int | None = None,  # noqa: ANN001
+                    single_recording: bool = False) -> tuple[np.ndarray, np.ndarray | None, list[GroupReport], np.ndarray]:
+    """For clips' prepared parts ``[(log_mel, patches (n_i, 96, 64), keep (n_i,)), ...]``
+    grouped by voice ``groups`` (one key per clip; ``None``: all clips are one voice):
+    ``(patch probabilities (P, C), AudioSet scores (P, 521) or None, one GroupReport per
+    group, per-clip adapted flags (N,))``. Groups that fail :func:`adapt_rule` keep their
+    single-clip features."""
+    adapter = require_adapter(rec)
+    patches = np.concatenate([p[1] for p in parts])
+    feats, audioset = stream_features(rec, patches, batch_size or 64)
+    keys = [str(g) for g in (groups if groups is not None else ["all"] * len(parts))]
+    uniq, clip_gid = np.unique(np.asarray(keys), return_inverse=True)
+    sizes = [len(p[1]) for p in parts]
+    bounds = np.cumsum([0] + sizes)
+    voting = np.concatenate([patch_voting(rec, None if audioset is None else audioset[bounds[i]:bounds[i + 1]], p[2])
+                             for i, p in enumerate(parts)])
+    gid = np.repeat(clip_gid, sizes)
+    hop_s = rec.patch_config.hop_frames * rec.frontend.frame_seconds
+    seconds = np.bincount(gid, weights=voting.astype(float), minlength=len(uniq)) * hop_s
+    n_clips = np.bincount(clip_gid, minlength=len(uniq))
+    reports, ok = [], np.zeros(len(uniq), bool)
+    for g, key in enumerate(uniq):
+        reason = adapt_rule(int(n_clips[g]), float(seconds[g]), adapter.config, single_recording=single_recording)
+        ok[g] = reason is None
+        reports.append(GroupReport(str(key), int(n_clips[g]), float(seconds[g]), ok[g], reason))
+    adapted = adapter.apply(feats, gid, voting, seconds, ok)
+    return head_probs(rec, adapted), audioset, reports, ok[clip_gid]
+
+
+__all__ = ["GroupReport", "require_adapter", "stream_features", "head_probs", "adapted_outputs"]

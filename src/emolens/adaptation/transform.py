@@ -1,0 +1,218 @@
+"""Speaker adaptation from the user's own unlabelled recordings (``--adapt``), pure numpy.
+
+The problem: plain speaker z-scoring (``--normalize speaker``) removes a speaker's mean
+*including* a steady emotion (one angry caller is normalised to "average" = neutral).
+This module removes only the part of a speaker's mean offset that identifies the voice
+or the recording setup, learned from labelled training data:
+
+* ``emotion`` subspace ``E`` (``q`` directions per stream): the principal directions of
+  the *within-speaker* emotion deviations ``m[s,e] - mean_e m[s,e]`` (cell means of
+  utterance-mean features; ``s`` speaker, ``e`` emotion) - where emotion moves a voice.
+* ``nuisance`` subspace ``U`` (``k`` directions, orthogonal to ``E``): the principal
+  directions of the between-speaker variation with emotion removed, ``m[s,e] -
+  mean_s m[s,e]`` (nuisance-attribute projection, NAP).
+
+Adaptation of a group ``g`` (one speaker's clips, or one long recording) with speech
+seconds ``S`` and mean feature ``mu_g`` (over its voting patches):
+``delta = mu_g - mu_0`` (``mu_0``: the training mean, balanced over emotions) and every
+patch feature becomes ``x - w * R(delta)`` with shrinkage ``w = S / (S + shrink_seconds)``
+and ``R`` one of
+
+* ``nap``:  ``U U^T delta`` - only what identifies the speaker (the default design),
+* ``protect``: ``delta - E E^T delta`` - all of the offset except its emotion part,
+* ``mean``: ``delta`` - shrunk mean shift (a steady emotion is removed with it).
+
+A group with fewer than ``min_clips`` clips or ``min_speech_seconds`` of speech is not
+adapted (:func:`adapt_rule` says why). Per stream, all shapes ``(P, D)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+#: Adaptation methods (see module doc); ``none`` = no change.
+ADAPT_METHODS = ("nap", "protect", "mean")
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """How ``--adapt`` adapts (defaults: the measured choice, ``benchmarks/adaptation.py``).
+
+    Attributes:
+        method: ``nap`` | ``protect`` | ``mean`` (module doc).
+        k: nuisance directions per stream (``nap``).
+        q: protected emotion directions per stream (``nap``: ``U`` is orthogonal to them;
+            ``protect``: kept in the offset).
+        shrink_seconds: ``S0`` of the shrinkage ``w = S / (S + S0)`` (S: speech seconds).
+        min_clips: a clip group needs at least this many clips (a single long recording
+            in ``timeline`` counts as enough clips).
+        min_speech_seconds: ... and at least this much speech (seconds of voting patches).
+    """
+
+    method: str = "nap"
+    k: int = 16
+    q: int = 3
+    shrink_seconds: float = 10.0
+    min_clips: int = 3
+    min_speech_seconds: float = 10.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "AdaptConfig":
+        d = dict(d or {})
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def adapt_rule(n_clips: int, speech_seconds: float, config: AdaptConfig, *, single_recording: bool = False) -> str | None:
+    """``None`` when a group may be adapted, else the one-line reason it is not."""
+    if not single_recording and n_clips < config.min_clips:
+        return (f"{n_clips} clip{'s' if n_clips != 1 else ''} of this voice (< {config.min_clips}): "
+                "too little to adapt on, classified clip by clip")
+    if speech_seconds < config.min_speech_seconds:
+        return (f"{speech_seconds:.1f} s of speech (< {config.min_speech_seconds:g} s): "
+                "too little to adapt on, classified clip by clip")
+    return None
+
+
+def _orthonormal_top(vectors: np.ndarray, n: int) -> np.ndarray:
+    """``(D, min(n, rank))`` orthonormal principal directions of the rows of ``vectors (M, D)`` (no centring)."""
+    if n <= 0 or len(vectors) == 0:
+        return np.zeros((vectors.shape[1], 0))
+    _, s, vt = np.linalg.svd(np.asarray(vectors, np.float64), full_matrices=False)
+    keep = min(n, int(np.sum(s > s[0] * 1e-6)) if len(s) else 0)
+    return vt[:keep].T
+
+
+def group_means(x: np.ndarray, groups: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(G, D)`` means of the rows of ``x (P, D)`` per group id in ``0..G-1`` (``groups (P,)``),
+    rows weighted by ``weights (P,)`` (bool voting mask or float); and ``(G,)`` total weights."""
+    groups = np.asarray(groups, int)
+    w = np.ones(len(x)) if weights is None else np.asarray(weights, np.float64)
+    g = int(groups.max()) + 1 if len(groups) else 0
+    tot = np.bincount(groups, weights=w, minlength=g)
+    s = np.zeros((g, x.shape[1]))
+    np.add.at(s, groups, x * w[:, None])
+    return s / np.maximum(tot, 1e-12)[:, None], tot
+
+
+@dataclass
+class StreamAdapter:
+    """One stream's learned statistics: ``mean (D,)``, ``nuisance (D, k)``, ``emotion (D, q)``."""
+
+    mean: np.ndarray
+    nuisance: np.ndarray
+    emotion: np.ndarray
+
+    def removal(self, delta: np.ndarray, method: str) -> np.ndarray:
+        """The part of the offsets ``delta (G, D)`` that ``method`` removes, ``(G, D)``."""
+        if method == "nap":
+            return delta @ self.nuisance @ self.nuisance.T
+        if method == "protect":
+            return delta - delta @ self.emotion @ self.emotion.T
+        if method == "mean":
+            return delta
+        raise ValueError(f"adaptation method {method!r}: use one of {', '.join(ADAPT_METHODS)}")
+
+
+def fit_stream(utt_feats: np.ndarray, speaker: np.ndarray, label: np.ndarray, k: int, q: int) -> StreamAdapter:
+    """Learn one stream's subspaces from utterance-mean features ``(U, D)`` with their
+    speaker and emotion labels ``(U,)`` (the training side only)."""
+    x = np.asarray(utt_feats, np.float64)
+    _, spk = np.unique(np.asarray(speaker).astype(str), return_inverse=True)
+    classes, lab = np.unique(np.asarray(label), return_inverse=True)
+    n_s, n_c = spk.max() + 1, len(classes)
+    cell = spk * n_c + lab
+    cm, cnt = group_means(x, cell)
+    has = cnt > 0
+    cm = cm.reshape(n_s, n_c, -1)
+    has = has.reshape(n_s, n_c)
+    # emotion means balanced over speakers; mu_0 balanced over emotions
+    class_mean = np.stack([cm[has[:, c], c].mean(0) for c in range(n_c)])
+    mu0 = class_mean.mean(0)
+    # within-speaker emotion deviations (speakers with >= 2 emotions)
+    within = []
+    for s in range(n_s):
+        cs = np.flatnonzero(has[s])
+        if len(cs) >= 2:
+            within.append(cm[s, cs] - cm[s, cs].mean(0))
+    within = np.concatenate(within) if within else np.zeros((0, x.shape[1]))
+    emotion = _orthonormal_top(within, q)
+    # between-speaker residuals within each emotion, emotion directions projected out
+    resid = np.concatenate([cm[has[:, c], c] - class_mean[c] for c in range(n_c)])
+    resid = resid - resid @ emotion @ emotion.T
+    nuisance = _orthonormal_top(resid, k)
+    return StreamAdapter(mu0.astype(np.float32), nuisance.astype(np.float32), emotion.astype(np.float32))
+
+
+@dataclass
+class SpeakerAdapter:
+    """The learned adaptation of every stream (what a packaged model stores)."""
+
+    config: AdaptConfig
+    streams: dict[str, StreamAdapter] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, feats: dict[str, np.ndarray], utt: np.ndarray, voting: np.ndarray, speaker_utt: np.ndarray,
+            label_utt: np.ndarray, train_utt: np.ndarray, config: AdaptConfig) -> "SpeakerAdapter":
+        """Learn from patch features ``{stream: (P, D)}`` with utterance ids ``utt (P,)``,
+        voting mask ``(P,)``, per-utterance speaker/label ``(U,)``; only utterances
+        ``train_utt`` are used."""
+        utt = np.asarray(utt)
+        sel = np.isin(utt, train_utt) & np.asarray(voting, bool)
+        ids, local = np.unique(utt[sel], return_inverse=True)
+        out = {}
+        for name, x in feats.items():
+            um, _ = group_means(np.asarray(x, np.float64)[sel], local)
+            out[name] = fit_stream(um, np.asarray(speaker_utt)[ids], np.asarray(label_utt)[ids], config.k, config.q)
+        return cls(config, out)
+
+    def offsets(self, feats: dict[str, np.ndarray], groups: np.ndarray, voting: np.ndarray,
+                speech_seconds: np.ndarray, method: str | None = None) -> dict[str, np.ndarray]:
+        """Per stream ``(G, D)``: what to subtract from every patch of group ``g``
+        (``groups (P,)`` ids ``0..G-1``; statistics over ``voting`` patches; shrinkage by
+        ``speech_seconds (G,)``)."""
+        method = method or self.config.method
+        w = np.asarray(speech_seconds, np.float64)
+        w = w / (w + self.config.shrink_seconds)
+        out = {}
+        for name, x in feats.items():
+            st = self.streams[name]
+            gm, _ = group_means(np.asarray(x, np.float64), groups, np.asarray(voting, bool))
+            out[name] = (w[:, None] * st.removal(gm - st.mean, method)).astype(np.float32)
+        return out
+
+    def apply(self, feats: dict[str, np.ndarray], groups: np.ndarray, voting: np.ndarray,
+              speech_seconds: np.ndarray, adapt: np.ndarray | None = None,
+              method: str | None = None) -> dict[str, np.ndarray]:
+        """Adapted copies of ``feats``; groups with ``adapt[g]`` False (see :func:`adapt_rule`) unchanged."""
+        groups = np.asarray(groups, int)
+        off = self.offsets(feats, groups, voting, speech_seconds, method)
+        res = {}
+        for name, x in feats.items():
+            o = off[name]
+            if adapt is not None:
+                o = o * np.asarray(adapt, bool)[:, None]
+            res[name] = (np.asarray(x, np.float32) - o[groups]).astype(np.float32)
+        return res
+
+    # --- storage (flat arrays for safetensors; config in model.json) ---------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        out = {}
+        for name, st in self.streams.items():
+            out[f"{name}.mean"] = np.ascontiguousarray(st.mean, np.float32)
+            out[f"{name}.nuisance"] = np.ascontiguousarray(st.nuisance, np.float32)
+            out[f"{name}.emotion"] = np.ascontiguousarray(st.emotion, np.float32)
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], config: AdaptConfig) -> "SpeakerAdapter":
+        names = sorted({k.rsplit(".", 1)[0] for k in arrays})
+        return cls(config, {n: StreamAdapter(np.asarray(arrays[f"{n}.mean"]), np.asarray(arrays[f"{n}.nuisance"]),
+                                             np.asarray(arrays[f"{n}.emotion"])) for n in names})
+
+
+__all__ = ["ADAPT_METHODS", "AdaptConfig", "adapt_rule", "group_means", "fit_stream", "StreamAdapter", "SpeakerAdapter"]

@@ -1,0 +1,133 @@
+"""`emolens predict --adapt` over a folder of real clips (one RAVDESS actor) and `timeline --adapt`,
+through the entry point, with the shipped model and its adaptation statistics."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+RAVDESS_4 = {"01": "neutral", "03": "happy", "04": "sad", "05": "angry"}
+
+
+def _emolens(*argv, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "EMOLENS_WEIGHTS"}  # offline: packaged YAMNet only
+    env.update({"EMOLENS_CACHE": str(tmp_path / "cache"), "MPLBACKEND": "Agg"})
+    return subprocess.run([sys.executable, "-m", "emolens.cli.main", *map(str, argv)], capture_output=True, text=True, env=env)
+
+
+def _actor(shared_dir: Path, tmp_path: Path, actor: str = "12") -> Path:
+    """The actor's 4-class clips (28) in a folder of links (one voice = one folder)."""
+    src = shared_dir / "data" / "ravdess" / f"Actor_{actor}"
+    d = tmp_path / f"actor{actor}"
+    d.mkdir()
+    for f in sorted(src.glob("*.flac")):
+        if f.name.split("-")[2] in RAVDESS_4:
+            (d / f.name).symlink_to(f)
+    return d
+
+
+def _uar(records: list[dict]) -> float:
+    y = np.array([RAVDESS_4[Path(r["file"]).name.split("-")[2]] for r in records])
+    p = np.array([r["emotion"] for r in records])
+    return float(np.mean([np.mean(p[y == c] == c) for c in np.unique(y)]))
+
+
+@pytest.mark.slow
+def test_predict_adapt_folder_of_one_actor(shared_dir, tmp_path):
+    d = _actor(shared_dir, tmp_path)
+    r = _emolens("predict", "--json", "--backend", "torch", d, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    single = [json.loads(l) for l in r.stdout.splitlines()]
+    r = _emolens("predict", "--json", "--adapt", "--out", tmp_path / "adapted.csv", d, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    adapted = [json.loads(l) for l in r.stdout.splitlines()]
+    assert len(single) == len(adapted) == 28
+    assert "adapt: adapted to voice" in r.stderr and "28 clips" in r.stderr
+    assert all(a["adapted"] for a in adapted) and not any(s["adapted"] for s in single)
+    diff = max(abs(a["probabilities"][c] - s["probabilities"][c]) for a, s in zip(adapted, single) for c in a["probabilities"])
+    assert diff > 0.01  # the voice's statistics changed the decision inputs
+    from emolens.evaluation.calibration import calibration_of
+    from emolens.resources import default_model_dir
+
+    _, thr = calibration_of(json.loads((default_model_dir() / "model.json").read_text()))
+    for rec in adapted:  # every record keeps emotion + probabilities and has the uncertain flag
+        assert set(rec["probabilities"]) == {"angry", "happy", "neutral", "sad"}
+        assert rec["uncertain"] is (max(rec["probabilities"].values()) < thr)
+        assert rec["emotion"] == max(rec["probabilities"], key=rec["probabilities"].get)
+        assert abs(sum(rec["probabilities"].values()) - 1) < 1e-5
+    # measured on this actor (shipped model): single clip vs adapted UAR (both well above chance 0.25)
+    u_single, u_adapt = _uar(single), _uar(adapted)
+    assert u_single > 0.4 and u_adapt > 0.4, (u_single, u_adapt)
+    rows = (tmp_path / "adapted.csv").read_text().splitlines()
+    assert rows[0].split(",")[7:9] == ["uncertain", "adapted"] and len(rows) == 29
+    assert all(line.split(",")[8] == "1" for line in rows[1:])
+
+
+@pytest.mark.slow
+def test_predict_adapt_falls_back_with_too_few_clips(shared_dir, tmp_path):
+    d = _actor(shared_dir, tmp_path)
+    few = tmp_path / "few"
+    few.mkdir()
+    for f in sorted(d.iterdir())[:2]:
+        (few / f.name).symlink_to(f.resolve())
+    r = _emolens("predict", "--json", "--adapt", few, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "2 clips of this voice (< 3): too little to adapt on, classified clip by clip" in r.stderr
+    adapted = [json.loads(l) for l in r.stdout.splitlines()]
+    r = _emolens("predict", "--json", "--backend", "torch", few, tmp_path=tmp_path)
+    single = [json.loads(l) for l in r.stdout.splitlines()]
+    assert not any(a["adapted"] for a in adapted) and all(any("not adapted" in n for n in a["notes"]) for a in adapted)
+    for a, s in zip(adapted, single):  # the fallback is exactly the single-clip result
+        for c in a["probabilities"]:
+            assert abs(a["probabilities"][c] - s["probabilities"][c]) < 1e-5
+    # a CSV of speakers regroups files: all of them named as one speaker, from two folders
+    csv = tmp_path / "speakers.csv"
+    files = sorted(d.iterdir())[:4]
+    csv.write_text("path,speaker\n" + "".join(f"{f},A\n" for f in files))
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in files[2:]:
+        f.rename(other / f.name)
+    r = _emolens("predict", "--json", "--adapt", "--speakers", csv, *[p for p in files[:2]], *[other / f.name for f in files[2:]],
+                 tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "voice 'speaker A'" in r.stderr or "adapted to voice 'speaker A'" in r.stderr
+
+
+def test_predict_adapt_errors(tmp_path, tiny_run, tone):
+    wav = tmp_path / "t.wav"
+    sf.write(wav, tone, 16000)
+    r = _emolens("predict", "--model", tiny_run, "--adapt", wav, tmp_path=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip().startswith("emolens: error:") and "no adaptation statistics" in r.stderr
+    r = _emolens("predict", "--speakers", tmp_path / "x.csv", wav, tmp_path=tmp_path)
+    assert r.returncode == 2 and "--speakers names voices for --adapt" in r.stderr
+    r = _emolens("predict", "--uncertain-below", "1.5", wav, tmp_path=tmp_path)
+    assert r.returncode == 2 and "between 0 and 1" in r.stderr
+
+
+@pytest.mark.slow
+def test_timeline_adapt(shared_dir, tmp_path):
+    d = _actor(shared_dir, tmp_path)
+    clips = [sf.read(f)[0] for f in sorted(d.iterdir())[::2]]  # 14 clips, about 50 s
+    long = tmp_path / "long.wav"
+    sf.write(long, np.concatenate(clips).astype(np.float32), 16000)
+    short = tmp_path / "short.wav"
+    sf.write(short, clips[0].astype(np.float32), 16000)
+    r = _emolens("timeline", long, "--out", tmp_path / "tl", "--adapt", tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    seg = json.loads((tmp_path / "tl" / "segments.json").read_text())
+    assert any(n.startswith("adapt: adapted to voice 'this recording'") for n in seg["notes"])
+    r0 = _emolens("timeline", long, "--out", tmp_path / "tl0", "--backend", "torch", tmp_path=tmp_path)
+    seg0 = json.loads((tmp_path / "tl0" / "segments.json").read_text())
+    assert abs(seg["duration_s"] - seg0["duration_s"]) < 1e-6 and seg["segments"] != seg0["segments"]
+    r = _emolens("timeline", short, "--out", tmp_path / "tl2", "--adapt", tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    seg = json.loads((tmp_path / "tl2" / "segments.json").read_text())
+    assert any("not adapted" in n and "s of speech (< 10 s)" in n for n in seg["notes"])
