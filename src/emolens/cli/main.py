@@ -4,9 +4,7 @@ weights. Every user-facing problem is one line on stderr and exit code 2."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path
