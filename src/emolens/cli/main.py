@@ -14,6 +14,16 @@ from emolens.errors import EmolensError
 log = logging.getLogger("emolens")
 
 
+class _CorporaHelp(str):
+    """A help text naming the corpus parsers, filled in only when argparse prints it, so
+    that building the parser (``emolens --help``, every command) imports no corpus code."""
+
+    def __mod__(self, params):  # noqa: ANN001, ANN204 - argparse's help % params
+        from emolens.corpora.parsers import list_corpora
+
+        return str.__mod__(self.replace("{corpora}", ", ".join(list_corpora())), params)
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -21,15 +31,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from emolens.cli import export as export_cli, predict as predict_cli, timeline as timeline_cli
-    from emolens.corpora.parsers import list_corpora
-
     ap = argparse.ArgumentParser(prog="emolens", description="Speech emotion recognition you can see and hear.")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="manifest + log-mel cache + GDS scores for a corpus",
                        description="Build the manifest, the feature cache and the Gaussian Data Selection scores of a corpus.")
     p.add_argument("--corpus", required=True, action="append", metavar="NAME[:DIR]",
-                   help=f"corpus layout / naming scheme ({', '.join(list_corpora())}) and its folder; repeat NAME:DIR for several corpora in one work dir (speakers become CORPUS/SPEAKER)")
+                   help=_CorporaHelp("corpus layout / naming scheme ({corpora}) and its folder; repeat NAME:DIR for several corpora in one work dir (speakers become CORPUS/SPEAKER)"))
     p.add_argument("--root", type=Path, default=None, help="folder holding the corpus audio (with a single --corpus NAME)")
     p.add_argument("--csv", type=Path, default=None, help="metadata table for corpora that need one (csv, aihub, csu2022 speaker map)")
     p.add_argument("--allow-unknown-speakers", action="store_true", help="accept files without a speaker id (then only the random split works: not speaker-independent)")
