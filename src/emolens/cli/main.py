@@ -153,9 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     warnings.filterwarnings("ignore", message=".*pretrained weights not found.*")  # logged instead
     try:
-        from emolens.cli import commands
+        cmd = getattr(args, "func", None)  # sub-commands in their own module set func
+        if cmd is None:
+            from emolens.cli import commands
 
-        cmd = getattr(args, "func", None) or getattr(commands, f"cmd_{args.command}")  # func: sub-commands in their own module
+            cmd = getattr(commands, f"cmd_{args.command}")
         return int(cmd(args) or 0)
     except EmolensError as exc:
         print(f"emolens: error: {exc}", file=sys.stderr)
