@@ -8,6 +8,7 @@ Public API (see README):
 * selection: :class:`GaussianDataSelector`, :class:`GDSConfig`
 * models: :class:`FusionNet`, :class:`VGGish`, :class:`YAMNet`, :func:`build_model`
 * training/inference: :class:`TrainConfig`, :class:`EmotionRecognizer`
+* batch inference on Ray (``emolens[ray]``): :class:`RayBatchConfig`, :func:`run_ray_batch`
 """
 
 __version__ = "0.1.0"
@@ -35,6 +36,8 @@ _LAZY = {
     "build_model": "emolens.models",
     "TrainConfig": "emolens.training.trainer",
     "EmotionRecognizer": "emolens.inference",
+    "RayBatchConfig": "emolens.distributed.ray_batch",
+    "run_ray_batch": "emolens.distributed.ray_batch",
 }
 
 

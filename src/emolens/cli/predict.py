@@ -23,12 +23,32 @@ def add_arguments(p) -> None:  # noqa: ANN001 - argparse parser
                    help="also write results to FILE.jsonl or FILE.csv as they come; re-running with the same file resumes")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
                    help="inference backend (default auto: ONNX Runtime when installed, the faster one)")
-    p.add_argument("--workers", type=int, default=2, help="decoding threads (default 2)")
-    p.add_argument("--threads", type=int, default=None, help="inference threads (default: all usable cores)")
-    p.add_argument("--batch-files", type=int, default=32, help="files whose patches share forward passes (default 32)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decoding threads (default 2); with --engine ray: model actors, one ONNX Runtime session each (default 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="inference threads (default: all usable cores; with --engine ray: per actor, default 1)")
+    p.add_argument("--batch-files", type=int, default=None,
+                   help="files whose patches share forward passes (default 32; with --engine ray 16, also the least rows per shard)")
+    g = p.add_argument_group("batch inference on Ray (pip install 'emolens[ray]')")
+    g.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local (default): this process; ray: a Ray Data job (local Ray, or --address) writing "
+                        "result shards to the folder --out; re-running with the same --out skips finished files")
+    g.add_argument("--address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
+    g.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="result shards (default parquet)")
+    g.add_argument("--segments-over", type=float, default=60.0,
+                   help="recordings at least this many seconds long also get timeline segments (default 60)")
+    # With --engine ray recordings of any length are processed (streamed) unless --max-seconds is given.
+    p.set_defaults(max_seconds=None)
 
 
 def cmd_predict(args) -> int:
+    if getattr(args, "engine", "local") == "ray":
+        from emolens.distributed.ray_batch import cmd_predict_ray
+
+        if args.batch_files is None:
+            args.batch_files = 16
+        return cmd_predict_ray(args)
+    from emolens.audio.io import DEFAULT_MAX_SECONDS
     from emolens.batch import BatchConfig, file_key, iter_file_results
     from emolens.cli.inputs import expand_inputs
     from emolens.inference import EmotionRecognizer, resolve_model
@@ -46,8 +66,9 @@ def cmd_predict(args) -> int:
     if not args.json:
         print(f"{'file':<40} {'emotion':<9} {'p':>5} {'speech':>6}  " + " ".join(f"{c[:7]:>7}" for c in rec.classes))
     failures = 0
-    cfg = BatchConfig(workers=max(1, getattr(args, "workers", 2)), files_per_batch=max(1, getattr(args, "batch_files", 32)),
-                      max_seconds=args.max_seconds)
+    max_seconds = DEFAULT_MAX_SECONDS if args.max_seconds is None else args.max_seconds
+    cfg = BatchConfig(workers=max(1, getattr(args, "workers", None) or 2), files_per_batch=max(1, getattr(args, "batch_files", None) or 32),
+                      max_seconds=max_seconds)
     try:
         for r in iter_file_results(rec, todo, cfg):
             record = sink.write(r) if sink is not None else result_record(r, rec.classes)
