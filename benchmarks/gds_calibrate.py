@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/gds_calibrate.py [--root ../shared/data/emodb]
+    .venv/bin/python benchmarks/gds_calibrate.py [--root ../shared/data/emodb-original]
         [--classes angry,happy,neutral,sad] [--target 0.15] [--figure out.png] [--json out.json]
 
 Steps: every clip -> ``load_audio`` (16 kHz) -> ``mel_spectrogram`` -> ``frame_patches``
@@ -48,7 +48,7 @@ SWEEP = (-3.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.4, -0.35, -0.3, -0.25, -0.2, -0
 
 def default_root() -> Path:
     shared = Path(os.environ.get("EMOLENS_SHARED", REPO.parent / "shared"))
-    return shared / "data" / "emodb"
+    return shared / "data" / "emodb-original"  # the 2-s crops (data/emodb) are being retired
 
 
 def load_corpus(root: Path, classes: list[str] | None) -> dict[str, np.ndarray]:

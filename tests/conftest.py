@@ -16,17 +16,22 @@ def shared_root() -> Path:
     return Path(os.environ.get("EMOLENS_SHARED", REPO.parent / "shared")).resolve()
 
 
+#: The EmoDB recordings the tests read: the original, full-length 16 kHz files (535; the
+#: 2-s crops of ../shared/data/emodb are being retired and no test reads them).
+EMODB = Path("data") / "emodb-original"
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     root = shared_root()
-    if not (root / "data" / "emodb" / "metadata.csv").exists():
+    if not (root / EMODB / "metadata.csv").exists():
         pytest.skip(f"shared data not found at {root} (set EMOLENS_SHARED)")
     return root
 
 
 @pytest.fixture(scope="session")
 def emodb_dir(shared_dir: Path) -> Path:
-    return shared_dir / "data" / "emodb"
+    return shared_dir / EMODB
 
 
 @pytest.fixture(scope="session")

@@ -59,5 +59,6 @@ def test_errors(tmp_path):
 
 
 def test_real_emodb_file(emodb_dir):
-    clip = load_audio(emodb_dir / "wav" / "03a01Fa.flac")
-    assert clip.source_rate == 22050 and len(clip.samples) == 32000
+    clip = load_audio(emodb_dir / "wav" / "03a01Fa.flac")  # the original recording: 16 kHz, 1.898 s
+    assert clip.source_rate == 16000 and len(clip.samples) == 30372 and clip.notes == []
+    assert clip.samples.dtype == np.float32 and 0.1 < np.abs(clip.samples).max() <= 1.0

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -121,3 +122,16 @@ def test_predict_and_timeline_need_neither_torch_nor_sklearn(tmp_path):
     r = _without_torch("explain", angry, "--out", tmp_path / "ex", tmp_path=tmp_path)
     assert r.returncode == 2 and r.stderr.splitlines()[0] == (
         "emolens: error: `emolens explain` needs torch, which this install lacks: pip install 'emolens[train]'")
+
+
+def test_building_the_parser_imports_no_command_code():
+    """``emolens --help`` (and every command's start-up) builds the whole parser: it must not
+    import numpy, corpus parsers or models; `prepare --help` still names every corpus."""
+    code = ("import sys; from emolens.cli.main import build_parser; ap = build_parser(); ap.format_help(); "
+            "print(sorted(m for m in ('numpy', 'soundfile', 'emolens.corpora.parsers', 'emolens.inference') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+    r = _emolens("prepare", "--help", tmp_path=Path("/nonexistent"))
+    from emolens.corpora.parsers import list_corpora
+
+    assert r.returncode == 0 and all(c in " ".join(r.stdout.split()) for c in list_corpora())

@@ -25,7 +25,7 @@ def corpora(tmp_path, shared_dir):
     emo, rav = tmp_path / "emodb", tmp_path / "ravdess"
     emo.mkdir(), rav.mkdir()
     seen: dict = {}
-    for f in sorted((shared_dir / "data" / "emodb" / "wav").glob("*.flac")):
+    for f in sorted((shared_dir / "data" / "emodb-original" / "wav").glob("*.flac")):
         spk, code = f.stem[:2], f.stem[5]
         if spk in ("03", "08", "09") and code in CLASSES and seen.setdefault((spk, code), 0) < 2:
             seen[(spk, code)] += 1

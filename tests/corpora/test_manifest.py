@@ -179,7 +179,9 @@ def test_emodb_manifest(emodb_dir: Path, tmp_path: Path) -> None:
     }
     assert len(m.filter_classes("4class")) == 339
     assert sum(u.gender == "female" for u in m) == 58 + 43 + 61 + 69 + 71
-    assert all(u.duration == pytest.approx(2.0, abs=1e-3) for u in m)
+    meta = {r["path"].split("/")[-1]: float(r["duration_s"]) for r in csv.DictReader(open(emodb_dir / "metadata.csv"))}
+    assert all(u.duration == pytest.approx(meta[Path(u.path).name], abs=1e-3) for u in m)  # the recordings' own lengths
+    assert sum(u.duration for u in m) / 60 == pytest.approx(24.78, abs=0.01) and min(u.duration for u in m) > 1.2
     first = m[0]
     assert (Path(first.path).name, first.label, first.speaker, first.text) == ("03a01Fa.flac", "happy", "03", "a01")
     out = m.to_csv(tmp_path / "emodb.csv")

@@ -87,7 +87,7 @@ def test_reports_render_in_chromium(tmp_path, tiny_run, emodb_dir, browser, caps
         imgs = page.eval_on_selector_all("img", "es => es.map(e => e.naturalWidth)")
         durs = page.eval_on_selector_all("audio", "es => es.map(e => e.duration)")
         assert (len(imgs), len(durs)) == expected[kind] and min(imgs) > 100
-        assert np.allclose(durs, 2.0, atol=0.01)  # the 2-s EmoDB crops, decoded by the browser
+        assert np.allclose(durs, 1.8778, atol=0.01)  # 03a01Wa.flac (1.878 s, EmoDB original), decoded by the browser
         text = page.inner_text("body")
         assert "angry" in text and "Faithfulness" in text or "faithfulness" in text.lower()
         # the boxes in words, as the figure outlines them

@@ -129,6 +129,6 @@ def test_yamnet_speech_probability_separates_speech_from_synthetic_non_speech(we
     for name in ("silence", "white noise", "tone 1 kHz", "hum 50 Hz"):
         assert p[name].max() < 0.1, name
         assert not decide(a[name]).has_speech and decide(a[name]).speech_fraction == 0.0
-    # a 2-s clip: three patches of speech, then the 4th, mostly end padding (42 of 96 frames)
-    assert len(p["speech"]) == 4 and p["speech"][:3].min() > 0.9
-    assert decide(a["speech"]).has_speech and decide(a["speech"]).speech_fraction >= 0.75
+    # a 1.61-s EmoDB sentence (03a01Nc): three patches (the last one end-padded), all speech
+    assert len(p["speech"]) == 3 and p["speech"].min() > 0.9
+    assert decide(a["speech"]).has_speech and decide(a["speech"]).speech_fraction == 1.0

@@ -4,9 +4,7 @@ weights. Every user-facing problem is one line on stderr and exit code 2."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -16,6 +14,16 @@ from emolens.errors import EmolensError
 log = logging.getLogger("emolens")
 
 
+class _CorporaHelp(str):
+    """A help text naming the corpus parsers, filled in only when argparse prints it, so
+    that building the parser (``emolens --help``, every command) imports no corpus code."""
+
+    def __mod__(self, params):  # noqa: ANN001, ANN204 - argparse's help % params
+        from emolens.corpora.parsers import list_corpora
+
+        return str.__mod__(self.replace("{corpora}", ", ".join(list_corpora())), params)
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -23,15 +31,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from emolens.cli import export as export_cli, predict as predict_cli, timeline as timeline_cli
-    from emolens.corpora.parsers import list_corpora
-
     ap = argparse.ArgumentParser(prog="emolens", description="Speech emotion recognition you can see and hear.")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="manifest + log-mel cache + GDS scores for a corpus",
                        description="Build the manifest, the feature cache and the Gaussian Data Selection scores of a corpus.")
     p.add_argument("--corpus", required=True, action="append", metavar="NAME[:DIR]",
-                   help=f"corpus layout / naming scheme ({', '.join(list_corpora())}) and its folder; repeat NAME:DIR for several corpora in one work dir (speakers become CORPUS/SPEAKER)")
+                   help=_CorporaHelp("corpus layout / naming scheme ({corpora}) and its folder; repeat NAME:DIR for several corpora in one work dir (speakers become CORPUS/SPEAKER)"))
     p.add_argument("--root", type=Path, default=None, help="folder holding the corpus audio (with a single --corpus NAME)")
     p.add_argument("--label-map", action="append", default=[], metavar="[CORPUS:]FROM=TO[,FROM=TO]",
                    help="map a corpus's labels before choosing classes, e.g. turev:calm=neutral (repeatable; without CORPUS: every corpus); recorded in prepare.json and the model card")
@@ -158,9 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     warnings.filterwarnings("ignore", message=".*pretrained weights not found.*")  # logged instead
     try:
-        from emolens.cli import commands
+        cmd = getattr(args, "func", None)  # sub-commands in their own module set func
+        if cmd is None:
+            from emolens.cli import commands
 
-        cmd = getattr(args, "func", None) or getattr(commands, f"cmd_{args.command}")  # func: sub-commands in their own module
+            cmd = getattr(commands, f"cmd_{args.command}")
         return int(cmd(args) or 0)
     except EmolensError as exc:
         print(f"emolens: error: {exc}", file=sys.stderr)

@@ -13,6 +13,10 @@ The PyTorch parts are imported on first use, so that the torch-free inference mo
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emolens.models.fusion import FusionNet
 
 _LAZY = {"VGGish": "vggish", "YAMNet": "yamnet", "load_yamnet_file": "yamnet", "FusionNet": "fusion",
          "MODEL_STREAMS": "fusion", "load_vggish": "weights", "resolve_weights": "weights"}

@@ -272,12 +272,12 @@ def tf_dense_to_torch(kernel: np.ndarray) -> torch.Tensor:
 
 def vggish_from_tf_checkpoint(path: str | Path, final_relu: bool = True) -> VGGish:
     """Load Google's TF1 checkpoint ``vggish_model.ckpt`` without TensorFlow (V1
-    "tensor slice" table format, read by :func:`emolens.models.weights.read_tf1_checkpoint`).
+    "tensor slice" table format, read by :func:`emolens.models.tf1_checkpoint.read_tf1_checkpoint`).
 
     Equivalent offline conversion with TensorFlow installed: read each variable with
     ``tf.train.load_checkpoint(path).get_tensor(name)``, pass the dict to
     :func:`state_dict_from_tf` and ``torch.save`` the result."""
-    from emolens.models.weights import read_tf1_checkpoint
+    from emolens.models.tf1_checkpoint import read_tf1_checkpoint
 
     path = Path(path)
     if not path.is_file():
