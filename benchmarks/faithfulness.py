@@ -55,7 +55,7 @@ CORPORA = ("emodb-original", "ravdess", "ased", "nemo", "turev", "casia")
 LABEL_MAP = {"calm": "neutral"}  # turev
 TRAINING_NAMES = {"emodb": "emodb-original"}  # corpus names in model.json -> shared/data folders
 DEFAULT_SPECS = ("r.occlusion,r.occlusion@syllable,r.smoothgrad,r.gxi,r.kernelshap,gxi,ig:n_steps=8,gradcam@yamnet.7")
-SHIP_SPECS = "r.occlusion:block=0.1,r.occlusion@syllable,r.occlusion,r.smoothgrad,gxi,gradcam@yamnet.7"
+SHIP_SPECS = "r.occlusion,r.occlusion:block=0.2,r.occlusion@syllable,r.smoothgrad,gxi,gradcam@yamnet.7"
 SHIP_ARGS = {"per_class": 3, "steps": 6, "orders": 2, "sanity_clips": 4, "threads": 1}
 
 

@@ -147,7 +147,7 @@ def test_ray_results_equal_single_process_predict(job, local, inputs):
         a, b = local[f], rows[f]
         assert b["error"] is None, b["error"]
         for k in ("label", "emotion", "speech", "probabilities_meaningful", "patches", "patches_kept", "patches_voting",
-                  "duration_s", "notes", "speech_fraction"):
+                  "duration_s", "notes", "speech_fraction", "uncertain", "adapted"):
             assert b[k] == a[k], (f, k, a[k], b[k])
         np.testing.assert_allclose([b["probabilities"][c] for c in a["probabilities"]], list(a["probabilities"].values()),
                                    atol=1e-5, rtol=0)

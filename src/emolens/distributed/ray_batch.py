@@ -116,6 +116,8 @@ class ModelSpec:
         selector: fitted GDS selector (None when GDS is off).
         speech_gate: the speech-gate settings.
         fingerprint: sha256 of the model weights (output folders are tied to one model).
+        temperature: calibration temperature on the utterance probabilities (1.0: none).
+        uncertain_threshold: top probability below which a clip is "uncertain" (None: never).
     """
 
     classes: tuple[str, ...]
@@ -124,6 +126,8 @@ class ModelSpec:
     selector: Any
     speech_gate: Any
     fingerprint: str
+    temperature: float = 1.0
+    uncertain_threshold: float | None = None
 
 
 @dataclass
@@ -158,7 +162,7 @@ def result_schema(classes: Iterable[str]):
                      ("probabilities", prob), ("patches", pa.int64())])
     return pa.schema([
         ("id", pa.string()), ("file", pa.string()), ("label", pa.string()), ("probability", pa.float64()),
-        ("speech", pa.bool_()), ("speech_fraction", pa.float64()), ("emotion", pa.string()),
+        ("speech", pa.bool_()), ("speech_fraction", pa.float64()), ("emotion", pa.string()), ("uncertain", pa.bool_()), ("adapted", pa.bool_()),
         ("probabilities", prob), ("probabilities_meaningful", pa.bool_()), ("patches", pa.int64()),
         ("patches_kept", pa.int64()), ("patches_voting", pa.int64()), ("duration_s", pa.float64()),
         ("notes", pa.list_(pa.string())), ("segments", pa.list_(seg)), ("error", pa.string()),
@@ -328,11 +332,15 @@ def file_record(row: dict, pp: np.ndarray, audioset: np.ndarray | None, keep: np
                 notes.append(note)
     else:
         voting, has_speech, frac = keep, True, 1.0
-    probs = pp[voting].mean(0)
+    from emolens.evaluation.calibration import apply_temperature
+
+    probs = apply_temperature(pp[voting].mean(0), spec.temperature)  # as EmotionRecognizer does
     emotion = classes[int(np.argmax(probs))]
+    uncertain = bool(has_speech and spec.uncertain_threshold is not None and float(np.max(probs)) < spec.uncertain_threshold)
     rec = {"id": row["id"], "file": row["file"], "label": emotion if has_speech else NO_SPEECH,
            "probability": float(np.max(probs)) if has_speech else 1.0 - frac,
            "speech": bool(has_speech), "speech_fraction": round(float(frac), 4), "emotion": emotion,
+           "uncertain": uncertain, "adapted": False,
            "probabilities": {c: float(p) for c, p in zip(classes, probs)}, "probabilities_meaningful": bool(has_speech),
            "patches": int(len(keep)), "patches_kept": int(keep.sum()), "patches_voting": int(np.sum(voting)),
            "duration_s": round(float(row["duration_s"]), 3), "notes": notes, "segments": None, "error": None,
@@ -428,7 +436,7 @@ def model_spec(rec) -> tuple[ModelSpec, bytes]:  # noqa: ANN001 - EmotionRecogni
     if rec.speech_gate.enabled and "audioset" not in rec.backend.outputs:
         raise EmolensError("this model has no YAMNet branch for the speech gate; use the local engine")
     spec = ModelSpec(tuple(rec.classes), rec.frontend, rec.patch_config, rec.selector, rec.speech_gate,
-                     rec.backend.fingerprint or "")
+                     rec.backend.fingerprint or "", float(rec.temperature), rec.uncertain_threshold)
     return spec, Path(rec.backend.path).read_bytes()
 
 

@@ -139,6 +139,17 @@ def choose_threshold(table: list[dict], target_accuracy: float = TARGET_ACCURACY
     return float(max(ok, key=lambda r: (r["accuracy"], -r["threshold"]))["threshold"])
 
 
+def _rule_applied(table: list[dict]) -> str:
+    """Which branch of :func:`choose_threshold` picked the threshold, in words."""
+    ok = [r for r in table if r["coverage"] >= MIN_COVERAGE and r["threshold"] > 0]
+    if not ok:
+        return f"no threshold keeps coverage >= {MIN_COVERAGE}: the default {DEFAULT_UNCERTAIN_THRESHOLD}"
+    if any(r["accuracy"] >= TARGET_ACCURACY for r in ok):
+        return f"lowest threshold with accuracy >= {TARGET_ACCURACY} on covered clips and coverage >= {MIN_COVERAGE}"
+    return (f"no threshold reaches accuracy {TARGET_ACCURACY} at coverage >= {MIN_COVERAGE}: the most accurate "
+            f"threshold that still covers >= {MIN_COVERAGE} of clips")
+
+
 def calibrate_oof(probs: np.ndarray, labels: np.ndarray, classes: list[str], *,
                   folds: np.ndarray | None = None, n_bins: int = N_BINS) -> dict:
     """Fit the temperature on out-of-fold utterance probabilities ``(N, C)`` with true
@@ -158,7 +169,7 @@ def calibrate_oof(probs: np.ndarray, labels: np.ndarray, classes: list[str], *,
         "ece_before": expected_calibration_error(p, y, n_bins), "ece_after": expected_calibration_error(q, y, n_bins),
         "nll_before": nll(p, y), "nll_after": nll(q, y),
         "uncertain_threshold": choose_threshold(table),
-        "threshold_rule": f"lowest threshold with accuracy >= {TARGET_ACCURACY} on covered clips and coverage >= {MIN_COVERAGE}",
+        "threshold_rule": _rule_applied(table),
         "coverage": table,
     }
     if folds is not None:

@@ -360,14 +360,18 @@ def faithfulness_note(name: str) -> str:
 def region_spec(region_method: str, regions="fixed") -> str:
     """The benchmark spec of a region method on regions ``regions`` (a
     :class:`~emolens.explain.regions.RegionConfig`, or just its time unit):
-    ``r.occlusion``, ``r.occlusion@syllable``, ``r.occlusion:block=0.1``."""
+    ``r.occlusion``, ``r.occlusion@syllable``, ``r.occlusion:block=0.2`` (options only where
+    they differ from :class:`~emolens.explain.regions.RegionConfig`'s defaults)."""
     unit = getattr(regions, "time_unit", regions)
     spec = f"r.{region_method}" + ("@syllable" if unit == "syllable" else "")
     opts = []
-    block, bands = getattr(regions, "block_seconds", 0.2), getattr(regions, "n_bands", 6)
-    if unit == "fixed" and block != 0.2:
+    from emolens.explain.regions import RegionConfig
+
+    base = RegionConfig()  # options are written only where they differ from the defaults
+    block, bands = getattr(regions, "block_seconds", base.block_seconds), getattr(regions, "n_bands", base.n_bands)
+    if unit == "fixed" and block != base.block_seconds:
         opts.append(f"block={block:g}")
-    if bands != 6:
+    if bands != base.n_bands:
         opts.append(f"bands={bands}")
     return spec + (":" + ";".join(opts) if opts else "")
 
