@@ -49,6 +49,8 @@ LB = replace(L, balance="corpus-class")
 #: utterance-level (statistics pooling) linear head: one sample per utterance, many cheap epochs
 U = HeadConfig(hidden=0, dropout=0.0, epochs=40, batch_size=128, train_on="utterance")
 UB = replace(U, balance="corpus-class")
+#: the shipped recipe (utt-mixup) decided on the pooled utterance row: the base of the utterance-decision levers
+UP = replace(UB, mixup=0.4, decision="pooled")
 #: name -> (config, what it tests). ``baseline`` is today's shipped recipe on these folds.
 ROWS: dict[str, tuple[HeadConfig, str]] = {
     "baseline": (B, "today's recipe: layers 5/7/9, MLP 256, class-balanced loss, mean vote of speech patches"),
@@ -80,6 +82,18 @@ ROWS: dict[str, tuple[HeadConfig, str]] = {
     "utt-mlp": (replace(UB, hidden=64, dropout=0.3), "utt-balance with an MLP 64 (applied per patch at test: a mismatch)"),
     "mlp64-balance": (replace(B, hidden=64, balance="corpus-class", epochs=6, batch_size=512), "MLP 64, corpus x class balanced, 6 epochs"),
     "balance": (replace(B, balance="corpus-class"), "today's recipe + corpus x class balance"),
+    # utterance-decision levers (issue 12, stop 8): one pooled row per utterance, decided on it
+    "utt-mixup-pooled": (UP, "utt-mixup decided on the pooled utterance row (the levers' reference)"),
+    "utt-mixup-std": (replace(UP, pooling="mean+std"), "statistics pooling: mean and standard deviation over the speech patches"),
+    "utt-mixup-egemaps": (replace(UP, prosody=2.0), "prosody stream: eGeMAPS functionals fused early (weight 2)"),
+    "utt-mixup-std-egemaps": (replace(UP, pooling="mean+std", prosody=2.0), "mean+std pooling and the eGeMAPS stream"),
+    "utt-mixup-nap16": (replace(UP, nap=16), "16 speaker directions projected out (nuisance attribute projection)"),
+    "utt-mlp128-pooled": (replace(UP, hidden=128), "MLP 128 on the pooled row (reference of the adversarial row)"),
+    "utt-mlp128-adv": (replace(UP, hidden=128, adversarial=0.3), "MLP 128 + corpus adversary (gradient reversal, weight 0.3)"),
+    "utt-mixup-aug-mix": (replace(UP, augment="mix"), "one augmented copy per training clip: speed 0.9/1/1.1, gain, reverb, noise, Opus"),
+    "utt-mixup-aug-speed": (replace(UP, augment="speed"), "one speed-perturbed copy (0.9/1/1.1) per training clip"),
+    "utt-mixup-eq-band": (replace(UP, frontend="eq-band"), "per-utterance channel EQ of the log-mel onto a reference profile"),
+    "utt-mixup-eq-gain": (replace(UP, frontend="eq-gain"), "per-utterance loudness normalisation of the log-mel"),
     "test-corpus-norm": (replace(LB, test_norm="corpus"), "REFERENCE, not single clip: linear-balance, test corpus standardised by its own statistics"),
 }
 
@@ -99,6 +113,40 @@ def prepare_missing(shared: Path, work_root: Path) -> dict[str, Path]:
                 sys.exit(code)
         dirs[name] = d
     return dirs
+
+
+#: corpora whose mean band profile makes the equalisation reference (the shippable ones)
+EQ_REFERENCE = ("emodb", "ravdess", "ased", "nemo")
+
+
+def load_lever_inputs(cfgs: list[HeadConfig], data: dict, dirs: dict[str, Path]) -> None:
+    """Attach what the requested rows need: eGeMAPS functionals, augmented copies of the
+    development corpora, equalised front ends (each cached in its work dir)."""
+    from emolens.evaluation.generalisation import variant_features
+
+    by_name = {WorkDir.open(d).manifest[0].corpus: d for d in dirs.values()}
+    if any(c.prosody > 0 for c in cfgs):
+        from emolens.evaluation.egemaps import extract_egemaps
+
+        for name, cf in data.items():
+            w = WorkDir.open(by_name[name])
+            cf.egemaps = extract_egemaps(w.manifest.paths(), cache_dir=w.root / "egemaps", progress=True).astype(np.float32)
+    for policy in sorted({c.augment for c in cfgs if c.augment}):
+        for name, cf in data.items():
+            if name != "casia":  # never trained on: no augmented copy needed
+                cf.variants[f"aug-{policy}"] = variant_features(by_name[name], f"aug-{policy}")
+    eqs = sorted({c.frontend for c in cfgs if c.frontend != "none"})
+    if eqs:
+        from emolens.features.equalize import utterance_profiles
+
+        profiles = {}
+        for name in EQ_REFERENCE:
+            ps = WorkDir.open(by_name[name]).patchset(progress=False)
+            profiles[name] = utterance_profiles(ps.patches, ps.utt, data[name].n_utt).mean(0)
+        ref = np.mean([profiles[n] for n in EQ_REFERENCE], 0)
+        for kind in eqs:
+            for name, cf in data.items():
+                cf.variants[kind] = variant_features(by_name[name], kind, ref_profile=ref)
 
 
 def _ms(values: list[float]) -> str:
@@ -146,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.list:
         for k, (cfg, what) in ROWS.items():
-            print(f"{k:<18}{what}")
+            print(f"{k:<24}{what}")
         return 0
     import torch
 
@@ -163,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, d in dirs.items():
         cf = corpus_features(d, progress=True)
         data[cf.name] = cf
+    load_lever_inputs([ROWS[n][0] for n in names], data, dirs)
     corpora = list(data)
     print(f"features ready ({time.perf_counter() - t0:.0f} s): " + ", ".join(f"{c} {data[c].n_utt} files" for c in corpora), flush=True)
     base = {} if args.no_egemaps else egemaps_loco({WorkDir.open(d).manifest[0].corpus: WorkDir.open(d) for d in dirs.values()},

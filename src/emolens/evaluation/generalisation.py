@@ -78,21 +78,30 @@ class CorpusFeatures:
     speakers: np.ndarray
     paths: np.ndarray
     classes: list[str]
+    egemaps: np.ndarray | None = None  # (U, 88) eGeMAPS functionals, when loaded
+    variants: dict[str, PatchFeatures] = field(default_factory=dict)
 
     @property
     def n_utt(self) -> int:
         return len(self.y)
 
 
+@dataclass
+class PatchFeatures:
+    """Another feature set of the same corpus's utterances (``feats``, ``utt``, ``speech``
+    as in :class:`CorpusFeatures`): an augmented copy (``aug-<policy>``, extra training
+    rows) or an equalised front end (``eq-<mode>``, replaces the features)."""
+
+    feats: dict[str, np.ndarray]
+    utt: np.ndarray
+    speech: np.ndarray
+
+
 def corpus_features(work_dir: str | Path, *, yamnet_weights: str | None = None, batch_size: int = 128,
                     progress: bool = True) -> CorpusFeatures:
     """YAMNet streams of every patch of a prepared corpus, computed once and cached in
     ``WORK/generalisation/`` (keyed by the patches' bytes and the YAMNet weights)."""
-    from tqdm.auto import tqdm
-
     from emolens.models import load_yamnet_file, resolve_weights
-    from emolens.models.fusion import FusionNet
-    from emolens.selection.speech import SpeechGateConfig, speech_probability
 
     work = WorkDir.open(work_dir)
     corpora = sorted({u.corpus for u in work.manifest})
@@ -102,30 +111,97 @@ def corpus_features(work_dir: str | Path, *, yamnet_weights: str | None = None, 
     yam = load_yamnet_file(resolve_weights("yamnet", yamnet_weights)).eval()
     key = hashlib.sha1(ps.patches.tobytes() + module_digest(yam).encode() + _CACHE_VERSION.encode()).hexdigest()[:16]
     path = work.root / "generalisation" / f"yamnet-{key}.npz"
-    if path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            feats = {s: z[s] for s in STREAMS}
-            speech = z["speech"]
-    else:
-        net = FusionNet(len(work.classes), STREAMS, yamnet=yam).eval()
-        chunks: dict[str, list[np.ndarray]] = {}
-        with torch.no_grad():
-            for s in tqdm(range(0, len(ps.patches), batch_size), desc=f"{corpora[0]} YAMNet", unit="batch",
-                          disable=not progress):
-                out = net.extract(torch.from_numpy(ps.patches[s:s + batch_size]).unsqueeze(1), STREAMS)
-                for k, v in out.items():
-                    chunks.setdefault(k, []).append(v.numpy())
-            feats = {k: np.concatenate(v).astype(np.float32) for k, v in chunks.items()}
-            audioset = torch.sigmoid(yam.classifier(torch.from_numpy(feats["yamnet"]))).numpy()
-        gate = SpeechGateConfig()
-        speech = speech_probability(audioset, gate) >= gate.threshold
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, speech=speech, **feats)
-        os.replace(tmp, path)
+    feats, speech = _cached_streams(path, ps.patches, yam, batch_size, f"{corpora[0]} YAMNet", progress)
     m = work.manifest
     return CorpusFeatures(corpora[0], feats, ps.utt, speech.astype(bool), work.labels(),
                           m.speaker_array(), np.asarray(m.paths()), list(work.classes))
+
+
+def _cached_streams(path: Path, patches: np.ndarray, yam, batch_size: int, desc: str, progress: bool,
+                    extra: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:data:`STREAMS` ``{stream: (P, D)}`` and the speech gate ``(P,)`` of ``patches
+    (P, 96, 64)``, read from or written to ``path`` (with the ``extra`` arrays)."""
+    from tqdm.auto import tqdm
+
+    from emolens.models.fusion import FusionNet
+    from emolens.selection.speech import SpeechGateConfig, speech_probability
+
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return {s: z[s] for s in STREAMS}, z["speech"].astype(bool)
+    net = FusionNet(4, STREAMS, yamnet=yam).eval()
+    chunks: dict[str, list[np.ndarray]] = {}
+    with torch.no_grad():
+        for s in tqdm(range(0, len(patches), batch_size), desc=desc, unit="batch", disable=not progress):
+            out = net.extract(torch.from_numpy(patches[s:s + batch_size]).unsqueeze(1), STREAMS)
+            for k, v in out.items():
+                chunks.setdefault(k, []).append(v.numpy())
+        feats = {k: np.concatenate(v).astype(np.float32) for k, v in chunks.items()}
+        audioset = torch.sigmoid(yam.classifier(torch.from_numpy(feats["yamnet"]))).numpy()
+    gate = SpeechGateConfig()
+    speech = speech_probability(audioset, gate) >= gate.threshold
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, speech=speech, **feats, **(extra or {}))
+    os.replace(tmp, path)
+    return feats, speech.astype(bool)
+
+
+def _augmented_patches(args: tuple[int, str, str, int]) -> np.ndarray:
+    from emolens.audio import load_audio
+    from emolens.audio.augment import AugmentConfig, augment
+    from emolens.features.mel import mel_spectrogram
+    from emolens.features.patches import log_mel_patches
+
+    i, path, policy, seed = args
+    x = load_audio(path).samples.astype(np.float32)
+    y, _ = augment(x, AugmentConfig(policy=policy), np.random.default_rng(seed * 100003 + i))
+    return log_mel_patches(mel_spectrogram(y))
+
+
+def variant_features(work_dir: str | Path, kind: str, *, ref_profile: np.ndarray | None = None, seed: int = 0,
+                     yamnet_weights: str | None = None, workers: int = 2, progress: bool = True) -> PatchFeatures:
+    """YAMNet streams of a variant of a prepared corpus, cached in ``WORK/generalisation/``:
+    ``aug-<policy>`` (one :func:`emolens.audio.augment.augment` copy of every clip, per-clip
+    seeds from ``seed``) or ``eq-<gain|band>`` (patches equalised onto ``ref_profile
+    (64,)`` by :func:`emolens.features.equalize.equalize_patches`)."""
+    from multiprocessing import get_context
+
+    from emolens.models import load_yamnet_file, resolve_weights
+
+    work = WorkDir.open(work_dir)
+    yam = load_yamnet_file(resolve_weights("yamnet", yamnet_weights)).eval()
+    name = work.manifest[0].corpus
+    if kind.startswith("aug-"):
+        paths = [str(p) for p in work.manifest.paths()]
+        key = hashlib.sha1(json.dumps([kind, seed, paths, module_digest(yam), _CACHE_VERSION]).encode()).hexdigest()[:16]
+        path = work.root / "generalisation" / f"{kind}-s{seed}-{key}.npz"
+        if path.exists():
+            with np.load(path, allow_pickle=False) as z:
+                return PatchFeatures({s: z[s] for s in STREAMS}, z["utt"], z["speech"].astype(bool))
+        jobs = [(i, p, kind[4:], seed) for i, p in enumerate(paths)]
+        if workers > 1:
+            with get_context("spawn").Pool(workers) as pool:
+                pats = pool.map(_augmented_patches, jobs, chunksize=16)
+        else:
+            pats = [_augmented_patches(j) for j in jobs]
+        utt = np.concatenate([np.full(len(p), i) for i, p in enumerate(pats)])
+        feats, speech = _cached_streams(path, np.concatenate(pats).astype(np.float32), yam, 128,
+                                        f"{name} {kind} YAMNet", progress, extra={"utt": utt})
+        return PatchFeatures(feats, utt, speech)
+    if kind.startswith("eq-"):
+        from emolens.features.equalize import equalize_patches, utterance_profiles
+
+        if ref_profile is None:
+            raise ValueError("eq-* variants need ref_profile (64,)")
+        ps = work.patchset(progress=False)
+        n = len(work.manifest)
+        eq = equalize_patches(ps.patches, ps.utt, utterance_profiles(ps.patches, ps.utt, n), ref_profile, kind[3:])
+        key = hashlib.sha1(eq.tobytes() + module_digest(yam).encode() + _CACHE_VERSION.encode()).hexdigest()[:16]
+        feats, speech = _cached_streams(work.root / "generalisation" / f"{kind}-{key}.npz", eq, yam, 128,
+                                        f"{name} {kind} YAMNet", progress)
+        return PatchFeatures(feats, ps.utt, speech)
+    raise ValueError(f"unknown feature variant {kind!r}: aug-<speed|channel|mix> or eq-<gain|band>")
 
 
 # --------------------------------------------------------------------------- folds
@@ -166,6 +242,15 @@ class HeadConfig:
     ``utterance`` (statistics pooling: one sample per utterance, the mean over its speech
     patches of the layer-normalised streams; with ``hidden=0`` the trained linear map is
     exactly the head's classifier, applied per patch at test time; ~5x fewer samples).
+
+    Utterance-decision levers (any of them set, or ``decision='pooled'``: the classifier
+    reads one pooled row per utterance at training and at test instead of voting patch
+    probabilities, :mod:`emolens.evaluation.utterance_levers`): pooling ``mean+std`` (statistics pooling with the standard deviation), prosody
+    (weight of the eGeMAPS functionals fused early; 0 = off), nap (speaker directions
+    projected out), adversarial (corpus adversary weight; needs ``hidden``), augment
+    (``speed``/``channel``/``mix``: one augmented copy of every training clip) and
+    frontend (``eq-gain``/``eq-band``: per-utterance spectral equalisation of train and
+    test patches).
     """
 
     streams: tuple[str, ...] = ("yamnet_l5", "yamnet_mid", "yamnet_l9")
@@ -183,14 +268,33 @@ class HeadConfig:
     speech_train: bool = False
     test_norm: str = "none"
     train_on: str = "patch"
+    decision: str = "vote"
+    pooling: str = "mean"
+    prosody: float = 0.0
+    nap: int = 0
+    adversarial: float = 0.0
+    augment: str = ""
+    frontend: str = "none"
+
+    @property
+    def utterance_levers(self) -> bool:
+        """True when a lever needs the utterance-decision path."""
+        return (self.decision == "pooled" or self.pooling != "mean" or self.prosody > 0 or self.nap > 0 or self.adversarial > 0
+                or bool(self.augment) or self.frontend != "none")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["streams"] = list(self.streams)
+        for k, v in _LEVER_DEFAULTS.items():  # fields added later: absent at default, so older keys hold
+            if d[k] == v:
+                del d[k]
         return d
 
     def key(self) -> str:
         return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+_LEVER_DEFAULTS = {"decision": "vote", "pooling": "mean", "prosody": 0.0, "nap": 0, "adversarial": 0.0, "augment": "", "frontend": "none"}
 
 
 def _weights(cfg: HeadConfig, y: np.ndarray, corpus: np.ndarray, utt_key: np.ndarray, n_classes: int) -> np.ndarray:
@@ -408,6 +512,8 @@ def run_fold(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: LocoFold, s
     parts = [data[c] for c in fold.train]
     classes = parts[0].classes
     test = data[fold.test]
+    if cfg.utterance_levers:
+        return _run_fold_levers(cfg, data, fold, seed), None
     if cfg.train_on == "utterance":
         pooled = [_pooled(p, cfg.streams) for p in parts]
         if cfg.corpus_center:
@@ -433,6 +539,56 @@ def run_fold(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: LocoFold, s
     probs = vote(patch_probs(head, tfeats), test.utt, test.speech, test.n_utt)
     res = FoldResult(fold.test, fold.train, probs, test.y, test.speakers, score(probs, test.y, classes))
     return res, head
+
+
+def _lever_rows(cfg: HeadConfig, cf: CorpusFeatures, train: bool) -> list[np.ndarray]:
+    """Pooled utterance rows ``(U, D)`` of a corpus for the lever path: its features (or
+    its equalised variant), plus, when ``train``, its augmented copy."""
+    from emolens.evaluation.utterance_levers import pool_streams
+
+    std = cfg.pooling == "mean+std"
+    if cfg.pooling not in ("mean", "mean+std"):
+        raise ValueError(f"unknown pooling {cfg.pooling!r}: mean or mean+std")
+    base = cf.variants[cfg.frontend] if cfg.frontend != "none" else cf
+    rows = [pool_streams(base.feats, base.utt, base.speech, cf.n_utt, cfg.streams, std)]
+    if train and cfg.augment:
+        a = cf.variants[f"aug-{cfg.augment}"]
+        rows.append(pool_streams(a.feats, a.utt, a.speech, cf.n_utt, cfg.streams, std))
+    return rows
+
+
+def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: LocoFold, seed: int) -> FoldResult:
+    """:func:`run_fold` with utterance-decision levers (see :class:`HeadConfig`)."""
+    from emolens.evaluation.utterance_levers import ProsodyScaler, fit_classifier, nap_basis, predict_proba, project_out
+
+    parts = [data[c] for c in fold.train]
+    test = data[fold.test]
+    n_classes = len(test.classes)
+    X, y, corpus, spk, E = [], [], [], [], []
+    for p in parts:
+        for r in _lever_rows(cfg, p, train=True):
+            X.append(r)
+            y.append(p.y)
+            corpus.append(np.full(p.n_utt, p.name))
+            spk.append(np.char.add(p.name + "/", p.speakers.astype(str)))
+            E.append(p.egemaps)
+    X, y, corpus, spk = np.concatenate(X), np.concatenate(y), np.concatenate(corpus), np.concatenate(spk)
+    Xt = _lever_rows(cfg, test, train=False)[0]
+    if cfg.nap:
+        basis = nap_basis(X, y, spk, cfg.nap, n_classes)
+        X, Xt = project_out(X, basis), project_out(Xt, basis)
+    if cfg.prosody > 0:
+        if any(e is None for e in E) or test.egemaps is None:
+            raise ValueError("prosody fusion needs eGeMAPS functionals on every corpus (CorpusFeatures.egemaps)")
+        sc = ProsodyScaler(weight=cfg.prosody).fit(np.concatenate(E))
+        X = np.concatenate([X, sc.transform(np.concatenate(E))], 1)
+        Xt = np.concatenate([Xt, sc.transform(test.egemaps)], 1)
+    w = _weights(cfg, y, corpus, np.arange(len(y)).astype(str), n_classes)
+    model = fit_classifier(X, y, w, n_classes, hidden=cfg.hidden, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                           lr=cfg.lr, weight_decay=cfg.weight_decay, mixup=cfg.mixup, corpus=corpus,
+                           adversarial=cfg.adversarial, seed=seed)
+    probs = predict_proba(model, Xt)
+    return FoldResult(fold.test, fold.train, probs, test.y, test.speakers, score(probs, test.y, test.classes))
 
 
 def run_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], seed: int = 0, out: Path | None = None,
@@ -504,6 +660,7 @@ def egemaps_loco(works: dict[str, WorkDir], out: Path | None = None, progress: b
 __all__ = [
     "STREAMS",
     "CorpusFeatures",
+    "PatchFeatures",
     "FoldResult",
     "HeadConfig",
     "LocoFold",
@@ -517,5 +674,6 @@ __all__ = [
     "score",
     "summarise",
     "train_head",
+    "variant_features",
     "vote",
 ]
