@@ -1,0 +1,103 @@
+"""``--adapt`` measured on the leave-one-corpus-out folds of a yardstick row.
+
+For every test corpus of :func:`emolens.evaluation.generalisation.loco_folds` the fold's
+head is trained as :func:`~emolens.evaluation.generalisation.run_fold` trains it (same
+seed: the same head as the LOCO table), the adaptation statistics are learned on the
+fold's training corpora only (:func:`emolens.adaptation.store.fit_from_corpora`), and
+each test speaker is adapted with its own unlabelled clips, under the rule ``--adapt``
+applies (:func:`emolens.adaptation.transform.adapt_rule`: >= 3 clips and >= 10 s of
+speech, else clip by clip). Two versions of every test corpus:
+
+* **balanced**: each speaker with all of their clips;
+* **one-emotion**: each speaker keeps the clips of one emotion (drawn per speaker,
+  ``draws`` draws), the case where a shift estimated from a voice's own clips can erase
+  its steady emotion. The single-clip UAR on the same clips is the reference.
+
+UAR is pooled over the test corpus's clips, as in the LOCO table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from emolens.evaluation.generalisation import CorpusFeatures, HeadConfig, loco_folds, patch_probs, run_fold, vote
+from emolens.evaluation.metrics import classification_report_dict
+
+#: Seconds of audio per voting patch (the patch hop), as ``--adapt`` counts speech.
+PATCH_HOP_SECONDS = 0.48
+
+
+def _subset(cf: CorpusFeatures, keep_utt: np.ndarray) -> CorpusFeatures:
+    """The corpus restricted to utterances ``keep_utt`` (re-indexed)."""
+    keep_utt = np.sort(keep_utt)
+    new = -np.ones(cf.n_utt, int)
+    new[keep_utt] = np.arange(len(keep_utt))
+    m = new[cf.utt] >= 0
+    return replace(cf, feats={k: v[m] for k, v in cf.feats.items()}, utt=new[cf.utt[m]], speech=cf.speech[m],
+                   y=cf.y[keep_utt], speakers=cf.speakers[keep_utt], paths=cf.paths[keep_utt])
+
+
+def adapted_probs(head, adapter, cf: CorpusFeatures, streams: Sequence[str], method: str | None = None) -> np.ndarray:
+    """Utterance probabilities ``(U, C)`` of ``cf`` with every speaker adapted on its own
+    clips (speakers below the rule's minimum are left as they are)."""
+    from emolens.adaptation.transform import adapt_rule
+    from emolens.selection.speech import voting_masks
+
+    voting = voting_masks(cf.speech, np.ones(len(cf.utt), bool), cf.utt)
+    spk_ids, spk_utt = np.unique(np.asarray(cf.speakers).astype(str), return_inverse=True)
+    groups = spk_utt[cf.utt]
+    seconds = np.bincount(groups, weights=voting.astype(float), minlength=len(spk_ids)) * PATCH_HOP_SECONDS
+    clips = np.bincount(spk_utt, minlength=len(spk_ids))
+    ok = np.array([adapt_rule(int(n), float(s), adapter.config) is None for n, s in zip(clips, seconds)])
+    feats = adapter.apply({s: cf.feats[s] for s in streams}, groups, voting, seconds, ok, method=method)
+    return vote(patch_probs(head, feats), cf.utt, cf.speech, cf.n_utt)
+
+
+def _uar(probs: np.ndarray, y: np.ndarray, classes: list[str]) -> float:
+    return float(classification_report_dict(y, probs.argmax(1), classes)["uar"])
+
+
+def adaptation_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], *, seed: int = 0,
+                    evaluate_only: Sequence[str] | None = None, methods: Sequence[str] = ("nap", "mean"),
+                    draws: int = 3, log=None) -> dict:
+    """``{"per_corpus": {corpus: {"single", "<method>", "one_single", "one_<method>"}},
+    "mean": {...}}``: UAR single clip and adapted (each method), on the balanced and the
+    one-emotion-per-speaker version of every test corpus (mean over ``draws`` draws)."""
+    from emolens.adaptation.store import fit_from_corpora
+
+    per = {}
+    for fold in loco_folds(list(data), evaluate_only):
+        _, head = run_fold(cfg, data, fold, seed)
+        adapter = fit_from_corpora([data[c] for c in fold.train], cfg.streams)
+        te = data[fold.test]
+        single = vote(patch_probs(head, {s: te.feats[s] for s in cfg.streams}), te.utt, te.speech, te.n_utt)
+        row = {"single": _uar(single, te.y, te.classes)}
+        for m in methods:
+            row[m] = _uar(adapted_probs(head, adapter, te, cfg.streams, m), te.y, te.classes)
+        one = {k: [] for k in ["one_single", *[f"one_{m}" for m in methods]]}
+        rng = np.random.default_rng(seed)
+        spk = np.asarray(te.speakers).astype(str)
+        for _ in range(draws):
+            keep = []
+            for s in np.unique(spk):
+                idx = np.flatnonzero(spk == s)
+                emo = rng.choice(np.unique(te.y[idx]))
+                keep.append(idx[te.y[idx] == emo])
+            keep = np.concatenate(keep)
+            sub = _subset(te, keep)
+            one["one_single"].append(_uar(single[np.sort(keep)], sub.y, te.classes))
+            for m in methods:
+                one[f"one_{m}"].append(_uar(adapted_probs(head, adapter, sub, cfg.streams, m), sub.y, te.classes))
+        row.update({k: float(np.mean(v)) for k, v in one.items()})
+        per[fold.test] = row
+        if log:
+            log(f"  {fold.test:<8} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
+    keys = next(iter(per.values())).keys()
+    return {"per_corpus": per, "mean": {k: float(np.mean([r[k] for r in per.values()])) for k in keys},
+            "methods": list(methods), "draws": draws, "seed": seed}
+
+
+__all__ = ["PATCH_HOP_SECONDS", "adaptation_loco", "adapted_probs"]
