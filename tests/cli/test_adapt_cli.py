@@ -56,7 +56,11 @@ def test_predict_adapt_folder_of_one_actor(shared_dir, tmp_path):
     from emolens.evaluation.calibration import calibration_of
     from emolens.resources import default_model_dir
 
-    _, thr = calibration_of(json.loads((default_model_dir() / "model.json").read_text()))
+    shipped = json.loads((default_model_dir() / "model.json").read_text())
+    _, thr = calibration_of(shipped)
+    m = shipped["card"]["adaptation_loco"]  # what --adapt measured on the model's own LOCO folds, said up front
+    assert (f"adapt: note: on this model's leave-one-corpus-out folds --adapt changed UAR by {m['nap'] - m['single']:+.3f} "
+            f"(speakers with all their emotions) and {m['one_nap'] - m['one_single']:+.3f}") in r.stderr
     for rec in adapted:  # every record keeps emotion + probabilities and has the uncertain flag
         assert set(rec["probabilities"]) == {"angry", "happy", "neutral", "sad"}
         assert rec["uncertain"] is (max(rec["probabilities"].values()) < thr)
@@ -122,6 +126,7 @@ def test_timeline_adapt(shared_dir, tmp_path):
     sf.write(short, clips[0].astype(np.float32), 16000)
     r = _emolens("timeline", long, "--out", tmp_path / "tl", "--adapt", tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert "adapt: note: on this model's leave-one-corpus-out folds" in r.stderr
     seg = json.loads((tmp_path / "tl" / "segments.json").read_text())
     assert any(n.startswith("adapt: adapted to voice 'this recording'") for n in seg["notes"])
     r0 = _emolens("timeline", long, "--out", tmp_path / "tl0", "--backend", "torch", tmp_path=tmp_path)

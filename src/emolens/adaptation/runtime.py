@@ -44,6 +44,17 @@ def require_adapter(rec) -> SpeakerAdapter:  # noqa: ANN001 - EmotionRecognizer
     return adapter
 
 
+def measured_note(rec) -> str | None:  # noqa: ANN001 - EmotionRecognizer
+    """One line with what ``--adapt`` measured on the model's own leave-one-corpus-out folds
+    (``card.adaptation_loco`` of ``model.json``, written by ``scripts/train_default``), or None."""
+    m = (rec.config.get("card") or {}).get("adaptation_loco")
+    if not m or "nap" not in m:
+        return None
+    return (f"on this model's leave-one-corpus-out folds --adapt changed UAR by {m['nap'] - m['single']:+.3f} "
+            f"(speakers with all their emotions) and {m['one_nap'] - m['one_single']:+.3f} (speakers showing one "
+            "emotion); see MODEL_CARD.md")
+
+
 @torch.no_grad()
 def stream_features(rec, patches: np.ndarray, batch_size: int = 64) -> tuple[dict[str, np.ndarray], np.ndarray | None]:  # noqa: ANN001
     """``({stream: (n, D)}, AudioSet scores (n, 521) or None)`` of log-mel patches ``(n, 96, 64)``."""
@@ -112,4 +123,5 @@ def adapted_outputs(rec, parts: list, groups: list | None, batch_size: int | Non
     return head_probs(rec, adapted), audioset, reports, ok[clip_gid]
 
 
-__all__ = ["GroupReport", "require_adapter", "stream_features", "head_probs", "adapted_outputs"]
+__all__ = [
+    "GroupReport", "measured_note", "require_adapter", "stream_features", "head_probs", "adapted_outputs"]

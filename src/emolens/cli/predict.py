@@ -79,9 +79,11 @@ def cmd_predict(args) -> int:
     if getattr(args, "speakers", None) is not None and not adapt:
         raise EmolensError("--speakers names voices for --adapt: add --adapt")
     if adapt:
-        from emolens.adaptation.runtime import require_adapter
+        from emolens.adaptation.runtime import measured_note, require_adapter
 
         require_adapter(rec)
+        if (note := measured_note(rec)) and not getattr(args, "quiet", False):
+            print(f"adapt: note: {note}", file=sys.stderr)
     files = expand_inputs(args.inputs)
     out_path = getattr(args, "out", None)
     sink = ResultsFile(out_path, rec.classes) if out_path is not None else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 
@@ -51,6 +52,11 @@ def cmd_timeline(args) -> int:
         raise EmolensError("--smooth must be >= 1 and --block-seconds > 0")
     rec = EmotionRecognizer.from_dir(resolve_model(args.model), backend="torch" if args.adapt else args.backend,
                                      threads=args.threads)
+    if args.adapt and not args.quiet:
+        from emolens.adaptation.runtime import measured_note
+
+        if note := measured_note(rec):
+            print(f"adapt: note: {note}", file=sys.stderr)
     tl = compute_timeline(rec, args.input, TimelineConfig(smooth=args.smooth, block_seconds=args.block_seconds,
                                                           adapt=args.adapt))
     csv_path, json_path = write_segments(tl, args.out)

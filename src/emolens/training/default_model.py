@@ -78,8 +78,9 @@ def final_head(cfg: HeadConfig, data: dict, seed: int, held: list[str]):
     return run_fold(cfg, data, LocoFold(held[0] if held else dev[0], dev), seed)[1], dev
 
 
-def _adaptation_section(cfg: HeadConfig, data: dict, seed: int, held: list[str]) -> dict:
-    """The card's ``--adapt`` table, measured on the same folds (:mod:`emolens.evaluation.adaptation_loco`)."""
+def _adaptation_section(cfg: HeadConfig, data: dict, seed: int, held: list[str]) -> tuple[dict, dict]:
+    """The card's ``--adapt`` table, measured on the same folds (:mod:`emolens.evaluation.adaptation_loco`),
+    and its means (``card.adaptation_loco``: the line ``--adapt`` prints)."""
     from emolens.evaluation.adaptation_loco import adaptation_loco
 
     res = adaptation_loco(cfg, data, seed=seed, evaluate_only=held, methods=("nap", "mean"), log=log.info)
@@ -100,7 +101,7 @@ def _adaptation_section(cfg: HeadConfig, data: dict, seed: int, held: list[str])
                      f"{mean['one_nap'] - mean['one_single']:+.3f} one emotion: {verdict}. A plain mean shift gains "
                      f"{mean['mean'] - mean['single']:+.3f} on balanced folds but loses "
                      f"{mean['one_single'] - mean['one_mean']:.3f} when a speaker shows one emotion."),
-            "columns": cols, "rows": rows, "command": "scripts/train_default"}
+            "columns": cols, "rows": rows, "command": "scripts/train_default"}, mean
 
 
 def train_default(work_dirs: dict[str, str | Path], out: str | Path, dest: str | Path, *, seed: int = 0,
@@ -188,7 +189,8 @@ def train_default(work_dirs: dict[str, str | Path], out: str | Path, dest: str |
                         folds=np.concatenate([np.full(len(r.y), r.test) for r in oof]))
     card["calibration"] = {k: cal[k] for k in ("temperature", "ece_before", "ece_after", "uncertain_threshold")
                            if k in cal}
-    card["evaluations"].append(_adaptation_section(cfg, data, seed, held))
+    section, card["adaptation_loco"] = _adaptation_section(cfg, data, seed, held)
+    card["evaluations"].append(section)
     (out / "card.json").write_text(json.dumps(card, indent=2))
     package_model(out / "final", dest, card, extra={"calibration": cal})
     # --adapt statistics, learned on the corpora the head was trained on.
