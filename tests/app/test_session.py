@@ -75,3 +75,15 @@ def test_resolve_model(tiny_run, monkeypatch):
     monkeypatch.setattr(emolens.resources, "default_model_dir", lambda: None)
     with pytest.raises(Exception, match="no --model given and this emolens install has no default model"):
         resolve_model(None)
+
+
+def test_adapt_checkbox_says_what_adapt_measured():
+    from types import SimpleNamespace
+
+    from emolens.app.ui import _adapt_info
+
+    m = {"single": 0.466, "nap": 0.452, "mean": 0.568, "one_single": 0.489, "one_nap": 0.393, "one_mean": 0.32}
+    info = _adapt_info(SimpleNamespace(config={"card": {"adaptation_loco": m}}))
+    assert info.startswith("On this model's leave-one-corpus-out folds --adapt changed UAR by -0.014")
+    assert "-0.096 (speakers showing one emotion)" in info
+    assert _adapt_info(SimpleNamespace(config={})) is None

@@ -32,6 +32,14 @@ def _methods() -> list[str]:
     return [DEFAULT_METHOD] + [m for m in REGISTRY if m != DEFAULT_METHOD]
 
 
+def _adapt_info(rec) -> str | None:  # noqa: ANN001 - EmotionRecognizer
+    """What ``--adapt`` measured for this model, under the checkbox (None when unmeasured)."""
+    from emolens.adaptation.runtime import measured_note
+
+    note = measured_note(rec)
+    return note[0].upper() + note[1:] if note else None
+
+
 def _gradio():
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
@@ -131,7 +139,8 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
                     contrast = gr.Checkbox(False, label="contrast: why this class rather than the runner-up",
                                            elem_id="contrast")
                     adapt = gr.Checkbox(False, label="adapt to this voice (one speaker, >= 10 s of speech)",
-                                        elem_id="adapt", interactive=getattr(rec, "adapter", None) is not None)
+                                        elem_id="adapt", interactive=getattr(rec, "adapter", None) is not None,
+                                        info=_adapt_info(rec))
                     run = gr.Button("Analyse", variant="primary", elem_id="analyse")
                     gr.Markdown(f"Up to {config.max_upload_mb:g} MB and {config.max_seconds:g} s. LIME and Occlusion take "
                                 "seconds to minutes on a CPU; progress shows here.")
