@@ -4,19 +4,9 @@ shift repairs balanced speakers, and the gain is gone when each speaker shows on
 from __future__ import annotations
 
 import numpy as np
-import pytest
-import torch
 
 from emolens.evaluation.adaptation_loco import adaptation_loco
 from emolens.evaluation.generalisation import CorpusFeatures, HeadConfig
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _toy(name: str, rng) -> CorpusFeatures:

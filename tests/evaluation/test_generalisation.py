@@ -23,15 +23,6 @@ from emolens.evaluation.generalisation import (
 from emolens.models.fusion import FusionHead
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small head steps run far faster on one thread on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_loco_folds_keep_casia_out_of_training() -> None:
     folds = loco_folds(["emodb", "ravdess", "nemo", "casia"])
     assert [(f.test, f.train) for f in folds] == [

@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from emolens.evaluation.generalisation import (
     CorpusFeatures,
@@ -25,14 +24,6 @@ from emolens.evaluation.utterance_levers import (
     predict_proba,
     project_out,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_pool_streams_mean_and_std_over_speech_patches() -> None:

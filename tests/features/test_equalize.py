@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emolens.features.equalize import LOG_OFFSET, equalize_patches, loud_frame_profile, utterance_profiles
+from emolens.features.equalize import (
+    LOG_OFFSET,
+    equalize_patches,
+    loud_frame_profile,
+    utterance_profiles,
+)
 
 
 def _patches(lin: np.ndarray) -> np.ndarray:

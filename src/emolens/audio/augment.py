@@ -63,7 +63,7 @@ def add_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator, colour: st
 def synthetic_rir(rt60: float, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
     """A room impulse response ``(round(rt60 * sr),)`` with unit energy: a direct path
     followed by Gaussian noise decaying 60 dB over ``rt60`` seconds (Polack's model)."""
-    t = np.arange(max(1, int(round(rt60 * sr)))) / sr
+    t = np.arange(max(1, round(rt60 * sr))) / sr
     h = rng.standard_normal(len(t)) * np.exp(-np.log(1000.0) * t / rt60)
     h[0] = 1.0
     return (h / np.sqrt(np.sum(h ** 2))).astype(np.float32)

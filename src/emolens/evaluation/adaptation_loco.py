@@ -23,7 +23,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from emolens.evaluation.generalisation import CorpusFeatures, HeadConfig, loco_folds, patch_probs, run_fold, vote
+from emolens.evaluation.generalisation import (
+    CorpusFeatures,
+    HeadConfig,
+    loco_folds,
+    patch_probs,
+    run_fold,
+    vote,
+)
 from emolens.evaluation.metrics import classification_report_dict
 
 #: Seconds of audio per voting patch (the patch hop), as ``--adapt`` counts speech.

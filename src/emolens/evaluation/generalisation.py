@@ -559,7 +559,13 @@ def _lever_rows(cfg: HeadConfig, cf: CorpusFeatures, train: bool) -> list[np.nda
 
 def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: LocoFold, seed: int) -> FoldResult:
     """:func:`run_fold` with utterance-decision levers (see :class:`HeadConfig`)."""
-    from emolens.evaluation.utterance_levers import ProsodyScaler, fit_classifier, nap_basis, predict_proba, project_out
+    from emolens.evaluation.utterance_levers import (
+        ProsodyScaler,
+        fit_classifier,
+        nap_basis,
+        predict_proba,
+        project_out,
+    )
 
     parts = [data[c] for c in fold.train]
     test = data[fold.test]
@@ -660,10 +666,10 @@ def egemaps_loco(works: dict[str, WorkDir], out: Path | None = None, progress: b
 __all__ = [
     "STREAMS",
     "CorpusFeatures",
-    "PatchFeatures",
     "FoldResult",
     "HeadConfig",
     "LocoFold",
+    "PatchFeatures",
     "corpus_features",
     "egemaps_loco",
     "expected_calibration_error",

@@ -30,16 +30,13 @@ import torch
 from torch import nn
 
 
-def _layer_norm(x: np.ndarray) -> np.ndarray:
-    mu = x.mean(1, keepdims=True)
-    return ((x - mu) / np.sqrt(x.var(1, keepdims=True) + 1e-5)).astype(np.float32)
-
-
 def pool_streams(feats: dict[str, np.ndarray], utt: np.ndarray, speech: np.ndarray, n_utt: int,
                  streams: Sequence[str], std: bool = False) -> np.ndarray:
     """``(U, D)`` or ``(U, 2D)``: per utterance, the mean (and with ``std`` the standard
     deviation) over its speech patches (all patches when none is speech) of each
     layer-normalised stream, streams concatenated in order (means first, then stds)."""
+    from emolens.evaluation.generalisation import layer_norm
+
     sp = np.zeros(n_utt, bool)
     sp[utt[speech]] = True
     use = speech | ~sp[utt]
@@ -47,7 +44,7 @@ def pool_streams(feats: dict[str, np.ndarray], utt: np.ndarray, speech: np.ndarr
     cnt = np.bincount(u, minlength=n_utt).clip(1)[:, None].astype(np.float32)
     means, stds = [], []
     for s in streams:
-        z = _layer_norm(feats[s][use])
+        z = layer_norm(feats[s][use])
         m = np.zeros((n_utt, z.shape[1]), np.float32)
         np.add.at(m, u, z)
         m /= cnt
