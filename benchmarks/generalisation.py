@@ -85,6 +85,7 @@ ROWS: dict[str, tuple[HeadConfig, str]] = {
     # utterance-decision levers (issue 12, stop 8): one pooled row per utterance, decided on it
     "utt-mixup-pooled": (UP, "utt-mixup decided on the pooled utterance row (the levers' reference)"),
     "utt-mixup-std": (replace(UP, pooling="mean+std"), "statistics pooling: mean and standard deviation over the speech patches"),
+    "utt-mixup-sq": (replace(UP, pooling="mean+sq"), "mean and mean of squares: per-patch decomposable (a head on [z, z^2] could vote)"),
     "utt-mixup-egemaps": (replace(UP, prosody=2.0), "prosody stream: eGeMAPS functionals fused early (weight 2)"),
     "utt-mixup-std-egemaps": (replace(UP, pooling="mean+std", prosody=2.0), "mean+std pooling and the eGeMAPS stream"),
     "utt-mixup-nap16": (replace(UP, nap=16), "16 speaker directions projected out (nuisance attribute projection)"),

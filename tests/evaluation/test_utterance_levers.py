@@ -37,6 +37,9 @@ def test_pool_streams_mean_and_std_over_speech_patches() -> None:
         za, zb = layer_norm(a[m]), layer_norm(b[m])
         np.testing.assert_allclose(X[u], np.r_[za.mean(0), zb.mean(0), za.std(0), zb.std(0)], atol=1e-5)
     np.testing.assert_allclose(pool_streams({"a": a, "b": b}, utt, speech, 3, ("a", "b")), X[:, :11], atol=1e-6)
+    sq = pool_streams({"a": a, "b": b}, utt, speech, 3, ("a", "b"), square=True)
+    m = (utt == 2) & speech
+    np.testing.assert_allclose(sq[2, 11:17], (layer_norm(a[m]) ** 2).mean(0), atol=1e-5)
 
 
 def test_nap_finds_the_speaker_direction_whatever_the_emotion_mix() -> None:
@@ -106,7 +109,8 @@ def test_lever_rows_run_loco_and_keep_old_cache_keys() -> None:
     base = HeadConfig(streams=("yamnet",), hidden=0, dropout=0.0, epochs=10, batch_size=32, balance="corpus-class",
                       train_on="utterance", mixup=0.4)
     assert not base.utterance_levers and "pooling" not in base.to_dict()  # keys of earlier rows unchanged
-    for lever in (replace(base, decision="pooled"), replace(base, pooling="mean+std"), replace(base, prosody=2.0),
+    for lever in (replace(base, decision="pooled"), replace(base, pooling="mean+std"), replace(base, pooling="mean+sq"),
+                  replace(base, prosody=2.0),
                   replace(base, nap=2), replace(base, augment="mix"), replace(base, frontend="eq-band"),
                   replace(base, hidden=16, adversarial=0.3)):
         assert lever.utterance_levers and lever.key() != base.key()

@@ -245,8 +245,9 @@ class HeadConfig:
 
     Utterance-decision levers (any of them set, or ``decision='pooled'``: the classifier
     reads one pooled row per utterance at training and at test instead of voting patch
-    probabilities, :mod:`emolens.evaluation.utterance_levers`): pooling ``mean+std`` (statistics pooling with the standard deviation), prosody
-    (weight of the eGeMAPS functionals fused early; 0 = off), nap (speaker directions
+    probabilities, :mod:`emolens.evaluation.utterance_levers`): pooling ``mean+std``
+    (statistics pooling with the standard deviation) or ``mean+sq`` (with the mean of
+    squares: still a mean over patches of a per-patch function), prosody (weight of the eGeMAPS functionals fused early; 0 = off), nap (speaker directions
     projected out), adversarial (corpus adversary weight; needs ``hidden``), augment
     (``speed``/``channel``/``mix``: one augmented copy of every training clip) and
     frontend (``eq-gain``/``eq-band``: per-utterance spectral equalisation of train and
@@ -546,14 +547,14 @@ def _lever_rows(cfg: HeadConfig, cf: CorpusFeatures, train: bool) -> list[np.nda
     its equalised variant), plus, when ``train``, its augmented copy."""
     from emolens.evaluation.utterance_levers import pool_streams
 
-    std = cfg.pooling == "mean+std"
-    if cfg.pooling not in ("mean", "mean+std"):
-        raise ValueError(f"unknown pooling {cfg.pooling!r}: mean or mean+std")
+    if cfg.pooling not in ("mean", "mean+std", "mean+sq"):
+        raise ValueError(f"unknown pooling {cfg.pooling!r}: mean, mean+std or mean+sq")
+    kw = {"std": cfg.pooling == "mean+std", "square": cfg.pooling == "mean+sq"}
     base = cf.variants[cfg.frontend] if cfg.frontend != "none" else cf
-    rows = [pool_streams(base.feats, base.utt, base.speech, cf.n_utt, cfg.streams, std)]
+    rows = [pool_streams(base.feats, base.utt, base.speech, cf.n_utt, cfg.streams, **kw)]
     if train and cfg.augment:
         a = cf.variants[f"aug-{cfg.augment}"]
-        rows.append(pool_streams(a.feats, a.utt, a.speech, cf.n_utt, cfg.streams, std))
+        rows.append(pool_streams(a.feats, a.utt, a.speech, cf.n_utt, cfg.streams, **kw))
     return rows
 
 

@@ -31,10 +31,12 @@ from torch import nn
 
 
 def pool_streams(feats: dict[str, np.ndarray], utt: np.ndarray, speech: np.ndarray, n_utt: int,
-                 streams: Sequence[str], std: bool = False) -> np.ndarray:
+                 streams: Sequence[str], std: bool = False, square: bool = False) -> np.ndarray:
     """``(U, D)`` or ``(U, 2D)``: per utterance, the mean (and with ``std`` the standard
-    deviation) over its speech patches (all patches when none is speech) of each
-    layer-normalised stream, streams concatenated in order (means first, then stds)."""
+    deviation, or with ``square`` the mean of the squares) over its speech patches (all
+    patches when none is speech) of each layer-normalised stream, streams concatenated in
+    order (means first). The mean of squares keeps the decision a mean over patches (a head
+    on ``[z, z**2]`` per patch); the standard deviation does not."""
     from emolens.evaluation.generalisation import layer_norm
 
     sp = np.zeros(n_utt, bool)
@@ -49,10 +51,10 @@ def pool_streams(feats: dict[str, np.ndarray], utt: np.ndarray, speech: np.ndarr
         np.add.at(m, u, z)
         m /= cnt
         means.append(m)
-        if std:
+        if std or square:
             q = np.zeros_like(m)
             np.add.at(q, u, z * z)
-            stds.append(np.sqrt(np.maximum(q / cnt - m * m, 0)))
+            stds.append(np.sqrt(np.maximum(q / cnt - m * m, 0)) if std else q / cnt)
     return np.concatenate(means + stds, 1)
 
 
