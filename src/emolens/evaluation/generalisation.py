@@ -129,7 +129,7 @@ def _cached_streams(path: Path, patches: np.ndarray, yam, batch_size: int, desc:
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             return {s: z[s] for s in STREAMS}, z["speech"].astype(bool)
-    net = FusionNet(4, STREAMS, yamnet=yam).eval()
+    net = FusionNet(4, STREAMS, yamnet=yam).eval()  # only extract() runs: the class count is immaterial
     chunks: dict[str, list[np.ndarray]] = {}
     with torch.no_grad():
         for s in tqdm(range(0, len(patches), batch_size), desc=desc, unit="batch", disable=not progress):
