@@ -28,11 +28,12 @@ def test_adaptation_loco_measures_the_gain_and_the_trap() -> None:
     data = {c: _toy(c, rng) for c in ("emodb", "ravdess", "nemo", "casia")}
     cfg = HeadConfig(streams=("yamnet",), hidden=0, dropout=0.0, epochs=20, batch_size=32, balance="corpus-class",
                      train_on="utterance")
-    res = adaptation_loco(cfg, data, seed=0, methods=("mean",), draws=2)
+    res = adaptation_loco(cfg, data, seed=0, methods=("mean", "prior"), draws=2)
     assert set(res["per_corpus"]) == set(data)
-    assert set(res["mean"]) == {"single", "mean", "one_single", "one_mean"}
+    assert set(res["mean"]) == {"single", "mean", "prior", "one_single", "one_mean", "one_prior"}
     m = res["mean"]
     assert all(0.0 <= v <= 1.0 for v in m.values())
     gain, gain_one = m["mean"] - m["single"], m["one_mean"] - m["one_single"]
     assert gain > 0.2  # the speaker offset removed on balanced speakers
     assert gain_one < gain - 0.15  # ... but not when each speaker shows one emotion (it goes with the offset)
+    assert m["prior"] - m["single"] > 0.2  # the prior-aware shift keeps most of the balanced gain

@@ -1,0 +1,64 @@
+"""``--adapt`` variants on the shipped recipe's leave-one-corpus-out folds (balanced and
+one-emotion-per-speaker test corpora), as ``scripts/train_default`` measures them for
+the card, with research variants next to the shipped one.
+
+    python benchmarks/adaptation_loco.py --work-root /work/cache/gen [--methods nap,mean,prior] [--seed 0]
+
+Work dirs: one prepared corpus each (as ``benchmarks/generalisation.py`` makes them, with
+the cached YAMNet features); CASIA and TurEV-DB are tested by the head trained on the
+shippable corpora, as in the card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work-root", type=Path, default=Path("work/gen"))
+    ap.add_argument("--methods", default="nap,mean,prior")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--draws", type=int, default=3)
+    args = ap.parse_args(argv)
+    import torch
+
+    from emolens.evaluation.adaptation_loco import adaptation_loco
+    from emolens.evaluation.generalisation import corpus_features
+    from emolens.training.default_model import CORPORA, DEFAULT_HEAD
+    from emolens.training.package import NOT_SHIPPABLE
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    data = {}
+    for name, *_ in CORPORA:
+        d = args.work_root / name
+        if not (d / "prepare.json").exists():
+            print(f"emolens: error: {d} is not a prepared work dir; run benchmarks/generalisation.py first", file=sys.stderr)
+            return 2
+        cf = corpus_features(d, progress=False)
+        data[cf.name] = cf
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    res = adaptation_loco(DEFAULT_HEAD, data, seed=args.seed, evaluate_only=sorted(set(data) & set(NOT_SHIPPABLE)),
+                          methods=methods, draws=args.draws)
+    keys = ["single", *methods, "one_single", *[f"one_{m}" for m in methods]]
+    print("| corpus | " + " | ".join(k.replace("one_", "one emotion: ") for k in keys) + " |")
+    print("|" + "---|" * (len(keys) + 1))
+    for c, r in res["per_corpus"].items():
+        print(f"| {c} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |")
+    print("| **mean** | " + " | ".join(f"**{res['mean'][k]:.3f}**" for k in keys) + " |")
+    m = res["mean"]
+    for meth in methods:
+        print(f"{meth}: {100 * (m[meth] - m['single']):+.1f} pt balanced, "
+              f"{100 * (m[f'one_{meth}'] - m['one_single']):+.1f} pt one emotion")
+    print(f"total {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
