@@ -2,7 +2,7 @@
 one-emotion-per-speaker test corpora), as ``scripts/train_default`` measures them for
 the card, with research variants next to the shipped one.
 
-    python benchmarks/adaptation_loco.py --work-root /work/cache/gen [--methods nap,mean,prior] [--seed 0]
+    python benchmarks/adaptation_loco.py --work-root /work/cache/gen [--methods nap,mean,prior] [--seed 0] [--prior-iterations 3]
 
 Work dirs: one prepared corpus each (as ``benchmarks/generalisation.py`` makes them, with
 the cached YAMNet features); CASIA and TurEV-DB are tested by the head trained on the
@@ -25,10 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="nap,mean,prior")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--prior-iterations", type=int, default=None, help="re-estimations of the emotion mix (method prior)")
     args = ap.parse_args(argv)
     import torch
 
-    from emolens.evaluation.adaptation_loco import adaptation_loco
+    from emolens.evaluation.adaptation_loco import PRIOR_ITERATIONS, adaptation_loco
     from emolens.evaluation.generalisation import corpus_features
     from emolens.training.default_model import CORPORA, DEFAULT_HEAD
     from emolens.training.package import NOT_SHIPPABLE
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         data[cf.name] = cf
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     res = adaptation_loco(DEFAULT_HEAD, data, seed=args.seed, evaluate_only=sorted(set(data) & set(NOT_SHIPPABLE)),
-                          methods=methods, draws=args.draws)
+                          methods=methods, draws=args.draws, prior_iterations=args.prior_iterations or PRIOR_ITERATIONS)
     keys = ["single", *methods, "one_single", *[f"one_{m}" for m in methods]]
     print("| corpus | " + " | ".join(k.replace("one_", "one emotion: ") for k in keys) + " |")
     print("|" + "---|" * (len(keys) + 1))

@@ -123,7 +123,7 @@ def _uar(probs: np.ndarray, y: np.ndarray, classes: list[str]) -> float:
 
 def adaptation_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], *, seed: int = 0,
                     evaluate_only: Sequence[str] | None = None, methods: Sequence[str] = ("nap", "mean"),
-                    draws: int = 3, log=None) -> dict:
+                    draws: int = 3, prior_iterations: int = PRIOR_ITERATIONS, log=None) -> dict:
     """``{"per_corpus": {corpus: {"single", "<method>", "one_single", "one_<method>"}},
     "mean": {...}}``: UAR single clip and adapted (each method), on the balanced and the
     one-emotion-per-speaker version of every test corpus (mean over ``draws`` draws)."""
@@ -138,7 +138,7 @@ def adaptation_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], *, seed: i
 
         def run(m: str, cf: CorpusFeatures) -> np.ndarray:
             if m == "prior":
-                return prior_aware_probs(head, means, cf, cfg.streams, adapter.config)
+                return prior_aware_probs(head, means, cf, cfg.streams, adapter.config, prior_iterations)
             return adapted_probs(head, adapter, cf, cfg.streams, m)
 
         single = vote(patch_probs(head, {s: te.feats[s] for s in cfg.streams}), te.utt, te.speech, te.n_utt)
