@@ -37,7 +37,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -295,7 +295,9 @@ class HeadConfig:
         return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
 
 
-_LEVER_DEFAULTS = {"decision": "vote", "pooling": "mean", "prosody": 0.0, "nap": 0, "adversarial": 0.0, "augment": "", "frontend": "none"}
+#: fields added with the utterance-decision levers, and their defaults (left out of ``to_dict`` at default)
+_LEVER_DEFAULTS = {f.name: f.default for f in fields(HeadConfig)
+                   if f.name in ("decision", "pooling", "prosody", "nap", "adversarial", "augment", "frontend")}
 
 
 def _weights(cfg: HeadConfig, y: np.ndarray, corpus: np.ndarray, utt_key: np.ndarray, n_classes: int) -> np.ndarray:
@@ -317,6 +319,19 @@ def _weights(cfg: HeadConfig, y: np.ndarray, corpus: np.ndarray, utt_key: np.nda
         mass = np.bincount(inv, weights=w)
         w = w / mass[inv]
     return (w * len(w) / w.sum()).astype(np.float32)
+
+
+def mixup_batch(rng: np.random.Generator, alpha: float, x, target: torch.Tensor, weight: torch.Tensor):
+    """Mixup of a batch with a shuffled copy of itself: ``lam ~ Beta(alpha, alpha)``.
+    ``x`` is a tensor ``(B, ...)`` or a dict of them, ``target (B, C)``, ``weight (B,)``;
+    returns them mixed (draws ``lam`` first, then the permutation, from ``rng``)."""
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.from_numpy(rng.permutation(len(weight)))
+
+    def mix(v: torch.Tensor) -> torch.Tensor:
+        return lam * v + (1 - lam) * v[perm]
+
+    return ({k: mix(v) for k, v in x.items()} if isinstance(x, dict) else mix(x)), mix(target), mix(weight)
 
 
 def train_head(cfg: HeadConfig, feats: dict[str, np.ndarray], y: np.ndarray, corpus: np.ndarray,
@@ -342,11 +357,7 @@ def train_head(cfg: HeadConfig, feats: dict[str, np.ndarray], y: np.ndarray, cor
                 target = target * (1 - cfg.label_smoothing) + cfg.label_smoothing / n_classes
             wb = W[idx]
             if cfg.mixup > 0:
-                lam = float(rng.beta(cfg.mixup, cfg.mixup))
-                perm = torch.from_numpy(rng.permutation(len(idx)))
-                xb = {k: lam * v + (1 - lam) * v[perm] for k, v in xb.items()}
-                target = lam * target + (1 - lam) * target[perm]
-                wb = lam * wb + (1 - lam) * wb[perm]
+                xb, target, wb = mixup_batch(rng, cfg.mixup, xb, target, wb)
             logp = torch.log_softmax(head(xb), dim=1)
             loss = -((target * logp).sum(1) * wb).sum() / wb.sum()
             opt.zero_grad()
@@ -409,9 +420,7 @@ def train_utterance_head(cfg: HeadConfig, pooled: dict[str, np.ndarray], y: np.n
             if cfg.label_smoothing:
                 target = target * (1 - cfg.label_smoothing) + cfg.label_smoothing / n_classes
             if cfg.mixup > 0:
-                lam = float(rng.beta(cfg.mixup, cfg.mixup))
-                perm = torch.from_numpy(rng.permutation(len(idx)))
-                xb, target, wb = lam * xb + (1 - lam) * xb[perm], lam * target + (1 - lam) * target[perm], lam * wb + (1 - lam) * wb[perm]
+                xb, target, wb = mixup_batch(rng, cfg.mixup, xb, target, wb)
             logp = torch.log_softmax(head.classifier(xb), dim=1)
             loss = -((target * logp).sum(1) * wb).sum() / wb.sum()
             opt.zero_grad()
@@ -675,6 +684,7 @@ __all__ = [
     "egemaps_loco",
     "expected_calibration_error",
     "loco_folds",
+    "mixup_batch",
     "patch_probs",
     "run_fold",
     "run_loco",

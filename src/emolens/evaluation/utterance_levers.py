@@ -114,6 +114,8 @@ def fit_classifier(X: np.ndarray, y: np.ndarray, weights: np.ndarray, n_classes:
     sample ``weights (U,)``, mixup Beta(``mixup``, ``mixup``). With ``adversarial`` > 0
     (needs ``hidden`` and ``corpus``) a corpus classifier reads the hidden layer through
     gradient reversal. Returns the module in eval mode; deterministic per seed."""
+    from emolens.evaluation.generalisation import mixup_batch
+
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     if hidden:
@@ -145,9 +147,7 @@ def fit_classifier(X: np.ndarray, y: np.ndarray, weights: np.ndarray, n_classes:
             t = nn.functional.one_hot(Y[i], n_classes).float()
             xm, tm, wm = xb, t, wb
             if mixup > 0:
-                lam = float(rng.beta(mixup, mixup))
-                p = torch.from_numpy(rng.permutation(len(i)))
-                xm, tm, wm = lam * xb + (1 - lam) * xb[p], lam * t + (1 - lam) * t[p], lam * wb + (1 - lam) * wb[p]
+                xm, tm, wm = mixup_batch(rng, mixup, xb, t, wb)
             loss = -((tm * torch.log_softmax(out(enc(xm)), 1)).sum(1) * wm).sum() / wm.sum()
             if dom is not None:
                 a = adversarial * (2 / (1 + np.exp(-10 * it / steps)) - 1)
