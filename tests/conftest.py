@@ -68,6 +68,35 @@ def _save_tiny_run(root: Path, classes=("angry", "happy", "neutral", "sad")) -> 
     return save_model(root, model, cfg)
 
 
+def _save_stats_run(root: Path, classes=("angry", "happy", "neutral", "sad")) -> Path:
+    """As :func:`_save_tiny_run`, with a statistics-pooling head (``pooling='mean+std'``,
+    linear, random weights scaled up so the decision depends on sigma as well as mu)."""
+    import torch
+
+    from emolens.models.fusion import FusionNet
+    from emolens.models.io import save_model
+    from emolens.models.yamnet import load_yamnet_file
+
+    torch.manual_seed(1)
+    streams = ("yamnet_l5", "yamnet_mid")
+    tfl = shared_root() / "weights" / "yamnet.tflite"
+    yam = load_yamnet_file(tfl) if tfl.is_file() else None
+    model = FusionNet(len(classes), streams, yamnet=yam, hidden=0, dropout=0.0, pooling="mean+std").eval()
+    with torch.no_grad():
+        model.head.classifier[1].weight.mul_(8.0)
+    cfg = {"emolens_model": 1, "model": "yamnet-layers-stats", "streams": list(streams), "classes": list(classes),
+           "frontend": {"name": "vggish16k"}, "patches": {"patch_frames": 96, "hop_frames": 48},
+           "head": {"hidden": 0, "layer_dim": 256, "dropout": 0.0, "pooling": "mean+std"}, "gds": {"enabled": False},
+           "yamnet_pretrained": yam is not None, "vggish_pretrained": None}
+    return save_model(root, model, cfg)
+
+
+@pytest.fixture(scope="session")
+def stats_run(tmp_path_factory) -> Path:
+    """Run directory of a tiny untrained 4-class statistics-pooling model."""
+    return _save_stats_run(tmp_path_factory.mktemp("stats-run"))
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """Run directory of a tiny untrained 4-class (EmoDB emotions) model."""

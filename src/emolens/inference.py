@@ -27,6 +27,7 @@ from emolens.evaluation.calibration import apply_temperature, calibration_of
 from emolens.features.mel import FrontEndConfig, frontend_from_dict, log_mel, mel_spectrogram
 from emolens.features.patches import PatchConfig, log_mel_patches
 from emolens.models.backends import Backend, make_backend, needs_torch, resolve_backend
+from emolens.models.decision import Decided, Decision, decision_for
 from emolens.models.run_files import read_config, read_gds_state
 from emolens.selection.gds import GaussianDataSelector
 from emolens.selection.speech import NO_SPEECH, SpeechGateConfig, decide, voting_mask
@@ -44,8 +45,10 @@ class Analysis:
         log_mel: ``(n_frames, 64)`` ``log(mel + 0.01)`` of the whole recording.
         patches: ``(n_patches, 96, 64)`` the same, cut into patches.
         keep: ``(n_patches,)`` GDS decision (all True without GDS).
-        patch_probs: ``(n_patches, C)`` softmax per patch.
-        probs: ``(C,)`` utterance probabilities = mean over the voting patches.
+        patch_probs: ``(n_patches, C)`` softmax per patch (statistics pooling: of the
+            patch's share of the utterance logits, :mod:`emolens.models.decision`).
+        probs: ``(C,)`` utterance probabilities (calibrated): the mean over the voting
+            patches (the vote), or the softmax of ``W [mu, sigma] + b`` (statistics pooling).
         speech: ``(n_patches,)`` speech probability per patch (YAMNet's voice classes;
             ``None`` with the gate off).
         voting: ``(n_patches,)`` patches averaged into ``probs``: speech AND GDS-kept,
@@ -56,6 +59,8 @@ class Analysis:
         uncertain_threshold: below this top probability the emotion is "uncertain"
             (model.json ``calibration``; ``None``: never uncertain).
         adapted: True when ``--adapt`` adapted this clip to its voice group.
+        context: statistics pooling's ``(mu, sigma)`` ``(D,)`` of the voting patches
+            (what the explanations hold fixed per patch); ``None`` for the vote.
     """
 
     clip: AudioClip
@@ -71,6 +76,7 @@ class Analysis:
     speech_fraction: float = 1.0
     uncertain_threshold: float | None = None
     adapted: bool = False
+    context: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def emotion(self) -> str:
@@ -152,6 +158,9 @@ class EmotionRecognizer:
         self._gate_yamnet = None  # YAMNet for gating a model without a YAMNet branch
         #: model.json ``calibration``: temperature on the utterance probabilities, "uncertain" threshold
         self.temperature, self.uncertain_threshold = calibration_of(config)
+        #: how an utterance is decided from its patches' outputs (model.json ``head.pooling``)
+        self.decision: Decision = decision_for(config, model_dir,
+                                               head_state=self._model.head.state_dict() if self._model is not None else None)
         self.adapter = None  # speaker adaptation statistics (``--adapt``; emolens.adaptation)
         self.last_adaptation: list = []  # GroupReports of the last ``adapt=True`` call
 
@@ -211,9 +220,11 @@ class EmotionRecognizer:
 
     def patch_outputs(self, patches: np.ndarray, batch_size: int | None = None,
                       groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Emotion softmax ``(n, C)`` and YAMNet's AudioSet scores ``(n, 521)`` (``None``
-        for a model without a YAMNet branch) for log-mel patches ``(n, 96, 64)``, by the
-        recognizer's backend, ``batch_size`` patches per pass (default: the backend's).
+        """Per-patch outputs ``(n, K)`` (:meth:`FusionNet.patch_outputs`: the emotion
+        softmax of a voting model, the embedding of a statistics-pooling one; the
+        recognizer's :attr:`decision` reads them) and YAMNet's AudioSet scores ``(n, 521)``
+        (``None`` for a model without a YAMNet branch) for log-mel patches ``(n, 96, 64)``,
+        by the recognizer's backend, ``batch_size`` patches per pass (default: the backend's).
 
         A model trained with stream normalisation z-scores its stream features within
         each group of ``groups (n,)`` (default: all patches form one group); it runs in
@@ -247,8 +258,9 @@ class EmotionRecognizer:
             audioset = torch.sigmoid(self.model.yamnet.classifier(torch.from_numpy(feats["yamnet"]))).numpy()
         groups = np.zeros(len(patches), int) if groups is None else np.asarray(groups)
         normed = normalize_streams({k: feats[k] for k in streams}, groups)
-        logits = self.model.head({k: torch.from_numpy(v) for k, v in normed.items()})
-        return torch.softmax(logits, 1).numpy(), audioset
+        head = self.model.head
+        z = head.embed({k: torch.from_numpy(v) for k, v in normed.items()})
+        return (torch.softmax(head.classifier(z), 1) if head.pooling == "mean" else z).numpy(), audioset
 
     def gate_audioset(self, patches: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """AudioSet scores ``(n, 521)`` from a separately loaded YAMNet (for models
@@ -263,9 +275,16 @@ class EmotionRecognizer:
         return audioset_scores(self._gate_yamnet, patches, batch_size or 64)
 
     def patch_probabilities(self, patches: np.ndarray, batch_size: int | None = None,
-                            groups: np.ndarray | None = None) -> np.ndarray:
-        """Softmax ``(n, C)`` for log-mel patches ``(n, 96, 64)`` (``groups``: see :meth:`patch_outputs`)."""
-        return self.patch_outputs(patches, batch_size, groups)[0]
+                            groups: np.ndarray | None = None, context=None) -> np.ndarray:  # noqa: ANN001
+        """Softmax ``(n, C)`` for log-mel patches ``(n, 96, 64)`` (``groups``: see
+        :meth:`patch_outputs`; ``context``: statistics pooling's ``(mu, sigma)`` the
+        patches are shares of, default their own)."""
+        return self.decision.patch_probs(self.patch_outputs(patches, batch_size, groups)[0], context)
+
+    def decide(self, outputs: np.ndarray, voting: np.ndarray) -> Decided:
+        """One utterance's decision from its patches' outputs ``(n, K)`` and ``voting (n,)``
+        (calibration not applied)."""
+        return self.decision.decide(outputs, voting)
 
     def _patches(self, clip: AudioClip) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log-mel (n_frames, 64), patches (n, 96, 64), GDS keep (n,)) of one clip."""
@@ -320,10 +339,10 @@ class EmotionRecognizer:
         for ci, (clip, (lm, patches, keep)) in enumerate(zip(clips, parts)):
             sl = slice(start, start + len(patches))
             start += len(patches)
-            pp = probs[sl]
             if not gate.enabled:
-                out.append(Analysis(clip, lm, patches, keep, pp, apply_temperature(pp[keep].mean(0), self.temperature),
-                                    self.classes, voting=keep, adapted=bool(adapted[ci]), **cal))
+                dec = self.decide(probs[sl], keep)
+                out.append(Analysis(clip, lm, patches, keep, dec.patch_probs, apply_temperature(dec.probs, self.temperature),
+                                    self.classes, voting=keep, adapted=bool(adapted[ci]), context=dec.context, **cal))
                 continue
             d = decide(audioset[sl], gate)
             voting = voting_mask(d.is_speech, keep)
@@ -332,26 +351,35 @@ class EmotionRecognizer:
                         " the emotion probabilities are not meaningful")
                 if note not in clip.notes:
                     clip.notes.append(note)
-            out.append(Analysis(clip, lm, patches, keep, pp, apply_temperature(pp[voting].mean(0), self.temperature),
+            dec = self.decide(probs[sl], voting)
+            out.append(Analysis(clip, lm, patches, keep, dec.patch_probs, apply_temperature(dec.probs, self.temperature),
                                 self.classes, speech=d.speech, voting=voting, has_speech=d.has_speech,
-                                speech_fraction=d.speech_fraction, adapted=bool(adapted[ci]), **cal))
+                                speech_fraction=d.speech_fraction, adapted=bool(adapted[ci]), context=dec.context, **cal))
         return out
 
     def voting_patches(self, mel: np.ndarray) -> np.ndarray:
         """Bool ``(n_patches,)``: the patches of a linear mel ``(n_frames, n_mels)`` that
         enter the utterance decision (GDS-kept and speech, as :meth:`analyze_clips`
         decides): what ``explain`` and ``profile`` stitch their maps over."""
+        return self.voting_and_context(mel)[0]
+
+    def voting_and_context(self, mel: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """:meth:`voting_patches` and the decision's context over them (statistics
+        pooling's ``(mu, sigma)``, ``None`` for the vote), one forward pass."""
         patches = log_mel_patches(mel, self.patch_config)
         keep = np.ones(len(patches), bool)
         if self.selector is not None:
             keep = self.selector.select(patches, np.zeros(len(patches), int)).keep
         gate = self.speech_gate
-        if not gate.enabled:
-            return keep
-        _, audioset = self.patch_outputs(patches)
-        if audioset is None:
-            audioset = self.gate_audioset(patches)
-        return voting_mask(decide(audioset, gate).is_speech, keep)
+        needs_outputs = gate.enabled or self.decision.pooling != "mean"
+        outputs, audioset = self.patch_outputs(patches) if needs_outputs else (None, None)
+        voting = keep
+        if gate.enabled:
+            if audioset is None:
+                audioset = self.gate_audioset(patches)
+            voting = voting_mask(decide(audioset, gate).is_speech, keep)
+        context = self.decide(outputs, voting).context if self.decision.pooling != "mean" else None
+        return voting, context
 
     def analyze_clip(self, clip: AudioClip) -> Analysis:
         """Classify one decoded clip (16 kHz mono)."""

@@ -2,7 +2,9 @@
 
 :func:`compute_timeline` streams the file (:func:`emolens.features.stream.stream_patches`:
 constant memory, no length limit), classifies each block's patches with the
-recognizer's backend, smooths the patch probabilities with a centred moving average
+recognizer's backend (a statistics-pooling model decides every patch as the clip of the
+centred ``context`` patches around it would be decided, :meth:`StatisticsPooling.windows
+<emolens.models.decision.StatisticsPooling.windows>`), smooths the patch probabilities with a centred moving average
 over ``smooth`` patches, labels every patch (``"no speech"`` when the recognizer's
 speech gate finds no voice in it, or its GDS drops it), and merges
 consecutive patches with the same label into :class:`Segment` s.
@@ -40,15 +42,23 @@ class TimelineConfig:
             recording is classified unadapted and a note says so. Keeps the stream
             features of every patch until the end (about 10 kB per 0.48-s patch, 77 MB
             per hour with the shipped model) instead of constant memory.
+        context: patches in the centred window each patch is decided in by a
+            statistics-pooling model (5 = 2.88 s, about one training utterance; its
+            statistics need more than one patch); such a model keeps each patch's
+            embedding until the end (10 kB per patch with the shipped model). Voting models
+            decide every patch alone and ignore it.
     """
 
     smooth: int = 1
+    context: int = 5
     block_seconds: float = 60.0
     adapt: bool = False
 
     def __post_init__(self) -> None:
         if self.smooth < 1:
             raise ValueError("smooth must be >= 1 patch")
+        if self.context < 1:
+            raise ValueError("context must be >= 1 patch")
         if self.block_seconds <= 0:
             raise ValueError("block_seconds must be > 0")
 
@@ -105,7 +115,7 @@ class Timeline:
 
     def as_dict(self) -> dict:
         return {"file": self.path, "duration_s": round(self.duration, 3), "classes": self.classes,
-                "smooth_patches": self.config.smooth, "block_seconds": self.config.block_seconds,
+                "smooth_patches": self.config.smooth, "context_patches": self.config.context, "block_seconds": self.config.block_seconds,
                 "seconds_per_label": self.seconds_per_label(), "notes": self.notes,
                 "segments": [s.as_dict(self.classes) for s in self.segments]}
 
@@ -182,7 +192,7 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
         raw, note = adapt_recording(rec, feats, v)
         probs = [raw]
         info.notes.append(note)
-    p = moving_average(np.concatenate(probs), cfg.smooth)
+    p = moving_average(rec.decision.windows(np.concatenate(probs), v, cfg.context), cfg.smooth)
     fs = rec.frontend.frame_seconds
     duration = info.duration(rec.frontend.sample_rate)
     starts, ends = patch_intervals(len(p), duration, rec.patch_config.hop_frames * fs, rec.patch_config.patch_frames * fs)

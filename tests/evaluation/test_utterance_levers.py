@@ -86,13 +86,13 @@ def test_fit_classifier_learns_is_seeded_and_checks_the_adversary() -> None:
         fit_classifier(X, y, w, 3, adversarial=0.3, corpus=corpus)
 
 
-def _toy(name: str, shift: float, rng) -> CorpusFeatures:
+def _toy(name: str, shift: float, rng, dim: int = 64) -> CorpusFeatures:
     n_utt = 40
     y = np.repeat([0, 1], n_utt // 2)
     utt = np.repeat(np.arange(n_utt), 3)
-    x = rng.normal(size=(len(utt), 64)).astype(np.float32)
+    x = rng.normal(size=(len(utt), dim)).astype(np.float32)
     x[:, :8] += 2 * (2 * y[utt] - 1)[:, None]
-    x[:, 8:] += shift * np.tile([1.0, -1.0], 28)
+    x[:, 8:] += shift * np.tile([1.0, -1.0], (dim - 8) // 2)
     cf = CorpusFeatures(name, {"yamnet": x}, utt, np.ones(len(utt), bool), y,
                         np.array([f"s{i % 4}" for i in range(n_utt)]), np.array([f"{name}{i}" for i in range(n_utt)]),
                         ["angry", "sad"])
@@ -122,3 +122,23 @@ def test_lever_rows_run_loco_and_keep_old_cache_keys() -> None:
     data["emodb"].egemaps = None
     with pytest.raises(ValueError, match="eGeMAPS"):
         run_loco(bad, data, seed=0, log=None)
+
+
+def test_statistics_pooling_row_ships_as_a_head_that_decides_the_same() -> None:
+    from emolens.evaluation.adaptation_loco import adaptation_loco
+    from emolens.evaluation.generalisation import LocoFold, run_fold, utterance_decisions
+
+    rng = np.random.default_rng(5)
+    data = {c: _toy(c, s, rng, dim=1024) for c, s in (("emodb", 0.0), ("ravdess", 0.3), ("nemo", -0.3), ("casia", 0.2))}
+    for cf in data.values():
+        cf.speech[::3] = False  # the decision is over the speech patches only
+    cfg = HeadConfig(streams=("yamnet",), hidden=0, dropout=0.0, epochs=10, batch_size=32, balance="corpus-class",
+                     train_on="utterance", mixup=0.4, decision="pooled", pooling="mean+std")
+    res, head = run_fold(cfg, data, LocoFold("nemo", ("emodb", "ravdess", "casia")), 0)
+    assert head is not None and head.pooling == "mean+std"
+    te = data["nemo"]
+    np.testing.assert_allclose(utterance_decisions(head, te.feats, te.utt, te.speech, te.n_utt), res.probs, atol=1e-4)
+    # a row the model cannot ship has no head (the eGeMAPS stream is not a model input)
+    assert run_fold(replace(cfg, prosody=2.0), data, LocoFold("nemo", ("emodb", "ravdess", "casia")), 0)[1] is None
+    out = adaptation_loco(cfg, data, methods=("mean",), draws=1)
+    assert set(out["mean"]) == {"single", "mean", "one_single", "one_mean"} and out["mean"]["single"] > 0.85

@@ -28,7 +28,7 @@ def test_onnx_matches_torch_and_has_no_pad_nodes(make_run, tmp_path, monkeypatch
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "Pad" not in ops and "Conv" in ops  # SAME pads folded into the convolutions
     be = OnnxBackend(path)
-    assert be.fingerprint == "abc" and be.n_classes == 3
+    assert be.fingerprint == "abc" and be.width == 3
     x = _patches(37)
     (p_t, a_t), (p_o, a_o) = TorchBackend(model).run(x), be.run(x, batch_size=16)  # batches of 16, 16, 5
     assert p_o.shape == (37, 3) and a_o.shape == (37, 521)

@@ -77,14 +77,18 @@ def stream_features(rec, patches: np.ndarray, batch_size: int = 64) -> tuple[dic
 
 
 @torch.no_grad()
-def head_probs(rec, feats: dict[str, np.ndarray], batch_size: int = 1024) -> np.ndarray:  # noqa: ANN001
-    """Softmax ``(n, C)`` of the model's head on stream features."""
+def head_outputs(rec, feats: dict[str, np.ndarray], batch_size: int = 1024) -> np.ndarray:  # noqa: ANN001
+    """The model's per-patch outputs ``(n, K)`` on stream features, as its backend gives
+    them (:meth:`FusionNet.patch_outputs`): the softmax of a voting head, the embedding of
+    a statistics-pooling one (the recognizer's ``decision`` decides from them)."""
+    head = rec.model.head
     n = len(next(iter(feats.values())))
     out = []
     for s in range(0, n, batch_size):
-        logits = rec.model.head({k: torch.from_numpy(np.ascontiguousarray(v[s : s + batch_size])) for k, v in feats.items()})
-        out.append(torch.softmax(logits, 1).numpy())
-    return np.concatenate(out) if out else np.zeros((0, len(rec.classes)), np.float32)
+        z = head.embed({k: torch.from_numpy(np.ascontiguousarray(v[s : s + batch_size])) for k, v in feats.items()})
+        out.append((torch.softmax(head.classifier(z), 1) if head.pooling == "mean" else z).numpy())
+    width = len(rec.classes) if head.pooling == "mean" else head.width
+    return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 
 
 def patch_voting(rec, audioset: np.ndarray | None, keep: np.ndarray) -> np.ndarray:  # noqa: ANN001
@@ -98,7 +102,7 @@ def adapted_outputs(rec, parts: list, groups: list | None, batch_size: int | Non
                     single_recording: bool = False) -> tuple[np.ndarray, np.ndarray | None, list[GroupReport], np.ndarray]:
     """For clips' prepared parts ``[(log_mel, patches (n_i, 96, 64), keep (n_i,)), ...]``
     grouped by voice ``groups`` (one key per clip; ``None``: all clips are one voice):
-    ``(patch probabilities (P, C), AudioSet scores (P, 521) or None, one GroupReport per
+    ``(patch outputs (P, K) as the backend's (see :func:`head_outputs`), AudioSet scores (P, 521) or None, one GroupReport per
     group, per-clip adapted flags (N,))``. Groups that fail :func:`adapt_rule` keep their
     single-clip features."""
     adapter = require_adapter(rec)
@@ -120,8 +124,8 @@ def adapted_outputs(rec, parts: list, groups: list | None, batch_size: int | Non
         ok[g] = reason is None
         reports.append(GroupReport(str(key), int(n_clips[g]), float(seconds[g]), ok[g], reason))
     adapted = adapter.apply(feats, gid, voting, seconds, ok)
-    return head_probs(rec, adapted), audioset, reports, ok[clip_gid]
+    return head_outputs(rec, adapted), audioset, reports, ok[clip_gid]
 
 
 __all__ = [
-    "GroupReport", "measured_note", "require_adapter", "stream_features", "head_probs", "adapted_outputs"]
+    "GroupReport", "measured_note", "require_adapter", "stream_features", "head_outputs", "adapted_outputs"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from emolens.adaptation.runtime import GroupReport, head_probs, require_adapter
+from emolens.adaptation.runtime import GroupReport, head_outputs, require_adapter
 from emolens.adaptation.transform import adapt_rule
 
 
 def adapt_recording(rec, feats: list[dict[str, np.ndarray]], voting: np.ndarray) -> tuple[np.ndarray, str]:  # noqa: ANN001
-    """Patch probabilities ``(P, C)`` of a recording from its blocks' stream features
+    """Patch outputs ``(P, K)`` (:func:`~emolens.adaptation.runtime.head_outputs`) of a recording from its blocks' stream features
     (``[{stream: (n_b, D)}, ...]``) adapted with the statistics of its ``voting (P,)``
     patches, and the one-line note saying what was done."""
     adapter = require_adapter(rec)
@@ -20,8 +20,8 @@ def adapt_recording(rec, feats: list[dict[str, np.ndarray]], voting: np.ndarray)
     report = GroupReport("this recording", 1, seconds, reason is None, reason)
     if reason is None:
         x = adapter.apply(x, np.zeros(len(voting), int), voting, np.array([seconds]), np.array([True]))
-        return head_probs(rec, x), f"adapt: {report.message()}"
-    return head_probs(rec, x), f"adapt: not adapted: {reason}"
+        return head_outputs(rec, x), f"adapt: {report.message()}"
+    return head_outputs(rec, x), f"adapt: not adapted: {reason}"
 
 
 __all__ = ["adapt_recording"]

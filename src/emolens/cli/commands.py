@@ -304,8 +304,9 @@ def cmd_profile(args) -> int:
             continue
         seen[u.label] = seen.get(u.label, 0) + 1
         x = torch.from_numpy(log_mel_patches(mel, rec.patch_config)).unsqueeze(1)
-        att = run_method(method, rec.model, x, rec.classes.index(u.label), **opts)  # the emotion's own class
-        voting = rec.voting_patches(mel)  # the patches that make the decision, as explain stitches them
+        voting, context = rec.voting_and_context(mel)  # the patches that make the decision, as explain stitches them
+        with rec.model.head.use_context(*(context or (None, None))):  # statistics pooling: shares of this utterance
+            att = run_method(method, rec.model, x, rec.classes.index(u.label), **opts)  # the emotion's own class
         maps.append(utterance_map(att.maps, mel.shape[0], rec.patch_config, weights=voting.astype(float)))
         labels.append(u.label)
     hz = mel_band_centers(rec.frontend)

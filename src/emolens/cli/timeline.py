@@ -21,6 +21,9 @@ def add_parser(sub) -> None:  # noqa: ANN001 - argparse sub-parsers
     p.add_argument("input", type=Path, help="audio file (wav, flac, ogg, mp3), any length")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--smooth", type=int, default=1, help="moving average of probabilities over N patches (0.48 s each; default 1 = none)")
+    p.add_argument("--context", type=int, default=5,
+                   help="statistics-pooling models (the shipped one): each patch is decided as the clip of the N patches "
+                        "around it (default 5 = 2.9 s); voting models ignore it")
     p.add_argument("--block-seconds", type=float, default=60.0, help="seconds of audio read and classified per step (default 60)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"], help="inference backend (default auto: ONNX Runtime when installed)")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: all usable cores)")
@@ -48,8 +51,8 @@ def cmd_timeline(args) -> int:
     from emolens.report.timeline_figure import plot_timeline
     from emolens.timeline import TimelineConfig, compute_timeline
 
-    if args.smooth < 1 or args.block_seconds <= 0:
-        raise EmolensError("--smooth must be >= 1 and --block-seconds > 0")
+    if args.smooth < 1 or args.context < 1 or args.block_seconds <= 0:
+        raise EmolensError("--smooth and --context must be >= 1 and --block-seconds > 0")
     rec = EmotionRecognizer.from_dir(resolve_model(args.model), backend="torch" if args.adapt else args.backend,
                                      threads=args.threads)
     if args.adapt and not args.quiet:
@@ -58,7 +61,7 @@ def cmd_timeline(args) -> int:
         if note := measured_note(rec):
             print(f"adapt: note: {note}", file=sys.stderr)
     tl = compute_timeline(rec, args.input, TimelineConfig(smooth=args.smooth, block_seconds=args.block_seconds,
-                                                          adapt=args.adapt))
+                                                          adapt=args.adapt, context=args.context))
     csv_path, json_path = write_segments(tl, args.out)
     png = plot_timeline(tl, args.out / "timeline.png")
     if not args.quiet:

@@ -118,6 +118,10 @@ class ModelSpec:
         fingerprint: sha256 of the model weights (output folders are tied to one model).
         temperature: calibration temperature on the utterance probabilities (1.0: none).
         uncertain_threshold: top probability below which a clip is "uncertain" (None: never).
+        decision: how a clip is decided from its patches' outputs
+            (:mod:`emolens.models.decision`; default the vote).
+        context: patches per decision window of a statistics-pooling model's segments
+            (as ``timeline --context``).
     """
 
     classes: tuple[str, ...]
@@ -128,6 +132,8 @@ class ModelSpec:
     fingerprint: str
     temperature: float = 1.0
     uncertain_threshold: float | None = None
+    decision: Any = None
+    context: int = 5
 
 
 @dataclass
@@ -315,7 +321,7 @@ def _one_blas_thread() -> None:
 # --------------------------------------------------------------------------- the model (Ray actors)
 def file_record(row: dict, pp: np.ndarray, audioset: np.ndarray | None, keep: np.ndarray,
                 spec: ModelSpec, cfg: RayBatchConfig) -> dict:
-    """Result row of one file from its patch probabilities ``pp (n, C)``, AudioSet scores
+    """Result row of one file from its patch outputs ``pp (n, K)`` (the backend's), AudioSet scores
     ``(n, 521)`` (None without a speech gate) and GDS mask ``(n,)``: the decision of
     :meth:`emolens.inference.EmotionRecognizer.analyze_clips`, fields of ``predict --json``."""
     from emolens.selection.speech import NO_SPEECH, decide, voting_mask
@@ -334,7 +340,10 @@ def file_record(row: dict, pp: np.ndarray, audioset: np.ndarray | None, keep: np
         voting, has_speech, frac = keep, True, 1.0
     from emolens.evaluation.calibration import apply_temperature
 
-    probs = apply_temperature(pp[voting].mean(0), spec.temperature)  # as EmotionRecognizer does
+    from emolens.models.decision import PatchVote
+
+    decision = spec.decision or PatchVote()
+    probs = apply_temperature(decision.decide(pp, voting).probs, spec.temperature)  # as EmotionRecognizer does
     emotion = classes[int(np.argmax(probs))]
     uncertain = bool(has_speech and spec.uncertain_threshold is not None and float(np.max(probs)) < spec.uncertain_threshold)
     rec = {"id": row["id"], "file": row["file"], "label": emotion if has_speech else NO_SPEECH,
@@ -346,7 +355,8 @@ def file_record(row: dict, pp: np.ndarray, audioset: np.ndarray | None, keep: np
            "duration_s": round(float(row["duration_s"]), 3), "notes": notes, "segments": None, "error": None,
            "size_bytes": row["size_bytes"], "mtime_ns": row["mtime_ns"]}
     if row["duration_s"] >= cfg.segments_over:
-        rec["segments"] = file_segments(pp, keep if speech is None else keep & speech, row["duration_s"], spec, cfg.smooth)
+        carries = keep if speech is None else keep & speech
+        rec["segments"] = file_segments(decision.windows(pp, carries, spec.context), carries, row["duration_s"], spec, cfg.smooth)
     return rec
 
 
@@ -436,7 +446,7 @@ def model_spec(rec) -> tuple[ModelSpec, bytes]:  # noqa: ANN001 - EmotionRecogni
     if rec.speech_gate.enabled and "audioset" not in rec.backend.outputs:
         raise EmolensError("this model has no YAMNet branch for the speech gate; use the local engine")
     spec = ModelSpec(tuple(rec.classes), rec.frontend, rec.patch_config, rec.selector, rec.speech_gate,
-                     rec.backend.fingerprint or "", float(rec.temperature), rec.uncertain_threshold)
+                     rec.backend.fingerprint or "", float(rec.temperature), rec.uncertain_threshold, rec.decision)
     return spec, Path(rec.backend.path).read_bytes()
 
 

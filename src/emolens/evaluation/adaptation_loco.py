@@ -34,9 +34,8 @@ from emolens.evaluation.generalisation import (
     CorpusFeatures,
     HeadConfig,
     loco_folds,
-    patch_probs,
     run_fold,
-    vote,
+    utterance_decisions,
 )
 from emolens.evaluation.metrics import classification_report_dict
 
@@ -75,7 +74,7 @@ def prior_aware_probs(head, means: dict[str, np.ndarray], cf: CorpusFeatures, st
     _, spk_utt = np.unique(np.asarray(cf.speakers).astype(str), return_inverse=True)
     groups = spk_utt[cf.utt]
     base = {s: cf.feats[s] for s in streams}
-    probs = vote(patch_probs(head, base), cf.utt, cf.speech, cf.n_utt)
+    probs = utterance_decisions(head, base, cf.utt, cf.speech, cf.n_utt)
     for _ in range(iterations):
         feats = {s: base[s].copy() for s in streams}
         for g in range(spk_utt.max() + 1):
@@ -87,7 +86,7 @@ def prior_aware_probs(head, means: dict[str, np.ndarray], cf: CorpusFeatures, st
             mix = probs[um].mean(0)
             for s in streams:
                 feats[s][pm] = base[s][pm] - w * (base[s][pm & voting].mean(0) - mix @ means[s])
-        probs = vote(patch_probs(head, feats), cf.utt, cf.speech, cf.n_utt)
+        probs = utterance_decisions(head, feats, cf.utt, cf.speech, cf.n_utt)
     return probs
 
 
@@ -114,7 +113,7 @@ def adapted_probs(head, adapter, cf: CorpusFeatures, streams: Sequence[str], met
     clips = np.bincount(spk_utt, minlength=len(spk_ids))
     ok = np.array([adapt_rule(int(n), float(s), adapter.config) is None for n, s in zip(clips, seconds)])
     feats = adapter.apply({s: cf.feats[s] for s in streams}, groups, voting, seconds, ok, method=method)
-    return vote(patch_probs(head, feats), cf.utt, cf.speech, cf.n_utt)
+    return utterance_decisions(head, feats, cf.utt, cf.speech, cf.n_utt)
 
 
 def _uar(probs: np.ndarray, y: np.ndarray, classes: list[str]) -> float:
@@ -132,6 +131,9 @@ def adaptation_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], *, seed: i
     per = {}
     for fold in loco_folds(list(data), evaluate_only):
         _, head = run_fold(cfg, data, fold, seed)
+        if head is None:
+            raise ValueError("adaptation_loco needs a head the model can ship (the vote, or pooling mean+std "
+                             "without prosody, NAP or a hidden layer)")
         adapter = fit_from_corpora([data[c] for c in fold.train], cfg.streams)
         te = data[fold.test]
         means = class_means([data[c] for c in fold.train], cfg.streams, len(te.classes)) if "prior" in methods else None
@@ -141,7 +143,7 @@ def adaptation_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], *, seed: i
                 return prior_aware_probs(head, means, cf, cfg.streams, adapter.config, prior_iterations)
             return adapted_probs(head, adapter, cf, cfg.streams, m)
 
-        single = vote(patch_probs(head, {s: te.feats[s] for s in cfg.streams}), te.utt, te.speech, te.n_utt)
+        single = utterance_decisions(head, {s: te.feats[s] for s in cfg.streams}, te.utt, te.speech, te.n_utt)
         row = {"single": _uar(single, te.y, te.classes)}
         for m in methods:
             row[m] = _uar(run(m, te), te.y, te.classes)

@@ -438,6 +438,33 @@ def patch_probs(head: FusionHead, feats: dict[str, np.ndarray], batch: int = 409
     return np.concatenate(out)
 
 
+@torch.no_grad()
+def utterance_decisions(head: FusionHead, feats: dict[str, np.ndarray], utt: np.ndarray, speech: np.ndarray,
+                        n_utt: int, batch: int = 4096) -> np.ndarray:
+    """``(U, C)`` utterance probabilities of ``head`` on patch features, decided as
+    ``emolens predict`` decides over each utterance's speech patches (all of them when
+    none is speech): the vote (:func:`vote`) or statistics pooling's ``W [mu, sigma] + b``."""
+    if head.pooling == "mean":
+        return vote(patch_probs(head, feats), utt, speech, n_utt)
+    n = len(next(iter(feats.values())))
+    z = np.concatenate([head.embed({k: torch.from_numpy(feats[k][s:s + batch]) for k in head.streams}).numpy()
+                        for s in range(0, n, batch)]).astype(np.float64)
+    sp = np.zeros(n_utt, bool)
+    sp[utt[speech]] = True
+    use = speech | ~sp[utt]
+    u = utt[use]
+    cnt = np.bincount(u, minlength=n_utt).clip(1)[:, None]
+    m, q = np.zeros((n_utt, z.shape[1])), np.zeros((n_utt, z.shape[1]))
+    np.add.at(m, u, z[use])
+    m /= cnt
+    np.add.at(q, u, (z[use] - m[u]) ** 2)
+    from emolens.models.fusion import SIGMA_FLOOR
+
+    sigma = np.sqrt(np.maximum(q / cnt, SIGMA_FLOOR ** 2))
+    x = torch.from_numpy(np.concatenate([m, sigma], 1).astype(np.float32))
+    return torch.softmax(head.classifier(x), 1).numpy().astype(np.float64)
+
+
 def vote(probs: np.ndarray, utt: np.ndarray, speech: np.ndarray, n_utt: int) -> np.ndarray:
     """``(U, C)`` utterance probabilities: mean over the speech patches of each utterance,
     over all its patches when none is speech (as ``emolens predict`` decides)."""
@@ -523,7 +550,7 @@ def run_fold(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: LocoFold, s
     classes = parts[0].classes
     test = data[fold.test]
     if cfg.utterance_levers:
-        return _run_fold_levers(cfg, data, fold, seed), None
+        return _run_fold_levers(cfg, data, fold, seed)
     if cfg.train_on == "utterance":
         pooled = [_pooled(p, cfg.streams) for p in parts]
         if cfg.corpus_center:
@@ -567,8 +594,24 @@ def _lever_rows(cfg: HeadConfig, cf: CorpusFeatures, train: bool) -> list[np.nda
     return rows
 
 
-def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: LocoFold, seed: int) -> FoldResult:
-    """:func:`run_fold` with utterance-decision levers (see :class:`HeadConfig`)."""
+def lever_head(cfg: HeadConfig, model: nn.Module, n_classes: int) -> FusionHead | None:
+    """The :class:`FusionHead` equal to a lever row's classifier when the model can ship
+    it (a linear classifier on the statistics-pooled streams: ``pooling='mean+std'``, no
+    prosody, NAP or hidden layer), else None."""
+    if cfg.pooling != "mean+std" or cfg.prosody > 0 or cfg.nap or cfg.hidden or cfg.augment or cfg.frontend != "none":
+        return None
+    head = FusionHead(cfg.streams, n_classes, hidden=0, dropout=0.0, pooling="mean+std")
+    lin = model[-1]
+    if lin.in_features != 2 * head.width:  # features that are not the model's streams
+        return None
+    head.classifier[1].load_state_dict(lin.state_dict())
+    return head.eval()
+
+
+def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: LocoFold, seed: int
+                     ) -> tuple[FoldResult, FusionHead | None]:
+    """:func:`run_fold` with utterance-decision levers (see :class:`HeadConfig`); the head
+    too where the model can ship it (:func:`lever_head`)."""
     from emolens.evaluation.utterance_levers import (
         ProsodyScaler,
         fit_classifier,
@@ -604,7 +647,8 @@ def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: Loc
                            lr=cfg.lr, weight_decay=cfg.weight_decay, mixup=cfg.mixup, corpus=corpus,
                            adversarial=cfg.adversarial, seed=seed)
     probs = predict_proba(model, Xt)
-    return FoldResult(fold.test, fold.train, probs, test.y, test.speakers, score(probs, test.y, test.classes))
+    res = FoldResult(fold.test, fold.train, probs, test.y, test.speakers, score(probs, test.y, test.classes))
+    return res, lever_head(cfg, model, n_classes)
 
 
 def run_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], seed: int = 0, out: Path | None = None,
@@ -686,6 +730,8 @@ __all__ = [
     "loco_folds",
     "mixup_batch",
     "patch_probs",
+    "utterance_decisions",
+    "lever_head",
     "run_fold",
     "run_loco",
     "score",

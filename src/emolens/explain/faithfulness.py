@@ -57,9 +57,11 @@ def utterance_predictor(
     voting: np.ndarray | None = None,
 ) -> PredictFn:
     """A :data:`PredictFn` for a patch model: cut each utterance into patches, run
-    them all (``batch_size`` per forward, eval mode, no grad), and average each
-    utterance's patch softmax (over the ``voting (N,)`` patches only when given: the
-    utterance decision of a speech-gated recognizer)."""
+    them all (``batch_size`` per forward, eval mode, no grad), and decide each utterance
+    over its patches (over the ``voting (N,)`` patches only when given: the utterance
+    decision of a speech-gated recognizer; the mean softmax, or statistics pooling's,
+    :func:`~emolens.explain.region_attribution.utterance_probs`)."""
+    from emolens.explain.region_attribution import patch_outputs_of, utterance_probs
 
     def predict(log_mels: np.ndarray) -> np.ndarray:
         batch = np.asarray(log_mels, dtype=np.float32)
@@ -73,20 +75,18 @@ def utterance_predictor(
         model.eval()
         try:
             with torch.no_grad():
-                probs = torch.cat(
-                    [torch.softmax(model(x[i : i + batch_size].to(device)), dim=1).cpu()
-                     for i in range(0, x.shape[0], batch_size)]
-                ).numpy()
+                outs = torch.cat([patch_outputs_of(model, x[i : i + batch_size].to(device)).cpu()
+                                  for i in range(0, x.shape[0], batch_size)])
+                bounds = np.cumsum([0] + counts)
+                res = []
+                for a, b in zip(bounds[:-1], bounds[1:]):
+                    o = outs[a:b]
+                    if voting is not None and len(voting) == len(o) and np.any(voting):
+                        o = o[torch.from_numpy(np.asarray(voting, bool))]
+                    res.append(utterance_probs(model, o).numpy())
         finally:
             model.train(was_training)
-        bounds = np.cumsum([0] + counts)
-        out = []
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            p = probs[a:b]
-            if voting is not None and len(voting) == len(p) and np.any(voting):
-                p = p[np.asarray(voting, bool)]
-            out.append(p.mean(axis=0))
-        return np.stack(out)
+        return np.stack(res)
 
     return predict
 

@@ -58,6 +58,7 @@ def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "a
     voting = getattr(analysis, "voting", None)  # only patches that enter the decision paint the map
     weights = None if voting is None else np.asarray(voting, float)
     maps, cost = {}, {}
+    context = getattr(analysis, "context", None) or (None, None)
     for m in methods:
         if m not in REGISTRY:
             raise ValueError(f"unknown method {m!r}; use {', '.join(REGISTRY)}")
@@ -72,7 +73,8 @@ def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "a
         if m == "occlusion":
             opts["stride"] = occlusion_stride
         t0 = time.perf_counter()
-        att = run_method(m, model, x, target, progress=pr, **opts)
+        with model.head.use_context(*context):  # statistics pooling: each patch's share of this utterance's logits
+            att = run_method(m, model, x, target, progress=pr, **opts)
         maps[m] = utterance_map(att.maps, n_frames, rec.patch_config, weights=weights)
         cost[m] = {"forward_calls": att.forward_calls, "patches_evaluated": att.patches_evaluated,
                    "backward_calls": att.backward_calls, "seconds": round(time.perf_counter() - t0, 3)}
@@ -154,7 +156,8 @@ def explain(rec, source, *, methods=METHODS, target: str | int | None = None, tr
         if callable(progress):
             progress(f"regions ({region_method})", 0, 1)
         reg = make_regions(a.log_mel, regions, rec.frontend)
-        fast = rec.patch_probabilities if getattr(rec, "normalize", "none") == "none" else None  # the recognizer's backend
+        fast = ((lambda p: rec.patch_outputs(p)[0])  # the recognizer's backend
+                if getattr(rec, "normalize", "none") == "none" else None)
         ra = region_attribution(rec.model, a.log_mel, reg, t, voting=ex.voting, method=region_method, contrast=u,
                                 pcfg=rec.patch_config, probs_fn=fast)
         ex.regions, ex.boxes = ra, top_boxes(ra)

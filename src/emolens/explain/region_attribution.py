@@ -1,10 +1,11 @@
 """Attributing the utterance decision to regions (:mod:`emolens.explain.regions`).
 
-The decision ``predict`` makes is the mean over the **voting patches** of the patch
-softmax. :class:`UtteranceScore` is that decision as one differentiable module of the
-whole recording's log-mel ``(B, 1, n_frames, n_mels)``: cut into patches (the tail
-padded with silence, as the front end does), only the voting patches run, their
-softmax averaged, and the output is ``log P`` ``(B, C)`` (or ``P``), or, for a
+The decision ``predict`` makes is taken over the **voting patches**: the mean of their
+softmax (the vote), or statistics pooling's ``softmax(W [mu, sigma] + b)`` of their
+embeddings (:mod:`emolens.models.decision`). :class:`UtteranceScore` is that decision as
+one differentiable module of the whole recording's log-mel ``(B, 1, n_frames, n_mels)``:
+cut into patches (the tail padded with silence, as the front end does), only the voting
+patches run, the decision is taken over them (:func:`utterance_probs`), and the output is ``log P`` ``(B, C)`` (or ``P``), or, for a
 **contrast** with class ``u``, ``log P - log P_u`` (so target ``t`` explains "why
 ``t`` rather than ``u``"). Because it is the decision itself, every Captum method
 applied to it explains exactly what the user is shown, and cells outside voting
@@ -41,7 +42,7 @@ from emolens.explain.regions import Regions
 from emolens.explain.stitch import SILENCE_LOG_MEL
 from emolens.features.patches import DEFAULT_PATCHES, PatchConfig, num_patches
 
-__all__ = ["DEFAULT_REGION_METHOD", "UtteranceScore", "RegionAttribution", "REGION_METHODS", "region_attribution", "runner_up", "decision_predictor"]
+__all__ = ["patch_outputs_of", "utterance_probs", "DEFAULT_REGION_METHOD", "UtteranceScore", "RegionAttribution", "REGION_METHODS", "region_attribution", "runner_up", "decision_predictor"]
 
 #: The region method of ``explain``, the app and the profile (chosen by
 #: ``benchmarks/faithfulness.py``: see faithfulness.json and benchmarks/faithfulness.md).
@@ -57,15 +58,35 @@ REGION_METHODS: dict[str, dict] = {
 }
 
 
+def patch_outputs_of(model: nn.Module, p: torch.Tensor) -> torch.Tensor:
+    """Per-patch outputs ``(K, K')`` of patches ``(K, 1, 96, M)``, the kind the model's
+    utterance decision reads (:meth:`FusionNet.patch_outputs`: softmax for the vote, the
+    embedding for statistics pooling; any other module: its softmax)."""
+    if hasattr(model, "patch_outputs"):
+        return model.patch_outputs(p, audioset=False)[0]
+    return torch.softmax(model(p), dim=1)
+
+
+def utterance_probs(model: nn.Module | None, outputs: torch.Tensor) -> torch.Tensor:
+    """The utterance probabilities ``(..., C)`` from its voting patches' outputs
+    ``(..., V, K')`` (:func:`patch_outputs_of`): their mean (the vote) or the softmax of a
+    statistics-pooling head's ``W [mu, sigma] + b``. Differentiable."""
+    head = getattr(model, "head", None)
+    if getattr(head, "pooling", "mean") == "mean":
+        return outputs.mean(dim=-2)
+    return torch.softmax(head.pooled_logits(outputs), dim=-1)
+
+
 class UtteranceScore(nn.Module):
     """The utterance decision of a patch model as a module of the whole log-mel.
 
     ``forward(x (B, 1, n_frames, n_mels))`` -> ``(B, C)``: ``log`` (``score="log_prob"``,
-    default) or the value (``"prob"``) of the mean softmax over the ``voting``
-    patches; with ``contrast = u`` the column ``u`` is subtracted from every column.
-    ``probs_fn`` (patches ``(K, 96, M)`` numpy -> softmax ``(K, C)``, e.g.
-    ``EmotionRecognizer.patch_probabilities`` on ONNX Runtime) runs the patches
-    instead of ``model`` when no gradient is needed.
+    default) or the value (``"prob"``) of the utterance decision over the ``voting``
+    patches (:func:`utterance_probs`: the mean softmax, or statistics pooling's);
+    with ``contrast = u`` the column ``u`` is subtracted from every column.
+    ``probs_fn`` (patches ``(K, 96, M)`` numpy -> per-patch outputs ``(K, K')`` of the
+    model's kind, e.g. ``EmotionRecognizer.patch_outputs`` on ONNX Runtime) runs the
+    patches instead of ``model`` when no gradient is needed.
     ``reference`` (the original log-mel, or a list of log-mels): without autograd,
     patches identical to a reference's are not re-run (their softmax is cached),
     which makes single-region ablations cheap.
@@ -94,7 +115,7 @@ class UtteranceScore(nn.Module):
         with torch.no_grad():
             for r in refs:
                 p = self.patches(torch.as_tensor(np.asarray(r, np.float32))[None, None])[0]
-                self._refs.append((p, self._softmax(p)))
+                self._refs.append((p, self._outputs(p)))
 
     def patches(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, n_frames, M)`` -> voting patches ``(B, V, 96, M)`` (differentiable)."""
@@ -107,12 +128,12 @@ class UtteranceScore(nn.Module):
         u = x[:, 0].unfold(1, self.pcfg.patch_frames, self.pcfg.hop_frames)  # (B, P, M, 96)
         return u.permute(0, 1, 3, 2)[:, self.voting]
 
-    def _softmax(self, p: torch.Tensor) -> torch.Tensor:
-        """``(K, 96, M)`` patches -> ``(K, C)`` softmax, ``batch_size`` at a time."""
+    def _outputs(self, p: torch.Tensor) -> torch.Tensor:
+        """``(K, 96, M)`` patches -> ``(K, K')`` outputs (:func:`patch_outputs_of`), ``batch_size`` at a time."""
         self.patch_calls += int(p.shape[0])
-        if self.probs_fn is not None and not torch.is_grad_enabled():  # e.g. ONNX Runtime: same softmax, faster
+        if self.probs_fn is not None and not torch.is_grad_enabled():  # e.g. ONNX Runtime: same outputs, faster
             return torch.from_numpy(np.asarray(self.probs_fn(np.ascontiguousarray(p.numpy())), np.float32))
-        outs = [torch.softmax(self.model(p[i:i + self.batch_size, None]), dim=1)
+        outs = [patch_outputs_of(self.model, p[i:i + self.batch_size, None])
                 for i in range(0, p.shape[0], self.batch_size)]
         return torch.cat(outs) if outs else p.new_zeros((0, 0))
 
@@ -129,10 +150,10 @@ class UtteranceScore(nn.Module):
                 probs[same] = rprob[None].expand(b, -1, -1)[same]
                 todo &= ~same
             if todo.any():
-                probs[todo] = self._softmax(p[todo])
+                probs[todo] = self._outputs(p[todo])
         else:
-            probs = self._softmax(p.reshape(b * v, *p.shape[2:])).reshape(b, v, -1)
-        out = probs.mean(dim=1)
+            probs = self._outputs(p.reshape(b * v, *p.shape[2:])).reshape(b, v, -1)
+        out = utterance_probs(self.model, probs)
         if self.score == "log_prob":
             out = torch.log(out.clamp_min(1e-12))
         if self.contrast is not None:
@@ -253,8 +274,8 @@ def decision_predictor(model: nn.Module | None, log_mel: np.ndarray, voting: np.
     of the decision over the ``voting`` patches, as :func:`utterance_predictor` with
     ``voting``, but only voting patches run, and patches equal to the original's or
     to the all-mean baseline's are not re-run. ``probs_fn`` (patches ``(K, 96, M)`` ->
-    softmax ``(K, C)``, e.g. ``EmotionRecognizer.patch_probabilities`` on ONNX Runtime)
-    runs the patches instead of ``model``."""
+    per-patch outputs ``(K, K')``, e.g. ``EmotionRecognizer.patch_outputs`` on ONNX
+    Runtime) runs the patches instead of ``model``."""
     lm = np.asarray(log_mel, np.float32)
     refs = [lm, np.full_like(lm, float(lm.mean()))]
     if probs_fn is not None:
@@ -281,7 +302,8 @@ def decision_predictor(model: nn.Module | None, log_mel: np.ndarray, voting: np.
             if todo.any():
                 out[todo] = probs_fn(np.ascontiguousarray(ps[todo]))
                 counter["patches"] += int(todo.sum())
-            return out.mean(axis=1)
+            with torch.no_grad():
+                return utterance_probs(model, torch.from_numpy(out.astype(np.float32))).numpy()
 
         predict_np.counter = counter
         return predict_np

@@ -1,6 +1,10 @@
 """Inference backends: the one model call of prediction, behind a common interface.
 
-``backend.run(patches (n, 96, 64) float32) -> (probs (n, C), audioset (n, 521) or None)``
+``backend.run(patches (n, 96, 64) float32) -> (outputs (n, K), audioset (n, 521) or None)``
+
+``outputs`` are :meth:`FusionNet.patch_outputs`: the emotion softmax (``K = C``) of a
+voting model, the embedding (``K = D``) of a statistics-pooling one; the recognizer's
+:mod:`~emolens.models.decision` turns them into the utterance decision.
 
 * :class:`TorchBackend`: the PyTorch :class:`FusionNet` itself (imports torch).
 * :class:`OnnxBackend`: the same graph exported to ONNX (:mod:`onnx_export`) run by
@@ -42,7 +46,7 @@ class Backend(Protocol):
     name: str
 
     def run(self, patches: np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """``patches (n, 96, 64)`` -> ``(probs (n, C), audioset (n, 521) or None)``,
+        """``patches (n, 96, 64)`` -> ``(outputs (n, K), audioset (n, 521) or None)``,
         ``batch_size`` patches per forward pass (default: the backend's)."""
 
 
@@ -71,21 +75,19 @@ class TorchBackend:
     def run(self, patches: np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
 
-        probs, audioset = [], []
+        outs, audioset = [], []
         with_as = self.model.yamnet is not None
         with torch.no_grad():
             for x in _batches(patches, batch_size or self.batch_size):
-                t = torch.from_numpy(x)
+                o, scores = self.model.patch_outputs(torch.from_numpy(x))
+                outs.append(o.numpy())
                 if with_as:
-                    logits, scores = self.model.forward_with_audioset(t)
                     audioset.append(scores.numpy())
-                else:
-                    logits = self.model(t)
-                probs.append(torch.softmax(logits, 1).numpy())
-        n_classes = self.model.head.classifier[-1].out_features
-        if not probs:
-            return np.zeros((0, n_classes), np.float32), (np.zeros((0, 521), np.float32) if with_as else None)
-        return np.concatenate(probs), (np.concatenate(audioset) if with_as else None)
+        head = self.model.head
+        width = head.classifier[-1].out_features if head.pooling == "mean" else head.width
+        if not outs:
+            return np.zeros((0, width), np.float32), (np.zeros((0, 521), np.float32) if with_as else None)
+        return np.concatenate(outs), (np.concatenate(audioset) if with_as else None)
 
 
 class OnnxBackend:
@@ -111,7 +113,7 @@ class OnnxBackend:
         self.path = Path(path)
         self.batch_size = batch_size
         self.outputs = [o.name for o in self.session.get_outputs()]
-        self.n_classes = int(self.session.get_outputs()[0].shape[1])
+        self.width = int(self.session.get_outputs()[0].shape[1])  # C (probs) or D (embedding)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.fingerprint = meta.get("emolens_weights_sha256")
         self.quantized = meta.get("emolens_quantized")  # e.g. "int8-vggish", None for float
@@ -125,7 +127,7 @@ class OnnxBackend:
             if with_as:
                 audioset.append(out[1])
         if not probs:
-            return np.zeros((0, self.n_classes), np.float32), (np.zeros((0, 521), np.float32) if with_as else None)
+            return np.zeros((0, self.width), np.float32), (np.zeros((0, 521), np.float32) if with_as else None)
         return np.concatenate(probs), (np.concatenate(audioset) if with_as else None)
 
 

@@ -28,6 +28,19 @@ softmax is applied by the loss / at prediction. The single-backbone baselines ar
 same class with ``streams=("vggish",)`` or ``("yamnet",)``, so the comparison only
 changes the inputs to an identical head.
 
+Decision (``pooling``, the head's last choice; :mod:`emolens.models.decision`):
+
+* ``mean`` (the thesis, every trainable kind): the classifier reads each patch and the
+  utterance is the mean of the patch softmaxes over the voting patches.
+* ``mean+std`` (statistics pooling; the shipped model, chosen on the leave-one-corpus-out
+  table of ``benchmarks/generalisation.py``): the classifier reads the utterance's mean
+  ``mu`` and standard deviation ``sigma`` over its voting patches of the normalised
+  stream vector ``z`` (:meth:`FusionHead.embed`), ``logits = W [mu, sigma] + b``. Per
+  patch, the head returns the patch's exact share of those logits given the utterance's
+  ``(mu, sigma)`` (its *context*, :meth:`FusionHead.use_context`):
+  ``c_i = W [z_i, (z_i - mu)**2 / sigma] + b``, whose mean over the voting patches *is*
+  the utterance logits. Explanations attribute ``c_i`` per patch.
+
 Fine-tuning scopes (``set_finetune``): ``head`` (backbones frozen; their raw stream
 features can be computed once with :meth:`FusionNet.extract` and cached), ``top``
 (VGGish's last conv block + FC layers and YAMNet's last two depthwise-separable layers
@@ -36,7 +49,8 @@ trainable), ``all`` (everything).
 
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -62,6 +76,10 @@ RAW_DIMS: dict[str, int] = {"vggish": 128, "vggish_layers": 64 + 128 + 256 + 512
 YAMNET_CHANNELS = (32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
 RAW_DIMS.update({f"yamnet_l{i}": 2 * c for i, c in enumerate(YAMNET_CHANNELS)})
 VGGISH_BLOCK_DIMS = (64, 128, 256, 512)
+#: Decisions a head can make (see the module doc).
+POOLINGS = ("mean", "mean+std")
+#: Floor of the standard deviation in statistics pooling (a one-patch utterance has sigma 0).
+SIGMA_FLOOR = 1e-6
 #: YAMNet input offset conversion: exp(x) - (0.01 - 0.001).
 _OFFSET_SHIFT = 0.01 - 0.001
 
@@ -75,9 +93,15 @@ class FusionHead(nn.Module):
     """Stream projections + depth concatenation + FC classifier (shared by all kinds)."""
 
     def __init__(self, streams: Sequence[str], n_classes: int, hidden: int = 256,
-                 layer_dim: int = 256, dropout: float = 0.3):
+                 layer_dim: int = 256, dropout: float = 0.3, pooling: str = "mean"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
+        if pooling != "mean" and hidden > 0:
+            raise ValueError("statistics pooling needs a linear classifier (hidden=0): its per-patch shares must add up")
+        self.pooling = pooling
         self.streams = tuple(streams)
+        self._context: tuple[torch.Tensor, torch.Tensor] | None = None
         dims = {}
         if "vggish_layers" in self.streams:
             self.layer_proj = nn.ModuleList(nn.Linear(d, layer_dim) for d in VGGISH_BLOCK_DIMS)
@@ -87,13 +111,17 @@ class FusionHead(nn.Module):
                 dims[s] = RAW_DIMS[s]
         self.norms = nn.ModuleDict({s: nn.LayerNorm(dims[s]) for s in self.streams})
         width = sum(dims[s] for s in self.streams)
+        self.width = width  # of the normalised stream vector z (embed)
+        if pooling == "mean+std":
+            width *= 2  # the classifier reads [mu, sigma]
         # hidden=0: a linear classifier on the normalised streams (logistic regression)
         self.classifier = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, n_classes),
         ) if hidden > 0 else nn.Sequential(nn.Dropout(dropout), nn.Linear(width, n_classes))
 
-    def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+    def embed(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``z (B, width)``: the normalised streams, concatenated (what the classifier reads per patch)."""
         parts = []
         for s in self.streams:
             f = feats[s]
@@ -101,7 +129,50 @@ class FusionHead(nn.Module):
                 chunks = torch.split(f, VGGISH_BLOCK_DIMS, dim=1)
                 f = sum(p(c) for p, c in zip(self.layer_proj, chunks))
             parts.append(self.norms[s](f))
-        return self.classifier(torch.cat(parts, dim=1))
+        return torch.cat(parts, dim=1)
+
+    def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-patch logits ``(B, C)``; with statistics pooling each patch's share of the
+        utterance logits given the context (:meth:`use_context`; without one, the batch
+        is taken as one utterance)."""
+        return self.from_embedding(self.embed(feats))
+
+    def from_embedding(self, z: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` from ``z (B, width)``."""
+        if self.pooling == "mean":
+            return self.classifier(z)
+        mu, sigma = self._context if self._context is not None else pooled_stats(z)
+        return self.classifier(torch.cat([z, (z - mu) ** 2 / sigma], dim=1))
+
+    def pooled_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Utterance logits ``(..., C)`` from the voting patches' ``z (..., V, width)``
+        (differentiable): ``W [mu, sigma] + b`` with statistics pooling, else the log of
+        the mean patch softmax (the vote)."""
+        if self.pooling == "mean":
+            return torch.log(torch.softmax(self.classifier(z), -1).mean(-2).clamp_min(1e-12))
+        mu, sigma = pooled_stats(z)
+        return self.classifier(torch.cat([mu.squeeze(-2), sigma.squeeze(-2)], dim=-1))
+
+    @contextmanager
+    def use_context(self, mu: torch.Tensor | None, sigma: torch.Tensor | None) -> Iterator[None]:
+        """Within the block, :meth:`forward` returns patch shares of the utterance with
+        statistics ``mu, sigma (width,)`` (no-op for the vote, or with ``None``)."""
+        prev = self._context
+        if mu is not None and sigma is not None:
+            self._context = (torch.as_tensor(mu, dtype=torch.float32),
+                             torch.as_tensor(sigma, dtype=torch.float32).clamp_min(SIGMA_FLOOR))
+        try:
+            yield
+        finally:
+            self._context = prev
+
+
+def pooled_stats(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu, sigma)`` ``(..., 1, width)`` over the patch axis -2 of ``z (..., V, width)``;
+    ``sigma`` floored at :data:`SIGMA_FLOOR` (differentiable everywhere)."""
+    mu = z.mean(-2, keepdim=True)
+    var = ((z - mu) ** 2).mean(-2, keepdim=True)
+    return mu, torch.sqrt(var.clamp_min(SIGMA_FLOOR ** 2))
 
 
 class FusionNet(nn.Module):
@@ -109,7 +180,7 @@ class FusionNet(nn.Module):
 
     def __init__(self, n_classes: int, streams: Sequence[str] = MODEL_STREAMS["fusion"], *,
                  vggish: VGGish | None = None, yamnet: YAMNet | None = None,
-                 hidden: int = 256, layer_dim: int = 256, dropout: float = 0.3):
+                 hidden: int = 256, layer_dim: int = 256, dropout: float = 0.3, pooling: str = "mean"):
         super().__init__()
         self.streams = tuple(streams)
         unknown = set(self.streams) - set(RAW_DIMS)
@@ -119,7 +190,7 @@ class FusionNet(nn.Module):
         self.uses_yamnet = any(s.startswith("yamnet") for s in self.streams)
         self.vggish = (vggish or VGGish()) if self.uses_vggish else None
         self.yamnet = (yamnet or YAMNet()) if self.uses_yamnet else None
-        self.head = FusionHead(self.streams, n_classes, hidden, layer_dim, dropout)
+        self.head = FusionHead(self.streams, n_classes, hidden, layer_dim, dropout, pooling)
 
     # -- features ---------------------------------------------------------------
     def extract(self, x: torch.Tensor, streams: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
@@ -165,6 +236,18 @@ class FusionNet(nn.Module):
         scores = torch.sigmoid(self.yamnet.classifier(feats["yamnet"]))
         return self.head({s: feats[s] for s in self.streams}), scores
 
+    def patch_outputs(self, x: torch.Tensor, audioset: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What inference reads per patch, ``(outputs (B, K), AudioSet scores (B, 521) or
+        None; ``audioset=False``: None)``: the emotion softmax (``K = C``) for the vote, the embedding ``z``
+        (``K = width``) for statistics pooling, whose decision needs the whole utterance
+        (:mod:`emolens.models.decision`)."""
+        with_as = audioset and self.yamnet is not None
+        feats = self.extract(x, tuple(dict.fromkeys(self.streams + (("yamnet",) if with_as else ()))))
+        scores = torch.sigmoid(self.yamnet.classifier(feats["yamnet"])) if with_as else None
+        z = self.head.embed({s: feats[s] for s in self.streams})
+        out = torch.softmax(self.head.classifier(z), 1) if self.head.pooling == "mean" else z
+        return out, scores
+
     # -- training scopes and explanation hooks ------------------------------------
     def set_finetune(self, mode: str) -> list[nn.Parameter]:
         """Freeze/unfreeze backbones for ``mode`` in {head, top, all}; returns the
@@ -208,4 +291,4 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["FusionNet", "FusionHead", "MODEL_STREAMS", "RAW_DIMS", "vggish_to_yamnet_input", "count_parameters"]
+__all__ = ["FusionNet", "FusionHead", "POOLINGS", "pooled_stats", "MODEL_STREAMS", "RAW_DIMS", "vggish_to_yamnet_input", "count_parameters"]

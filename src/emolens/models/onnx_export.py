@@ -3,11 +3,13 @@
 The graph takes log-mel patches ``patches`` ``(n, 1, 96, 64)`` (``log(mel + 0.01)``,
 float32, dynamic batch axis ``n``) and returns
 
-* ``probs`` ``(n, C)``: the emotion softmax per patch;
+* ``probs`` ``(n, C)``: the emotion softmax per patch (a voting head), or ``embedding``
+  ``(n, D)``: the normalised stream vector per patch (a statistics-pooling head, whose
+  tiny classifier runs in numpy on the utterance statistics: :mod:`emolens.models.decision`);
 * ``audioset`` ``(n, 521)``: YAMNet's AudioSet sigmoid scores (speech gating), only for
   models with a YAMNet branch.
 
-Both come from :meth:`FusionNet.forward_with_audioset` (one pass through YAMNet). The
+Both come from :meth:`FusionNet.patch_outputs` (one pass through YAMNet). The
 file records which weights it was made from (``emolens_weights_sha256`` in the ONNX
 metadata, the sha256 of ``model.safetensors`` + ``model.json``) so a stale export is
 never used for a retrained model.
@@ -90,14 +92,13 @@ class _ExportWrapper(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor):  # noqa: ANN201 - one or two tensors
-        if self.model.yamnet is not None:
-            logits, scores = self.model.forward_with_audioset(x)
-            return torch.softmax(logits, 1), scores
-        return torch.softmax(self.model(x), 1)
+        out, scores = self.model.patch_outputs(x)
+        return (out, scores) if scores is not None else out
 
 
 def output_names(model: FusionNet) -> list[str]:
-    return ["probs", "audioset"] if model.yamnet is not None else ["probs"]
+    first = "probs" if model.head.pooling == "mean" else "embedding"
+    return [first, "audioset"] if model.yamnet is not None else [first]
 
 
 def export_onnx(model: FusionNet, path: str | Path, fingerprint: str = "",

@@ -1,0 +1,164 @@
+"""The utterance decision from per-patch model outputs, in numpy (no torch).
+
+A backend returns one row per patch (:meth:`FusionNet.patch_outputs`); what the row is
+and how an utterance is decided from its voting patches depends on the head's pooling
+(model.json ``head.pooling``; :mod:`emolens.models.fusion`):
+
+* :class:`PatchVote` (``mean``): rows are the emotion softmax ``(n, C)``; the utterance
+  is their mean over the voting patches.
+* :class:`StatisticsPooling` (``mean+std``): rows are the normalised stream vector
+  ``z (n, D)``; the utterance logits are ``W [mu, sigma] + b`` with the mean and
+  standard deviation of ``z`` over the voting patches. A patch's own probabilities
+  (the patch timeline, the maps' per-patch labels) are the softmax of its exact share of
+  those logits, ``c_i = W [z_i, (z_i - mu)**2 / sigma] + b`` (their mean over the voting
+  patches is the utterance logits), so no patch is decided out of its utterance.
+
+Both share one interface: ``decide(outputs, voting) -> Decided`` and
+``patch_probs(outputs, context)``; :func:`decision_for` builds the one of a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: Floor of sigma (as :data:`emolens.models.fusion.SIGMA_FLOOR`; a one-patch utterance has sigma 0).
+SIGMA_FLOOR = 1e-6
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (float32)."""
+    x = np.asarray(logits, np.float64)
+    x = np.exp(x - x.max(-1, keepdims=True))
+    return (x / x.sum(-1, keepdims=True)).astype(np.float32)
+
+
+@dataclass
+class Decided:
+    """One utterance's decision: ``patch_probs (n, C)``, ``probs (C,)`` (before
+    calibration) and the context ``(mu, sigma)`` it was decided in (``None`` for the vote)."""
+
+    patch_probs: np.ndarray
+    probs: np.ndarray
+    context: tuple[np.ndarray, np.ndarray] | None = None
+
+
+class PatchVote:
+    """The thesis's decision: mean of the voting patches' softmax."""
+
+    pooling = "mean"
+
+    def decide(self, outputs: np.ndarray, voting: np.ndarray) -> Decided:
+        v = np.asarray(voting, bool)
+        sel = outputs[v] if v.any() else outputs
+        return Decided(outputs, sel.mean(0) if len(sel) else np.full(outputs.shape[1], np.nan, np.float32))
+
+    def patch_probs(self, outputs: np.ndarray, context=None) -> np.ndarray:  # noqa: ANN001 - unused
+        return outputs
+
+    def windows(self, outputs: np.ndarray, voting: np.ndarray, n: int) -> np.ndarray:
+        """Per-patch probabilities of a long recording (the vote needs no context)."""
+        return outputs
+
+
+@dataclass
+class StatisticsPooling:
+    """``logits = weight @ [mu, sigma] + bias``; ``weight (C, 2D)``, ``bias (C,)``."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    pooling = "mean+std"
+
+    @property
+    def width(self) -> int:
+        return self.weight.shape[1] // 2
+
+    def stats(self, z: np.ndarray, voting: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(mu, sigma)`` ``(D,)`` over the voting rows of ``z (n, D)`` (all rows when none votes)."""
+        z = np.asarray(z, np.float64)
+        if voting is not None and np.any(voting):
+            z = z[np.asarray(voting, bool)]
+        mu = z.mean(0)
+        return mu, np.sqrt(np.maximum(((z - mu) ** 2).mean(0), SIGMA_FLOOR ** 2))
+
+    def logits(self, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        """Utterance logits ``(..., C)`` from ``mu, sigma (..., D)``."""
+        return np.concatenate([mu, sigma], -1) @ self.weight.T.astype(np.float64) + self.bias
+
+    def contributions(self, z: np.ndarray, context: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Each patch's share ``(n, C)`` of the utterance logits in ``context = (mu, sigma)``."""
+        mu, sigma = context
+        z = np.asarray(z, np.float64)
+        return self.logits(z, (z - mu) ** 2 / np.maximum(sigma, SIGMA_FLOOR))
+
+    def decide(self, outputs: np.ndarray, voting: np.ndarray) -> Decided:
+        ctx = self.stats(outputs, voting)
+        return Decided(softmax(self.contributions(outputs, ctx)), softmax(self.logits(*ctx)), ctx)
+
+    def patch_probs(self, outputs: np.ndarray, context: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Softmax of the patches' shares in ``context`` (default: the rows' own statistics)."""
+        return softmax(self.contributions(outputs, context if context is not None else self.stats(outputs)))
+
+    def windows(self, outputs: np.ndarray, voting: np.ndarray, n: int) -> np.ndarray:
+        """``(P, C)``: for every patch of a long recording, the decision of the centred
+        window of ``n`` patches around it (its voting patches; all of them when none
+        votes), i.e. what a clip of that span would be labelled. Running sums in float64."""
+        z = np.asarray(outputs, np.float64)
+        P = len(z)
+        if P == 0:
+            return np.zeros((0, len(self.bias)), np.float32)
+        n = max(1, int(n))
+        i = np.arange(P)
+        lo, hi = np.maximum(0, i - (n - 1) // 2), np.minimum(P, i + n // 2 + 1)
+        out = np.empty((P, len(self.bias)), np.float32)
+        v = np.asarray(voting, bool)
+        for s in range(0, P, 2048):  # bounded memory for hour-long recordings
+            e = min(P, s + 2048)
+            a, b = lo[s:e].min(), hi[s:e].max()
+            w = v[a:b].astype(np.float64)
+            zz = z[a:b]
+            c1 = np.vstack([np.zeros((1, z.shape[1] + 1)), np.cumsum(np.hstack([zz * w[:, None], w[:, None]]), 0)])
+            c2 = np.vstack([np.zeros((1, z.shape[1])), np.cumsum(zz * zz * w[:, None], 0)])
+            a1 = np.vstack([np.zeros((1, z.shape[1])), np.cumsum(zz, 0)])
+            a2 = np.vstack([np.zeros((1, z.shape[1])), np.cumsum(zz * zz, 0)])
+            l, h = lo[s:e] - a, hi[s:e] - a
+            cnt = c1[h, -1] - c1[l, -1]
+            has = cnt > 0
+            s1 = np.where(has[:, None], c1[h, :-1] - c1[l, :-1], a1[h] - a1[l])
+            s2 = np.where(has[:, None], c2[h] - c2[l], a2[h] - a2[l])
+            k = np.where(has, cnt, h - l)[:, None]
+            mu = s1 / k
+            sigma = np.sqrt(np.maximum(s2 / k - mu * mu, SIGMA_FLOOR ** 2))
+            out[s:e] = softmax(self.logits(mu, sigma))
+        return out
+
+
+Decision = PatchVote | StatisticsPooling
+
+
+def decision_for(config: dict, run_dir: str | Path | None = None, head_state: dict | None = None) -> Decision:
+    """The decision of a model (model.json ``head.pooling``; default the vote). Statistics
+    pooling reads its classifier from ``head_state`` (a torch state dict) or, without
+    torch, from ``run_dir``'s ``model.safetensors``."""
+    pooling = (config.get("head") or {}).get("pooling", "mean")
+    if pooling == "mean":
+        return PatchVote()
+    if pooling != "mean+std":
+        from emolens.errors import ModelError
+
+        raise ModelError(f"model.json head.pooling {pooling!r} is not one this emolens knows (mean, mean+std); update emolens")
+    key_w, key_b = "head.classifier.1.weight", "head.classifier.1.bias"
+    if head_state is not None:
+        w, b = head_state["classifier.1.weight"], head_state["classifier.1.bias"]
+        return StatisticsPooling(w.detach().numpy().astype(np.float32), b.detach().numpy().astype(np.float32))
+    from safetensors.numpy import load_file
+
+    from emolens.models.run_files import MODEL_FILE
+
+    st = load_file(str(Path(run_dir) / MODEL_FILE))
+    return StatisticsPooling(st[key_w].astype(np.float32), st[key_b].astype(np.float32))
+
+
+__all__ = ["Decided", "Decision", "PatchVote", "StatisticsPooling", "decision_for", "softmax", "SIGMA_FLOOR"]
