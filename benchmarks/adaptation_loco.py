@@ -2,7 +2,8 @@
 one-emotion-per-speaker test corpora), as ``scripts/train_default`` measures them for
 the card, with research variants next to the shipped one.
 
-    python benchmarks/adaptation_loco.py --work-root /work/cache/gen [--methods nap,mean,prior] [--seed 0] [--prior-iterations 3]
+    python benchmarks/adaptation_loco.py --work-root /work/cache/gen [--methods nap,mean,prior,enrol] [--seed 0] \
+        [--prior-iterations 3] [--enrol-clips 1]
 
 Work dirs: one prepared corpus each (as ``benchmarks/generalisation.py`` makes them, with
 the cached YAMNet features); CASIA and TurEV-DB are tested by the head trained on the
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--prior-iterations", type=int, default=None, help="re-estimations of the emotion mix (method prior)")
+    ap.add_argument("--enrol-clips", type=int, default=1, help="neutral clips per speaker for method enrol (--neutral)")
     args = ap.parse_args(argv)
     import torch
 
@@ -46,17 +48,24 @@ def main(argv: list[str] | None = None) -> int:
         data[cf.name] = cf
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     res = adaptation_loco(DEFAULT_HEAD, data, seed=args.seed, evaluate_only=sorted(set(data) & set(NOT_SHIPPABLE)),
-                          methods=methods, draws=args.draws, prior_iterations=args.prior_iterations or PRIOR_ITERATIONS)
-    keys = ["single", *methods, "one_single", *[f"one_{m}" for m in methods]]
+                          methods=methods, draws=args.draws, prior_iterations=args.prior_iterations or PRIOR_ITERATIONS,
+                          enrol_clips=args.enrol_clips)
+    plain = [m for m in methods if m != "enrol"]
+    keys = ["single", *plain, "one_single", *[f"one_{m}" for m in plain]]
+    if "enrol" in methods:
+        keys += ["enrol_single", "enrol", "one_enrol_single", "one_enrol"]
     print("| corpus | " + " | ".join(k.replace("one_", "one emotion: ") for k in keys) + " |")
     print("|" + "---|" * (len(keys) + 1))
     for c, r in res["per_corpus"].items():
         print(f"| {c} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |")
     print("| **mean** | " + " | ".join(f"**{res['mean'][k]:.3f}**" for k in keys) + " |")
     m = res["mean"]
-    for meth in methods:
+    for meth in plain:
         print(f"{meth}: {100 * (m[meth] - m['single']):+.1f} pt balanced, "
               f"{100 * (m[f'one_{meth}'] - m['one_single']):+.1f} pt one emotion")
+    if "enrol" in methods:
+        print(f"enrol ({args.enrol_clips} neutral clip(s)): {100 * (m['enrol'] - m['enrol_single']):+.1f} pt balanced, "
+              f"{100 * (m['one_enrol'] - m['one_enrol_single']):+.1f} pt one emotion (on the clips that are not enrolment)")
     print(f"total {time.perf_counter() - t0:.0f} s")
     return 0
 

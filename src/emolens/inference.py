@@ -305,14 +305,18 @@ class EmotionRecognizer:
 
     def analyze_clips(self, clips: list[AudioClip], batch_size: int | None = None,
                       prepared: list | None = None, groups: list | None = None,
-                      adapt: bool = False, single_recording: bool = False) -> list[Analysis]:
+                      adapt: bool = False, single_recording: bool = False,
+                      neutral: list[AudioClip] | dict[str, list[AudioClip]] | None = None) -> list[Analysis]:
         """Classify several clips with their patches batched together (``prepared``:
         their :meth:`prepare_clip` results, when already computed). ``groups`` (one key
         per clip, e.g. its speaker) sets the normalisation groups of a model trained with
         stream normalisation; by default each clip is its own group. ``adapt``: adapt
         every voice group (``groups``; default: all clips are one voice) with its own
         statistics (:mod:`emolens.adaptation`; what was done is in ``last_adaptation``);
-        ``single_recording``: one long recording of one voice needs no minimum clip count."""
+        ``single_recording``: one long recording of one voice needs no minimum clip count;
+        ``neutral``: with ``adapt``, recordings of the voice speaking neutrally (a list: of
+        every group; a dict: per group key) to enrol it with instead of the unlabelled
+        statistics (:mod:`emolens.adaptation.transform`, neutral enrolment)."""
         parts = prepared if prepared is not None else [self._patches(c) for c in clips]
         if not parts:
             return []
@@ -327,8 +331,14 @@ class EmotionRecognizer:
         if adapt:
             from emolens.adaptation.runtime import adapted_outputs
 
+            enrol = None
+            if neutral is not None:
+                keys = sorted({str(g) for g in (groups if groups is not None else ["all"] * len(clips))})
+                by_key = neutral if isinstance(neutral, dict) else {k: list(neutral) for k in keys}
+                enrol = {str(k): [self._patches(c) for c in v] for k, v in by_key.items()}
             probs, audioset, self.last_adaptation, adapted = adapted_outputs(self, parts, groups, batch_size,
-                                                                             single_recording=single_recording)
+                                                                             single_recording=single_recording,
+                                                                             neutral=enrol)
         else:
             probs, audioset = self.patch_outputs(all_patches, batch_size, group_ids)
         gate = self.speech_gate
@@ -390,12 +400,16 @@ class EmotionRecognizer:
         return self.analyze_clip(load_audio(path, sample_rate=self.frontend.sample_rate, max_seconds=max_seconds))
 
     def analyze_voice(self, paths: Iterable[str | Path], adapt: bool = True,
-                      max_seconds: float | None = DEFAULT_MAX_SECONDS) -> list[Analysis]:
+                      max_seconds: float | None = DEFAULT_MAX_SECONDS,
+                      neutral: Iterable[str | Path] | None = None) -> list[Analysis]:
         """Classify several recordings of ONE voice together; with ``adapt`` (``--adapt``)
         they are adapted to that voice when there is enough of it (see
-        :func:`emolens.adaptation.adapt_rule`; ``last_adaptation`` says what was done)."""
-        clips = [load_audio(p, sample_rate=self.frontend.sample_rate, max_seconds=max_seconds) for p in paths]
-        return self.analyze_clips(clips, groups=["voice"] * len(clips), adapt=adapt)
+        :func:`emolens.adaptation.adapt_rule`; ``last_adaptation`` says what was done),
+        or, with ``neutral`` (recordings of the voice speaking neutrally), enrolled with those."""
+        load = lambda p: load_audio(p, sample_rate=self.frontend.sample_rate, max_seconds=max_seconds)  # noqa: E731
+        clips = [load(p) for p in paths]
+        ref = [load(p) for p in neutral] if neutral is not None else None
+        return self.analyze_clips(clips, groups=["voice"] * len(clips), adapt=adapt, neutral=ref)
 
     def predict_file(self, path: str | Path) -> Analysis:
         return self.analyze(path)

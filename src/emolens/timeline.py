@@ -42,6 +42,9 @@ class TimelineConfig:
             recording is classified unadapted and a note says so. Keeps the stream
             features of every patch until the end (about 10 kB per 0.48-s patch, 77 MB
             per hour with the shipped model) instead of constant memory.
+        neutral: with ``adapt``, recordings of the voice speaking neutrally (paths) to
+            enrol it with instead of the recording's own statistics (cannot erase a
+            steady emotion; :mod:`emolens.adaptation.transform`).
         context: patches in the centred window each patch is decided in by a
             statistics-pooling model (5 = 2.88 s, about one training utterance; its
             statistics need more than one patch); such a model keeps each patch's
@@ -51,6 +54,7 @@ class TimelineConfig:
 
     smooth: int = 1
     context: int = 5
+    neutral: tuple[str, ...] = ()
     block_seconds: float = 60.0
     adapt: bool = False
 
@@ -189,7 +193,10 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
     if cfg.adapt:
         from emolens.adaptation.timeline import adapt_recording
 
-        raw, note = adapt_recording(rec, feats, v)
+        from emolens.audio.io import load_audio
+
+        ref = [load_audio(p, sample_rate=rec.frontend.sample_rate) for p in cfg.neutral] or None
+        raw, note = adapt_recording(rec, feats, v, neutral=ref)
         probs = [raw]
         info.notes.append(note)
     p = moving_average(rec.decision.windows(np.concatenate(probs), v, cfg.context), cfg.smooth)

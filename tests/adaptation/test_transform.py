@@ -100,3 +100,37 @@ def test_shrinkage_and_fallback():
     back = SpeakerAdapter.from_arrays(ad.to_arrays(), cfg)
     np.testing.assert_array_equal(back.apply({"f": xt}, g, v, np.array([30.0]))["f"],
                                   ad.apply({"f": xt}, g, v, np.array([30.0]))["f"])
+
+
+@pytest.mark.parametrize("emotion", [1, 3])
+def test_neutral_enrolment_removes_the_voice_and_keeps_a_steady_emotion(emotion):
+    rng = np.random.default_rng(3)
+    x, y, s = _train(rng)
+    cfg = AdaptConfig(k=5, q=3, enrol_shrink_seconds=0.0)
+    ad = _fit(x, y, s, cfg)
+    st = ad.streams["f"]
+    np.testing.assert_allclose(st.class_means[:, EMO_DIMS], _emotion_means()[:, EMO_DIMS], atol=0.3)  # each class's mean
+    # a voice far from the training voices, angry (or sad) in every clip, enrolled with 2 clips of class 0
+    r = np.random.default_rng(200 + emotion)
+    xt, yt, off = _voice(r, {emotion: 12}, offset_scale=6.0)
+    enrol = off + _emotion_means()[0] + r.normal(0, 0.3, (2, D))
+    o = ad.enrolment_offsets({"f": enrol}, np.zeros(2, int), np.ones(2, bool), np.array([2.0]), reference=0)
+    np.testing.assert_allclose(o["f"][0], enrol.mean(0) - st.class_means[0], atol=1e-5)
+    out = ad.subtract({"f": xt}, np.zeros(len(yt), int), o)["f"]
+    # the voice offset is gone (speaker dims back near 0) and the steady emotion is kept
+    assert np.linalg.norm(out[:, SPK_DIMS].mean(0)) < 0.2 * np.linalg.norm(off[SPK_DIMS])
+    np.testing.assert_allclose(out[:, EMO_DIMS].mean(0), xt[:, EMO_DIMS].mean(0), atol=0.5)
+    assert np.mean(_nearest_class(out) == emotion) == 1.0
+    plain = SpeakerAdapter(AdaptConfig(k=5, q=3, shrink_seconds=0.0), ad.streams)
+    mean = plain.apply({"f": xt}, np.zeros(len(yt), int), np.ones(len(yt), bool), np.array([100.0]), method="mean")["f"]
+    assert np.linalg.norm(mean[:, EMO_DIMS].mean(0) - st.mean[EMO_DIMS]) < 0.1  # the mean shift erases it instead
+    # shrinkage: w = S / (S + S0); statistics round trip keeps the class means; old files refuse enrolment
+    shrunk = SpeakerAdapter(AdaptConfig(enrol_shrink_seconds=3.0), ad.streams)
+    o3 = shrunk.enrolment_offsets({"f": enrol}, np.zeros(2, int), np.ones(2, bool), np.array([1.5]), reference=0)
+    np.testing.assert_allclose(o3["f"], o["f"] * 1.5 / 4.5, rtol=1e-5, atol=1e-6)
+    back = SpeakerAdapter.from_arrays(ad.to_arrays(), cfg)
+    np.testing.assert_array_equal(back.streams["f"].class_means, st.class_means)
+    old = {k: v for k, v in ad.to_arrays().items() if not k.endswith("class_means")}
+    with pytest.raises(ValueError, match="refit"):
+        SpeakerAdapter.from_arrays(old, cfg).enrolment_offsets({"f": enrol}, np.zeros(2, int), np.ones(2, bool),
+                                                               np.array([2.0]), reference=0)

@@ -87,3 +87,18 @@ def test_adapt_checkbox_says_what_adapt_measured():
     assert info.startswith("On this model's leave-one-corpus-out folds --adapt changed UAR by -0.014")
     assert "-0.096 (speakers showing one emotion)" in info
     assert _adapt_info(SimpleNamespace(config={})) is None
+
+
+@pytest.mark.slow
+def test_adapt_with_a_neutral_clip_of_the_voice(shared_dir, tmp_path):
+    rec = EmotionRecognizer.default(backend="torch")
+    wav = shared_dir / "data" / "emodb-original" / "wav"
+    s = AppSession(rec, AppConfig(workdir=tmp_path / "w"))
+    plain = s.analyse(wav / "03a02Wb.flac").probs
+    a = s.analyse(wav / "03a02Wb.flac", adapt=True, neutral=wav / "03a01Nc.flac")
+    assert a.adapted and any("from 1 neutral clip" in n for n in a.clip.notes)
+    assert np.abs(a.probs - plain).max() > 0.01
+    with pytest.raises(AudioError, match="tick 'adapt to this voice'"):
+        s.analyse(wav / "03a02Wb.flac", neutral=wav / "03a01Nc.flac")
+    with pytest.raises(AudioError, match="no neutral clip received"):
+        s.analyse(wav / "03a02Wb.flac", adapt=True, neutral=tmp_path / "missing.wav")

@@ -136,3 +136,45 @@ def test_timeline_adapt(shared_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     seg = json.loads((tmp_path / "tl2" / "segments.json").read_text())
     assert any("not adapted" in n and "s of speech (< 10 s)" in n for n in seg["notes"])
+
+
+@pytest.mark.slow
+def test_predict_and_timeline_adapt_with_a_neutral_clip(shared_dir, tmp_path):
+    d = _actor(shared_dir, tmp_path)
+    neutral = sorted(f for f in d.iterdir() if f.name.split("-")[2] == "01")[0]
+    r = _emolens("predict", "--json", "--adapt", "--neutral", neutral, d, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = [json.loads(l) for l in r.stdout.splitlines()]
+    assert len(out) == 27 and neutral.name not in {Path(o["file"]).name for o in out}  # the enrolment clip is not classified
+    assert f"adapted to voice '{d}' from 1 neutral clip" in r.stderr and "27 clips classified" in r.stderr
+    from emolens.resources import default_model_dir
+
+    m = json.loads((default_model_dir() / "model.json").read_text())["card"]["adaptation_loco"]
+    assert m["enrol"] > m["enrol_single"] and m["one_enrol"] > m["one_enrol_single"]  # measured: helps on both kinds
+    assert (f"one neutral clip per voice changed UAR by {m['enrol'] - m['enrol_single']:+.3f} (speakers with all their "
+            f"emotions) and {m['one_enrol'] - m['one_enrol_single']:+.3f}") in r.stderr
+    r0 = _emolens("predict", "--json", "--backend", "torch", d, tmp_path=tmp_path)
+    single = {Path(o["file"]).name: o for o in map(json.loads, r0.stdout.splitlines())}
+    assert all(o["adapted"] for o in out)
+    assert max(abs(o["probabilities"][c] - single[Path(o["file"]).name]["probabilities"][c])
+               for o in out for c in o["probabilities"]) > 0.01
+    # the neutral clip belongs to a voice: two folders and a clip of neither is refused
+    other = tmp_path / "other"
+    other.mkdir()
+    stray = tmp_path / "stray" / neutral.name
+    stray.parent.mkdir()
+    stray.symlink_to(neutral.resolve())
+    for f in sorted(d.iterdir())[:3]:
+        (other / f.name).symlink_to(f.resolve())
+    r = _emolens("predict", "--adapt", "--neutral", stray, d, other, tmp_path=tmp_path)
+    assert r.returncode == 2 and "has no clips to classify" in r.stderr
+    r = _emolens("predict", "--neutral", neutral, d, tmp_path=tmp_path)
+    assert r.returncode == 2 and "--neutral enrols a voice for --adapt" in r.stderr
+    # timeline: the recording's voice enrolled with the neutral clip
+    clips = [sf.read(f)[0] for f in sorted(d.iterdir())[1::3]]
+    long = tmp_path / "long.wav"
+    sf.write(long, np.concatenate(clips).astype(np.float32), 16000)
+    r = _emolens("timeline", long, "--out", tmp_path / "tl", "--adapt", "--neutral", neutral, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    seg = json.loads((tmp_path / "tl" / "segments.json").read_text())
+    assert any(n.startswith("adapt: enrolled this recording's voice with 1 neutral clip") for n in seg["notes"])

@@ -37,3 +37,17 @@ def test_adaptation_loco_measures_the_gain_and_the_trap() -> None:
     assert gain > 0.2  # the speaker offset removed on balanced speakers
     assert gain_one < gain - 0.15  # ... but not when each speaker shows one emotion (it goes with the offset)
     assert m["prior"] - m["single"] > 0.2  # the prior-aware shift keeps most of the balanced gain
+
+
+def test_neutral_enrolment_helps_balanced_and_one_emotion_speakers() -> None:
+    from dataclasses import replace
+
+    rng = np.random.default_rng(1)
+    data = {c: replace(_toy(c, rng), classes=["neutral", "sad"]) for c in ("emodb", "ravdess", "nemo", "casia")}
+    cfg = HeadConfig(streams=("yamnet",), hidden=0, dropout=0.0, epochs=20, batch_size=32, balance="corpus-class",
+                     train_on="utterance")
+    m = adaptation_loco(cfg, data, seed=0, methods=("mean", "enrol"), draws=2)["mean"]
+    assert {"enrol_single", "enrol", "one_enrol_single", "one_enrol"} <= set(m)
+    assert m["enrol"] - m["enrol_single"] > 0.2  # one neutral clip per speaker removes its offset
+    assert m["one_enrol"] - m["one_enrol_single"] > 0.2  # ... and keeps a steady emotion (unlike the mean shift)
+    assert m["one_mean"] - m["one_single"] < m["one_enrol"] - m["one_enrol_single"] - 0.15

@@ -26,8 +26,12 @@ class GroupReport:
     speech_seconds: float
     adapted: bool
     reason: str | None = None
+    enrolled: int = 0  # neutral clips it was enrolled with (--neutral); 0: unlabelled adaptation
 
     def message(self) -> str:
+        if self.adapted and self.enrolled:
+            return (f"adapted to voice {self.key!r} from {self.enrolled} neutral clip{'s' if self.enrolled != 1 else ''} "
+                    f"({self.speech_seconds:.1f} s of speech); {self.clips} clip{'s' if self.clips != 1 else ''} classified")
         if self.adapted:
             return (f"adapted to voice {self.key!r}: {self.clips} clip{'s' if self.clips != 1 else ''}, "
                     f"{self.speech_seconds:.1f} s of speech")
@@ -50,9 +54,23 @@ def measured_note(rec) -> str | None:  # noqa: ANN001 - EmotionRecognizer
     m = (rec.config.get("card") or {}).get("adaptation_loco")
     if not m or "nap" not in m:
         return None
-    return (f"on this model's leave-one-corpus-out folds --adapt changed UAR by {m['nap'] - m['single']:+.3f} "
+    line = (f"on this model's leave-one-corpus-out folds --adapt changed UAR by {m['nap'] - m['single']:+.3f} "
             f"(speakers with all their emotions) and {m['one_nap'] - m['one_single']:+.3f} (speakers showing one "
-            "emotion); see MODEL_CARD.md")
+            "emotion)")
+    if "enrol" in m:
+        line += (f"; with one --neutral clip of the voice by {m['enrol'] - m['enrol_single']:+.3f} and "
+                 f"{m['one_enrol'] - m['one_enrol_single']:+.3f}")
+    return line + "; see MODEL_CARD.md"
+
+
+def enrolment_note(rec) -> str | None:  # noqa: ANN001 - EmotionRecognizer
+    """The ``--neutral`` figures alone (the line ``--adapt --neutral`` prints), or None."""
+    m = (rec.config.get("card") or {}).get("adaptation_loco")
+    if not m or "enrol" not in m:
+        return None
+    return (f"on this model's leave-one-corpus-out folds one neutral clip per voice changed UAR by "
+            f"{m['enrol'] - m['enrol_single']:+.3f} (speakers with all their emotions) and "
+            f"{m['one_enrol'] - m['one_enrol_single']:+.3f} (speakers showing one emotion); see MODEL_CARD.md")
 
 
 @torch.no_grad()
@@ -99,33 +117,77 @@ def patch_voting(rec, audioset: np.ndarray | None, keep: np.ndarray) -> np.ndarr
 
 
 def adapted_outputs(rec, parts: list, groups: list | None, batch_size: int | None = None,  # noqa: ANN001
-                    single_recording: bool = False) -> tuple[np.ndarray, np.ndarray | None, list[GroupReport], np.ndarray]:
+                    single_recording: bool = False, neutral: dict[str, list] | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray | None, list[GroupReport], np.ndarray]:
     """For clips' prepared parts ``[(log_mel, patches (n_i, 96, 64), keep (n_i,)), ...]``
     grouped by voice ``groups`` (one key per clip; ``None``: all clips are one voice):
-    ``(patch outputs (P, K) as the backend's (see :func:`head_outputs`), AudioSet scores (P, 521) or None, one GroupReport per
-    group, per-clip adapted flags (N,))``. Groups that fail :func:`adapt_rule` keep their
-    single-clip features."""
+    ``(patch outputs (P, K) as the backend's (see :func:`head_outputs`), AudioSet scores
+    (P, 521) or None, one GroupReport per group, per-clip adapted flags (N,))``.
+
+    Without ``neutral``: unlabelled adaptation; groups that fail :func:`adapt_rule` keep
+    their single-clip features. With ``neutral`` (``{group key: prepared parts of clips of
+    that voice speaking neutrally}``): neutral enrolment
+    (:meth:`~emolens.adaptation.transform.SpeakerAdapter.enrolment_offsets`); a group
+    without a neutral clip with speech is not adapted."""
     adapter = require_adapter(rec)
-    patches = np.concatenate([p[1] for p in parts])
-    feats, audioset = stream_features(rec, patches, batch_size or 64)
     keys = [str(g) for g in (groups if groups is not None else ["all"] * len(parts))]
     uniq, clip_gid = np.unique(np.asarray(keys), return_inverse=True)
+    enrol_parts, enrol_gid = [], []
+    if neutral is not None:
+        for g, key in enumerate(uniq):
+            for q in neutral.get(str(key), []):
+                enrol_parts.append(q)
+                enrol_gid.append(g)
+    patches = np.concatenate([p[1] for p in parts] + [q[1] for q in enrol_parts])
+    feats, audioset = stream_features(rec, patches, batch_size or 64)
     sizes = [len(p[1]) for p in parts]
     bounds = np.cumsum([0] + sizes)
+    n_main = int(bounds[-1])
     voting = np.concatenate([patch_voting(rec, None if audioset is None else audioset[bounds[i]:bounds[i + 1]], p[2])
                              for i, p in enumerate(parts)])
     gid = np.repeat(clip_gid, sizes)
     hop_s = rec.patch_config.hop_frames * rec.frontend.frame_seconds
-    seconds = np.bincount(gid, weights=voting.astype(float), minlength=len(uniq)) * hop_s
-    n_clips = np.bincount(clip_gid, minlength=len(uniq))
+    main = {k: v[:n_main] for k, v in feats.items()}
     reports, ok = [], np.zeros(len(uniq), bool)
+    n_clips = np.bincount(clip_gid, minlength=len(uniq))
+    if neutral is None:
+        seconds = np.bincount(gid, weights=voting.astype(float), minlength=len(uniq)) * hop_s
+        for g, key in enumerate(uniq):
+            reason = adapt_rule(int(n_clips[g]), float(seconds[g]), adapter.config, single_recording=single_recording)
+            ok[g] = reason is None
+            reports.append(GroupReport(str(key), int(n_clips[g]), float(seconds[g]), ok[g], reason))
+        adapted = adapter.apply(main, gid, voting, seconds, ok)
+        return head_outputs(rec, adapted), (None if audioset is None else audioset[:n_main]), reports, ok[clip_gid]
+    ref = rec.classes.index(adapter.config.reference) if adapter.config.reference in rec.classes else None
+    if ref is None:
+        raise ModelError(f"--neutral: this model has no {adapter.config.reference!r} class to enrol a voice with")
+    e_sizes = [len(q[1]) for q in enrol_parts]
+    e_gid = np.repeat(np.asarray(enrol_gid, int), e_sizes)
+    e_speech = np.zeros(len(e_gid), bool)
+    if len(e_gid):
+        if audioset is None:
+            e_speech[:] = True
+        else:
+            e_speech = decide(audioset[n_main:], rec.speech_gate).is_speech if rec.speech_gate.enabled else np.ones(len(e_gid), bool)
+    seconds = np.bincount(e_gid[e_speech], minlength=len(uniq)).astype(float) * hop_s
     for g, key in enumerate(uniq):
-        reason = adapt_rule(int(n_clips[g]), float(seconds[g]), adapter.config, single_recording=single_recording)
+        n_ref = int(np.sum(np.asarray(enrol_gid) == g))
+        if n_ref == 0:
+            reason = "no neutral clip of this voice (--neutral): classified clip by clip"
+        elif seconds[g] <= 0:
+            reason = "its neutral clip has no speech: classified clip by clip"
+        else:
+            reason = None
         ok[g] = reason is None
-        reports.append(GroupReport(str(key), int(n_clips[g]), float(seconds[g]), ok[g], reason))
-    adapted = adapter.apply(feats, gid, voting, seconds, ok)
-    return head_outputs(rec, adapted), audioset, reports, ok[clip_gid]
+        rep = GroupReport(str(key), int(n_clips[g]), float(seconds[g]), ok[g], reason)
+        rep.enrolled = n_ref
+        reports.append(rep)
+    off = adapter.enrolment_offsets({k: v[n_main:][e_speech] for k, v in feats.items()}, e_gid[e_speech],
+                                    np.ones(int(e_speech.sum()), bool), seconds, ref) if e_speech.any() else \
+        {k: np.zeros((len(uniq), v.shape[1]), np.float32) for k, v in feats.items()}
+    adapted = adapter.subtract(main, gid, off, ok)
+    return head_outputs(rec, adapted), (None if audioset is None else audioset[:n_main]), reports, ok[clip_gid]
 
 
 __all__ = [
-    "GroupReport", "measured_note", "require_adapter", "stream_features", "head_outputs", "adapted_outputs"]
+    "GroupReport", "measured_note", "enrolment_note", "require_adapter", "stream_features", "head_outputs", "adapted_outputs"]

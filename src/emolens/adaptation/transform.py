@@ -24,6 +24,14 @@ and ``R`` one of
 
 A group with fewer than ``min_clips`` clips or ``min_speech_seconds`` of speech is not
 adapted (:func:`adapt_rule` says why). Per stream, all shapes ``(P, D)``.
+
+**Neutral enrolment** (``--adapt --neutral CLIP``, :meth:`SpeakerAdapter.enrolment_offsets`):
+the user gives recordings of the voice speaking *neutrally*; every patch of the voice
+becomes ``x - w (mu_n - m_neutral)`` with ``mu_n`` the enrolment clips' mean (speech
+patches), ``m_neutral`` the training corpora's neutral mean (balanced over speakers) and
+``w = S_n / (S_n + enrol_shrink_seconds)``. The reference is a clip whose emotion is
+known, so a voice that is angry in every clip stays angry: this is the adaptation that
+cannot erase a steady emotion (measured in ``emolens.evaluation.adaptation_loco``).
 """
 
 from __future__ import annotations
@@ -49,6 +57,11 @@ class AdaptConfig:
         min_clips: a clip group needs at least this many clips (a single long recording
             in ``timeline`` counts as enough clips).
         min_speech_seconds: ... and at least this much speech (seconds of voting patches).
+        enrol_shrink_seconds: ``S0`` of the enrolment shrinkage ``w = S_n / (S_n + S0)``
+            (``S_n``: speech seconds of the neutral clips; 3 s and 0 s measured equal,
+            0.511 vs 0.513 mean UAR over both fold kinds; 3 s moves a voice less on a
+            one-second clip).
+        reference: the class the enrolment clips are recordings of.
     """
 
     method: str = "nap"
@@ -57,6 +70,8 @@ class AdaptConfig:
     shrink_seconds: float = 10.0
     min_clips: int = 3
     min_speech_seconds: float = 10.0
+    enrol_shrink_seconds: float = 3.0
+    reference: str = "neutral"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,11 +116,14 @@ def group_means(x: np.ndarray, groups: np.ndarray, weights: np.ndarray | None = 
 
 @dataclass
 class StreamAdapter:
-    """One stream's learned statistics: ``mean (D,)``, ``nuisance (D, k)``, ``emotion (D, q)``."""
+    """One stream's learned statistics: ``mean (D,)``, ``nuisance (D, k)``, ``emotion (D, q)``
+    and ``class_means (C, D)`` (each emotion's mean, balanced over speakers; ``None`` in
+    statistics saved before neutral enrolment)."""
 
     mean: np.ndarray
     nuisance: np.ndarray
     emotion: np.ndarray
+    class_means: np.ndarray | None = None
 
     def removal(self, delta: np.ndarray, method: str) -> np.ndarray:
         """The part of the offsets ``delta (G, D)`` that ``method`` removes, ``(G, D)``."""
@@ -145,7 +163,8 @@ def fit_stream(utt_feats: np.ndarray, speaker: np.ndarray, label: np.ndarray, k:
     resid = np.concatenate([cm[has[:, c], c] - class_mean[c] for c in range(n_c)])
     resid = resid - resid @ emotion @ emotion.T
     nuisance = _orthonormal_top(resid, k)
-    return StreamAdapter(mu0.astype(np.float32), nuisance.astype(np.float32), emotion.astype(np.float32))
+    return StreamAdapter(mu0.astype(np.float32), nuisance.astype(np.float32), emotion.astype(np.float32),
+                         class_mean.astype(np.float32))
 
 
 @dataclass
@@ -185,19 +204,44 @@ class SpeakerAdapter:
             out[name] = (w[:, None] * st.removal(gm - st.mean, method)).astype(np.float32)
         return out
 
+    def enrolment_offsets(self, enrol: dict[str, np.ndarray], enrol_groups: np.ndarray, speech: np.ndarray,
+                          speech_seconds: np.ndarray, reference: int) -> dict[str, np.ndarray]:
+        """Per stream ``(G, D)``: what to subtract from every patch of group ``g`` so that
+        its enrolment patches ``enrol {stream: (Pe, D)}`` (group ids ``enrol_groups (Pe,)``,
+        their ``speech (Pe,)`` patches averaged) sit at the training mean of class
+        ``reference`` (index into the classes), shrunk by ``speech_seconds (G,)``."""
+        if any(st.class_means is None for st in self.streams.values()):
+            raise ValueError("these adaptation statistics predate neutral enrolment (no class means); refit them")
+        w = np.asarray(speech_seconds, np.float64)
+        s0 = self.config.enrol_shrink_seconds
+        w = w / (w + s0) if s0 > 0 else np.ones_like(w)
+        out = {}
+        for name, x in enrol.items():
+            st = self.streams[name]
+            gm, _ = group_means(np.asarray(x, np.float64), enrol_groups, np.asarray(speech, bool))
+            out[name] = (w[:, None] * (gm - st.class_means[reference])).astype(np.float32)
+        return out
+
+    @staticmethod
+    def subtract(feats: dict[str, np.ndarray], groups: np.ndarray, offsets: dict[str, np.ndarray],
+                 adapt: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``feats`` minus each patch's group offset (``offsets {stream: (G, D)}``); groups
+        with ``adapt[g]`` False unchanged."""
+        groups = np.asarray(groups, int)
+        res = {}
+        for name, x in feats.items():
+            o = offsets[name]
+            if adapt is not None:
+                o = o * np.asarray(adapt, bool)[:, None]
+            res[name] = (np.asarray(x, np.float32) - o[groups]).astype(np.float32)
+        return res
+
     def apply(self, feats: dict[str, np.ndarray], groups: np.ndarray, voting: np.ndarray,
               speech_seconds: np.ndarray, adapt: np.ndarray | None = None,
               method: str | None = None) -> dict[str, np.ndarray]:
         """Adapted copies of ``feats``; groups with ``adapt[g]`` False (see :func:`adapt_rule`) unchanged."""
         groups = np.asarray(groups, int)
-        off = self.offsets(feats, groups, voting, speech_seconds, method)
-        res = {}
-        for name, x in feats.items():
-            o = off[name]
-            if adapt is not None:
-                o = o * np.asarray(adapt, bool)[:, None]
-            res[name] = (np.asarray(x, np.float32) - o[groups]).astype(np.float32)
-        return res
+        return self.subtract(feats, groups, self.offsets(feats, groups, voting, speech_seconds, method), adapt)
 
     # --- storage (flat arrays for safetensors; config in model.json) ---------------
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -206,13 +250,17 @@ class SpeakerAdapter:
             out[f"{name}.mean"] = np.ascontiguousarray(st.mean, np.float32)
             out[f"{name}.nuisance"] = np.ascontiguousarray(st.nuisance, np.float32)
             out[f"{name}.emotion"] = np.ascontiguousarray(st.emotion, np.float32)
+            if st.class_means is not None:
+                out[f"{name}.class_means"] = np.ascontiguousarray(st.class_means, np.float32)
         return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], config: AdaptConfig) -> "SpeakerAdapter":
         names = sorted({k.rsplit(".", 1)[0] for k in arrays})
         return cls(config, {n: StreamAdapter(np.asarray(arrays[f"{n}.mean"]), np.asarray(arrays[f"{n}.nuisance"]),
-                                             np.asarray(arrays[f"{n}.emotion"])) for n in names})
+                                             np.asarray(arrays[f"{n}.emotion"]),
+                                             np.asarray(arrays[f"{n}.class_means"]) if f"{n}.class_means" in arrays else None)
+                            for n in names})
 
 
 __all__ = ["ADAPT_METHODS", "AdaptConfig", "adapt_rule", "group_means", "fit_stream", "StreamAdapter", "SpeakerAdapter"]

@@ -72,23 +72,34 @@ class AppSession:
     analysis: object = None
     cache: dict = field(default_factory=dict)
 
-    def analyse(self, path: str | Path, adapt: bool = False):
-        """Decode and classify ``path`` (``EmolensError`` for bad, too long or too big input);
-        ``adapt``: adapt to the recording's voice from its own speech (needs the model's
-        adaptation statistics and >= ``min_speech_seconds`` of speech, else unadapted with a note)."""
+    def _checked(self, path: str | Path, what: str = "recording") -> Path:
         p = Path(path)
         if not p.is_file():
-            raise AudioError("no recording received; upload a file or record one")
+            raise AudioError(f"no {what} received; upload a file or record one")
         size_mb = p.stat().st_size / 1e6
         if size_mb > self.config.max_upload_mb:
             raise AudioError(f"{p.name}: {size_mb:.1f} MB is over the {self.config.max_upload_mb:g} MB upload limit")
+        return p
+
+    def analyse(self, path: str | Path, adapt: bool = False, neutral: str | Path | None = None):
+        """Decode and classify ``path`` (``EmolensError`` for bad, too long or too big input);
+        ``adapt``: adapt to the recording's voice, from its own speech (needs the model's
+        adaptation statistics and >= ``min_speech_seconds`` of speech, else unadapted with a
+        note) or, with ``neutral``, from that recording of the voice speaking neutrally."""
+        p = self._checked(path)
+        if neutral is not None and not adapt:
+            raise AudioError("a neutral clip enrols the voice for adapting: tick 'adapt to this voice' too")
         if adapt:
             from emolens.adaptation.runtime import require_adapter
             from emolens.audio.io import load_audio
 
             require_adapter(self.rec)
-            clip = load_audio(p, sample_rate=self.rec.frontend.sample_rate, max_seconds=self.config.max_seconds)
-            self.analysis = self.rec.analyze_clips([clip], adapt=True, single_recording=True)[0]
+            load = lambda q: load_audio(q, sample_rate=self.rec.frontend.sample_rate,  # noqa: E731
+                                        max_seconds=self.config.max_seconds)
+            clip = load(p)
+            ref = [load(self._checked(neutral, "neutral clip"))] if neutral is not None else None
+            self.analysis = self.rec.analyze_clips([clip], groups=["speaker"], adapt=True, single_recording=True,
+                                                   neutral=ref)[0]
             g = self.rec.last_adaptation[0]
             clip.notes.append(g.message() if g.adapted else f"not adapted: {g.reason}")
         else:

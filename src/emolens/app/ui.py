@@ -40,6 +40,11 @@ def _adapt_info(rec) -> str | None:  # noqa: ANN001 - EmotionRecognizer
     return note[0].upper() + note[1:] if note else None
 
 
+def _neutral_label(rec) -> str:  # noqa: ANN001 - EmotionRecognizer
+    """The neutral-clip input's label (what enrolment measured is under the adapt checkbox)."""
+    return "neutral clip of the same voice (optional: adapt enrols the voice with it)"
+
+
 def _gradio():
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
@@ -63,10 +68,10 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
     methods = _methods()
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])  # no web fonts fetched
 
-    def analyse(path, method, target, contrast, adapt, state, progress=gr.Progress()):
+    def analyse(path, method, target, contrast, adapt, neutral, state, progress=gr.Progress()):
         session = AppSession(rec, config)
         try:
-            session.analyse(path, adapt=bool(adapt))
+            session.analyse(path, adapt=bool(adapt), neutral=neutral or None)
             target = target if target in rec.classes else None
             return _show(session, method, target, contrast, progress) + (session,)
         except EmolensError as exc:  # name the upload as the user knows it, not by its temporary path
@@ -138,9 +143,11 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
                                          elem_id="target")
                     contrast = gr.Checkbox(False, label="contrast: why this class rather than the runner-up",
                                            elem_id="contrast")
-                    adapt = gr.Checkbox(False, label="adapt to this voice (one speaker, >= 10 s of speech)",
+                    adapt = gr.Checkbox(False, label="adapt to this voice (>= 10 s of speech, or a neutral clip of it below)",
                                         elem_id="adapt", interactive=getattr(rec, "adapter", None) is not None,
                                         info=_adapt_info(rec))
+                    neutral = gr.Audio(sources=["upload", "microphone"], type="filepath", label=_neutral_label(rec),
+                                       elem_id="neutral-audio", interactive=getattr(rec, "adapter", None) is not None)
                     run = gr.Button("Analyse", variant="primary", elem_id="analyse")
                     gr.Markdown(f"Up to {config.max_upload_mb:g} MB and {config.max_seconds:g} s. LIME and Occlusion take "
                                 "seconds to minutes on a CPU; progress shows here.")
@@ -158,7 +165,8 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
                 a_tf = gr.Audio(label="time-frequency-masked audio", elem_id="audio-tf", interactive=False, type="numpy")
             outs = [probs, timeline, map_img, a_orig, a_focus, a_tf, message, words, state]
             for event in (run.click, audio_in.upload, audio_in.stop_recording):
-                event(analyse, [audio_in, method, target, contrast, adapt, state], outs, show_progress_on=[probs, map_img])
+                event(analyse, [audio_in, method, target, contrast, adapt, neutral, state], outs,
+                      show_progress_on=[probs, map_img])
             partial = [map_img, a_focus, a_tf, message, words, state]
             for control in (method, target, contrast):
                 control.input(reexplain, [method, target, contrast, state], partial, show_progress_on=[map_img])

@@ -38,6 +38,10 @@ def add_arguments(p) -> None:  # noqa: ANN001 - argparse parser
                    help="adapt to each voice: files of one folder (or one --speakers speaker) are one voice; needs >= 3 "
                         "clips and >= 10 s of speech per voice, else clip by clip (a note says so)")
     p.add_argument("--speakers", type=Path, default=None, help="with --adapt: CSV with path,speaker columns naming each file's voice")
+    p.add_argument("--neutral", type=Path, action="append", default=None, metavar="FILE",
+                   help="with --adapt: a recording of the voice speaking neutrally (repeatable; not classified): the voice "
+                        "is enrolled with it instead of its own clips' statistics, which cannot erase a steady emotion; "
+                        "with several voices each file belongs to its folder's (or --speakers) voice")
     p.add_argument("--uncertain-below", type=float, default=None,
                    help="call a clip uncertain when its top probability is below P (default: the model's measured threshold)")
     g = p.add_argument_group("batch inference on Ray (pip install 'emolens[ray]')")
@@ -78,13 +82,25 @@ def cmd_predict(args) -> int:
     adapt = bool(getattr(args, "adapt", False))
     if getattr(args, "speakers", None) is not None and not adapt:
         raise EmolensError("--speakers names voices for --adapt: add --adapt")
+    neutral = getattr(args, "neutral", None)
+    if neutral and not adapt:
+        raise EmolensError("--neutral enrols a voice for --adapt: add --adapt")
     if adapt:
-        from emolens.adaptation.runtime import measured_note, require_adapter
+        from emolens.adaptation.runtime import enrolment_note, measured_note, require_adapter
 
         require_adapter(rec)
-        if (note := measured_note(rec)) and not getattr(args, "quiet", False):
+        note = enrolment_note(rec) if neutral else measured_note(rec)
+        if note and not getattr(args, "quiet", False):
             print(f"adapt: note: {note}", file=sys.stderr)
     files = expand_inputs(args.inputs)
+    if neutral:
+        for f in neutral:
+            if not Path(f).is_file():
+                raise EmolensError(f"--neutral {f}: no such file; check the path")
+        ref = {Path(f).resolve() for f in neutral}
+        files = [f for f in files if Path(f).resolve() not in ref]  # enrolment clips are not classified
+        if not files:
+            raise EmolensError("nothing to classify besides the --neutral clips; give the recordings to classify too")
     out_path = getattr(args, "out", None)
     sink = ResultsFile(out_path, rec.classes) if out_path is not None else None
     todo = files
@@ -104,7 +120,7 @@ def cmd_predict(args) -> int:
         results = iter_adapted_results(rec, files, read_speakers(args.speakers) if args.speakers else None,
                                        workers=cfg.workers, max_seconds=cfg.max_seconds,
                                        on_group=lambda m: print(f"adapt: {m}", file=sys.stderr, flush=True),
-                                       skip=lambda f: f in done)
+                                       skip=lambda f: f in done, neutral=[Path(f) for f in neutral] if neutral else None)
     else:
         results = iter_file_results(rec, todo, cfg)
     try:

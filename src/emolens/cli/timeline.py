@@ -29,6 +29,9 @@ def add_parser(sub) -> None:  # noqa: ANN001 - argparse sub-parsers
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: all usable cores)")
     p.add_argument("--adapt", action="store_true",
                    help="adapt to the recording's voice (one speaker) from its own speech; needs >= 10 s of speech, else unadapted with a note")
+    p.add_argument("--neutral", type=Path, action="append", default=None, metavar="FILE",
+                   help="with --adapt: a recording of the same voice speaking neutrally (repeatable): the voice is enrolled "
+                        "with it instead of the recording's own statistics, which cannot erase a steady emotion")
     p.add_argument("--quiet", action="store_true", help="print only the output paths")
     p.set_defaults(func=cmd_timeline)
 
@@ -55,13 +58,19 @@ def cmd_timeline(args) -> int:
         raise EmolensError("--smooth and --context must be >= 1 and --block-seconds > 0")
     rec = EmotionRecognizer.from_dir(resolve_model(args.model), backend="torch" if args.adapt else args.backend,
                                      threads=args.threads)
+    if args.neutral and not args.adapt:
+        raise EmolensError("--neutral enrols the voice for --adapt: add --adapt")
+    for f in args.neutral or []:
+        if not f.is_file():
+            raise EmolensError(f"--neutral {f}: no such file; check the path")
     if args.adapt and not args.quiet:
-        from emolens.adaptation.runtime import measured_note
+        from emolens.adaptation.runtime import enrolment_note, measured_note
 
-        if note := measured_note(rec):
+        if note := (enrolment_note(rec) if args.neutral else measured_note(rec)):
             print(f"adapt: note: {note}", file=sys.stderr)
     tl = compute_timeline(rec, args.input, TimelineConfig(smooth=args.smooth, block_seconds=args.block_seconds,
-                                                          adapt=args.adapt, context=args.context))
+                                                          adapt=args.adapt, context=args.context,
+                                                          neutral=tuple(str(f) for f in args.neutral or ())))
     csv_path, json_path = write_segments(tl, args.out)
     png = plot_timeline(tl, args.out / "timeline.png")
     if not args.quiet:

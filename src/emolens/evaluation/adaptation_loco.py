@@ -16,7 +16,11 @@ speech, else clip by clip). Two versions of every test corpus:
 UAR is pooled over the test corpus's clips, as in the LOCO table.
 
 Methods: those of :class:`emolens.adaptation.transform.SpeakerAdapter` (``nap``, the
-shipped ``--adapt``; ``protect``; ``mean``) and ``prior`` (:func:`prior_aware_probs`, a
+unlabelled ``--adapt``; ``protect``; ``mean``), ``enrol`` (``--adapt --neutral``: each
+test speaker gives ``enrol_clips`` (1) neutral clips, drawn among speakers with at least one
+more, which are not scored; the speaker's other clips are shifted so the enrolment sits at the training
+neutral mean, :func:`enrolled_probs`; keys ``enrol_single`` / ``enrol`` on the scored
+clips, ``one_enrol_single`` / ``one_enrol`` with one emotion per speaker among them) and ``prior`` (:func:`prior_aware_probs`, a
 research variant, not shipped): the mean shift against the mean *expected under the
 voice's own predicted emotion mix* instead of the training mean, re-estimated
 ``PRIOR_ITERATIONS`` times, so that a voice predicted to be steadily angry is not
@@ -116,13 +120,64 @@ def adapted_probs(head, adapter, cf: CorpusFeatures, streams: Sequence[str], met
     return utterance_decisions(head, feats, cf.utt, cf.speech, cf.n_utt)
 
 
+def enrolled_probs(head, adapter, cf: CorpusFeatures, streams: Sequence[str], enrol: dict[str, np.ndarray],
+                   reference: int) -> np.ndarray:
+    """Utterance probabilities ``(U, C)`` of ``cf`` with every speaker in ``enrol``
+    (``{speaker: enrolment utterance ids}``) shifted by its enrolment clips
+    (:meth:`~emolens.adaptation.transform.SpeakerAdapter.enrolment_offsets`); other
+    speakers as they are."""
+    spk = np.asarray(cf.speakers).astype(str)
+    names = sorted(enrol)
+    gid_of = {n: i for i, n in enumerate(names)}
+    g_utt = np.array([gid_of.get(x, -1) for x in spk])
+    groups = g_utt[cf.utt]
+    is_enrol = np.zeros(cf.n_utt, bool)
+    for e in enrol.values():
+        is_enrol[e] = True
+    pe = is_enrol[cf.utt] & cf.speech
+    seconds = np.bincount(groups[pe], minlength=len(names)) * PATCH_HOP_SECONDS
+    off = adapter.enrolment_offsets({s: cf.feats[s][pe] for s in streams}, groups[pe], np.ones(int(pe.sum()), bool),
+                                    seconds, reference)
+    off = {s: np.vstack([o, np.zeros((1, o.shape[1]), np.float32)]) for s, o in off.items()}  # row -1: not enrolled
+    feats = adapter.subtract({s: cf.feats[s] for s in streams}, np.where(groups < 0, len(names), groups), off)
+    return utterance_decisions(head, feats, cf.utt, cf.speech, cf.n_utt)
+
+
+def _enrol_rows(head, adapter, te: CorpusFeatures, streams: Sequence[str], rng, draws: int,
+                n_enrol: int = 1) -> dict[str, float]:
+    """The ``enrol`` keys of :func:`adaptation_loco` for one test corpus (module doc)."""
+    ref = te.classes.index(adapter.config.reference)
+    spk = np.asarray(te.speakers).astype(str)
+    single = utterance_decisions(head, {s: te.feats[s] for s in streams}, te.utt, te.speech, te.n_utt)
+    out = {k: [] for k in ("enrol_single", "enrol", "one_enrol_single", "one_enrol")}
+    for _ in range(draws):
+        enrol = {}
+        for s in np.unique(spk):
+            idx = np.flatnonzero((spk == s) & (te.y == ref))
+            if len(idx) >= n_enrol + 1:
+                enrol[s] = rng.choice(idx, n_enrol, replace=False)
+        probs = enrolled_probs(head, adapter, te, streams, enrol, ref)
+        scored = np.isin(spk, list(enrol))
+        for e in enrol.values():
+            scored[e] = False
+        out["enrol_single"].append(_uar(single[scored], te.y[scored], te.classes))
+        out["enrol"].append(_uar(probs[scored], te.y[scored], te.classes))
+        one = np.zeros(te.n_utt, bool)
+        for s in enrol:
+            idx = np.flatnonzero((spk == s) & scored)
+            one[idx[te.y[idx] == rng.choice(np.unique(te.y[idx]))]] = True
+        out["one_enrol_single"].append(_uar(single[one], te.y[one], te.classes))
+        out["one_enrol"].append(_uar(probs[one], te.y[one], te.classes))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
 def _uar(probs: np.ndarray, y: np.ndarray, classes: list[str]) -> float:
     return float(classification_report_dict(y, probs.argmax(1), classes)["uar"])
 
 
 def adaptation_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], *, seed: int = 0,
                     evaluate_only: Sequence[str] | None = None, methods: Sequence[str] = ("nap", "mean"),
-                    draws: int = 3, prior_iterations: int = PRIOR_ITERATIONS, log=None) -> dict:
+                    draws: int = 3, prior_iterations: int = PRIOR_ITERATIONS, log=None, enrol_clips: int = 1) -> dict:
     """``{"per_corpus": {corpus: {"single", "<method>", "one_single", "one_<method>"}},
     "mean": {...}}``: UAR single clip and adapted (each method), on the balanced and the
     one-emotion-per-speaker version of every test corpus (mean over ``draws`` draws)."""
@@ -145,9 +200,10 @@ def adaptation_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], *, seed: i
 
         single = utterance_decisions(head, {s: te.feats[s] for s in cfg.streams}, te.utt, te.speech, te.n_utt)
         row = {"single": _uar(single, te.y, te.classes)}
-        for m in methods:
+        unlabelled = [m for m in methods if m != "enrol"]
+        for m in unlabelled:
             row[m] = _uar(run(m, te), te.y, te.classes)
-        one = {k: [] for k in ["one_single", *[f"one_{m}" for m in methods]]}
+        one = {k: [] for k in ["one_single", *[f"one_{m}" for m in unlabelled]]}
         rng = np.random.default_rng(seed)
         spk = np.asarray(te.speakers).astype(str)
         for _ in range(draws):
@@ -159,9 +215,11 @@ def adaptation_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], *, seed: i
             keep = np.concatenate(keep)
             sub = _subset(te, keep)
             one["one_single"].append(_uar(single[np.sort(keep)], sub.y, te.classes))
-            for m in methods:
+            for m in unlabelled:
                 one[f"one_{m}"].append(_uar(run(m, sub), sub.y, te.classes))
         row.update({k: float(np.mean(v)) for k, v in one.items()})
+        if "enrol" in methods:
+            row.update(_enrol_rows(head, adapter, te, cfg.streams, np.random.default_rng(seed + 1), draws, enrol_clips))
         per[fold.test] = row
         if log:
             log(f"  {fold.test:<8} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
@@ -170,5 +228,5 @@ def adaptation_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], *, seed: i
             "methods": list(methods), "draws": draws, "seed": seed}
 
 
-__all__ = ["PATCH_HOP_SECONDS", "PRIOR_ITERATIONS", "adaptation_loco", "adapted_probs", "class_means",
+__all__ = ["PATCH_HOP_SECONDS", "PRIOR_ITERATIONS", "adaptation_loco", "adapted_probs", "class_means", "enrolled_probs",
            "prior_aware_probs"]
