@@ -178,3 +178,25 @@ def test_predict_and_timeline_adapt_with_a_neutral_clip(shared_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     seg = json.loads((tmp_path / "tl" / "segments.json").read_text())
     assert any(n.startswith("adapt: enrolled this recording's voice with 1 neutral clip") for n in seg["notes"])
+
+
+@pytest.mark.slow
+def test_speakers_csv_marks_neutral_enrolment_clips(shared_dir, tmp_path):
+    a, b = _actor(shared_dir, tmp_path, "12"), _actor(shared_dir, tmp_path, "13")
+    rows = ["path,speaker,neutral"]
+    enrol = []
+    for d, spk in ((a, "A"), (b, "B")):
+        for i, f in enumerate(sorted(d.iterdir())):
+            mark = "1" if f.name.split("-")[2] == "01" and f not in enrol and not any(e.parent == d for e in enrol) else ""
+            if mark:
+                enrol.append(f)
+            rows.append(f"{f},{spk},{mark}")
+    csv = tmp_path / "voices.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    r = _emolens("predict", "--json", "--adapt", "--speakers", csv, a, b, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = [json.loads(l) for l in r.stdout.splitlines()]
+    assert len(out) == 54 and not {Path(o["file"]).name for o in out} & {e.name for e in enrol}
+    assert "adapted to voice 'speaker A' from 1 neutral clip" in r.stderr
+    assert "adapted to voice 'speaker B' from 1 neutral clip" in r.stderr
+    assert all(o["adapted"] for o in out)

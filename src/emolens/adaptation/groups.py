@@ -6,8 +6,8 @@ file. A group is adapted when it has at least ``min_clips`` clips and
 ``min_speech_seconds`` of speech (:class:`emolens.adaptation.AdaptConfig`); otherwise its
 clips are classified one by one and a one-line note says so.
 
-``--neutral FILE`` (neutral enrolment): recordings of a voice speaking neutrally, not
-classified. With one voice among the inputs they are all its; otherwise each belongs to
+``--neutral FILE`` (neutral enrolment), or a ``neutral`` column (1/true/yes) in the
+``--speakers`` CSV: recordings of a voice speaking neutrally, not classified. With one voice among the inputs they are all its; otherwise each belongs to
 the voice the same rule gives it (its folder, or its ``--speakers`` row). A voice with a
 neutral clip is enrolled with it; with ``--neutral``, a voice without one is classified
 clip by clip.
@@ -23,8 +23,28 @@ from typing import Callable, Iterable, Iterator
 from emolens.errors import EmolensError
 
 
+TRUE = {"1", "true", "yes", "y"}
+
+
+def read_neutral(path: str | Path) -> list[Path]:
+    """The files a ``--speakers`` CSV marks as neutral enrolment clips (optional column
+    ``neutral``: 1/true/yes), resolved as :func:`read_speakers` resolves paths."""
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "neutral" not in rows[0]:
+        return []
+    out = []
+    for r in rows:
+        if str(r.get("neutral") or "").strip().lower() in TRUE:
+            p = Path(r["path"])
+            out.append((p if p.is_absolute() else path.parent / p).resolve())
+    return out
+
+
 def read_speakers(path: str | Path) -> dict[str, str]:
-    """``{resolved file path: speaker}`` from a CSV with ``path`` and ``speaker`` columns."""
+    """``{resolved file path: speaker}`` from a CSV with ``path`` and ``speaker`` columns
+    (and optionally ``neutral``, :func:`read_neutral`)."""
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -116,4 +136,4 @@ def iter_adapted_results(rec, paths: list[Path], speakers: dict[str, str] | None
                     yield FileResult(f, file_key(f), analysis=a)
 
 
-__all__ = ["read_speakers", "voice_groups", "neutral_groups", "iter_adapted_results"]
+__all__ = ["read_neutral", "read_speakers", "voice_groups", "neutral_groups", "iter_adapted_results"]

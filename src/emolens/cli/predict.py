@@ -37,7 +37,9 @@ def add_arguments(p) -> None:  # noqa: ANN001 - argparse parser
     p.add_argument("--adapt", action="store_true",
                    help="adapt to each voice: files of one folder (or one --speakers speaker) are one voice; needs >= 3 "
                         "clips and >= 10 s of speech per voice, else clip by clip (a note says so)")
-    p.add_argument("--speakers", type=Path, default=None, help="with --adapt: CSV with path,speaker columns naming each file's voice")
+    p.add_argument("--speakers", type=Path, default=None,
+                   help="with --adapt: CSV with path,speaker columns naming each file's voice (and optionally neutral=1 "
+                        "marking a speaker's neutral enrolment clips, as --neutral)")
     p.add_argument("--neutral", type=Path, action="append", default=None, metavar="FILE",
                    help="with --adapt: a recording of the voice speaking neutrally (repeatable; not classified): the voice "
                         "is enrolled with it instead of its own clips' statistics, which cannot erase a steady emotion; "
@@ -82,7 +84,12 @@ def cmd_predict(args) -> int:
     adapt = bool(getattr(args, "adapt", False))
     if getattr(args, "speakers", None) is not None and not adapt:
         raise EmolensError("--speakers names voices for --adapt: add --adapt")
-    neutral = getattr(args, "neutral", None)
+    neutral = list(getattr(args, "neutral", None) or [])
+    if getattr(args, "speakers", None) is not None and adapt:
+        from emolens.adaptation.groups import read_neutral, read_speakers
+
+        read_speakers(args.speakers)  # a one-line error for a bad CSV before anything runs
+        neutral += read_neutral(args.speakers)  # rows with neutral=1: enrolment clips of their speaker
     if neutral and not adapt:
         raise EmolensError("--neutral enrols a voice for --adapt: add --adapt")
     if adapt:
