@@ -37,6 +37,13 @@ def confidence_lines(config: dict) -> list[str]:
                   f">= {ad.get('min_clips')} clips of the voice (one folder or `--speakers` group; a `timeline` recording "
                   f"counts as enough) and >= {ad.get('min_speech_seconds')} s of speech; otherwise clips are classified one by one."
                   + (f" Statistics learned from: {', '.join(ad['fitted_on'])}." if ad.get("fitted_on") else ""), ""]
+        if "enrol_shrink_seconds" in ad:
+            ref = ad.get("reference", "neutral")
+            lines += [f"With `--neutral FILE` (a recording of the voice in class {ref!r}; or a "
+                      "`neutral` column in the `--speakers` CSV): every patch of the voice is shifted by the offset of the "
+                      f"enrolment clips' mean from the training {ref!r} mean, shrunk by S / (S + "
+                      f"{ad.get('enrol_shrink_seconds')} s) for S seconds of neutral speech. The reference is a clip whose "
+                      "emotion is known, so a steady emotion is kept; the enrolment clips are not classified.", ""]
         for t in ad.get("results", []):
             lines += [t, ""]
     return lines
