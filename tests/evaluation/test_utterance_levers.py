@@ -142,3 +142,17 @@ def test_statistics_pooling_row_ships_as_a_head_that_decides_the_same() -> None:
     assert run_fold(replace(cfg, prosody=2.0), data, LocoFold("nemo", ("emodb", "ravdess", "casia")), 0)[1] is None
     out = adaptation_loco(cfg, data, methods=("mean",), draws=1)
     assert set(out["mean"]) == {"single", "mean", "one_single", "one_mean"} and out["mean"]["single"] > 0.85
+
+
+def test_pooled_memo_never_serves_another_arrays_entry() -> None:
+    from emolens.evaluation import generalisation as g
+
+    rng = np.random.default_rng(6)
+    cf = _toy("emodb", 0.0, rng)
+    x = cf.feats["yamnet"]
+    stale = np.zeros((5, 64), np.float32)
+    g._POOLED[(id(x), "yamnet")] = (np.ones_like(x), stale)  # what a freed array with the same id left behind
+    out = g._pooled(cf, ("yamnet",))["yamnet"]
+    assert out.shape == (cf.n_utt, 64)
+    np.testing.assert_allclose(out, g.pooled_streams({"yamnet": x}, cf.utt, cf.speech, cf.n_utt)["yamnet"])
+    assert g._pooled(cf, ("yamnet",))["yamnet"] is out  # a real hit is served from the memo

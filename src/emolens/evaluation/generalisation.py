@@ -529,17 +529,19 @@ def _center(feats: dict[str, np.ndarray], groups: np.ndarray, scale: bool) -> di
     return out
 
 
-_POOLED: dict[tuple[int, str], np.ndarray] = {}
+_POOLED: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _pooled(cf: CorpusFeatures, streams: Sequence[str]) -> dict[str, np.ndarray]:
-    """:func:`pooled_streams` of a corpus, memoised per process."""
+    """:func:`pooled_streams` of a corpus, memoised per process (the entry holds the feature
+    array itself, so its ``id`` cannot be reused by another array while it is cached)."""
     out = {}
     for s in streams:
         key = (id(cf.feats[s]), s)
-        if key not in _POOLED:
-            _POOLED[key] = pooled_streams({s: cf.feats[s]}, cf.utt, cf.speech, cf.n_utt)[s]
-        out[s] = _POOLED[key]
+        hit = _POOLED.get(key)
+        if hit is None or hit[0] is not cf.feats[s]:
+            hit = _POOLED[key] = (cf.feats[s], pooled_streams({s: cf.feats[s]}, cf.utt, cf.speech, cf.n_utt)[s])
+        out[s] = hit[1]
     return out
 
 
