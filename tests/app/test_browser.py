@@ -25,6 +25,12 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app_url(tiny_run, tmp_path_factory):
+    yield from _serve(tiny_run, tmp_path_factory)
+
+
+def _serve(run_dir, tmp_path_factory):
+    """Start ``emolens app --model run_dir``; yields ``(url, workdir)``, stops it after."""
+    tiny_run = run_dir
     pytest.importorskip("gradio", reason="gradio is not installed (pip install 'emolens[app]')")
     port = _free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
@@ -145,4 +151,46 @@ def test_app_limits_are_visible(browser, app_url, tmp_path):
     toast = page.get_by_text("File size exceeds the maximum allowed size of 500000 bytes")
     toast.wait_for(timeout=30000)
     assert "big.wav" in toast.inner_text()
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def adapt_app(tiny_run, tmp_path_factory):
+    """The tiny model with adaptation statistics (fitted on random labelled features), served."""
+    import shutil
+
+    from emolens.adaptation.store import save_adapter
+    from emolens.adaptation.transform import AdaptConfig, SpeakerAdapter
+
+    run = tmp_path_factory.mktemp("adapt-run") / "run"
+    shutil.copytree(tiny_run, run)
+    rng = np.random.default_rng(0)
+    n = 240
+    feats = {"yamnet": rng.normal(size=(n, 1024)).astype(np.float32), "yamnet_mid": rng.normal(size=(n, 1024)).astype(np.float32)}
+    utt = np.arange(n)
+    ad = SpeakerAdapter.fit(feats, utt, np.ones(n, bool), np.repeat(np.arange(12), 20).astype(str), utt % 4, utt,
+                            AdaptConfig(k=4, q=2))
+    save_adapter(run, ad, {"fitted_on": ["random"]})
+    for url_dir in _serve(run, tmp_path_factory):
+        yield run, url_dir
+
+
+def test_app_adapts_with_a_neutral_clip(browser, adapt_app, emodb_dir, tmp_path):
+    run, (url, _) = adapt_app
+    wav = emodb_dir / "wav"
+    clip, neutral = wav / "03a02Wb.flac", wav / "03a01Nc.flac"
+    sess = AppSession(EmotionRecognizer.from_dir(run, backend="torch"), AppConfig(workdir=tmp_path / "s"))
+    ref = sess.analyse(clip, adapt=True, neutral=neutral)
+    page = browser.new_page(viewport={"width": 1300, "height": 1800})
+    page.goto(url)
+    page.locator("#neutral-audio input[type=file]").set_input_files(str(neutral))
+    page.locator("#adapt input").check()
+    page.locator("#input-audio input[type=file]").set_input_files(str(clip))
+    page.wait_for_function("document.querySelector('#message').innerText.includes('patches vote')", timeout=90000)
+    msg = page.inner_text("#message")
+    assert "adapted to voice 'speaker' from 1 neutral clip" in msg, msg
+    emotion = page.inner_text("#emotion")
+    for c, p in zip(ref.classes, ref.probs):  # the enrolled decision, as the session computes it
+        assert f"{c}\n{round(100 * p)}%" in emotion
+    page.screenshot(path=str(tmp_path / "adapt.png"), full_page=True)
     page.close()
