@@ -200,3 +200,26 @@ def test_speakers_csv_marks_neutral_enrolment_clips(shared_dir, tmp_path):
     assert "adapted to voice 'speaker A' from 1 neutral clip" in r.stderr
     assert "adapted to voice 'speaker B' from 1 neutral clip" in r.stderr
     assert all(o["adapted"] for o in out)
+
+
+@pytest.mark.slow
+def test_neutral_clip_without_speech_or_corrupt(shared_dir, tmp_path):
+    d = _actor(shared_dir, tmp_path)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(32000, np.float32), 16000)
+    r = _emolens("predict", "--json", "--adapt", "--neutral", silent, d, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "its neutral clip has no speech: classified clip by clip" in r.stderr
+    out = [json.loads(l) for l in r.stdout.splitlines()]
+    assert len(out) == 28 and not any(o["adapted"] for o in out)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF" + bytes(100))
+    r = _emolens("predict", "--adapt", "--neutral", broken, d, tmp_path=tmp_path)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and last.startswith("emolens: error: --neutral: ") and ("decode" in last or "not recognised" in last)
+    assert "Traceback" not in r.stderr
+    clip = sorted(d.iterdir())[0]
+    r = _emolens("timeline", clip, "--out", tmp_path / "tl", "--adapt", "--neutral", silent, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    seg = json.loads((tmp_path / "tl" / "segments.json").read_text())
+    assert "adapt: not adapted: the --neutral clip has no speech" in seg["notes"]
