@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 
 from emolens.audio.io import DEFAULT_MAX_SECONDS, AudioClip, load_audio
-from emolens.errors import ModelError
+from emolens.errors import EmolensError, ModelError
 from emolens.evaluation.calibration import apply_temperature, calibration_of
 from emolens.features.mel import FrontEndConfig, frontend_from_dict, log_mel, mel_spectrogram
 from emolens.features.patches import PatchConfig, log_mel_patches
@@ -259,8 +259,7 @@ class EmotionRecognizer:
         groups = np.zeros(len(patches), int) if groups is None else np.asarray(groups)
         normed = normalize_streams({k: feats[k] for k in streams}, groups)
         head = self.model.head
-        z = head.embed({k: torch.from_numpy(v) for k, v in normed.items()})
-        return (torch.softmax(head.classifier(z), 1) if head.pooling == "mean" else z).numpy(), audioset
+        return head.outputs(head.embed({k: torch.from_numpy(v) for k, v in normed.items()})).numpy(), audioset
 
     def gate_audioset(self, patches: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """AudioSet scores ``(n, 521)`` from a separately loaded YAMNet (for models
@@ -317,6 +316,8 @@ class EmotionRecognizer:
         ``neutral``: with ``adapt``, recordings of the voice speaking neutrally (a list: of
         every group; a dict: per group key) to enrol it with instead of the unlabelled
         statistics (:mod:`emolens.adaptation.transform`, neutral enrolment)."""
+        if neutral is not None and not adapt:
+            raise EmolensError("neutral clips enrol a voice for adapting: pass adapt=True too")
         parts = prepared if prepared is not None else [self._patches(c) for c in clips]
         if not parts:
             return []

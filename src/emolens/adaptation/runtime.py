@@ -104,9 +104,8 @@ def head_outputs(rec, feats: dict[str, np.ndarray], batch_size: int = 1024) -> n
     out = []
     for s in range(0, n, batch_size):
         z = head.embed({k: torch.from_numpy(np.ascontiguousarray(v[s : s + batch_size])) for k, v in feats.items()})
-        out.append((torch.softmax(head.classifier(z), 1) if head.pooling == "mean" else z).numpy())
-    width = len(rec.classes) if head.pooling == "mean" else head.width
-    return np.concatenate(out) if out else np.zeros((0, width), np.float32)
+        out.append(head.outputs(z).numpy())
+    return np.concatenate(out) if out else np.zeros((0, head.output_width), np.float32)
 
 
 def patch_voting(rec, audioset: np.ndarray | None, keep: np.ndarray) -> np.ndarray:  # noqa: ANN001
@@ -114,6 +113,28 @@ def patch_voting(rec, audioset: np.ndarray | None, keep: np.ndarray) -> np.ndarr
     if not rec.speech_gate.enabled or audioset is None:
         return np.asarray(keep, bool)
     return voting_mask(decide(audioset, rec.speech_gate).is_speech, keep)
+
+
+def enrolment(rec, adapter: SpeakerAdapter, feats: dict[str, np.ndarray], audioset: np.ndarray | None,  # noqa: ANN001
+              groups: np.ndarray, n_groups: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Neutral enrolment from the stream features ``{stream: (Pe, D)}`` of the neutral
+    clips' patches (their AudioSet scores ``(Pe, 521)`` pick the speech patches; group ids
+    ``groups (Pe,)`` in ``0..n_groups-1``): ``(offsets {stream: (G, D)}, neutral speech
+    seconds (G,))``; a group without neutral speech gets a zero offset."""
+    ref = adapter.config.reference
+    if ref not in rec.classes:
+        raise ModelError(f"--neutral: this model has no {ref!r} class to enrol a voice with")
+    groups = np.asarray(groups, int)
+    gate = rec.speech_gate
+    speech = (decide(audioset, gate).is_speech if audioset is not None and gate.enabled and len(groups)
+              else np.ones(len(groups), bool))
+    hop_s = rec.patch_config.hop_frames * rec.frontend.frame_seconds
+    seconds = np.bincount(groups[speech], minlength=n_groups).astype(float) * hop_s
+    if not speech.any():
+        return {k: np.zeros((n_groups, v.shape[1]), np.float32) for k, v in feats.items()}, seconds
+    off = adapter.enrolment_offsets({k: v[speech] for k, v in feats.items()}, groups[speech],
+                                    np.ones(int(speech.sum()), bool), seconds, rec.classes.index(ref))
+    return off, seconds
 
 
 def adapted_outputs(rec, parts: list, groups: list | None, batch_size: int | None = None,  # noqa: ANN001
@@ -158,18 +179,9 @@ def adapted_outputs(rec, parts: list, groups: list | None, batch_size: int | Non
             reports.append(GroupReport(str(key), int(n_clips[g]), float(seconds[g]), ok[g], reason))
         adapted = adapter.apply(main, gid, voting, seconds, ok)
         return head_outputs(rec, adapted), (None if audioset is None else audioset[:n_main]), reports, ok[clip_gid]
-    ref = rec.classes.index(adapter.config.reference) if adapter.config.reference in rec.classes else None
-    if ref is None:
-        raise ModelError(f"--neutral: this model has no {adapter.config.reference!r} class to enrol a voice with")
-    e_sizes = [len(q[1]) for q in enrol_parts]
-    e_gid = np.repeat(np.asarray(enrol_gid, int), e_sizes)
-    e_speech = np.zeros(len(e_gid), bool)
-    if len(e_gid):
-        if audioset is None:
-            e_speech[:] = True
-        else:
-            e_speech = decide(audioset[n_main:], rec.speech_gate).is_speech if rec.speech_gate.enabled else np.ones(len(e_gid), bool)
-    seconds = np.bincount(e_gid[e_speech], minlength=len(uniq)).astype(float) * hop_s
+    e_gid = np.repeat(np.asarray(enrol_gid, int), [len(q[1]) for q in enrol_parts])
+    off, seconds = enrolment(rec, adapter, {k: v[n_main:] for k, v in feats.items()},
+                             None if audioset is None else audioset[n_main:], e_gid, len(uniq))
     for g, key in enumerate(uniq):
         n_ref = int(np.sum(np.asarray(enrol_gid) == g))
         if n_ref == 0:
@@ -179,15 +191,10 @@ def adapted_outputs(rec, parts: list, groups: list | None, batch_size: int | Non
         else:
             reason = None
         ok[g] = reason is None
-        rep = GroupReport(str(key), int(n_clips[g]), float(seconds[g]), ok[g], reason)
-        rep.enrolled = n_ref
-        reports.append(rep)
-    off = adapter.enrolment_offsets({k: v[n_main:][e_speech] for k, v in feats.items()}, e_gid[e_speech],
-                                    np.ones(int(e_speech.sum()), bool), seconds, ref) if e_speech.any() else \
-        {k: np.zeros((len(uniq), v.shape[1]), np.float32) for k, v in feats.items()}
+        reports.append(GroupReport(str(key), int(n_clips[g]), float(seconds[g]), ok[g], reason, enrolled=n_ref))
     adapted = adapter.subtract(main, gid, off, ok)
     return head_outputs(rec, adapted), (None if audioset is None else audioset[:n_main]), reports, ok[clip_gid]
 
 
 __all__ = [
-    "GroupReport", "measured_note", "enrolment_note", "require_adapter", "stream_features", "head_outputs", "adapted_outputs"]
+    "GroupReport", "measured_note", "enrolment_note", "enrolment", "require_adapter", "stream_features", "head_outputs", "adapted_outputs"]

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from emolens.adaptation.runtime import GroupReport, head_outputs, require_adapter, stream_features
+from emolens.adaptation.runtime import GroupReport, enrolment, head_outputs, require_adapter, stream_features
 from emolens.adaptation.transform import adapt_rule
-from emolens.errors import ModelError
-from emolens.selection.speech import decide
 
 
 def adapt_recording(rec, feats: list[dict[str, np.ndarray]], voting: np.ndarray,  # noqa: ANN001
@@ -22,22 +20,15 @@ def adapt_recording(rec, feats: list[dict[str, np.ndarray]], voting: np.ndarray,
     x = {k: np.concatenate([f[k] for f in feats]) for k in feats[0]}
     hop_s = rec.patch_config.hop_frames * rec.frontend.frame_seconds
     if neutral:
-        ref = adapter.config.reference
-        if ref not in rec.classes:
-            raise ModelError(f"--neutral: this model has no {ref!r} class to enrol a voice with")
         patches = np.concatenate([rec.prepare_clip(c)[1] for c in neutral])
         nf, audioset = stream_features(rec, patches)
-        speech = (decide(audioset, rec.speech_gate).is_speech if rec.speech_gate.enabled and audioset is not None
-                  else np.ones(len(patches), bool))
-        seconds = float(speech.sum()) * hop_s
-        if not speech.any():
+        off, secs = enrolment(rec, adapter, nf, audioset, np.zeros(len(patches), int), 1)
+        if secs[0] <= 0:
             return head_outputs(rec, x), "adapt: not adapted: the --neutral clip has no speech"
-        off = adapter.enrolment_offsets({k: v[speech] for k, v in nf.items()}, np.zeros(int(speech.sum()), int),
-                                        np.ones(int(speech.sum()), bool), np.array([seconds]), rec.classes.index(ref))
         x = adapter.subtract(x, np.zeros(len(voting), int), off)
         n = len(neutral)
         return head_outputs(rec, x), (f"adapt: enrolled this recording's voice with {n} neutral clip{'s' if n != 1 else ''} "
-                                      f"({seconds:.1f} s of speech)")
+                                      f"({secs[0]:.1f} s of speech)")
     seconds = float(np.sum(voting)) * hop_s
     reason = adapt_rule(1, seconds, adapter.config, single_recording=True)
     report = GroupReport("this recording", 1, seconds, reason is None, reason)

@@ -40,11 +40,6 @@ def _adapt_info(rec) -> str | None:  # noqa: ANN001 - EmotionRecognizer
     return note[0].upper() + note[1:] if note else None
 
 
-def _neutral_label(rec) -> str:  # noqa: ANN001 - EmotionRecognizer
-    """The neutral-clip input's label (what enrolment measured is under the adapt checkbox)."""
-    return "neutral clip of the same voice (optional: adapt enrols the voice with it)"
-
-
 def _gradio():
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
@@ -146,7 +141,7 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
                     adapt = gr.Checkbox(False, label="adapt to this voice (>= 10 s of speech, or a neutral clip of it below)",
                                         elem_id="adapt", interactive=getattr(rec, "adapter", None) is not None,
                                         info=_adapt_info(rec))
-                    neutral = gr.Audio(sources=["upload", "microphone"], type="filepath", label=_neutral_label(rec),
+                    neutral = gr.Audio(sources=["upload", "microphone"], type="filepath", label="neutral clip of the same voice (optional: adapt enrols the voice with it)",
                                        elem_id="neutral-audio", interactive=getattr(rec, "adapter", None) is not None)
                     run = gr.Button("Analyse", variant="primary", elem_id="analyse")
                     gr.Markdown(f"Up to {config.max_upload_mb:g} MB and {config.max_seconds:g} s. LIME and Occlusion take "

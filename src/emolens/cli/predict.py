@@ -85,10 +85,11 @@ def cmd_predict(args) -> int:
     if getattr(args, "speakers", None) is not None and not adapt:
         raise EmolensError("--speakers names voices for --adapt: add --adapt")
     neutral = list(getattr(args, "neutral", None) or [])
+    speakers = None
     if getattr(args, "speakers", None) is not None and adapt:
         from emolens.adaptation.groups import read_neutral, read_speakers
 
-        read_speakers(args.speakers)  # a one-line error for a bad CSV before anything runs
+        speakers = read_speakers(args.speakers)  # a one-line error for a bad CSV before anything runs
         neutral += read_neutral(args.speakers)  # rows with neutral=1: enrolment clips of their speaker
     if neutral and not adapt:
         raise EmolensError("--neutral enrols a voice for --adapt: add --adapt")
@@ -121,10 +122,10 @@ def cmd_predict(args) -> int:
     cfg = BatchConfig(workers=max(1, getattr(args, "workers", None) or 2), files_per_batch=max(1, getattr(args, "batch_files", None) or 32),
                       max_seconds=max_seconds)
     if adapt:
-        from emolens.adaptation.groups import iter_adapted_results, read_speakers
+        from emolens.adaptation.groups import iter_adapted_results
 
         done = set(files) - set(todo)
-        results = iter_adapted_results(rec, files, read_speakers(args.speakers) if args.speakers else None,
+        results = iter_adapted_results(rec, files, speakers,
                                        workers=cfg.workers, max_seconds=cfg.max_seconds,
                                        on_group=lambda m: print(f"adapt: {m}", file=sys.stderr, flush=True),
                                        skip=lambda f: f in done, neutral=[Path(f) for f in neutral] if neutral else None)

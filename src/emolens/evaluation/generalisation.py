@@ -440,28 +440,15 @@ def patch_probs(head: FusionHead, feats: dict[str, np.ndarray], batch: int = 409
 
 @torch.no_grad()
 def utterance_decisions(head: FusionHead, feats: dict[str, np.ndarray], utt: np.ndarray, speech: np.ndarray,
-                        n_utt: int, batch: int = 4096) -> np.ndarray:
+                        n_utt: int) -> np.ndarray:
     """``(U, C)`` utterance probabilities of ``head`` on patch features, decided as
     ``emolens predict`` decides over each utterance's speech patches (all of them when
     none is speech): the vote (:func:`vote`) or statistics pooling's ``W [mu, sigma] + b``."""
     if head.pooling == "mean":
         return vote(patch_probs(head, feats), utt, speech, n_utt)
-    n = len(next(iter(feats.values())))
-    z = np.concatenate([head.embed({k: torch.from_numpy(feats[k][s:s + batch]) for k in head.streams}).numpy()
-                        for s in range(0, n, batch)]).astype(np.float64)
-    sp = np.zeros(n_utt, bool)
-    sp[utt[speech]] = True
-    use = speech | ~sp[utt]
-    u = utt[use]
-    cnt = np.bincount(u, minlength=n_utt).clip(1)[:, None]
-    m, q = np.zeros((n_utt, z.shape[1])), np.zeros((n_utt, z.shape[1]))
-    np.add.at(m, u, z[use])
-    m /= cnt
-    np.add.at(q, u, (z[use] - m[u]) ** 2)
-    from emolens.models.fusion import SIGMA_FLOOR
+    from emolens.evaluation.utterance_levers import pool_streams  # the rows the lever path trains on
 
-    sigma = np.sqrt(np.maximum(q / cnt, SIGMA_FLOOR ** 2))
-    x = torch.from_numpy(np.concatenate([m, sigma], 1).astype(np.float32))
+    x = torch.from_numpy(pool_streams(feats, utt, speech, n_utt, head.streams, std=True))
     return torch.softmax(head.classifier(x), 1).numpy().astype(np.float64)
 
 

@@ -83,10 +83,8 @@ class TorchBackend:
                 outs.append(o.numpy())
                 if with_as:
                     audioset.append(scores.numpy())
-        head = self.model.head
-        width = head.classifier[-1].out_features if head.pooling == "mean" else head.width
         if not outs:
-            return np.zeros((0, width), np.float32), (np.zeros((0, 521), np.float32) if with_as else None)
+            return np.zeros((0, self.model.head.output_width), np.float32), (np.zeros((0, 521), np.float32) if with_as else None)
         return np.concatenate(outs), (np.concatenate(audioset) if with_as else None)
 
 

@@ -144,6 +144,17 @@ class FusionHead(nn.Module):
         mu, sigma = self._context if self._context is not None else pooled_stats(z)
         return self.classifier(torch.cat([z, (z - mu) ** 2 / sigma], dim=1))
 
+    def outputs(self, z: torch.Tensor) -> torch.Tensor:
+        """What inference reads per patch from ``z (B, width)``: the emotion softmax
+        ``(B, C)`` for the vote, ``z`` itself for statistics pooling (its decision needs the
+        whole utterance; :mod:`emolens.models.decision`)."""
+        return torch.softmax(self.classifier(z), 1) if self.pooling == "mean" else z
+
+    @property
+    def output_width(self) -> int:
+        """Columns of :meth:`outputs`: C for the vote, ``width`` for statistics pooling."""
+        return self.classifier[-1].out_features if self.pooling == "mean" else self.width
+
     def pooled_logits(self, z: torch.Tensor) -> torch.Tensor:
         """Utterance logits ``(..., C)`` from the voting patches' ``z (..., V, width)``
         (differentiable): ``W [mu, sigma] + b`` with statistics pooling, else the log of
@@ -244,9 +255,7 @@ class FusionNet(nn.Module):
         with_as = audioset and self.yamnet is not None
         feats = self.extract(x, tuple(dict.fromkeys(self.streams + (("yamnet",) if with_as else ()))))
         scores = torch.sigmoid(self.yamnet.classifier(feats["yamnet"])) if with_as else None
-        z = self.head.embed({s: feats[s] for s in self.streams})
-        out = torch.softmax(self.head.classifier(z), 1) if self.head.pooling == "mean" else z
-        return out, scores
+        return self.head.outputs(self.head.embed({s: feats[s] for s in self.streams})), scores
 
     # -- training scopes and explanation hooks ------------------------------------
     def set_finetune(self, mode: str) -> list[nn.Parameter]:
