@@ -93,6 +93,8 @@ ROWS: dict[str, tuple[HeadConfig, str]] = {
     "utt-mixup-std": (replace(UP, pooling="mean+std"), "statistics pooling: mean and standard deviation over the speech patches"),
     "utt-mixup-sq": (replace(UP, pooling="mean+sq"), "mean and mean of squares: per-patch decomposable (a head on [z, z^2] could vote)"),
     "utt-mixup-egemaps": (replace(UP, prosody=2.0), "prosody stream: eGeMAPS functionals fused early (weight 2)"),
+    "utt-mixup-prosody": (replace(UP, prosody=2.0, prosody_set="emolens"),
+                          "prosody stream: emolens's numpy prosody functionals (no openSMILE) fused early (weight 2)"),
     "utt-mixup-std-egemaps": (replace(UP, pooling="mean+std", prosody=2.0), "mean+std pooling and the eGeMAPS stream"),
     "utt-mixup-nap16": (replace(UP, nap=16), "16 speaker directions projected out (nuisance attribute projection)"),
     "utt-mlp128-pooled": (replace(UP, hidden=128), "MLP 128 on the pooled row (reference of the adversarial row)"),
@@ -132,7 +134,13 @@ def load_lever_inputs(cfgs: list[HeadConfig], data: dict, dirs: dict[str, Path])
     from emolens.evaluation.generalisation import variant_features
 
     by_name = {WorkDir.open(d).manifest[0].corpus: d for d in dirs.values()}
-    if any(c.prosody > 0 for c in cfgs):
+    if any(c.prosody > 0 and c.prosody_set == "emolens" for c in cfgs):
+        from emolens.features.prosody_files import extract_prosody
+
+        for name, cf in data.items():
+            w = WorkDir.open(by_name[name])
+            cf.prosody = extract_prosody(w.manifest.paths(), cache_dir=w.root / "prosody", progress=True)
+    if any(c.prosody > 0 and c.prosody_set == "egemaps" for c in cfgs):
         from emolens.evaluation.egemaps import extract_egemaps
 
         for name, cf in data.items():

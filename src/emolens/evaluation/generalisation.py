@@ -79,6 +79,7 @@ class CorpusFeatures:
     paths: np.ndarray
     classes: list[str]
     egemaps: np.ndarray | None = None  # (U, 88) eGeMAPS functionals, when loaded
+    prosody: np.ndarray | None = None  # (U, N_PROSODY) emolens prosody functionals, when loaded
     variants: dict[str, PatchFeatures] = field(default_factory=dict)
 
     @property
@@ -272,6 +273,7 @@ class HeadConfig:
     decision: str = "vote"
     pooling: str = "mean"
     prosody: float = 0.0
+    prosody_set: str = "egemaps"
     nap: int = 0
     adversarial: float = 0.0
     augment: str = ""
@@ -297,7 +299,7 @@ class HeadConfig:
 
 #: fields added with the utterance-decision levers, and their defaults (left out of ``to_dict`` at default)
 _LEVER_DEFAULTS = {f.name: f.default for f in fields(HeadConfig)
-                   if f.name in ("decision", "pooling", "prosody", "nap", "adversarial", "augment", "frontend")}
+                   if f.name in ("decision", "pooling", "prosody", "prosody_set", "nap", "adversarial", "augment", "frontend")}
 
 
 def _weights(cfg: HeadConfig, y: np.ndarray, corpus: np.ndarray, utt_key: np.ndarray, n_classes: int) -> np.ndarray:
@@ -597,6 +599,13 @@ def lever_head(cfg: HeadConfig, model: nn.Module, n_classes: int) -> FusionHead 
     return head.eval()
 
 
+def _prosody_of(cfg: HeadConfig, cf: CorpusFeatures) -> np.ndarray | None:
+    """The utterance functionals ``cfg.prosody_set`` names: openSMILE's eGeMAPS or emolens's own."""
+    if cfg.prosody_set not in ("egemaps", "emolens"):
+        raise ValueError(f"unknown prosody_set {cfg.prosody_set!r}; use egemaps or emolens")
+    return cf.egemaps if cfg.prosody_set == "egemaps" else cf.prosody
+
+
 def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: LocoFold, seed: int
                      ) -> tuple[FoldResult, FusionHead | None]:
     """:func:`run_fold` with utterance-decision levers (see :class:`HeadConfig`); the head
@@ -619,18 +628,20 @@ def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: Loc
             y.append(p.y)
             corpus.append(np.full(p.n_utt, p.name))
             spk.append(np.char.add(p.name + "/", p.speakers.astype(str)))
-            E.append(p.egemaps)
+            E.append(_prosody_of(cfg, p))
     X, y, corpus, spk = np.concatenate(X), np.concatenate(y), np.concatenate(corpus), np.concatenate(spk)
     Xt = _lever_rows(cfg, test, train=False)[0]
     if cfg.nap:
         basis = nap_basis(X, y, spk, cfg.nap, n_classes)
         X, Xt = project_out(X, basis), project_out(Xt, basis)
     if cfg.prosody > 0:
-        if any(e is None for e in E) or test.egemaps is None:
-            raise ValueError("prosody fusion needs eGeMAPS functionals on every corpus (CorpusFeatures.egemaps)")
+        Et = _prosody_of(cfg, test)
+        if any(e is None for e in E) or Et is None:
+            what = "eGeMAPS" if cfg.prosody_set == "egemaps" else "emolens prosody"
+            raise ValueError(f"prosody fusion needs {what} functionals on every corpus (CorpusFeatures.egemaps / .prosody)")
         sc = ProsodyScaler(weight=cfg.prosody).fit(np.concatenate(E))
         X = np.concatenate([X, sc.transform(np.concatenate(E))], 1)
-        Xt = np.concatenate([Xt, sc.transform(test.egemaps)], 1)
+        Xt = np.concatenate([Xt, sc.transform(Et)], 1)
     w = _weights(cfg, y, corpus, np.arange(len(y)).astype(str), n_classes)
     model = fit_classifier(X, y, w, n_classes, hidden=cfg.hidden, epochs=cfg.epochs, batch_size=cfg.batch_size,
                            lr=cfg.lr, weight_decay=cfg.weight_decay, mixup=cfg.mixup, corpus=corpus,
@@ -716,16 +727,16 @@ __all__ = [
     "corpus_features",
     "egemaps_loco",
     "expected_calibration_error",
+    "lever_head",
     "loco_folds",
     "mixup_batch",
     "patch_probs",
-    "utterance_decisions",
-    "lever_head",
     "run_fold",
     "run_loco",
     "score",
     "summarise",
     "train_head",
+    "utterance_decisions",
     "variant_features",
     "vote",
 ]
