@@ -32,20 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from emolens.evaluation.adaptation_loco import PRIOR_ITERATIONS, adaptation_loco
-    from emolens.evaluation.generalisation import corpus_features
-    from emolens.training.default_model import CORPORA, DEFAULT_HEAD
+    from emolens.training.default_model import CORPORA, DEFAULT_HEAD, load_corpus_features
     from emolens.training.package import NOT_SHIPPABLE
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    data = {}
     for name, *_ in CORPORA:
         d = args.work_root / name
         if not (d / "prepare.json").exists():
             print(f"emolens: error: {d} is not a prepared work dir; run benchmarks/generalisation.py first", file=sys.stderr)
             return 2
-        cf = corpus_features(d, progress=False)
-        data[cf.name] = cf
+    data = load_corpus_features([args.work_root / name for name, *_ in CORPORA], DEFAULT_HEAD)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     res = adaptation_loco(DEFAULT_HEAD, data, seed=args.seed, evaluate_only=sorted(set(data) & set(NOT_SHIPPABLE)),
                           methods=methods, draws=args.draws, prior_iterations=args.prior_iterations or PRIOR_ITERATIONS,

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from emolens.evaluation.generalisation import (FoldResult, _weights, corpus_features, layer_norm, loco_folds, score,
                                                    summarise)
-    from emolens.training.default_model import CORPORA, DEFAULT_HEAD as cfg
+    from emolens.training.default_model import CORPORA, VOTE_HEAD as cfg
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()

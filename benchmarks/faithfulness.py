@@ -45,6 +45,7 @@ import os
 import sys
 import time
 from collections import defaultdict
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ CORPORA = ("emodb-original", "ravdess", "ased", "nemo", "turev", "casia")
 LABEL_MAP = {"calm": "neutral"}  # turev
 TRAINING_NAMES = {"emodb": "emodb-original"}  # corpus names in model.json -> shared/data folders
 DEFAULT_SPECS = ("r.occlusion,r.occlusion@syllable,r.smoothgrad,r.gxi,r.kernelshap,gxi,ig:n_steps=8,gradcam@yamnet.7")
-SHIP_SPECS = "r.occlusion,r.occlusion:block=0.2,r.occlusion@syllable,r.smoothgrad,gxi,gradcam@yamnet.7"
+SHIP_SPECS = "r.occlusion,r.occlusion:block=0.1,r.occlusion@syllable,r.smoothgrad,gxi,gradcam@yamnet.7"
 SHIP_ARGS = {"per_class": 3, "steps": 6, "orders": 2, "sanity_clips": 4, "threads": 1}
 
 
@@ -174,44 +175,50 @@ def run_corpus(rec, corpus: str, specs: list[str], args, seen: bool) -> dict:
     rows = defaultdict(lambda: defaultdict(list))
     model = rec.model.eval()
     fast = EmotionRecognizer.from_dir(args.model_dir, backend="auto", threads=args.threads)  # ONNX Runtime for the curves
+    outputs = lambda p: fast.patch_outputs(p)[0]  # noqa: E731 - the backend's per-patch outputs, decided by the model's head
     for ci, a in enumerate(analyses):
-        t = int(np.argmax(a.probs))
-        regions = {u: make_regions(a.log_mel, g) for u, g in grids.items() if any(e.unit == u for e in exps)}
-        predict = decision_predictor(None, a.log_mel, a.voting, pcfg=rec.patch_config, probs_fn=fast.patch_probabilities)
-        # sanity similarity only over what the decision can see: regions no voting patch covers
-        # are 0 for every model by construction and would make any two explanations look alike
-        seen_f = np.zeros(a.log_mel.shape[0], bool)
-        for p in np.flatnonzero(a.voting):
-            seen_f[p * rec.patch_config.hop_frames:p * rec.patch_config.hop_frames + rec.patch_config.patch_frames] = True
-        covered = {u: np.bincount(R.ids[seen_f].ravel(), minlength=R.n) > 0 for u, R in regions.items()}
-        scores, maps = {}, {}
-        for e in exps:
+        # every decision below is taken in this clip's context (a pooled head: its statistics or prosody)
+        with ExitStack() as ctx:
+            if a.context:
+                for m in (model, *randomized.values()):
+                    ctx.enter_context(m.head.use_context(*a.context))
+            t = int(np.argmax(a.probs))
+            regions = {u: make_regions(a.log_mel, g) for u, g in grids.items() if any(e.unit == u for e in exps)}
+            predict = decision_predictor(model, a.log_mel, a.voting, pcfg=rec.patch_config, probs_fn=outputs)
+            # sanity similarity only over what the decision can see: regions no voting patch covers
+            # are 0 for every model by construction and would make any two explanations look alike
+            seen_f = np.zeros(a.log_mel.shape[0], bool)
+            for p in np.flatnonzero(a.voting):
+                seen_f[p * rec.patch_config.hop_frames:p * rec.patch_config.hop_frames + rec.patch_config.patch_frames] = True
+            covered = {u: np.bincount(R.ids[seen_f].ravel(), minlength=R.n) > 0 for u, R in regions.items()}
+            scores, maps = {}, {}
+            for e in exps:
+                torch.set_num_threads(args.threads)
+                s0, c0 = time.perf_counter(), time.process_time()
+                scores[e.spec], maps[e.spec] = e(model, a, t, regions, outputs)
+                rows[e.spec]["wall_seconds"].append((time.perf_counter() - s0) / a.clip.duration * 4.0)
+                rows[e.spec]["seconds"].append((time.process_time() - c0) / a.clip.duration * 4.0)
+                if ci in sanity_idx:
+                    for test, rm in randomized.items():
+                        rs, _ = e(rm, a, t, regions)
+                        c = covered[e.unit]
+                        rows[e.spec][f"sanity_{test}"].append(map_similarity(scores[e.spec][c], rs[c]))
             torch.set_num_threads(args.threads)
-            s0, c0 = time.perf_counter(), time.process_time()
-            scores[e.spec], maps[e.spec] = e(model, a, t, regions, fast.patch_probabilities)
-            rows[e.spec]["wall_seconds"].append((time.perf_counter() - s0) / a.clip.duration * 4.0)
-            rows[e.spec]["seconds"].append((time.process_time() - c0) / a.clip.duration * 4.0)
-            if ci in sanity_idx:
-                for test, rm in randomized.items():
-                    rs, _ = e(rm, a, t, regions)
-                    c = covered[e.unit]
-                    rows[e.spec][f"sanity_{test}"].append(map_similarity(scores[e.spec][c], rs[c]))
-        torch.set_num_threads(args.threads)
-        cell = faithfulness(predict, a.log_mel, maps, t, n_orders=args.orders, steps=args.steps)
-        reg = {}
-        for u, R in regions.items():
-            mine = {e.spec: scores[e.spec] for e in exps if e.unit == u}
-            res = region_faithfulness(predict, a.log_mel, R.ids, mine, t, n_orders=args.orders, steps=args.steps)
-            reg.update({k: v for k, v in res.items() if k != "random"})
-            reg[f"random@{u}"] = res["random"]
-        for level, fa in (("cell", cell), ("region", reg)):
-            for k, v in fa.items():
-                rows[k][f"{level}_deletion"].append(v["deletion_auc"])
-                rows[k][f"{level}_insertion"].append(v["insertion_auc"])
-                if not k.startswith("random"):
-                    rows[k][f"{level}_beats"].append(beats_random(v))
-        rows["_"]["n_regions"].append(regions["fixed"].n if "fixed" in regions else 0)
-        print(f"  {corpus}: clip {ci + 1}/{len(clips)} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+            cell = faithfulness(predict, a.log_mel, maps, t, n_orders=args.orders, steps=args.steps)
+            reg = {}
+            for u, R in regions.items():
+                mine = {e.spec: scores[e.spec] for e in exps if e.unit == u}
+                res = region_faithfulness(predict, a.log_mel, R.ids, mine, t, n_orders=args.orders, steps=args.steps)
+                reg.update({k: v for k, v in res.items() if k != "random"})
+                reg[f"random@{u}"] = res["random"]
+            for level, fa in (("cell", cell), ("region", reg)):
+                for k, v in fa.items():
+                    rows[k][f"{level}_deletion"].append(v["deletion_auc"])
+                    rows[k][f"{level}_insertion"].append(v["insertion_auc"])
+                    if not k.startswith("random"):
+                        rows[k][f"{level}_beats"].append(beats_random(v))
+            rows["_"]["n_regions"].append(regions["fixed"].n if "fixed" in regions else 0)
+            print(f"  {corpus}: clip {ci + 1}/{len(clips)} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     table = {}
     for k in (*specs, "random", *[f"random@{u}" for u in grids]):
         r = rows[k]

@@ -77,6 +77,11 @@ def _stage_profile(rec, files: list[Path]) -> dict[str, float]:
     s = time.perf_counter()
     patches = [log_mel_patches(mel_spectrogram(c.samples, rec.frontend), rec.patch_config) for c in clips]
     t["front end"] = time.perf_counter() - s
+    prosody = None
+    if getattr(rec, "needs_prosody", False):  # a prosody head: the functionals of every clip (own STFT here)
+        s = time.perf_counter()
+        prosody = [rec.clip_prosody(c.samples) for c in clips]
+        t["prosody"] = time.perf_counter() - s
     s = time.perf_counter()
     keeps = [rec.selector.select(p).keep if rec.selector is not None else np.ones(len(p), bool) for p in patches]
     t["GDS"] = time.perf_counter() - s
@@ -85,11 +90,12 @@ def _stage_profile(rec, files: list[Path]) -> dict[str, float]:
     probs = rec.patch_outputs(allp)[0]
     t["model"] = time.perf_counter() - s
     s = time.perf_counter()
+    if prosody is not None:
+        probs = rec.with_prosody(probs, prosody, [len(p) for p in patches])
     start = 0
     for p, k in zip(patches, keeps):
-        pp = probs[start : start + len(p)]
+        rec.decide(probs[start : start + len(p)], k)
         start += len(p)
-        pp[k].mean(0) if k.any() else pp.mean(0)
     t["decision"] = time.perf_counter() - s
     t["patches"] = len(allp)
     return t

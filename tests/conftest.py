@@ -91,6 +91,46 @@ def _save_stats_run(root: Path, classes=("angry", "happy", "neutral", "sad")) ->
     return save_model(root, model, cfg)
 
 
+def _save_prosody_run(root: Path, classes=("angry", "happy", "neutral", "sad")) -> Path:
+    """As :func:`_save_stats_run`, with the prosody head (``pooling='mean+prosody'``):
+    random weights, prosody statistics of a few synthetic signals, so the decision depends
+    on the functionals as well as on the patches."""
+    import numpy as np
+    import torch
+
+    from emolens.features.prosody import N_PROSODY, prosody_features
+    from emolens.features.prosody_files import prosody_cache_tag
+    from emolens.models.fusion import FusionNet
+    from emolens.models.io import save_model
+    from emolens.models.yamnet import load_yamnet_file
+
+    torch.manual_seed(2)
+    streams = ("yamnet_l5", "yamnet_mid")
+    tfl = shared_root() / "weights" / "yamnet.tflite"
+    yam = load_yamnet_file(tfl) if tfl.is_file() else None
+    spec = {"dim": N_PROSODY, "weight": 2.0, "clip": 6.0, "features": prosody_cache_tag()}
+    model = FusionNet(len(classes), streams, yamnet=yam, hidden=0, dropout=0.0, pooling="mean+prosody",
+                      prosody=spec).eval()
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    q = np.stack([prosody_features((0.2 * np.sin(2 * np.pi * f * t * (1 + 0.05 * t)) + 0.02 * rng.normal(size=t.size))
+                                   .astype(np.float32)) for f in (110, 160, 220, 300, 400)])
+    with torch.no_grad():
+        model.head.prosody_mean.copy_(torch.from_numpy(q.mean(0)))
+        model.head.prosody_scale.copy_(torch.from_numpy(q.std(0) + 1e-3))
+    cfg = {"emolens_model": 1, "model": "yamnet-layers-prosody", "streams": list(streams), "classes": list(classes),
+           "frontend": {"name": "vggish16k"}, "patches": {"patch_frames": 96, "hop_frames": 48},
+           "head": {"hidden": 0, "layer_dim": 256, "dropout": 0.0, "pooling": "mean+prosody", "prosody": spec},
+           "gds": {"enabled": False}, "yamnet_pretrained": yam is not None, "vggish_pretrained": None}
+    return save_model(root, model, cfg)
+
+
+@pytest.fixture(scope="session")
+def prosody_run(tmp_path_factory) -> Path:
+    """Run directory of a tiny untrained 4-class model with the prosody head."""
+    return _save_prosody_run(tmp_path_factory.mktemp("prosody-run"))
+
+
 @pytest.fixture(scope="session")
 def stats_run(tmp_path_factory) -> Path:
     """Run directory of a tiny untrained 4-class statistics-pooling model."""

@@ -3,7 +3,8 @@
 Public API (see README):
 
 * audio/features: :func:`load_audio`, :func:`mel_spectrogram`, :func:`log_mel`,
-  :func:`frame_patches`, :class:`FrontEndConfig`, :class:`PatchConfig`
+  :func:`frame_patches`, :class:`FrontEndConfig`, :class:`PatchConfig`,
+  :func:`prosody_features`, :data:`PROSODY_NAMES`
 * corpora: :class:`Manifest`, :func:`build_manifest`, :func:`make_folds`
 * selection: :class:`GaussianDataSelector`, :class:`GDSConfig`
 * models: :class:`FusionNet`, :class:`VGGish`, :class:`YAMNet`, :func:`build_model`
@@ -27,6 +28,8 @@ _LAZY = {
     "log_mel": "emolens.features.mel",
     "PatchConfig": "emolens.features.patches",
     "frame_patches": "emolens.features.patches",
+    "prosody_features": "emolens.features.prosody",
+    "PROSODY_NAMES": "emolens.features.prosody",
     "Manifest": "emolens.corpora.manifest",
     "build_manifest": "emolens.corpora.parsers",
     "make_folds": "emolens.corpora.splits",

@@ -24,7 +24,14 @@ import numpy as np
 from emolens.audio.io import DEFAULT_MAX_SECONDS, AudioClip, load_audio
 from emolens.errors import EmolensError, ModelError
 from emolens.evaluation.calibration import apply_temperature, calibration_of
-from emolens.features.mel import FrontEndConfig, frontend_from_dict, log_mel, mel_spectrogram
+from emolens.features.mel import (
+    FrontEndConfig,
+    frontend_from_dict,
+    log_mel,
+    mel_from_magnitude,
+    mel_spectrogram,
+    stft_magnitude,
+)
 from emolens.features.patches import PatchConfig, log_mel_patches
 from emolens.models.backends import Backend, make_backend, needs_torch, resolve_backend
 from emolens.models.decision import Decided, Decision, decision_for
@@ -59,8 +66,10 @@ class Analysis:
         uncertain_threshold: below this top probability the emotion is "uncertain"
             (model.json ``calibration``; ``None``: never uncertain).
         adapted: True when ``--adapt`` adapted this clip to its voice group.
-        context: statistics pooling's ``(mu, sigma)`` ``(D,)`` of the voting patches
-            (what the explanations hold fixed per patch); ``None`` for the vote.
+        context: statistics pooling's ``(mu, sigma)`` ``(D,)`` of the voting patches, or
+            the prosody head's ``(q (P,), mu (D,))``: the clip's raw prosody functionals
+            and the voting patches' mean embedding (what the explanations hold fixed per
+            patch); ``None`` for the vote.
     """
 
     clip: AudioClip
@@ -161,6 +170,15 @@ class EmotionRecognizer:
         #: how an utterance is decided from its patches' outputs (model.json ``head.pooling``)
         self.decision: Decision = decision_for(config, model_dir,
                                                head_state=self._model.head.state_dict() if self._model is not None else None)
+        #: the decision reads the clip's prosody functionals (:mod:`emolens.features.prosody`) too
+        self.needs_prosody = self.decision.pooling == "mean+prosody"
+        if self.needs_prosody:
+            from emolens.features.prosody_files import prosody_cache_tag
+
+            made, here = (config.get("head") or {}).get("prosody", {}).get("features"), prosody_cache_tag()
+            if made != here:
+                raise ModelError(f"this model was trained on prosody features {made!r}, this emolens computes {here!r}; "
+                                 "use the emolens version it was trained with, or retrain it")
         self.adapter = None  # speaker adaptation statistics (``--adapt``; emolens.adaptation)
         self.last_adaptation: list = []  # GroupReports of the last ``adapt=True`` call
 
@@ -285,9 +303,59 @@ class EmotionRecognizer:
         (calibration not applied)."""
         return self.decision.decide(outputs, voting)
 
-    def _patches(self, clip: AudioClip) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(log-mel (n_frames, 64), patches (n, 96, 64), GDS keep (n,)) of one clip."""
-        mel = mel_spectrogram(clip.samples, self.frontend)
+    def clip_prosody(self, samples: np.ndarray, magnitude: np.ndarray | None = None) -> np.ndarray | None:
+        """The prosody functionals ``(P,)`` of a waveform at the front end's rate, when the
+        model decides on them (:attr:`needs_prosody`), else None (``magnitude``: its
+        ``|STFT|`` from the front end, shared)."""
+        if not self.needs_prosody:
+            return None
+        from emolens.features.prosody import ProsodyConfig, prosody_features
+
+        return prosody_features(samples, ProsodyConfig(sample_rate=self.frontend.sample_rate), magnitude)
+
+    def prosody_inputs(self, analysis: Analysis):  # noqa: ANN201 - ProsodyInputs
+        """What :mod:`emolens.explain.prosody` needs to say which functionals moved this
+        recording's decision (None unless the model has a prosody stream): the clip's
+        functionals, their training average and ``score_fn`` = the utterance log-softmax
+        (before calibration) as a function of the functionals, the spectrogram part
+        ``W_z mu`` held at this recording's."""
+        if not self.needs_prosody or not analysis.context or len(analysis.context) < 2:
+            return None
+        import torch
+
+        from emolens.explain.prosody import ProsodyInputs
+        from emolens.features.prosody import PROSODY_NAMES, PROSODY_UNITS
+
+        d = self.decision
+        q, mu = analysis.context[0], analysis.context[1]
+        w = torch.as_tensor(d.weight, dtype=torch.float32)
+        fixed = torch.as_tensor(np.asarray(mu, np.float32)) @ w[:, : d.width].T + torch.as_tensor(d.bias)
+        mean, scale = torch.as_tensor(d.mean), torch.as_tensor(d.scale)
+
+        def score(qb: torch.Tensor) -> torch.Tensor:
+            s = d.pweight * torch.clamp((qb - mean) / scale, -d.clip, d.clip)
+            return torch.log_softmax(fixed + s @ w[:, d.width :].T, dim=-1)
+
+        return ProsodyInputs(np.asarray(q, np.float64), PROSODY_NAMES, PROSODY_UNITS, d.mean.astype(np.float64), score)
+
+    def with_prosody(self, outputs: np.ndarray, prosody: list, sizes: list[int]) -> np.ndarray:
+        """Per-patch outputs with each clip's prosody functionals appended (the rows a
+        prosody head's decision reads, :class:`~emolens.models.decision.ProsodyPooling`):
+        ``outputs (sum(sizes), D)`` -> ``(sum(sizes), D + P)``; unchanged for other models."""
+        if not self.needs_prosody:
+            return outputs
+        q = np.repeat(np.stack([np.asarray(v, np.float32) for v in prosody]), sizes, axis=0)
+        return np.concatenate([np.asarray(outputs, np.float32), q], axis=1)
+
+    def _patches(self, clip: AudioClip) -> tuple:
+        """(log-mel (n_frames, 64), patches (n, 96, 64), GDS keep (n,), prosody functionals
+        (P,) or None) of one clip."""
+        mag = None
+        if self.needs_prosody:  # one |STFT| for the log-mel and the prosody descriptors
+            mag = stft_magnitude(clip.samples, self.frontend)
+            mel = mel_from_magnitude(mag, self.frontend)
+        else:
+            mel = mel_spectrogram(clip.samples, self.frontend)
         short = f"shorter than one patch ({self.patch_config.patch_frames * self.frontend.frame_seconds:.2f} s): padded with silence"
         if mel.shape[0] < self.patch_config.patch_frames and short not in clip.notes:
             clip.notes.append(short)
@@ -295,9 +363,9 @@ class EmotionRecognizer:
         keep = np.ones(len(patches), bool)
         if self.selector is not None:
             keep = self.selector.select(patches, np.zeros(len(patches), int)).keep
-        return log_mel(mel, "vggish"), patches, keep
+        return log_mel(mel, "vggish"), patches, keep, self.clip_prosody(clip.samples, mag)
 
-    def prepare_clip(self, clip: AudioClip) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def prepare_clip(self, clip: AudioClip) -> tuple:
         """Front end + GDS of one clip (thread-safe; what :meth:`analyze_clips` takes
         as ``prepared``, so decoding threads can do it while the model runs)."""
         return self._patches(clip)
@@ -329,6 +397,7 @@ class EmotionRecognizer:
             _, key_ids = np.unique(np.asarray([str(k) for k in keys]), return_inverse=True)
             group_ids = key_ids[per_patch]
         adapted = np.zeros(len(clips), bool)
+        prosody = [p[3] if len(p) > 3 and p[3] is not None else self.clip_prosody(c.samples) for c, p in zip(clips, parts)]
         if adapt:
             from emolens.adaptation.runtime import adapted_outputs
 
@@ -340,14 +409,21 @@ class EmotionRecognizer:
             probs, audioset, self.last_adaptation, adapted = adapted_outputs(self, parts, groups, batch_size,
                                                                              single_recording=single_recording,
                                                                              neutral=enrol)
+            if enrol is not None and self.needs_prosody:  # --neutral shifts the voice's prosody functionals too
+                from emolens.adaptation.runtime import prosody_enrolment
+
+                shift = prosody_enrolment(self, self.last_adaptation, {k: [q[3] for q in v] for k, v in enrol.items()})
+                keys = [str(g) for g in (groups if groups is not None else ["all"] * len(clips))]
+                prosody = [q - shift[k] if k in shift else q for q, k in zip(prosody, keys)]
         else:
             probs, audioset = self.patch_outputs(all_patches, batch_size, group_ids)
+        probs = self.with_prosody(probs, prosody, [len(p[1]) for p in parts])
         gate = self.speech_gate
         if gate.enabled and audioset is None:
             audioset = self.gate_audioset(all_patches, batch_size)
         out, start = [], 0
         cal = {"uncertain_threshold": self.uncertain_threshold}
-        for ci, (clip, (lm, patches, keep)) in enumerate(zip(clips, parts)):
+        for ci, (clip, (lm, patches, keep, *_)) in enumerate(zip(clips, parts)):
             sl = slice(start, start + len(patches))
             start += len(patches)
             if not gate.enabled:
@@ -372,25 +448,31 @@ class EmotionRecognizer:
         """Bool ``(n_patches,)``: the patches of a linear mel ``(n_frames, n_mels)`` that
         enter the utterance decision (GDS-kept and speech, as :meth:`analyze_clips`
         decides): what ``explain`` and ``profile`` stitch their maps over."""
-        return self.voting_and_context(mel)[0]
+        return self.voting_and_context(mel, context=False)[0]
 
-    def voting_and_context(self, mel: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    def voting_and_context(self, mel: np.ndarray, samples: np.ndarray | None = None,
+                           context: bool = True) -> tuple[np.ndarray, tuple | None]:
         """:meth:`voting_patches` and the decision's context over them (statistics
-        pooling's ``(mu, sigma)``, ``None`` for the vote), one forward pass."""
+        pooling's ``(mu, sigma)``, the prosody head's ``(q,)`` of ``samples`` (the
+        waveform, which a prosody head needs), ``None`` for the vote), one forward pass."""
+        if self.needs_prosody and samples is None and context:
+            raise EmolensError("this model decides on the recording's prosody too: pass its samples")
         patches = log_mel_patches(mel, self.patch_config)
         keep = np.ones(len(patches), bool)
         if self.selector is not None:
             keep = self.selector.select(patches, np.zeros(len(patches), int)).keep
         gate = self.speech_gate
-        needs_outputs = gate.enabled or self.decision.pooling != "mean"
+        pooled = context and self.decision.pooling != "mean"
+        needs_outputs = gate.enabled or pooled
         outputs, audioset = self.patch_outputs(patches) if needs_outputs else (None, None)
+        if pooled:
+            outputs = self.with_prosody(outputs, [self.clip_prosody(samples)] if self.needs_prosody else [], [len(patches)])
         voting = keep
         if gate.enabled:
             if audioset is None:
                 audioset = self.gate_audioset(patches)
             voting = voting_mask(decide(audioset, gate).is_speech, keep)
-        context = self.decide(outputs, voting).context if self.decision.pooling != "mean" else None
-        return voting, context
+        return voting, (self.decide(outputs, voting).context if pooled else None)
 
     def analyze_clip(self, clip: AudioClip) -> Analysis:
         """Classify one decoded clip (16 kHz mono)."""

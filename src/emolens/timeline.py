@@ -2,9 +2,12 @@
 
 :func:`compute_timeline` streams the file (:func:`emolens.features.stream.stream_patches`:
 constant memory, no length limit), classifies each block's patches with the
-recognizer's backend (a statistics-pooling model decides every patch as the clip of the
-centred ``context`` patches around it would be decided, :meth:`StatisticsPooling.windows
-<emolens.models.decision.StatisticsPooling.windows>`), smooths the patch probabilities with a centred moving average
+recognizer's backend (a pooled head decides every patch as the clip of the centred
+``context`` patches around it would be decided, :meth:`StatisticsPooling.windows
+<emolens.models.decision.StatisticsPooling.windows>`; the prosody head with the
+prosody functionals of that window's frames, whose descriptors are computed block by
+block as the file streams: each block's voicing floor is relative to its own loudest
+frame, and the last frames of a block see no samples of the next), smooths the patch probabilities with a centred moving average
 over ``smooth`` patches, labels every patch (``"no speech"`` when the recognizer's
 speech gate finds no voice in it, or its GDS drops it), and merges
 consecutive patches with the same label into :class:`Segment` s.
@@ -45,11 +48,12 @@ class TimelineConfig:
         neutral: with ``adapt``, recordings of the voice speaking neutrally (paths) to
             enrol it with instead of the recording's own statistics (cannot erase a
             steady emotion; :mod:`emolens.adaptation.transform`).
-        context: patches in the centred window each patch is decided in by a
-            statistics-pooling model (5 = 2.88 s, about one training utterance; its
+        context: patches in the centred window each patch is decided in by a pooled
+            head (statistics or prosody; 5 = 2.88 s, about one training utterance; its
             statistics need more than one patch); such a model keeps each patch's
-            embedding until the end (10 kB per patch with the shipped model). Voting models
-            decide every patch alone and ignore it.
+            embedding until the end (7 kB per patch with the shipped model, and 80 bytes
+            per 10-ms frame of prosody descriptors). Voting models decide every patch
+            alone and ignore it.
     """
 
     smooth: int = 1
@@ -176,12 +180,19 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
     t0 = time.perf_counter()
     info = StreamInfo()
     probs, voting, feats = [], [], []
+    llds = [] if rec.needs_prosody else None  # a prosody head: frame descriptors, block by block
+    on_samples = None
+    if llds is not None:
+        from emolens.features.prosody import ProsodyConfig, prosody_llds
+
+        pcfg = ProsodyConfig(sample_rate=rec.frontend.sample_rate)
+        on_samples = lambda x: llds.append(prosody_llds(x, pcfg))  # noqa: E731
     if cfg.adapt:
         from emolens.adaptation.runtime import require_adapter, stream_features
 
         require_adapter(rec)
     with threadpool_limits(1, user_api="blas"):  # see emolens.batch: faster front end, cores left to the model
-        for _, patches in stream_patches(path, rec.frontend, rec.patch_config, cfg.block_seconds, info):
+        for _, patches in stream_patches(path, rec.frontend, rec.patch_config, cfg.block_seconds, info, on_samples):
             if cfg.adapt:
                 f, audioset = stream_features(rec, patches)
                 feats.append(f)
@@ -190,16 +201,26 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
                 probs.append(pp)
             voting.append(_voting(rec, patches, audioset))
     v = np.concatenate(voting)
+    q_shift = None  # --adapt --neutral on a prosody head: the offset of the voice's functionals
     if cfg.adapt:
         from emolens.adaptation.timeline import adapt_recording
 
         from emolens.audio.io import load_audio
 
         ref = [load_audio(p, sample_rate=rec.frontend.sample_rate) for p in cfg.neutral] or None
-        raw, note = adapt_recording(rec, feats, v, neutral=ref)
+        raw, note, q_shift = adapt_recording(rec, feats, v, neutral=ref)
         probs = [raw]
         info.notes.append(note)
-    p = moving_average(rec.decision.windows(np.concatenate(probs), v, cfg.context), cfg.smooth)
+    outputs = np.concatenate(probs)
+    if llds is not None:  # each patch row carries the functionals of its window of cfg.context patches
+        from emolens.features.prosody import concat_llds, window_prosody
+
+        pc = rec.patch_config
+        q = window_prosody(concat_llds(llds), len(outputs), pc.patch_frames, pc.hop_frames, cfg.context, pcfg)
+        if q_shift is not None:  # --adapt --neutral: the voice's functionals shifted as its streams
+            q = q - q_shift
+        outputs = np.concatenate([np.asarray(outputs, np.float32), q], axis=1)
+    p = moving_average(rec.decision.windows(outputs, v, cfg.context), cfg.smooth)
     fs = rec.frontend.frame_seconds
     duration = info.duration(rec.frontend.sample_rate)
     starts, ends = patch_intervals(len(p), duration, rec.patch_config.hop_frames * fs, rec.patch_config.patch_frames * fs)

@@ -137,7 +137,7 @@ def test_config_is_validated():
 
 # --------------------------------------------------------------------------- one Ray job
 @pytest.mark.slow
-def test_ray_results_equal_single_process_predict(job, local, inputs):
+def test_ray_results_equal_single_process_predict(job, local, inputs, rec):
     summary, rows, _ = job
     assert summary.files == len(inputs["files"]) == 15 and summary.skipped == 0 and summary.classified == 15
     assert set(rows) == {str(f) for f in inputs["files"]}
@@ -149,9 +149,13 @@ def test_ray_results_equal_single_process_predict(job, local, inputs):
         for k in ("label", "emotion", "speech", "probabilities_meaningful", "patches", "patches_kept", "patches_voting",
                   "duration_s", "notes", "speech_fraction", "uncertain", "adapted"):
             assert b[k] == a[k], (f, k, a[k], b[k])
+        # the 70-s file is decoded in 20-s blocks here (stream_over=30 s): its patches are bit-identical to
+        # predict's whole-file ones, but a prosody head's descriptors are computed block by block (each
+        # block's voicing floor, pitch at block edges), which moves its probabilities by about 1e-3
+        tol = 5e-3 if getattr(rec, "needs_prosody", False) and f == str(inputs["long"]) else 1e-5
         np.testing.assert_allclose([b["probabilities"][c] for c in a["probabilities"]], list(a["probabilities"].values()),
-                                   atol=1e-5, rtol=0)
-        assert abs(b["probability"] - a["probability"]) <= 1e-5
+                                   atol=tol, rtol=0)
+        assert abs(b["probability"] - a["probability"]) <= tol
         assert b["size_bytes"] == os.path.getsize(f) and b["id"] == file_id(f)[0]
     # the 12 clips are short: no segments; the 70-s recording has them
     assert all(rows[str(f)]["segments"] is None for f in inputs["files"][:12])

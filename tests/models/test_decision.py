@@ -116,3 +116,54 @@ def test_saved_stats_model_decides_the_same_on_torch_and_onnx(stats_run, tmp_pat
         np.testing.assert_allclose(x.patch_probs, y.patch_probs, atol=1e-3)
         assert x.context is not None and x.context[0].shape == (model.head.width,)
     assert len({a.emotion for a in a_t}) >= 1 and not np.allclose(a_t[0].probs, a_t[1].probs, atol=1e-3)
+
+
+def _prosody_head(seed: int = 0, dim: int = 6) -> FusionHead:
+    torch.manual_seed(seed)
+    spec = {"dim": dim, "weight": 2.0, "clip": 3.0, "features": "test"}
+    h = FusionHead(("yamnet_l5", "yamnet_mid"), 4, hidden=0, dropout=0.0, pooling="mean+prosody", prosody=spec).eval()
+    with torch.no_grad():
+        h.classifier[1].weight.mul_(5.0)
+        h.prosody_mean.copy_(torch.arange(dim, dtype=torch.float32))
+        h.prosody_scale.copy_(torch.linspace(0.5, 2.0, dim))
+    return h
+
+
+def test_prosody_head_shares_windows_and_torch_agree() -> None:
+    from emolens.models.decision import ProsodyPooling, decision_for
+
+    h = _prosody_head()
+    f = _feats(7, 3)
+    voting = np.array([1, 0, 1, 1, 1, 0, 1], bool)
+    q = np.array([0.0, 10.0, -4.0, 3.0, 4.5, 5.0], np.float32)  # two of them beyond the clip of +-3 sd
+    d = decision_for({"head": {"pooling": "mean+prosody", "prosody": h.prosody}}, head_state=h.state_dict())
+    assert isinstance(d, ProsodyPooling) and d.width == h.width and d.n_prosody == 6
+    with torch.no_grad():
+        z = h.embed(f)
+        rows = np.concatenate([z.numpy(), np.broadcast_to(q, (7, 6))], 1)
+        dec = d.decide(rows, voting)
+        mu = z[torch.from_numpy(voting)].mean(0)
+        s = h.scale_prosody(torch.from_numpy(q))
+        assert float(s.abs().max()) == pytest.approx(6.0)  # weight 2 x clip 3
+        want = torch.softmax(h.classifier(torch.cat([mu, s])), 0).numpy()
+        np.testing.assert_allclose(dec.probs, want, atol=1e-5)
+        with h.use_context(*dec.context):  # shares in the clip's context, from torch
+            np.testing.assert_allclose(torch.softmax(h(f), 1).numpy(), dec.patch_probs, atol=1e-5)
+            np.testing.assert_allclose(torch.softmax(h.pooled_logits(z[torch.from_numpy(voting)]), -1).numpy(),
+                                       want, atol=1e-5)
+    # the shares' mean over the voting patches is the utterance logits
+    shares = np.log(dec.patch_probs)  # log-softmax: logits up to a per-row constant
+    logit = d.logits(mu.numpy().astype(np.float64), q)
+    np.testing.assert_allclose(np.mean(d.logits(z.numpy()[voting].astype(np.float64), q), 0), logit, atol=1e-5)
+    assert shares.shape == (7, 4)
+    # one window over everything is the clip's decision
+    np.testing.assert_allclose(d.windows(rows, voting, 100), np.broadcast_to(dec.probs, (7, 4)), atol=1e-5)
+    with pytest.raises(ValueError, match="rows"):
+        d.decide(z.numpy(), voting)  # the functionals are missing
+
+
+def test_prosody_head_needs_its_spec_and_a_linear_classifier() -> None:
+    with pytest.raises(ValueError, match="mean\\+prosody"):
+        FusionHead(("yamnet",), 4, hidden=0, pooling="mean+prosody")
+    with pytest.raises(ValueError, match="hidden=0"):
+        FusionHead(("yamnet",), 4, hidden=16, pooling="mean+prosody", prosody={"dim": 3, "weight": 1, "clip": 6})

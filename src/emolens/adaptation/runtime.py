@@ -196,5 +196,25 @@ def adapted_outputs(rec, parts: list, groups: list | None, batch_size: int | Non
     return head_outputs(rec, adapted), (None if audioset is None else audioset[:n_main]), reports, ok[clip_gid]
 
 
+def prosody_enrolment(rec, reports: list[GroupReport], enrol_prosody: dict[str, list[np.ndarray]]  # noqa: ANN001
+                      ) -> dict[str, np.ndarray]:
+    """For a model with a prosody stream: ``{group key: (P,) offset}`` to subtract from the
+    prosody functionals of every clip of each enrolled voice (``reports``: the groups
+    :func:`adapted_outputs` enrolled; ``enrol_prosody``: their neutral clips' functionals),
+    so the neutral clips' mean sits at the training neutral mean (shrunk by the same speech
+    seconds as the stream offsets). Empty when the model has none or nothing was enrolled."""
+    adapter = rec.adapter
+    if not getattr(rec, "needs_prosody", False) or adapter is None or adapter.prosody_means is None:
+        return {}
+    ref = rec.classes.index(adapter.config.reference)
+    out = {}
+    for r in reports:
+        qs = enrol_prosody.get(r.key) or []
+        if r.adapted and r.enrolled and qs:
+            out[r.key] = adapter.prosody_offsets(np.stack(qs), np.zeros(len(qs), int), np.array([r.speech_seconds]), ref)[0]
+    return out
+
+
 __all__ = [
+    "prosody_enrolment",
     "GroupReport", "measured_note", "enrolment_note", "enrolment", "require_adapter", "stream_features", "head_outputs", "adapted_outputs"]

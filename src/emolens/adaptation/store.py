@@ -75,7 +75,8 @@ def fit_for_model(work_dir: str | Path, model_dir: str | Path, config: AdaptConf
 def fit_from_corpora(corpora, streams, config: AdaptConfig | None = None) -> SpeakerAdapter:
     """Learn the statistics from per-corpus cached features (objects with ``name``,
     ``feats {stream: (P, D)}``, ``utt (P,)``, ``speech (P,)``, ``y (U,)``, ``speakers (U,)``,
-    e.g. ``emolens.evaluation.generalisation.CorpusFeatures``) of the model's ``streams``."""
+    e.g. ``emolens.evaluation.generalisation.CorpusFeatures``) of the model's ``streams``;
+    with prosody functionals on every corpus (``prosody (U, P)``), their class means too."""
     from emolens.selection.speech import voting_masks
 
     offs = np.cumsum([0] + [len(c.y) for c in corpora])
@@ -85,7 +86,13 @@ def fit_from_corpora(corpora, streams, config: AdaptConfig | None = None) -> Spe
     voting = voting_masks(speech, np.ones(len(utt), bool), utt)
     spk = np.concatenate([np.char.add(f"{c.name}/", np.asarray(c.speakers).astype(str)) for c in corpora])
     y = np.concatenate([c.y for c in corpora])
-    return SpeakerAdapter.fit(feats, utt, voting, spk, y, np.arange(len(y)), config or AdaptConfig())
+    adapter = SpeakerAdapter.fit(feats, utt, voting, spk, y, np.arange(len(y)), config or AdaptConfig())
+    if all(getattr(c, "prosody", None) is not None for c in corpora):  # a prosody stream: its class means too
+        from emolens.adaptation.transform import prosody_class_means
+
+        adapter.prosody_means = prosody_class_means(np.concatenate([c.prosody for c in corpora]), spk, y,
+                                                    len(corpora[0].classes))
+    return adapter
 
 
 __all__ = ["ADAPT_FILE", "save_adapter", "load_adapter", "fit_for_model", "fit_from_corpora"]

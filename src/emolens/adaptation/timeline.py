@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from emolens.adaptation.runtime import GroupReport, enrolment, head_outputs, require_adapter, stream_features
+from emolens.adaptation.runtime import (
+    GroupReport,
+    enrolment,
+    head_outputs,
+    prosody_enrolment,
+    require_adapter,
+    stream_features,
+)
 from emolens.adaptation.transform import adapt_rule
 
 
 def adapt_recording(rec, feats: list[dict[str, np.ndarray]], voting: np.ndarray,  # noqa: ANN001
-                    neutral: list | None = None) -> tuple[np.ndarray, str]:
+                    neutral: list | None = None) -> tuple[np.ndarray, str, np.ndarray | None]:
     """Patch outputs ``(P, K)`` (:func:`~emolens.adaptation.runtime.head_outputs`) of a recording
     from its blocks' stream features (``[{stream: (n_b, D)}, ...]``) adapted with the
     statistics of its ``voting (P,)`` patches, or enrolled with ``neutral`` (decoded clips
-    of the voice speaking neutrally), and the one-line note saying what was done."""
+    of the voice speaking neutrally), the one-line note saying what was done, and (a
+    prosody head enrolled with ``neutral``) the ``(P,)`` offset to subtract from the
+    recording's prosody functionals, else None."""
     adapter = require_adapter(rec)
     x = {k: np.concatenate([f[k] for f in feats]) for k in feats[0]}
     hop_s = rec.patch_config.hop_frames * rec.frontend.frame_seconds
@@ -24,18 +33,20 @@ def adapt_recording(rec, feats: list[dict[str, np.ndarray]], voting: np.ndarray,
         nf, audioset = stream_features(rec, patches)
         off, secs = enrolment(rec, adapter, nf, audioset, np.zeros(len(patches), int), 1)
         if secs[0] <= 0:
-            return head_outputs(rec, x), "adapt: not adapted: the --neutral clip has no speech"
+            return head_outputs(rec, x), "adapt: not adapted: the --neutral clip has no speech", None
         x = adapter.subtract(x, np.zeros(len(voting), int), off)
         n = len(neutral)
+        report = GroupReport("this recording", 1, float(secs[0]), True, None, enrolled=n)
+        shift = prosody_enrolment(rec, [report], {report.key: [rec.clip_prosody(c.samples) for c in neutral]})
         return head_outputs(rec, x), (f"adapt: enrolled this recording's voice with {n} neutral clip{'s' if n != 1 else ''} "
-                                      f"({secs[0]:.1f} s of speech)")
+                                      f"({secs[0]:.1f} s of speech)"), shift.get(report.key)
     seconds = float(np.sum(voting)) * hop_s
     reason = adapt_rule(1, seconds, adapter.config, single_recording=True)
     report = GroupReport("this recording", 1, seconds, reason is None, reason)
     if reason is None:
         x = adapter.apply(x, np.zeros(len(voting), int), voting, np.array([seconds]), np.array([True]))
-        return head_outputs(rec, x), f"adapt: {report.message()}"
-    return head_outputs(rec, x), f"adapt: not adapted: {reason}"
+        return head_outputs(rec, x), f"adapt: {report.message()}", None
+    return head_outputs(rec, x), f"adapt: not adapted: {reason}", None
 
 
 __all__ = ["adapt_recording"]

@@ -167,12 +167,33 @@ def fit_stream(utt_feats: np.ndarray, speaker: np.ndarray, label: np.ndarray, k:
                          class_mean.astype(np.float32))
 
 
+#: Key of the prosody class means in ``adaptation.safetensors``.
+PROSODY_KEY = "prosody:class_means"
+
+
+def prosody_class_means(q: np.ndarray, speaker: np.ndarray, label: np.ndarray, n_classes: int) -> np.ndarray:
+    """``(C, P)``: per class, the mean over speakers of each speaker's mean functionals
+    ``q (U, P)`` of that class (balanced over speakers, as :func:`fit_stream`'s class means)."""
+    q = np.asarray(q, np.float64)
+    _, spk = np.unique(np.asarray(speaker).astype(str), return_inverse=True)
+    lab = np.asarray(label, int)
+    cm, cnt = group_means(q, spk * n_classes + lab)
+    cnt = np.concatenate([cnt, np.zeros(max(0, (spk.max() + 1) * n_classes - len(cnt)))])
+    cm = np.vstack([cm, np.zeros((len(cnt) - len(cm), q.shape[1]))]).reshape(-1, n_classes, q.shape[1])
+    has = cnt.reshape(-1, n_classes) > 0
+    return np.stack([cm[has[:, c], c].mean(0) if has[:, c].any() else np.zeros(q.shape[1]) for c in range(n_classes)]
+                    ).astype(np.float32)
+
+
 @dataclass
 class SpeakerAdapter:
     """The learned adaptation of every stream (what a packaged model stores)."""
 
     config: AdaptConfig
     streams: dict[str, StreamAdapter] = field(default_factory=dict)
+    #: ``(C, P)``: each emotion's mean prosody functionals, balanced over speakers (models
+    #: with a prosody stream; ``--neutral`` shifts a voice's functionals by them too)
+    prosody_means: np.ndarray | None = None
 
     @classmethod
     def fit(cls, feats: dict[str, np.ndarray], utt: np.ndarray, voting: np.ndarray, speaker_utt: np.ndarray,
@@ -222,6 +243,23 @@ class SpeakerAdapter:
             out[name] = (w[:, None] * (gm - st.class_means[reference])).astype(np.float32)
         return out
 
+    def prosody_offsets(self, q_enrol: np.ndarray, enrol_groups: np.ndarray, speech_seconds: np.ndarray,
+                        reference: int) -> np.ndarray:
+        """``(G, P)``: what to subtract from the prosody functionals of every clip of group
+        ``g`` so that its enrolment clips' mean functionals ``q_enrol (Ne, P)`` (group ids
+        ``enrol_groups (Ne,)``) sit at the training mean of class ``reference``, shrunk
+        as :meth:`enrolment_offsets` (``speech_seconds (G,)``: the same seconds)."""
+        if self.prosody_means is None:
+            raise ValueError("these adaptation statistics have no prosody class means; refit them")
+        w = np.asarray(speech_seconds, np.float64)
+        s0 = self.config.enrol_shrink_seconds
+        w = w / (w + s0) if s0 > 0 else np.ones_like(w)
+        gm, cnt = group_means(np.asarray(q_enrol, np.float64), np.asarray(enrol_groups, int))
+        if len(gm) < len(w):
+            gm = np.vstack([gm, np.zeros((len(w) - len(gm), gm.shape[1]))])
+            cnt = np.concatenate([cnt, np.zeros(len(w) - len(cnt))])
+        return (w[:, None] * (cnt[:, None] > 0) * (gm[: len(w)] - self.prosody_means[reference])).astype(np.float32)
+
     @staticmethod
     def subtract(feats: dict[str, np.ndarray], groups: np.ndarray, offsets: dict[str, np.ndarray],
                  adapt: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -252,15 +290,20 @@ class SpeakerAdapter:
             out[f"{name}.emotion"] = np.ascontiguousarray(st.emotion, np.float32)
             if st.class_means is not None:
                 out[f"{name}.class_means"] = np.ascontiguousarray(st.class_means, np.float32)
+        if self.prosody_means is not None:
+            out[PROSODY_KEY] = np.ascontiguousarray(self.prosody_means, np.float32)
         return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], config: AdaptConfig) -> "SpeakerAdapter":
+        arrays = dict(arrays)
+        prosody = arrays.pop(PROSODY_KEY, None)
         names = sorted({k.rsplit(".", 1)[0] for k in arrays})
         return cls(config, {n: StreamAdapter(np.asarray(arrays[f"{n}.mean"]), np.asarray(arrays[f"{n}.nuisance"]),
                                              np.asarray(arrays[f"{n}.emotion"]),
                                              np.asarray(arrays[f"{n}.class_means"]) if f"{n}.class_means" in arrays else None)
-                            for n in names})
+                            for n in names}, None if prosody is None else np.asarray(prosody))
 
 
-__all__ = ["ADAPT_METHODS", "AdaptConfig", "adapt_rule", "group_means", "fit_stream", "StreamAdapter", "SpeakerAdapter"]
+__all__ = ["ADAPT_METHODS", "AdaptConfig", "adapt_rule", "group_means", "fit_stream", "StreamAdapter", "SpeakerAdapter",
+           "PROSODY_KEY", "prosody_class_means"]

@@ -250,6 +250,8 @@ def cmd_explain(args) -> int:
         print(line)
         if info.get("sentence"):
             print(f"  {info['sentence']}")
+        for pl in info.get("prosody") or []:  # a model with a prosody stream: the functionals that moved it
+            print(f"  prosody: {pl['text']}")
     return 0
 
 
@@ -304,8 +306,13 @@ def cmd_profile(args) -> int:
             continue
         seen[u.label] = seen.get(u.label, 0) + 1
         x = torch.from_numpy(log_mel_patches(mel, rec.patch_config)).unsqueeze(1)
-        voting, context = rec.voting_and_context(mel)  # the patches that make the decision, as explain stitches them
-        with rec.model.head.use_context(*(context or (None, None))):  # statistics pooling: shares of this utterance
+        samples = None
+        if getattr(rec, "needs_prosody", False):  # a prosody head decides on the waveform's functionals too
+            from emolens.audio import load_audio
+
+            samples = load_audio(u.path, sample_rate=rec.frontend.sample_rate, max_seconds=None).samples
+        voting, context = rec.voting_and_context(mel, samples)  # the patches that make the decision, as explain stitches them
+        with rec.model.head.use_context(*(context or ())):  # pooled heads: shares of this utterance
             att = run_method(method, rec.model, x, rec.classes.index(u.label), **opts)  # the emotion's own class
         maps.append(utterance_map(att.maps, mel.shape[0], rec.patch_config, weights=voting.astype(float)))
         labels.append(u.label)

@@ -181,7 +181,8 @@ def _decoded_schema():
 
     return pa.schema([("id", pa.string()), ("file", pa.string()), ("size_bytes", pa.int64()), ("mtime_ns", pa.int64()),
                       ("error", pa.string()), ("duration_s", pa.float64()), ("notes", pa.list_(pa.string())),
-                      ("n_frames", pa.int64()), ("mel", pa.large_binary()), ("keep", pa.binary())])
+                      ("n_frames", pa.int64()), ("mel", pa.large_binary()), ("keep", pa.binary()),
+                      ("prosody", pa.binary()), ("prosody_windows", pa.large_binary())])
 
 
 # --------------------------------------------------------------------------- inputs
@@ -255,6 +256,12 @@ def decode_file(path: str, spec: ModelSpec, cfg: RayBatchConfig) -> dict:
     from emolens.features.stream import StreamInfo, stream_mel
 
     fe, pcfg = spec.frontend, spec.patch_config
+    needs_prosody = getattr(spec.decision, "pooling", "mean") == "mean+prosody"
+    llds: list | None = [] if needs_prosody else None
+    if needs_prosody:
+        from emolens.features.prosody import ProsodyConfig, prosody_llds
+
+        prc = ProsodyConfig(sample_rate=fe.sample_rate)
     try:
         try:
             seconds = sf.info(path).duration
@@ -262,13 +269,22 @@ def decode_file(path: str, spec: ModelSpec, cfg: RayBatchConfig) -> dict:
             seconds = 0.0
         if seconds <= cfg.stream_over:
             clip = load_audio(path, sample_rate=fe.sample_rate, max_seconds=cfg.max_seconds)
-            mel, duration, notes = mel_spectrogram(clip.samples, fe), clip.duration, list(clip.notes)
+            duration, notes = clip.duration, list(clip.notes)
+            if llds is not None:  # one |STFT| for the log-mel and the prosody descriptors, as predict
+                from emolens.features.mel import mel_from_magnitude, stft_magnitude
+
+                mag = stft_magnitude(clip.samples, fe)
+                mel = mel_from_magnitude(mag, fe)
+                llds.append(prosody_llds(clip.samples, prc, mag))
+            else:
+                mel = mel_spectrogram(clip.samples, fe)
         else:
             if cfg.max_seconds is not None and seconds > cfg.max_seconds:
                 raise EmolensError(f"{path}: {seconds:.1f} s is longer than the {cfg.max_seconds:g} s limit; "
                                    "cut it into shorter clips or raise the limit (--max-seconds)")
             info = StreamInfo()
-            mel = np.concatenate(list(stream_mel(path, fe, cfg.block_seconds, info)))
+            on = None if llds is None else (lambda x: llds.append(prosody_llds(x, prc)))
+            mel = np.concatenate(list(stream_mel(path, fe, cfg.block_seconds, info, on)))
             duration, notes = info.duration(fe.sample_rate), list(info.notes)
         short = f"shorter than one patch ({pcfg.patch_frames * fe.frame_seconds:.2f} s): padded with silence"
         if mel.shape[0] < pcfg.patch_frames and short not in notes:
@@ -278,8 +294,16 @@ def decode_file(path: str, spec: ModelSpec, cfg: RayBatchConfig) -> dict:
             keep = spec.selector.select(patches, np.zeros(len(patches), int)).keep
         else:
             keep = np.ones(num_patches(mel.shape[0], pcfg), bool)
-        return {"mel": np.ascontiguousarray(mel, np.float32), "keep": np.asarray(keep, bool),
-                "duration_s": float(duration), "notes": notes}
+        out = {"mel": np.ascontiguousarray(mel, np.float32), "keep": np.asarray(keep, bool),
+               "duration_s": float(duration), "notes": notes}
+        if llds is not None:  # the prosody head: the clip's functionals, and its windows' when it gets segments
+            from emolens.features.prosody import concat_llds, prosody_functionals, window_prosody
+
+            ll = concat_llds(llds)
+            out["prosody"] = prosody_functionals(ll, prc)
+            if duration >= cfg.segments_over:
+                out["prosody_windows"] = window_prosody(ll, len(keep), pcfg.patch_frames, pcfg.hop_frames, spec.context, prc)
+        return out
     except EmolensError as exc:
         return {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - one bad file never fails the job
@@ -299,7 +323,10 @@ def decode_rows(batch, spec: ModelSpec, cfg: RayBatchConfig):
         rows.append({**r, "error": d.get("error"), "duration_s": d.get("duration_s"), "notes": d.get("notes"),
                      "n_frames": None if mel is None else int(mel.shape[0]),
                      "mel": None if mel is None else mel.tobytes(),
-                     "keep": None if mel is None else np.packbits(d["keep"]).tobytes()})
+                     "keep": None if mel is None else np.packbits(d["keep"]).tobytes(),
+                     "prosody": None if d.get("prosody") is None else np.asarray(d["prosody"], np.float32).tobytes(),
+                     "prosody_windows": (None if d.get("prosody_windows") is None
+                                         else np.asarray(d["prosody_windows"], np.float32).tobytes())})
     return pa.Table.from_pylist(rows, schema=_decoded_schema())
 
 
@@ -320,10 +347,13 @@ def _one_blas_thread() -> None:
 
 # --------------------------------------------------------------------------- the model (Ray actors)
 def file_record(row: dict, pp: np.ndarray, audioset: np.ndarray | None, keep: np.ndarray,
-                spec: ModelSpec, cfg: RayBatchConfig) -> dict:
-    """Result row of one file from its patch outputs ``pp (n, K)`` (the backend's), AudioSet scores
-    ``(n, 521)`` (None without a speech gate) and GDS mask ``(n,)``: the decision of
-    :meth:`emolens.inference.EmotionRecognizer.analyze_clips`, fields of ``predict --json``."""
+                spec: ModelSpec, cfg: RayBatchConfig, windows: np.ndarray | None = None) -> dict:
+    """Result row of one file from its patch outputs ``pp (n, K)`` (the backend's; a
+    prosody head's with the clip's functionals appended), AudioSet scores ``(n, 521)``
+    (None without a speech gate) and GDS mask ``(n,)``: the decision of
+    :meth:`emolens.inference.EmotionRecognizer.analyze_clips`, fields of ``predict --json``.
+    ``windows``: the rows the segments are decided on when they differ from ``pp`` (a
+    prosody head's, each with its window's functionals)."""
     from emolens.selection.speech import NO_SPEECH, decide, voting_mask
 
     classes, gate, notes = list(spec.classes), spec.speech_gate, list(row["notes"] or [])
@@ -356,7 +386,8 @@ def file_record(row: dict, pp: np.ndarray, audioset: np.ndarray | None, keep: np
            "size_bytes": row["size_bytes"], "mtime_ns": row["mtime_ns"]}
     if row["duration_s"] >= cfg.segments_over:
         carries = keep if speech is None else keep & speech
-        rec["segments"] = file_segments(decision.windows(pp, carries, spec.context), carries, row["duration_s"], spec, cfg.smooth)
+        rows = pp if windows is None else windows
+        rec["segments"] = file_segments(decision.windows(rows, carries, spec.context), carries, row["duration_s"], spec, cfg.smooth)
     return rec
 
 
@@ -423,7 +454,15 @@ class Classifier:
                     sl = slice(start, start + len(p))
                     start += len(p)
                     try:
-                        out.append(file_record(r, probs[sl], None if audioset is None else audioset[sl], keep, self.spec, self.cfg))
+                        pp, win = probs[sl], None
+                        if r.get("prosody") is not None:  # the prosody head: rows [z, q]
+                            q = np.frombuffer(r["prosody"], np.float32)
+                            pp = np.concatenate([pp, np.broadcast_to(q, (len(pp), len(q)))], 1)
+                            if r.get("prosody_windows") is not None:
+                                win = np.concatenate([probs[sl], np.frombuffer(r["prosody_windows"], np.float32)
+                                                      .reshape(len(pp), len(q))], 1)
+                        out.append(file_record(r, pp, None if audioset is None else audioset[sl], keep, self.spec,
+                                               self.cfg, win))
                     except Exception as exc:  # noqa: BLE001 - an error row, not a failed job
                         out.append(_error_record(r, f"{r['file']}: could not be classified ({_one_line(exc)})"))
             except Exception as exc:  # noqa: BLE001

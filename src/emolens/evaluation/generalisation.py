@@ -442,16 +442,22 @@ def patch_probs(head: FusionHead, feats: dict[str, np.ndarray], batch: int = 409
 
 @torch.no_grad()
 def utterance_decisions(head: FusionHead, feats: dict[str, np.ndarray], utt: np.ndarray, speech: np.ndarray,
-                        n_utt: int) -> np.ndarray:
+                        n_utt: int, prosody: np.ndarray | None = None) -> np.ndarray:
     """``(U, C)`` utterance probabilities of ``head`` on patch features, decided as
     ``emolens predict`` decides over each utterance's speech patches (all of them when
-    none is speech): the vote (:func:`vote`) or statistics pooling's ``W [mu, sigma] + b``."""
+    none is speech): the vote (:func:`vote`), statistics pooling's ``W [mu, sigma] + b``
+    or the prosody head's ``W [mu, s(q)] + b`` (``prosody``: ``(U, P)`` raw functionals)."""
     if head.pooling == "mean":
         return vote(patch_probs(head, feats), utt, speech, n_utt)
     from emolens.evaluation.utterance_levers import pool_streams  # the rows the lever path trains on
 
-    x = torch.from_numpy(pool_streams(feats, utt, speech, n_utt, head.streams, std=True))
-    return torch.softmax(head.classifier(x), 1).numpy().astype(np.float64)
+    x = torch.from_numpy(pool_streams(feats, utt, speech, n_utt, head.streams, std=head.pooling == "mean+std"))
+    if head.pooling == "mean+prosody":
+        if prosody is None or len(prosody) != n_utt:
+            raise ValueError(f"a prosody head decides on each utterance's prosody functionals: pass prosody ({n_utt}, P)")
+        x = torch.cat([x, head.scale_prosody(torch.as_tensor(prosody))], 1)
+    with torch.no_grad():
+        return torch.softmax(head.classifier(x), 1).numpy().astype(np.float64)
 
 
 def vote(probs: np.ndarray, utt: np.ndarray, speech: np.ndarray, n_utt: int) -> np.ndarray:
@@ -585,15 +591,34 @@ def _lever_rows(cfg: HeadConfig, cf: CorpusFeatures, train: bool) -> list[np.nda
     return rows
 
 
-def lever_head(cfg: HeadConfig, model: nn.Module, n_classes: int) -> FusionHead | None:
+def lever_head(cfg: HeadConfig, model: nn.Module, n_classes: int, prosody_scaler=None) -> FusionHead | None:  # noqa: ANN001
     """The :class:`FusionHead` equal to a lever row's classifier when the model can ship
-    it (a linear classifier on the statistics-pooled streams: ``pooling='mean+std'``, no
-    prosody, NAP or hidden layer), else None."""
-    if cfg.pooling != "mean+std" or cfg.prosody > 0 or cfg.nap or cfg.hidden or cfg.augment or cfg.frontend != "none":
+    it, else None: a linear classifier on the statistics-pooled streams
+    (``pooling='mean+std'``), or on the mean-pooled streams and emolens's prosody
+    functionals (``prosody > 0``, ``prosody_set='emolens'``: ``pooling='mean+prosody'``,
+    with ``prosody_scaler``'s training statistics); no NAP, hidden layer, augmentation or
+    front end."""
+    if cfg.nap or cfg.hidden or cfg.augment or cfg.frontend != "none":
         return None
-    head = FusionHead(cfg.streams, n_classes, hidden=0, dropout=0.0, pooling="mean+std")
+    if cfg.prosody > 0:
+        if cfg.prosody_set != "emolens" or cfg.pooling != "mean" or prosody_scaler is None:
+            return None
+        from emolens.features.prosody import N_PROSODY
+        from emolens.features.prosody_files import prosody_cache_tag
+
+        spec = {"dim": N_PROSODY, "weight": float(prosody_scaler.weight), "clip": float(prosody_scaler.clip),
+                "features": prosody_cache_tag()}
+        head = FusionHead(cfg.streams, n_classes, hidden=0, dropout=0.0, pooling="mean+prosody", prosody=spec)
+        head.prosody_mean.copy_(torch.as_tensor(prosody_scaler.mean_, dtype=torch.float32))
+        head.prosody_scale.copy_(torch.as_tensor(prosody_scaler.scale_, dtype=torch.float32))
+        width = head.width + N_PROSODY
+    elif cfg.pooling == "mean+std":
+        head = FusionHead(cfg.streams, n_classes, hidden=0, dropout=0.0, pooling="mean+std")
+        width = 2 * head.width
+    else:
+        return None
     lin = model[-1]
-    if lin.in_features != 2 * head.width:  # features that are not the model's streams
+    if lin.in_features != width:  # features that are not the model's streams
         return None
     head.classifier[1].load_state_dict(lin.state_dict())
     return head.eval()
@@ -634,6 +659,7 @@ def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: Loc
     if cfg.nap:
         basis = nap_basis(X, y, spk, cfg.nap, n_classes)
         X, Xt = project_out(X, basis), project_out(Xt, basis)
+    sc = None
     if cfg.prosody > 0:
         Et = _prosody_of(cfg, test)
         if any(e is None for e in E) or Et is None:
@@ -648,7 +674,7 @@ def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: Loc
                            adversarial=cfg.adversarial, seed=seed)
     probs = predict_proba(model, Xt)
     res = FoldResult(fold.test, fold.train, probs, test.y, test.speakers, score(probs, test.y, test.classes))
-    return res, lever_head(cfg, model, n_classes)
+    return res, lever_head(cfg, model, n_classes, sc)
 
 
 def run_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], seed: int = 0, out: Path | None = None,

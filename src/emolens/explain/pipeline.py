@@ -12,6 +12,8 @@ every map against a random order on the same clip. :func:`explain_file` is ``exp
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import logging
 import time
 from collections.abc import Callable
@@ -58,7 +60,7 @@ def explain_maps(rec, analysis, target: int, methods=METHODS, *, layer: str = "a
     voting = getattr(analysis, "voting", None)  # only patches that enter the decision paint the map
     weights = None if voting is None else np.asarray(voting, float)
     maps, cost = {}, {}
-    context = getattr(analysis, "context", None) or (None, None)
+    context = getattr(analysis, "context", None) or ()
     for m in methods:
         if m not in REGISTRY:
             raise ValueError(f"unknown method {m!r}; use {', '.join(REGISTRY)}")
@@ -124,81 +126,85 @@ def explain(rec, source, *, methods=METHODS, target: str | int | None = None, tr
         a = rec.analyze(source) if max_seconds is None else rec.analyze(source, max_seconds=max_seconds)
     else:
         a = source
-    t = target_index(rec.classes, target) if target is not None else int(np.argmax(a.probs))
-    res = explain_maps(rec, a, t, methods, layer=layer, lime_samples=lime_samples,
-                       occlusion_stride=occlusion_stride, progress=progress)
-    maps = res["maps"]
-    sr, wave = a.clip.sample_rate, a.clip.samples
-    speech = getattr(a, "speech", None)  # speech probability per patch (speech gating), or flags
-    if speech is not None:
-        speech = np.asarray(speech)
-        if speech.dtype != bool:
-            gate = getattr(rec, "speech_gate", None)
-            speech = speech >= (gate.threshold if gate is not None else 0.5)
-    voting = getattr(a, "voting", None)
-    if voting is None:
-        voting = a.keep & speech if speech is not None and speech.shape == a.keep.shape else a.keep
-    ex = Explanation(file=a.clip.path, classes=list(rec.classes), probs=np.asarray(a.probs),
-                     patch_probs=np.asarray(a.patch_probs), keep=np.asarray(a.keep, bool),
-                     voting=np.asarray(voting, bool), speech=speech,
-                     patch_times=patch_times(len(a.keep), rec), target=t, log_mel=a.log_mel, maps=maps,
-                     wave=wave, sample_rate=sr, cost=res["cost"], layer=res["layer"], true_label=true_label,
-                     target_given=target is not None, notes=list(a.clip.notes),
-                     extra={"vggish_pretrained": rec.config.get("vggish_pretrained")},
-                     has_speech=bool(getattr(a, "has_speech", True)))
-    fm = _focus_method(maps, focus)
-    if regions is not None:
-        u = None
-        if contrast is not False and contrast is not None:
-            u = runner_up(a.probs, t) if contrast is True else target_index(rec.classes, contrast)
-            if u == t:
-                u = runner_up(a.probs, t)
-        if callable(progress):
-            progress(f"regions ({region_method})", 0, 1)
-        reg = make_regions(a.log_mel, regions, rec.frontend)
-        fast = ((lambda p: rec.patch_outputs(p)[0])  # the recognizer's backend
-                if getattr(rec, "normalize", "none") == "none" else None)
-        ra = region_attribution(rec.model, a.log_mel, reg, t, voting=ex.voting, method=region_method, contrast=u,
-                                pcfg=rec.patch_config, probs_fn=fast)
-        ex.regions, ex.boxes = ra, top_boxes(ra)
-        ex.sentence = region_sentence(ra, ex.boxes, list(rec.classes))
-        ex.cost[f"regions ({region_method})"] = {"forward_calls": 0, "patches_evaluated": ra.patch_calls,
-                                                 "backward_calls": 0, "seconds": ra.seconds}
-        if callable(progress):
-            progress(f"regions ({region_method})", 1, 1)
-        from emolens.explain.prosody import explain_prosody
+    # the decision's context (statistics pooling's (mu, sigma), the prosody head's (q, mu)):
+    # every region score, predictor and curve below decides as predict did
+    head = getattr(getattr(rec, "model", None), "head", None) if getattr(a, "context", None) else None
+    with head.use_context(*a.context) if head is not None else nullcontext():
+        t = target_index(rec.classes, target) if target is not None else int(np.argmax(a.probs))
+        res = explain_maps(rec, a, t, methods, layer=layer, lime_samples=lime_samples,
+                           occlusion_stride=occlusion_stride, progress=progress)
+        maps = res["maps"]
+        sr, wave = a.clip.sample_rate, a.clip.samples
+        speech = getattr(a, "speech", None)  # speech probability per patch (speech gating), or flags
+        if speech is not None:
+            speech = np.asarray(speech)
+            if speech.dtype != bool:
+                gate = getattr(rec, "speech_gate", None)
+                speech = speech >= (gate.threshold if gate is not None else 0.5)
+        voting = getattr(a, "voting", None)
+        if voting is None:
+            voting = a.keep & speech if speech is not None and speech.shape == a.keep.shape else a.keep
+        ex = Explanation(file=a.clip.path, classes=list(rec.classes), probs=np.asarray(a.probs),
+                         patch_probs=np.asarray(a.patch_probs), keep=np.asarray(a.keep, bool),
+                         voting=np.asarray(voting, bool), speech=speech,
+                         patch_times=patch_times(len(a.keep), rec), target=t, log_mel=a.log_mel, maps=maps,
+                         wave=wave, sample_rate=sr, cost=res["cost"], layer=res["layer"], true_label=true_label,
+                         target_given=target is not None, notes=list(a.clip.notes),
+                         extra={"vggish_pretrained": rec.config.get("vggish_pretrained")},
+                         has_speech=bool(getattr(a, "has_speech", True)))
+        fm = _focus_method(maps, focus)
+        if regions is not None:
+            u = None
+            if contrast is not False and contrast is not None:
+                u = runner_up(a.probs, t) if contrast is True else target_index(rec.classes, contrast)
+                if u == t:
+                    u = runner_up(a.probs, t)
+            if callable(progress):
+                progress(f"regions ({region_method})", 0, 1)
+            reg = make_regions(a.log_mel, regions, rec.frontend)
+            fast = ((lambda p: rec.patch_outputs(p)[0])  # the recognizer's backend
+                    if getattr(rec, "normalize", "none") == "none" else None)
+            ra = region_attribution(rec.model, a.log_mel, reg, t, voting=ex.voting, method=region_method, contrast=u,
+                                    pcfg=rec.patch_config, probs_fn=fast)
+            ex.regions, ex.boxes = ra, top_boxes(ra)
+            ex.sentence = region_sentence(ra, ex.boxes, list(rec.classes))
+            ex.cost[f"regions ({region_method})"] = {"forward_calls": 0, "patches_evaluated": ra.patch_calls,
+                                                     "backward_calls": 0, "seconds": ra.seconds}
+            if callable(progress):
+                progress(f"regions ({region_method})", 1, 1)
+            from emolens.explain.prosody import explain_prosody
 
-        ex.prosody = explain_prosody(rec, a, t, u)  # [] unless the model has a prosody stream
-        if focus is None and any(b.sign > 0 for b in ex.boxes):  # the focus audio follows the top regions
-            ex.focus_method = f"regions ({region_method})"
-            ex.focus_mask = box_time_mask(ex.boxes, len(wave), sr)
-            ex.focus_activation = focus_activation(np.clip(ra.cell_map(), 0.0, None), len(wave), cfg=rec.frontend)
+            ex.prosody = explain_prosody(rec, a, t, u)  # [] unless the model has a prosody stream
+            if focus is None and any(b.sign > 0 for b in ex.boxes):  # the focus audio follows the top regions
+                ex.focus_method = f"regions ({region_method})"
+                ex.focus_mask = box_time_mask(ex.boxes, len(wave), sr)
+                ex.focus_activation = focus_activation(np.clip(ra.cell_map(), 0.0, None), len(wave), cfg=rec.frontend)
+                ex.focus_audio = focus_audio(wave, ex.focus_mask, sr)
+                ex.tf_audio = tf_cells_audio(wave, box_mask(ex.boxes, a.log_mel.shape), rec.frontend)
+                fm = None
+            if with_faithfulness:
+                from emolens.explain.faithfulness import region_faithfulness
+
+                fo = {k: v for k, v in (faithfulness_options or {}).items() if k in ("steps", "n_orders", "seed")}
+                ex.region_faithfulness = region_faithfulness(decision_predictor(rec.model, a.log_mel, ex.voting, pcfg=rec.patch_config,
+                                                                                probs_fn=fast),
+                                                             a.log_mel, reg.ids, {"regions": ra.scores}, t,
+                                                             **{"steps": 10, "n_orders": 3, **fo})
+        if fm is not None:
+            g = np.clip(maps[fm], 0.0, None)
+            ex.focus_method = fm
+            ex.focus_mask = focus_mask(g, len(wave), cfg=rec.frontend)
+            ex.focus_activation = focus_activation(g, len(wave), cfg=rec.frontend)
             ex.focus_audio = focus_audio(wave, ex.focus_mask, sr)
-            ex.tf_audio = tf_cells_audio(wave, box_mask(ex.boxes, a.log_mel.shape), rec.frontend)
-            fm = None
-        if with_faithfulness:
-            from emolens.explain.faithfulness import region_faithfulness
-
-            fo = {k: v for k, v in (faithfulness_options or {}).items() if k in ("steps", "n_orders", "seed")}
-            ex.region_faithfulness = region_faithfulness(decision_predictor(rec.model, a.log_mel, ex.voting, pcfg=rec.patch_config,
-                                                                            probs_fn=fast),
-                                                         a.log_mel, reg.ids, {"regions": ra.scores}, t,
-                                                         **{"steps": 10, "n_orders": 3, **fo})
-    if fm is not None:
-        g = np.clip(maps[fm], 0.0, None)
-        ex.focus_method = fm
-        ex.focus_mask = focus_mask(g, len(wave), cfg=rec.frontend)
-        ex.focus_activation = focus_activation(g, len(wave), cfg=rec.frontend)
-        ex.focus_audio = focus_audio(wave, ex.focus_mask, sr)
-        ex.tf_audio = tf_masked_audio(wave, g, tf_keep, rec.frontend)
-    if with_faithfulness and maps:
-        if callable(progress):
-            progress("faithfulness", 0, 1)
-        ex.faithfulness = faithfulness(utterance_predictor(rec.model, rec.patch_config, voting=ex.voting), a.log_mel, maps, t,
-                                       **(faithfulness_options or {}))
-        if callable(progress):
-            progress("faithfulness", 1, 1)
-    return ex
+            ex.tf_audio = tf_masked_audio(wave, g, tf_keep, rec.frontend)
+        if with_faithfulness and maps:
+            if callable(progress):
+                progress("faithfulness", 0, 1)
+            ex.faithfulness = faithfulness(utterance_predictor(rec.model, rec.patch_config, voting=ex.voting), a.log_mel, maps, t,
+                                           **(faithfulness_options or {}))
+            if callable(progress):
+                progress("faithfulness", 1, 1)
+        return ex
 
 
 def explain_file(rec, path: str | Path, out: str | Path, *, methods=METHODS, target: str | None = None,

@@ -144,6 +144,17 @@ def mel_spectrogram(samples: np.ndarray, cfg: FrontEndConfig = VGGISH_16K) -> np
     return out
 
 
+def mel_from_magnitude(magnitude: np.ndarray, cfg: FrontEndConfig = VGGISH_16K) -> np.ndarray:
+    """:func:`mel_spectrogram` from an already computed :func:`stft_magnitude` ``(n_frames,
+    n_fft // 2 + 1)`` (bit-identical: the same blocks of frames through the same weights),
+    for callers that need the ``|STFT|`` too (the prosody descriptors)."""
+    weights = mel_filterbank(cfg)
+    out = np.empty((magnitude.shape[0], cfg.n_mels), dtype=np.float32)
+    for s in range(0, magnitude.shape[0], _BLOCK_FRAMES):
+        out[s : s + _BLOCK_FRAMES] = magnitude[s : s + _BLOCK_FRAMES] @ weights
+    return out
+
+
 def log_mel(mel: np.ndarray, offset: float | str = "vggish") -> np.ndarray:
     """``log(mel + offset)``; ``offset`` is a number or a backbone name in :data:`LOG_OFFSETS`."""
     off = LOG_OFFSETS[offset] if isinstance(offset, str) else float(offset)

@@ -38,6 +38,7 @@ voiced frames gets zeros for the voiced-frame functionals (and ``voiced fraction
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -131,6 +132,7 @@ def _frames(x: np.ndarray, length: int, hop: int, n: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(x, length)[::hop][:n]
 
 
+@lru_cache(maxsize=8)
 def _mel_weights(cfg: ProsodyConfig, n_bins: int) -> np.ndarray:
     """``(n_bins, n_mels)`` triangular HTK-mel filters, 50 Hz - 8 kHz (power)."""
     from emolens.features.mel import hz_to_mel, mel_to_hz
@@ -139,12 +141,7 @@ def _mel_weights(cfg: ProsodyConfig, n_bins: int) -> np.ndarray:
     edges = mel_to_hz(np.linspace(hz_to_mel(50.0), hz_to_mel(cfg.sample_rate / 2), cfg.n_mels + 2))
     lo, c, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     w = np.maximum(0, np.minimum((freqs - lo) / (c - lo), (hi - freqs) / (hi - c)))
-    return w.T
-
-
-def _window(n: int) -> np.ndarray:
-    """Symmetric Hann window, float32."""
-    return np.hanning(n).astype(np.float32)
+    return w.T.astype(np.float32)
 
 
 def _decimate2(x: np.ndarray) -> np.ndarray:
@@ -268,20 +265,30 @@ def _slope(db: np.ndarray, freqs: np.ndarray, lo: float, hi: float) -> np.ndarra
     return (db[:, m] - db[:, m].mean(1, keepdims=True)) @ fc / (fc @ fc)
 
 
-def prosody_llds(samples: np.ndarray, cfg: ProsodyConfig = DEFAULT_PROSODY) -> dict[str, np.ndarray]:
+def prosody_llds(samples: np.ndarray, cfg: ProsodyConfig = DEFAULT_PROSODY,
+                 magnitude: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Frame-level descriptors of a mono waveform at ``cfg.sample_rate``: a dict of
     ``(n_frames,)`` arrays (``f0_hz``, ``voiced`` bool, ``loudness``, ``hnr_db``, ...,
-    ``mfcc`` ``(n_frames, 4)``), frames every ``hop_length`` samples."""
+    ``mfcc`` ``(n_frames, 4)``), frames every ``hop_length`` samples. ``magnitude``: the
+    waveform's ``|STFT|`` ``(n_frames, n_fft // 2 + 1)`` when already computed (the log-mel
+    front end's, :func:`emolens.features.mel.stft_magnitude`: same frames and window)."""
     x = np.asarray(samples, np.float32)
     sr, W, H = cfg.sample_rate, cfg.win_length, cfg.hop_length
     n = 1 + max(0, len(x) - W) // H
     frames = _frames(x, W, H, n)
-    mag = np.abs(np.fft.rfft(frames * _window(W), cfg.n_fft))  # float32 (NumPy >= 2 keeps the precision)
+    if magnitude is None or magnitude.shape != (n, cfg.n_fft // 2 + 1):
+        # exactly the log-mel front end's |STFT| (float64, periodic Hann), so shared or not, the
+        # descriptors are the same numbers on every path (predict, timeline, Ray, training)
+        from emolens.features.mel import FrontEndConfig, stft_magnitude
+
+        fe = FrontEndConfig(sample_rate=sr, win_length=W, hop_length=H, n_fft=cfg.n_fft)
+        magnitude = stft_magnitude(np.asarray(samples, np.float32), fe)
+    mag = np.asarray(magnitude, np.float32)
     spec = mag * mag
     freqs = np.linspace(0, sr / 2, spec.shape[1])
     mel = spec @ _mel_weights(cfg, spec.shape[1])
     loud = (mel**0.3).sum(1) / cfg.n_mels
-    rms_db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-10)
+    rms_db = 10 * np.log10(np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / W + 1e-10)
     half = _decimate2(x)  # 0-4 kHz at half the rate
     f0, ap = _yin(half, n, cfg)
     voiced = (ap < cfg.yin_threshold) & (rms_db > rms_db.max() - cfg.voicing_floor_db) & (rms_db > -75)
@@ -395,6 +402,34 @@ def prosody_functionals(llds: dict[str, np.ndarray], cfg: ProsodyConfig = DEFAUL
     return np.nan_to_num(res, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def prosody_features(samples: np.ndarray, cfg: ProsodyConfig = DEFAULT_PROSODY) -> np.ndarray:
-    """Utterance prosody functionals ``(N_PROSODY,)`` of a mono waveform at ``cfg.sample_rate``."""
-    return prosody_functionals(prosody_llds(samples, cfg), cfg)
+def prosody_features(samples: np.ndarray, cfg: ProsodyConfig = DEFAULT_PROSODY,
+                     magnitude: np.ndarray | None = None) -> np.ndarray:
+    """Utterance prosody functionals ``(N_PROSODY,)`` of a mono waveform at ``cfg.sample_rate``
+    (``magnitude``: its ``|STFT|``, see :func:`prosody_llds`)."""
+    return prosody_functionals(prosody_llds(samples, cfg, magnitude), cfg)
+
+
+def concat_llds(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One LLD dict from consecutive chunks' (frames of a long recording analysed block
+    by block, e.g. :func:`emolens.features.stream.stream_mel`'s ``on_samples``)."""
+    if not chunks:
+        return prosody_llds(np.zeros(DEFAULT_PROSODY.win_length, np.float32))
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def slice_llds(llds: dict[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
+    """Frames ``start:stop`` of an LLD dict."""
+    return {k: v[start:stop] for k, v in llds.items()}
+
+
+def window_prosody(llds: dict[str, np.ndarray], n_patches: int, patch_frames: int, hop_frames: int, context: int,
+                   cfg: ProsodyConfig = DEFAULT_PROSODY) -> np.ndarray:
+    """``(n_patches, N_PROSODY)``: for every patch of a long recording, the functionals of
+    the frames of the centred window of ``context`` patches around it (the span whose
+    decision :meth:`emolens.models.decision.ProsodyPooling.windows` takes)."""
+    from emolens.models.decision import window_bounds
+
+    out = np.zeros((n_patches, N_PROSODY), np.float32)
+    for i, (lo, hi) in enumerate(zip(*window_bounds(n_patches, context))):
+        out[i] = prosody_functionals(slice_llds(llds, lo * hop_frames, (hi - 1) * hop_frames + patch_frames), cfg)
+    return out

@@ -24,7 +24,7 @@ from emolens.features.prosody import (
 __all__ = ["extract_prosody", "prosody_cache_tag"]
 
 #: bump when the computation changes without a config change
-_VERSION = 3
+_VERSION = 5
 
 
 def prosody_cache_tag(cfg: ProsodyConfig = DEFAULT_PROSODY) -> str:

@@ -93,9 +93,11 @@ def _audio_blocks(path: Path, sample_rate: int, block_seconds: float, info: Stre
 
 
 def stream_mel(path: str | Path, cfg: FrontEndConfig = VGGISH_16K, block_seconds: float = 60.0,
-               info: StreamInfo | None = None) -> Iterator[np.ndarray]:
+               info: StreamInfo | None = None, on_samples=None) -> Iterator[np.ndarray]:  # noqa: ANN001
     """Linear mel ``(n, n_mels)`` chunks of a file whose concatenation equals
-    :func:`mel_spectrogram` of the whole (decoded, resampled) recording."""
+    :func:`mel_spectrogram` of the whole (decoded, resampled) recording. ``on_samples``
+    (optional): called with each chunk's samples, exactly the ones its ``n`` frames
+    cover (frame-aligned analyses, e.g. the prosody LLDs, run on them)."""
     info = info if info is not None else StreamInfo()
     buf = np.zeros(0, np.float32)
     frames_done = 0
@@ -104,21 +106,28 @@ def stream_mel(path: str | Path, cfg: FrontEndConfig = VGGISH_16K, block_seconds
         if len(buf) < cfg.win_length:
             continue
         n = num_frames(len(buf), cfg)
-        yield mel_spectrogram(buf[: (n - 1) * cfg.hop_length + cfg.win_length], cfg)
+        used = buf[: (n - 1) * cfg.hop_length + cfg.win_length]
+        if on_samples is not None:
+            on_samples(used)
+        yield mel_spectrogram(used, cfg)
         frames_done += n
         buf = buf[n * cfg.hop_length :]
     if frames_done == 0:  # shorter than one window: one zero-padded frame, as the whole-file front end
+        if on_samples is not None:
+            on_samples(buf)
         yield mel_spectrogram(buf, cfg)
 
 
 def stream_patches(path: str | Path, cfg: FrontEndConfig = VGGISH_16K, pcfg: PatchConfig = DEFAULT_PATCHES,
-                   block_seconds: float = 60.0, info: StreamInfo | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                   block_seconds: float = 60.0, info: StreamInfo | None = None,
+                   on_samples=None) -> Iterator[tuple[int, np.ndarray]]:  # noqa: ANN001
     """``(index of the first patch, log-mel patches (n, patch_frames, n_mels))`` chunks
-    whose concatenation equals :func:`log_mel_patches` of the whole recording's mel."""
+    whose concatenation equals :func:`log_mel_patches` of the whole recording's mel
+    (``on_samples``: see :func:`stream_mel`)."""
     mel = np.zeros((0, cfg.n_mels), np.float32)
     first = 0  # patch index of mel[0] (mel[0] is frame first * hop_frames)
     total_frames = 0
-    for chunk in stream_mel(path, cfg, block_seconds, info):
+    for chunk in stream_mel(path, cfg, block_seconds, info, on_samples):
         mel = np.concatenate([mel, chunk])
         total_frames += len(chunk)
         if len(mel) < pcfg.patch_frames:

@@ -13,7 +13,13 @@ and how an utterance is decided from its voting patches depends on the head's po
   those logits, ``c_i = W [z_i, (z_i - mu)**2 / sigma] + b`` (their mean over the voting
   patches is the utterance logits), so no patch is decided out of its utterance.
 
-Both share one interface: ``decide(outputs, voting) -> Decided`` and
+* :class:`ProsodyPooling` (``mean+prosody``): rows are ``[z_i, q_i]``, the embedding
+  followed by the clip's raw prosody functionals (the recognizer appends them,
+  :meth:`emolens.inference.EmotionRecognizer.with_prosody`; a long recording's rows each
+  carry their window's functionals); ``logits = W [mean(z), s(q)] + b`` and a patch's
+  share ``c_i = W [z_i, s(q)] + b``.
+
+All share one interface: ``decide(outputs, voting) -> Decided`` and
 ``patch_probs(outputs, context)``; :func:`decision_for` builds the one of a model.
 """
 
@@ -35,10 +41,20 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return (x / x.sum(-1, keepdims=True)).astype(np.float32)
 
 
+def window_bounds(n_patches: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)`` ``(P,)``: the centred window of ``n`` patches around every patch,
+    clipped to the recording (patches ``lo[i]:hi[i]``)."""
+    n = max(1, int(n))
+    i = np.arange(n_patches)
+    return np.maximum(0, i - (n - 1) // 2), np.minimum(n_patches, i + n // 2 + 1)
+
+
 @dataclass
 class Decided:
     """One utterance's decision: ``patch_probs (n, C)``, ``probs (C,)`` (before
-    calibration) and the context ``(mu, sigma)`` it was decided in (``None`` for the vote)."""
+    calibration) and the context it was decided in: ``(mu, sigma)`` for statistics
+    pooling, ``(q, mu)`` (raw prosody functionals, mean embedding) for the prosody head,
+    ``None`` for the vote."""
 
     patch_probs: np.ndarray
     probs: np.ndarray
@@ -109,9 +125,7 @@ class StatisticsPooling:
         P = len(z)
         if P == 0:
             return np.zeros((0, len(self.bias)), np.float32)
-        n = max(1, int(n))
-        i = np.arange(P)
-        lo, hi = np.maximum(0, i - (n - 1) // 2), np.minimum(P, i + n // 2 + 1)
+        lo, hi = window_bounds(P, n)
         out = np.empty((P, len(self.bias)), np.float32)
         v = np.asarray(voting, bool)
         for s in range(0, P, 2048):  # bounded memory for hour-long recordings
@@ -135,30 +149,119 @@ class StatisticsPooling:
         return out
 
 
-Decision = PatchVote | StatisticsPooling
+@dataclass
+class ProsodyPooling:
+    """``logits = weight @ [mu, s(q)] + bias``, ``s(q) = pweight * clip((q - mean) / scale, +-clip)``;
+    ``weight (C, D + P)``, ``bias (C,)``, ``mean, scale (P,)``."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    pweight: float = 2.0
+    clip: float = 6.0
+    pooling = "mean+prosody"
+
+    @property
+    def n_prosody(self) -> int:
+        return len(self.mean)
+
+    @property
+    def width(self) -> int:
+        """Columns of the embedding part of a row (the rows have ``width + n_prosody``)."""
+        return self.weight.shape[1] - self.n_prosody
+
+    def scaled(self, q: np.ndarray) -> np.ndarray:
+        """``s(q)`` of raw functionals ``q (..., P)``, float64."""
+        zq = (np.asarray(q, np.float64) - self.mean) / self.scale
+        return self.pweight * np.clip(zq, -self.clip, self.clip)
+
+    def _split(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        o = np.asarray(outputs, np.float64)
+        if o.ndim != 2 or o.shape[1] != self.width + self.n_prosody:
+            raise ValueError(f"prosody pooling reads rows [z ({self.width}), q ({self.n_prosody})], got {o.shape}")
+        return o[:, : self.width], o[:, self.width :]
+
+    def logits(self, mu: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Logits ``(..., C)`` from ``mu (..., D)`` and raw ``q (..., P)``."""
+        w = self.weight.astype(np.float64)
+        return mu @ w[:, : self.width].T + self.scaled(q) @ w[:, self.width :].T + self.bias
+
+    def decide(self, outputs: np.ndarray, voting: np.ndarray) -> Decided:
+        z, q = self._split(outputs)
+        v = np.asarray(voting, bool)
+        sel = v if v.any() else np.ones(len(z), bool)
+        if not len(z):
+            return Decided(np.zeros((0, len(self.bias)), np.float32), np.full(len(self.bias), np.nan, np.float32))
+        qc = q[sel].mean(0)  # one clip: every row carries the same functionals
+        mu = z[sel].mean(0)
+        return Decided(softmax(self.logits(z, qc)), softmax(self.logits(mu, qc)),
+                       (qc.astype(np.float32), mu.astype(np.float32)))
+
+    def patch_probs(self, outputs: np.ndarray, context: tuple | None = None) -> np.ndarray:
+        """Softmax of the patches' shares: with the context's ``q`` (then the rows may be
+        the embedding alone, ``(n, D)``), else each row's own."""
+        o = np.asarray(outputs, np.float64)
+        if context is not None and context[0] is not None:
+            return softmax(self.logits(o[:, : self.width], np.asarray(context[0], np.float64)))
+        z, q = self._split(o)
+        return softmax(self.logits(z, q))
+
+    def windows(self, outputs: np.ndarray, voting: np.ndarray, n: int) -> np.ndarray:
+        """``(P, C)``: for every patch of a long recording the decision of the centred
+        window of ``n`` patches (mean ``z`` of its voting patches, all of them when none
+        votes) with the functionals its row carries (the window's, as the timeline fills them)."""
+        z, q = self._split(outputs)
+        P = len(z)
+        if P == 0:
+            return np.zeros((0, len(self.bias)), np.float32)
+        lo, hi = window_bounds(P, n)
+        v = np.asarray(voting, bool).astype(np.float64)
+        out = np.empty((P, len(self.bias)), np.float32)
+        for s in range(0, P, 2048):  # bounded memory for hour-long recordings
+            e = min(P, s + 2048)
+            a, b = lo[s:e].min(), hi[s:e].max()
+            w, zz = v[a:b], z[a:b]
+            c1 = np.vstack([np.zeros((1, z.shape[1])), np.cumsum(zz * w[:, None], 0)])
+            a1 = np.vstack([np.zeros((1, z.shape[1])), np.cumsum(zz, 0)])
+            cw = np.concatenate([[0.0], np.cumsum(w)])
+            l, h = lo[s:e] - a, hi[s:e] - a
+            cnt = cw[h] - cw[l]
+            mu = np.where((cnt > 0)[:, None], (c1[h] - c1[l]) / np.maximum(cnt, 1)[:, None], (a1[h] - a1[l]) / (h - l)[:, None])
+            out[s:e] = softmax(self.logits(mu, q[s:e]))
+        return out
+
+
+Decision = PatchVote | StatisticsPooling | ProsodyPooling
 
 
 def decision_for(config: dict, run_dir: str | Path | None = None, head_state: dict | None = None) -> Decision:
     """The decision of a model (model.json ``head.pooling``; default the vote). Statistics
     pooling reads its classifier from ``head_state`` (a torch state dict) or, without
     torch, from ``run_dir``'s ``model.safetensors``."""
-    pooling = (config.get("head") or {}).get("pooling", "mean")
+    head = config.get("head") or {}
+    pooling = head.get("pooling", "mean")
     if pooling == "mean":
         return PatchVote()
-    if pooling != "mean+std":
+    if pooling not in ("mean+std", "mean+prosody"):
         from emolens.errors import ModelError
 
-        raise ModelError(f"model.json head.pooling {pooling!r} is not one this emolens knows (mean, mean+std); update emolens")
-    key_w, key_b = "head.classifier.1.weight", "head.classifier.1.bias"
+        raise ModelError(f"model.json head.pooling {pooling!r} is not one this emolens knows "
+                         "(mean, mean+std, mean+prosody); update emolens")
+    keys = ["classifier.1.weight", "classifier.1.bias"] + (["prosody_mean", "prosody_scale"] if pooling == "mean+prosody" else [])
     if head_state is not None:
-        w, b = head_state["classifier.1.weight"], head_state["classifier.1.bias"]
-        return StatisticsPooling(w.detach().numpy().astype(np.float32), b.detach().numpy().astype(np.float32))
-    from safetensors.numpy import load_file
+        arrs = [head_state[k].detach().numpy().astype(np.float32) for k in keys]
+    else:
+        from safetensors.numpy import load_file
 
-    from emolens.models.run_files import MODEL_FILE
+        from emolens.models.run_files import MODEL_FILE
 
-    st = load_file(str(Path(run_dir) / MODEL_FILE))
-    return StatisticsPooling(st[key_w].astype(np.float32), st[key_b].astype(np.float32))
+        st = load_file(str(Path(run_dir) / MODEL_FILE))
+        arrs = [st["head." + k].astype(np.float32) for k in keys]
+    if pooling == "mean+std":
+        return StatisticsPooling(*arrs)
+    p = head.get("prosody") or {}
+    return ProsodyPooling(*arrs, pweight=float(p.get("weight", 2.0)), clip=float(p.get("clip", 6.0)))
 
 
-__all__ = ["Decided", "Decision", "PatchVote", "StatisticsPooling", "decision_for", "softmax", "SIGMA_FLOOR"]
+__all__ = ["Decided", "Decision", "PatchVote", "ProsodyPooling", "StatisticsPooling", "window_bounds", "decision_for", "softmax", "SIGMA_FLOOR"]

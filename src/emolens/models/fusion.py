@@ -32,14 +32,24 @@ Decision (``pooling``, the head's last choice; :mod:`emolens.models.decision`):
 
 * ``mean`` (the thesis, every trainable kind): the classifier reads each patch and the
   utterance is the mean of the patch softmaxes over the voting patches.
-* ``mean+std`` (statistics pooling; the shipped model, chosen on the leave-one-corpus-out
-  table of ``benchmarks/generalisation.py``): the classifier reads the utterance's mean
+* ``mean+std`` (statistics pooling; measured in ``benchmarks/generalisation.py``, not
+  shipped): the classifier reads the utterance's mean
   ``mu`` and standard deviation ``sigma`` over its voting patches of the normalised
   stream vector ``z`` (:meth:`FusionHead.embed`), ``logits = W [mu, sigma] + b``. Per
   patch, the head returns the patch's exact share of those logits given the utterance's
   ``(mu, sigma)`` (its *context*, :meth:`FusionHead.use_context`):
   ``c_i = W [z_i, (z_i - mu)**2 / sigma] + b``, whose mean over the voting patches *is*
   the utterance logits. Explanations attribute ``c_i`` per patch.
+* ``mean+prosody`` (the shipped model: the leave-one-corpus-out winner among rows that
+  meet the speed target): the classifier reads the utterance's mean ``mu`` of ``z``
+  and its prosody functionals ``q`` (:mod:`emolens.features.prosody`, computed from the
+  waveform, not from patches), standardised with the training statistics
+  (``prosody_mean``, ``prosody_scale`` buffers), clipped to +-``clip`` and weighted:
+  ``logits = W [mu, s(q)] + b``, ``s(q) = weight * clip((q - mean) / scale)``. A patch's
+  share is ``c_i = W [z_i, s(q)] + b`` (the mean over the voting patches is the
+  utterance logits); its context is the clip's raw ``q`` (:meth:`FusionHead.use_context`),
+  so spectrogram explanations hold the prosody fixed and ``explain`` adds prosody lines
+  (:mod:`emolens.explain.prosody`).
 
 Fine-tuning scopes (``set_finetune``): ``head`` (backbones frozen; their raw stream
 features can be computed once with :meth:`FusionNet.extract` and cached), ``top``
@@ -52,6 +62,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -77,7 +88,7 @@ YAMNET_CHANNELS = (32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 102
 RAW_DIMS.update({f"yamnet_l{i}": 2 * c for i, c in enumerate(YAMNET_CHANNELS)})
 VGGISH_BLOCK_DIMS = (64, 128, 256, 512)
 #: Decisions a head can make (see the module doc).
-POOLINGS = ("mean", "mean+std")
+POOLINGS = ("mean", "mean+std", "mean+prosody")
 #: Floor of the standard deviation in statistics pooling (a one-patch utterance has sigma 0).
 SIGMA_FLOOR = 1e-6
 #: YAMNet input offset conversion: exp(x) - (0.01 - 0.001).
@@ -93,15 +104,20 @@ class FusionHead(nn.Module):
     """Stream projections + depth concatenation + FC classifier (shared by all kinds)."""
 
     def __init__(self, streams: Sequence[str], n_classes: int, hidden: int = 256,
-                 layer_dim: int = 256, dropout: float = 0.3, pooling: str = "mean"):
+                 layer_dim: int = 256, dropout: float = 0.3, pooling: str = "mean", prosody: dict | None = None):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
         if pooling != "mean" and hidden > 0:
             raise ValueError("statistics pooling needs a linear classifier (hidden=0): its per-patch shares must add up")
+        if (pooling == "mean+prosody") != (prosody is not None):
+            raise ValueError("pooling 'mean+prosody' and prosody={'dim': ..., 'weight': ..., 'clip': ...} go together")
         self.pooling = pooling
         self.streams = tuple(streams)
-        self._context: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._context: tuple[torch.Tensor, ...] | None = None
+        #: model.json ``head.prosody``: dim, weight, clip, features (the recipe's name)
+        self.prosody = dict(prosody) if prosody is not None else None
+        self.prosody_dim = int(prosody["dim"]) if prosody is not None else 0
         dims = {}
         if "vggish_layers" in self.streams:
             self.layer_proj = nn.ModuleList(nn.Linear(d, layer_dim) for d in VGGISH_BLOCK_DIMS)
@@ -114,6 +130,10 @@ class FusionHead(nn.Module):
         self.width = width  # of the normalised stream vector z (embed)
         if pooling == "mean+std":
             width *= 2  # the classifier reads [mu, sigma]
+        if self.prosody_dim:
+            width += self.prosody_dim  # the classifier reads [mu, s(q)]
+            self.register_buffer("prosody_mean", torch.zeros(self.prosody_dim))
+            self.register_buffer("prosody_scale", torch.ones(self.prosody_dim))
         # hidden=0: a linear classifier on the normalised streams (logistic regression)
         self.classifier = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout),
@@ -137,17 +157,33 @@ class FusionHead(nn.Module):
         is taken as one utterance)."""
         return self.from_embedding(self.embed(feats))
 
+    def scale_prosody(self, q: torch.Tensor) -> torch.Tensor:
+        """``s(q) = weight * clip((q - mean) / scale, +-clip)`` of raw functionals ``q (..., P)``."""
+        p = self.prosody
+        zq = torch.clamp((q.to(torch.float32) - self.prosody_mean) / self.prosody_scale, -p["clip"], p["clip"])
+        return p["weight"] * zq
+
+    def _scaled_context_prosody(self, batch_shape: tuple[int, ...]) -> torch.Tensor:
+        """``s(q)`` of the context's clip, broadcast to ``batch_shape + (P,)`` (no context:
+        the training average, ``s = 0``)."""
+        if self._context is None:
+            return torch.zeros(*batch_shape, self.prosody_dim)
+        return self.scale_prosody(self._context[0]).expand(*batch_shape, self.prosody_dim)
+
     def from_embedding(self, z: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` from ``z (B, width)``."""
         if self.pooling == "mean":
             return self.classifier(z)
+        if self.pooling == "mean+prosody":
+            return self.classifier(torch.cat([z, self._scaled_context_prosody(z.shape[:-1])], dim=-1))
         mu, sigma = self._context if self._context is not None else pooled_stats(z)
         return self.classifier(torch.cat([z, (z - mu) ** 2 / sigma], dim=1))
 
     def outputs(self, z: torch.Tensor) -> torch.Tensor:
         """What inference reads per patch from ``z (B, width)``: the emotion softmax
-        ``(B, C)`` for the vote, ``z`` itself for statistics pooling (its decision needs the
-        whole utterance; :mod:`emolens.models.decision`)."""
+        ``(B, C)`` for the vote, ``z`` itself for the pooled heads (their decision needs the
+        whole utterance, and the prosody head's the clip's functionals too;
+        :mod:`emolens.models.decision`)."""
         return torch.softmax(self.classifier(z), 1) if self.pooling == "mean" else z
 
     @property
@@ -161,17 +197,25 @@ class FusionHead(nn.Module):
         the mean patch softmax (the vote)."""
         if self.pooling == "mean":
             return torch.log(torch.softmax(self.classifier(z), -1).mean(-2).clamp_min(1e-12))
+        if self.pooling == "mean+prosody":
+            mu = z.mean(-2)
+            return self.classifier(torch.cat([mu, self._scaled_context_prosody(mu.shape[:-1])], dim=-1))
         mu, sigma = pooled_stats(z)
         return self.classifier(torch.cat([mu.squeeze(-2), sigma.squeeze(-2)], dim=-1))
 
     @contextmanager
-    def use_context(self, mu: torch.Tensor | None, sigma: torch.Tensor | None) -> Iterator[None]:
-        """Within the block, :meth:`forward` returns patch shares of the utterance with
-        statistics ``mu, sigma (width,)`` (no-op for the vote, or with ``None``)."""
+    def use_context(self, *context) -> Iterator[None]:
+        """Within the block, :meth:`forward` (and :meth:`pooled_logits`) decide in one
+        utterance's context (``Analysis.context``): statistics pooling's ``(mu, sigma)``
+        ``(width,)`` or the prosody head's ``(q,)`` raw functionals ``(P,)``. A no-op for
+        the vote, with no context or with ``None`` in it."""
         prev = self._context
-        if mu is not None and sigma is not None:
+        if self.pooling == "mean+std" and len(context) == 2 and all(c is not None for c in context):
+            mu, sigma = context
             self._context = (torch.as_tensor(mu, dtype=torch.float32),
                              torch.as_tensor(sigma, dtype=torch.float32).clamp_min(SIGMA_FLOOR))
+        elif self.pooling == "mean+prosody" and len(context) >= 1 and context[0] is not None:
+            self._context = (torch.as_tensor(np.asarray(context[0], np.float32)),)
         try:
             yield
         finally:
@@ -191,7 +235,8 @@ class FusionNet(nn.Module):
 
     def __init__(self, n_classes: int, streams: Sequence[str] = MODEL_STREAMS["fusion"], *,
                  vggish: VGGish | None = None, yamnet: YAMNet | None = None,
-                 hidden: int = 256, layer_dim: int = 256, dropout: float = 0.3, pooling: str = "mean"):
+                 hidden: int = 256, layer_dim: int = 256, dropout: float = 0.3, pooling: str = "mean",
+                 prosody: dict | None = None):
         super().__init__()
         self.streams = tuple(streams)
         unknown = set(self.streams) - set(RAW_DIMS)
@@ -201,7 +246,7 @@ class FusionNet(nn.Module):
         self.uses_yamnet = any(s.startswith("yamnet") for s in self.streams)
         self.vggish = (vggish or VGGish()) if self.uses_vggish else None
         self.yamnet = (yamnet or YAMNet()) if self.uses_yamnet else None
-        self.head = FusionHead(self.streams, n_classes, hidden, layer_dim, dropout, pooling)
+        self.head = FusionHead(self.streams, n_classes, hidden, layer_dim, dropout, pooling, prosody)
 
     # -- features ---------------------------------------------------------------
     def extract(self, x: torch.Tensor, streams: Sequence[str] | None = None) -> dict[str, torch.Tensor]:

@@ -42,8 +42,11 @@ def confidence_lines(config: dict) -> list[str]:
             lines += [f"With `--neutral FILE` (a recording of the voice in class {ref!r}; or a "
                       "`neutral` column in the `--speakers` CSV): every patch of the voice is shifted by the offset of the "
                       f"enrolment clips' mean from the training {ref!r} mean, shrunk by S / (S + "
-                      f"{ad.get('enrol_shrink_seconds')} s) for S seconds of neutral speech. The reference is a clip whose "
-                      "emotion is known, so a steady emotion is kept; the enrolment clips are not classified.", ""]
+                      f"{ad.get('enrol_shrink_seconds')} s) for S seconds of neutral speech"
+                      + ("; the prosody functionals of its clips are shifted the same way, by the offset of the "
+                         f"enrolment clips' functionals from the training {ref!r} mean" if ad.get("prosody") else "")
+                      + ". The reference is a clip whose emotion is known, so a steady emotion is kept; the enrolment "
+                      "clips are not classified.", ""]
         for t in ad.get("results", []):
             lines += [t, ""]
     return lines

@@ -36,6 +36,20 @@ def _table(rows: list[dict], cols: list[tuple[str, str]]) -> list[str]:
     return out
 
 
+def _decision_text(head: dict) -> str:
+    """The utterance decision of a model in words (model.json ``head``)."""
+    pooling = head.get("pooling", "mean")
+    if pooling == "mean+std":
+        return ("the utterance decision is a linear classifier on the mean and standard deviation of the voting "
+                "patches' embeddings (statistics pooling)")
+    if pooling == "mean+prosody":
+        p = head.get("prosody") or {}
+        return ("the utterance decision is a linear classifier on the mean of the voting patches' embeddings and "
+                f"the recording's {p.get('dim', '?')} prosody functionals (`{p.get('features', '?')}`, standardised with "
+                f"the training statistics, clipped at {p.get('clip', '?')} sd, weight {p.get('weight', '?')})")
+    return "the utterance decision is the mean of the voting patches' probabilities"
+
+
 def model_card(config: dict, metrics: dict | None = None, *, name: str = "emolens model") -> str:
     """Markdown model card of a saved model (``model.json`` as a dict)."""
     card = config.get("card", {})
@@ -47,7 +61,7 @@ def model_card(config: dict, metrics: dict | None = None, *, name: str = "emolen
               f"- classes: {', '.join(config.get('classes', []))}",
               f"- kind: `{config.get('model')}` (streams: {streams}); fine-tuning: {config.get('train', {}).get('finetune', '?')}",
               f"- input: 16 kHz mono log-mel patches of 0.96 s (hop {config.get('patches', {}).get('hop_frames', 48) * 10} ms); "
-              "the utterance decision is the mean of the voting patches' probabilities"]
+              + _decision_text(config.get("head") or {})]
     if config.get("vggish_pretrained") is False:
         lines.append("- **VGGish branch trained from random initialisation** (no pretrained weights were available)")
     if config.get("backbones"):
