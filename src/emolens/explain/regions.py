@@ -46,8 +46,9 @@ class RegionConfig:
     Attributes:
         time_unit: ``"fixed"`` (blocks of ``block_seconds``, the default) or
             ``"syllable"`` (energy valleys and voicing changes).
-        block_seconds: fixed block length in seconds (0.1; fixed 0.1-s blocks x 6 band
-            groups were chosen by ``benchmarks/faithfulness.py``: see benchmarks/faithfulness.md).
+        block_seconds: fixed block length in seconds (0.2; fixed 0.2-s blocks x 6 band
+            groups were chosen by ``benchmarks/faithfulness.py --ship`` on the prosody model,
+            0.1-s blocks on the vote model before it: see benchmarks/faithfulness.md).
         n_bands: number of mel-band groups (6; 64 bands -> groups of 10-11 bands).
         min_unit_seconds / max_unit_seconds: syllable unit length bounds (0.1 / 0.4 s).
         smooth_seconds: moving-average length of the frame energy (0.05 s).
@@ -58,7 +59,7 @@ class RegionConfig:
     """
 
     time_unit: Literal["fixed", "syllable"] = "fixed"
-    block_seconds: float = 0.1
+    block_seconds: float = 0.2
     n_bands: int = 6
     min_unit_seconds: float = 0.1
     max_unit_seconds: float = 0.4
