@@ -1,7 +1,7 @@
 """Emotion over time in a recording of any length (``emolens timeline``).
 
 :func:`compute_timeline` streams the file (:func:`emolens.features.stream.stream_patches`:
-constant memory, no length limit), classifies each block's patches with the
+the audio never held whole, no length limit), classifies each block's patches with the
 recognizer's backend (a pooled head decides every patch as the clip of the centred
 ``context`` patches around it would be decided, :meth:`StatisticsPooling.windows
 <emolens.models.decision.StatisticsPooling.windows>`; the prosody head with the
@@ -212,6 +212,7 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
         probs = [raw]
         info.notes.append(note)
     outputs = np.concatenate(probs)
+    del probs, feats  # the blocks' copies: the concatenation is all the decision needs
     if llds is not None:  # each patch row carries the functionals of its window of cfg.context patches
         from emolens.features.prosody import concat_llds, window_prosody
 

@@ -2,7 +2,7 @@
 
 Writes ``DIR/segments.csv`` (start_s, end_s, label or "no speech", p_<class>...,
 patches), ``DIR/segments.json`` (the same plus seconds per label and notes) and
-``DIR/timeline.png``. The file is streamed in blocks (constant memory, no 10-minute limit).
+``DIR/timeline.png``. The file is streamed in blocks (the audio is never held whole; no 10-minute limit).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 def add_parser(sub) -> None:  # noqa: ANN001 - argparse sub-parsers
     p = sub.add_parser("timeline", help="emotion segments over time for a recording of any length",
-                       description="Stream one recording in blocks (any length, constant memory) and write "
+                       description="Stream one recording in blocks (any length) and write "
                                    "segments.csv, segments.json and timeline.png.")
     p.add_argument("--model", default=None, type=Path, help="run directory written by `emolens train` (default: the shipped model)")
     p.add_argument("input", type=Path, help="audio file (wav, flac, ogg, mp3), any length")

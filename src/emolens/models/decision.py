@@ -211,7 +211,10 @@ class ProsodyPooling:
         """``(P, C)``: for every patch of a long recording the decision of the centred
         window of ``n`` patches (mean ``z`` of its voting patches, all of them when none
         votes) with the functionals its row carries (the window's, as the timeline fills them)."""
-        z, q = self._split(outputs)
+        o = np.asarray(outputs)
+        if o.ndim != 2 or o.shape[1] != self.width + self.n_prosody:
+            raise ValueError(f"prosody pooling reads rows [z ({self.width}), q ({self.n_prosody})], got {o.shape}")
+        z, q = o[:, : self.width], o[:, self.width :]  # views: float64 only block by block (hour-long recordings)
         P = len(z)
         if P == 0:
             return np.zeros((0, len(self.bias)), np.float32)
@@ -221,14 +224,14 @@ class ProsodyPooling:
         for s in range(0, P, 2048):  # bounded memory for hour-long recordings
             e = min(P, s + 2048)
             a, b = lo[s:e].min(), hi[s:e].max()
-            w, zz = v[a:b], z[a:b]
+            w, zz = v[a:b], z[a:b].astype(np.float64)
             c1 = np.vstack([np.zeros((1, z.shape[1])), np.cumsum(zz * w[:, None], 0)])
             a1 = np.vstack([np.zeros((1, z.shape[1])), np.cumsum(zz, 0)])
             cw = np.concatenate([[0.0], np.cumsum(w)])
             l, h = lo[s:e] - a, hi[s:e] - a
             cnt = cw[h] - cw[l]
             mu = np.where((cnt > 0)[:, None], (c1[h] - c1[l]) / np.maximum(cnt, 1)[:, None], (a1[h] - a1[l]) / (h - l)[:, None])
-            out[s:e] = softmax(self.logits(mu, q[s:e]))
+            out[s:e] = softmax(self.logits(mu, q[s:e].astype(np.float64)))
         return out
 
 
