@@ -158,3 +158,13 @@ def test_ray_decode_and_classifier_rows_equal_predict_and_timeline(prosody_run, 
         assert [s["label"] for s in res[1]["segments"]] == [s["label"] for s in want]
         np.testing.assert_allclose([list(s["probabilities"].values()) for s in res[1]["segments"]],
                                    [list(s["probabilities"].values()) for s in want], atol=1e-4)
+
+
+def test_report_lists_the_prosody_lines(rec, tmp_path) -> None:
+    from emolens.explain.pipeline import explain
+    from emolens.report.html import _sentence
+
+    ex = explain(rec, rec.analyze(_wav(tmp_path / "r.wav", 2.0, 230.0, 6)), methods=("gxi",), progress=False,
+                 with_faithfulness=False)
+    html = _sentence(ex.sentence, ex.prosody)
+    assert html.count("<li>") == len(ex.prosody) >= 1 and "Prosody" in html and "training average" in html

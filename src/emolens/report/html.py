@@ -98,7 +98,9 @@ def _sentence(sentence: str, prosody=()) -> str:
     out = f'<p class="regions-sentence"><b>Top regions (boxes):</b> {_esc(sentence)}</p>'
     lines = [p if isinstance(p, str) else getattr(p, "text", str(p)) for p in prosody]
     if lines:
-        out += '<ul class="prosody">' + "".join(f"<li>{_esc(t)}</li>" for t in lines) + "</ul>"
+        out += ('<p class="prosody-title"><b>Prosody</b> (the functionals that moved the decision most, '
+                'from the training average; the regions explain the spectrogram with them held):</p>'
+                '<ul class="prosody">' + "".join(f"<li>{_esc(t)}</li>" for t in lines) + "</ul>")
     return out
 
 
