@@ -140,3 +140,12 @@ def overlap_average(
         acc[s : s + pf] += patch_maps[p]
         cnt[s : s + pf] += 1.0
     return (acc[:n_frames] / np.maximum(cnt[:n_frames], 1.0)).astype(np.float32)
+
+
+def window_bounds(n_patches: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)`` ``(P,)``: the centred window of ``n`` patches around every patch,
+    clipped to the recording (patches ``lo[i]:hi[i]``; what a long recording's pooled
+    decisions and prosody windows span)."""
+    n = max(1, int(n))
+    i = np.arange(n_patches)
+    return np.maximum(0, i - (n - 1) // 2), np.minimum(n_patches, i + n // 2 + 1)

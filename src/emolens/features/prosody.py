@@ -427,7 +427,7 @@ def window_prosody(llds: dict[str, np.ndarray], n_patches: int, patch_frames: in
     """``(n_patches, N_PROSODY)``: for every patch of a long recording, the functionals of
     the frames of the centred window of ``context`` patches around it (the span whose
     decision :meth:`emolens.models.decision.ProsodyPooling.windows` takes)."""
-    from emolens.models.decision import window_bounds
+    from emolens.features.patches import window_bounds
 
     out = np.zeros((n_patches, N_PROSODY), np.float32)
     for i, (lo, hi) in enumerate(zip(*window_bounds(n_patches, context))):

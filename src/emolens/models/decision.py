@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emolens.features.patches import window_bounds
+
 #: Floor of sigma (as :data:`emolens.models.fusion.SIGMA_FLOOR`; a one-patch utterance has sigma 0).
 SIGMA_FLOOR = 1e-6
 
@@ -39,14 +41,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     x = np.asarray(logits, np.float64)
     x = np.exp(x - x.max(-1, keepdims=True))
     return (x / x.sum(-1, keepdims=True)).astype(np.float32)
-
-
-def window_bounds(n_patches: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(lo, hi)`` ``(P,)``: the centred window of ``n`` patches around every patch,
-    clipped to the recording (patches ``lo[i]:hi[i]``)."""
-    n = max(1, int(n))
-    i = np.arange(n_patches)
-    return np.maximum(0, i - (n - 1) // 2), np.minimum(n_patches, i + n // 2 + 1)
 
 
 @dataclass
@@ -176,8 +170,9 @@ class ProsodyPooling:
         zq = (np.asarray(q, np.float64) - self.mean) / self.scale
         return self.pweight * np.clip(zq, -self.clip, self.clip)
 
-    def _split(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        o = np.asarray(outputs, np.float64)
+    def _split(self, outputs: np.ndarray, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+        """``(z, q)`` of rows ``[z, q]``, or a one-line error saying what the rows lack."""
+        o = np.asarray(outputs, dtype)
         if o.ndim != 2 or o.shape[1] != self.width + self.n_prosody:
             raise ValueError(f"prosody pooling reads rows [z ({self.width}), q ({self.n_prosody})], got {o.shape}")
         return o[:, : self.width], o[:, self.width :]
@@ -211,10 +206,7 @@ class ProsodyPooling:
         """``(P, C)``: for every patch of a long recording the decision of the centred
         window of ``n`` patches (mean ``z`` of its voting patches, all of them when none
         votes) with the functionals its row carries (the window's, as the timeline fills them)."""
-        o = np.asarray(outputs)
-        if o.ndim != 2 or o.shape[1] != self.width + self.n_prosody:
-            raise ValueError(f"prosody pooling reads rows [z ({self.width}), q ({self.n_prosody})], got {o.shape}")
-        z, q = o[:, : self.width], o[:, self.width :]  # views: float64 only block by block (hour-long recordings)
+        z, q = self._split(outputs, np.float32)  # float64 only block by block (hour-long recordings)
         P = len(z)
         if P == 0:
             return np.zeros((0, len(self.bias)), np.float32)
