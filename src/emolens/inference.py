@@ -69,7 +69,11 @@ class Analysis:
         context: statistics pooling's ``(mu, sigma)`` ``(D,)`` of the voting patches, or
             the prosody head's ``(q (P,), mu (D,))``: the clip's raw prosody functionals
             and the voting patches' mean embedding (what the explanations hold fixed per
-            patch); ``None`` for the vote.
+            patch); ``None`` for the vote. With ``--adapt --neutral`` on a prosody head,
+            ``q`` is the voice-shifted functionals the decision read.
+        prosody_shift: ``(P,)`` the enrolment offset subtracted from this clip's raw
+            functionals (``q = q_raw - prosody_shift``; ``--adapt --neutral`` on a prosody
+            head), else ``None``.
     """
 
     clip: AudioClip
@@ -86,6 +90,7 @@ class Analysis:
     uncertain_threshold: float | None = None
     adapted: bool = False
     context: tuple[np.ndarray, np.ndarray] | None = None
+    prosody_shift: np.ndarray | None = None
 
     @property
     def emotion(self) -> str:
@@ -316,9 +321,14 @@ class EmotionRecognizer:
     def prosody_inputs(self, analysis: Analysis):  # noqa: ANN201 - ProsodyInputs
         """What :mod:`emolens.explain.prosody` needs to say which functionals moved this
         recording's decision (None unless the model has a prosody stream): the clip's
-        functionals, their training average and ``score_fn`` = the utterance log-softmax
-        (before calibration) as a function of the functionals, the spectrogram part
-        ``W_z mu`` held at this recording's."""
+        functionals, their reference and ``score_fn`` = the utterance log-softmax (before
+        calibration) as a function of the functionals, the spectrogram part ``W_z mu`` held
+        at this recording's.
+
+        The reference is the training average; with ``--adapt --neutral`` (the decision read
+        ``q_raw - shift``) the lines stay in the recording's raw values and the reference
+        becomes the training average moved by the same shift (this voice's expected value),
+        which gives the same attributions as the shifted space (IG is translation invariant)."""
         if not self.needs_prosody or not analysis.context or len(analysis.context) < 2:
             return None
         import torch
@@ -327,16 +337,19 @@ class EmotionRecognizer:
         from emolens.features.prosody import PROSODY_NAMES, PROSODY_UNITS
 
         d = self.decision
-        q, mu = analysis.context[0], analysis.context[1]
+        q, mu = np.asarray(analysis.context[0], np.float64), analysis.context[1]
+        shift = np.zeros_like(q) if analysis.prosody_shift is None else np.asarray(analysis.prosody_shift, np.float64)
         w = torch.as_tensor(d.weight, dtype=torch.float32)
         fixed = torch.as_tensor(np.asarray(mu, np.float32)) @ w[:, : d.width].T + torch.as_tensor(d.bias)
         mean, scale = torch.as_tensor(d.mean), torch.as_tensor(d.scale)
+        moved = torch.as_tensor(shift, dtype=torch.float32)
 
         def score(qb: torch.Tensor) -> torch.Tensor:
-            s = d.pweight * torch.clamp((qb - mean) / scale, -d.clip, d.clip)
+            s = d.pweight * torch.clamp((qb - moved - mean) / scale, -d.clip, d.clip)
             return torch.log_softmax(fixed + s @ w[:, d.width :].T, dim=-1)
 
-        return ProsodyInputs(np.asarray(q, np.float64), PROSODY_NAMES, PROSODY_UNITS, d.mean.astype(np.float64), score)
+        reference = "the training average" if analysis.prosody_shift is None else "this voice's expected value"
+        return ProsodyInputs(q + shift, PROSODY_NAMES, PROSODY_UNITS, d.mean.astype(np.float64) + shift, score, reference)
 
     def with_prosody(self, outputs: np.ndarray, prosody: list, sizes: list[int]) -> np.ndarray:
         """Per-patch outputs with each clip's prosody functionals appended (the rows a
@@ -398,6 +411,7 @@ class EmotionRecognizer:
             group_ids = key_ids[per_patch]
         adapted = np.zeros(len(clips), bool)
         prosody = [p[3] if len(p) > 3 and p[3] is not None else self.clip_prosody(c.samples) for c, p in zip(clips, parts)]
+        shifts: list[np.ndarray | None] = [None] * len(clips)
         if adapt:
             from emolens.adaptation.runtime import adapted_outputs
 
@@ -414,7 +428,8 @@ class EmotionRecognizer:
 
                 shift = prosody_enrolment(self, self.last_adaptation, {k: [q[3] for q in v] for k, v in enrol.items()})
                 keys = [str(g) for g in (groups if groups is not None else ["all"] * len(clips))]
-                prosody = [q - shift[k] if k in shift else q for q, k in zip(prosody, keys)]
+                shifts = [shift.get(k) for k in keys]
+                prosody = [q if d is None else q - d for q, d in zip(prosody, shifts)]
         else:
             probs, audioset = self.patch_outputs(all_patches, batch_size, group_ids)
         probs = self.with_prosody(probs, prosody, [len(p[1]) for p in parts])
@@ -429,7 +444,8 @@ class EmotionRecognizer:
             if not gate.enabled:
                 dec = self.decide(probs[sl], keep)
                 out.append(Analysis(clip, lm, patches, keep, dec.patch_probs, apply_temperature(dec.probs, self.temperature),
-                                    self.classes, voting=keep, adapted=bool(adapted[ci]), context=dec.context, **cal))
+                                    self.classes, voting=keep, adapted=bool(adapted[ci]), context=dec.context,
+                                    prosody_shift=shifts[ci], **cal))
                 continue
             d = decide(audioset[sl], gate)
             voting = voting_mask(d.is_speech, keep)
@@ -441,7 +457,8 @@ class EmotionRecognizer:
             dec = self.decide(probs[sl], voting)
             out.append(Analysis(clip, lm, patches, keep, dec.patch_probs, apply_temperature(dec.probs, self.temperature),
                                 self.classes, speech=d.speech, voting=voting, has_speech=d.has_speech,
-                                speech_fraction=d.speech_fraction, adapted=bool(adapted[ci]), context=dec.context, **cal))
+                                speech_fraction=d.speech_fraction, adapted=bool(adapted[ci]), context=dec.context,
+                                prosody_shift=shifts[ci], **cal))
         return out
 
     def voting_patches(self, mel: np.ndarray) -> np.ndarray:

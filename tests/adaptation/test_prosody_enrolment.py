@@ -50,3 +50,30 @@ def test_shipped_model_enrols_the_prosody_of_the_voice():
     w = rep.speech_seconds / (rep.speech_seconds + rec.adapter.config.enrol_shrink_seconds)
     q_raw, q_sad = rec.clip_prosody(angry.samples), rec.clip_prosody(sad.samples)
     np.testing.assert_allclose(a.context[0], q_raw - w * (q_sad - rec.adapter.prosody_means[ref]), rtol=1e-4, atol=1e-3)
+    shift = w * (q_sad - rec.adapter.prosody_means[ref])
+    np.testing.assert_allclose(a.prosody_shift, shift, rtol=1e-4, atol=1e-3)
+
+    # the prosody lines stay in the recording's raw values, around the voice's expected value,
+    # with the attributions of the shifted space the decision read (IG is translation invariant)
+    from emolens.explain.prosody import explain_prosody, prosody_contributions
+
+    p = rec.prosody_inputs(a)
+    np.testing.assert_allclose(p.values, q_raw, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(p.train_mean, rec.decision.mean + a.prosody_shift, rtol=1e-6, atol=1e-6)
+    import dataclasses
+
+    unshifted = rec.prosody_inputs(dataclasses.replace(a, prosody_shift=None))
+    np.testing.assert_allclose(unshifted.values, a.context[0], rtol=1e-6)
+    target = int(np.argmax(a.probs))
+    c_raw, c_shifted = prosody_contributions(p, target), prosody_contributions(unshifted, target)
+    np.testing.assert_allclose(c_raw, c_shifted, atol=2e-4)
+    assert np.abs(c_raw).max() > 1e-3
+    # completeness: the contributions add up to the log-probability change from the reference
+    import torch
+
+    lp = lambda v: float(p.score_fn(torch.as_tensor(np.asarray(v, np.float32))[None])[0, target])  # noqa: E731
+    assert abs(c_raw.sum() - (lp(p.values) - lp(p.train_mean))) < 1e-2
+    lines = explain_prosody(rec, a, target)
+    assert lines and all("this voice's expected value" in ln.text for ln in lines)
+    plain = explain_prosody(rec, rec.analyze_clips([angry])[0], target)
+    assert plain and all("the training average" in ln.text for ln in plain)

@@ -11,9 +11,12 @@ the score change from the average voice (completeness).
 Lines read e.g. ``"pitch range 9.0 semitones, above the training average of 5.0
 (+0.31 for angry)"``.
 
-The shipped model has no prosody stream (YAMNet layers only), so ``explain`` shows
-no prosody lines for it; a recognizer that offers ``prosody_inputs(analysis)``
-returning :class:`ProsodyInputs` gets them in the JSON, the HTML report and the app.
+The shipped model has a prosody stream (``pooling="mean+prosody"``,
+:mod:`emolens.features.prosody`); a recognizer that offers ``prosody_inputs(analysis)``
+returning :class:`ProsodyInputs` gets the lines in the CLI, the JSON, the HTML report and
+the app (the vote and statistics heads offer none). With ``--adapt --neutral`` the
+reference is the training average moved by the voice's enrolment offset ("this voice's
+expected value"), and the values stay the recording's own.
 """
 
 from __future__ import annotations
@@ -35,19 +38,22 @@ class ProsodyInputs:
     ``values`` ``(D,)`` functionals of this recording; ``names`` / ``units`` ``(D,)``
     (e.g. "pitch range", "semitones"); ``train_mean`` ``(D,)`` their training
     average; ``score_fn``: functionals ``(B, D)`` -> class log-probabilities ``(B, C)``
-    with the rest of the model's input held fixed."""
+    with the rest of the model's input held fixed; ``reference``: what ``train_mean`` is,
+    in words (the IG baseline; the training average, or a voice's expected value)."""
 
     values: np.ndarray
     names: Sequence[str]
     units: Sequence[str]
     train_mean: np.ndarray
     score_fn: Callable[[torch.Tensor], torch.Tensor]
+    reference: str = "the training average"
 
 
 @dataclass(frozen=True)
 class ProsodyLine:
-    """One functional that moved the decision: its value and training average (in
-    ``unit``), and its contribution to the explained score (signed)."""
+    """One functional that moved the decision: its value and reference (the training
+    average, or the voice's expected value; in ``unit``), and its contribution to the
+    explained score (signed)."""
 
     name: str
     unit: str
@@ -55,13 +61,14 @@ class ProsodyLine:
     mean: float
     contribution: float
     target: str
+    reference: str = "the training average"
 
     @property
     def text(self) -> str:
         side = "above" if self.value > self.mean else "below" if self.value < self.mean else "at"
         u = f" {self.unit}" if self.unit else ""
         sign = "for" if self.contribution >= 0 else "against"
-        return (f"{self.name} {self.value:.1f}{u}, {side} the training average of {self.mean:.1f} "
+        return (f"{self.name} {self.value:.1f}{u}, {side} {self.reference} of {self.mean:.1f} "
                 f"({self.contribution:+.2f} {sign} {self.target})")
 
     def as_dict(self) -> dict:
@@ -86,7 +93,8 @@ def prosody_lines(p: ProsodyInputs, contributions: np.ndarray, target_label: str
     """The ``top`` functionals with the largest |contribution|, largest first."""
     c = np.asarray(contributions, np.float64)
     order = np.argsort(-np.abs(c), kind="stable")[:top]
-    return [ProsodyLine(str(p.names[i]), str(p.units[i]), float(p.values[i]), float(p.train_mean[i]), float(c[i]), target_label)
+    return [ProsodyLine(str(p.names[i]), str(p.units[i]), float(p.values[i]), float(p.train_mean[i]), float(c[i]), target_label,
+                        p.reference)
             for i in order if c[i] != 0]
 
 
