@@ -1,6 +1,7 @@
 """Feature cache: content keys, resume after interruption, errors kept per file."""
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from emolens.features.cache import FeatureCache
@@ -42,3 +43,34 @@ def test_thesis_profile_gives_the_same_frames(tmp_path):
     m16 = FeatureCache(tmp_path / "c16").compute([p], progress=False).mels[0]
     m48 = FeatureCache(tmp_path / "c48", THESIS_48K).compute([p], progress=False).mels[0]
     assert m16.shape == m48.shape == (198, 64)
+
+
+def test_cached_file_vectors_keys_on_content_and_recovers_corrupt_entries(tmp_path):
+    from emolens.errors import AudioError
+    from emolens.features.cache import cached_file_vectors
+
+    calls = []
+
+    def compute(p):
+        calls.append(p.name)
+        return np.frombuffer(p.read_bytes()[:3].ljust(3, b"\0"), np.uint8).astype(np.float32)
+
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"\x01\x02\x03")
+    b.write_bytes(b"\x04\x05")
+    cache = tmp_path / "cache"
+    out = cached_file_vectors([a, b], compute, 3, cache)
+    np.testing.assert_array_equal(out, [[1, 2, 3], [4, 5, 0]])
+    assert calls == ["a.bin", "b.bin"] and len(list(cache.glob("*.npy"))) == 2 and not list(cache.glob("*.tmp"))
+    a.rename(tmp_path / "moved.bin")  # same bytes: a hit
+    np.testing.assert_array_equal(cached_file_vectors([tmp_path / "moved.bin"], compute, 3, cache), [[1, 2, 3]])
+    assert len(calls) == 2
+    b.write_bytes(b"\x09\x09\x09")  # edited: a miss
+    np.testing.assert_array_equal(cached_file_vectors([b], compute, 3, cache), [[9, 9, 9]])
+    assert calls[-1] == "b.bin" and len(calls) == 3
+    for f in cache.glob("*.npy"):  # corrupt entries count as missing
+        f.write_bytes(b"not numpy")
+    np.testing.assert_array_equal(cached_file_vectors([b], compute, 3, cache), [[9, 9, 9]])
+    assert len(calls) == 4
+    with pytest.raises(AudioError, match="cannot read"):
+        cached_file_vectors([tmp_path / "missing.bin"], compute, 3, cache)

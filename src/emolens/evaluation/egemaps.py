@@ -8,11 +8,7 @@ package (``pip install opensmile`` or ``pip install emolens[baseline]``).
 
 from __future__ import annotations
 
-import hashlib
-import os
-import sys
-import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +22,14 @@ from sklearn.utils.validation import check_is_fitted
 from emolens.audio import load_audio
 from emolens.errors import AudioError, EmolensError, SplitError
 from emolens.evaluation.metrics import aggregate_folds, classification_report_dict
+from emolens.features.cache import cached_file_vectors
 
 __all__ = [
-    "EgemapsSVM",
-    "extract_egemaps",
-    "cross_validate_egemaps",
-    "N_EGEMAPS_FEATURES",
     "EGEMAPS_SAMPLE_RATE",
+    "N_EGEMAPS_FEATURES",
+    "EgemapsSVM",
+    "cross_validate_egemaps",
+    "extract_egemaps",
 ]
 
 #: Number of eGeMAPSv02 functionals.
@@ -58,50 +55,6 @@ def _make_smile():
     )
 
 
-def _file_sha1(path: Path) -> str:
-    """sha1 of the file's bytes (the cache key)."""
-    try:
-        return hashlib.sha1(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        raise AudioError(f"{path}: cannot read ({exc.strerror or exc}); check the path") from None
-
-
-def _cache_load(cache: Path | None, key: str) -> np.ndarray | None:
-    """Cached features for ``key`` or None (a corrupt entry counts as missing)."""
-    if cache is None:
-        return None
-    try:
-        feats = np.load(cache / f"{key}.npy")
-    except (OSError, ValueError):
-        return None
-    return feats if feats.shape == (N_EGEMAPS_FEATURES,) else None
-
-
-def _cache_store(cache: Path | None, key: str, feats: np.ndarray) -> None:
-    """Write one entry atomically (temp file + rename), so parallel runs never see halves."""
-    if cache is None:
-        return
-    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, feats)
-        os.replace(tmp, cache / f"{key}.npy")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _progress(items: Sequence, enabled: bool) -> Iterable:
-    """Wrap ``items`` in a tqdm bar on stderr when enabled and tqdm is installed."""
-    if not enabled:
-        return items
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, desc="eGeMAPS", unit="file", file=sys.stderr)
-
-
 def extract_egemaps(
     paths: Sequence[str | Path], cache_dir: str | Path | None = None, progress: bool = True
 ) -> np.ndarray:
@@ -111,25 +64,19 @@ def extract_egemaps(
     With ``cache_dir``, features are stored per file under the sha1 of its bytes, so
     renamed or moved files hit the cache and edited files do not.
     """
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / _CACHE_TAG
-        cache.mkdir(parents=True, exist_ok=True)
     smile = None
-    out = np.empty((len(paths), N_EGEMAPS_FEATURES), dtype=np.float32)
-    for i, raw in enumerate(_progress(list(paths), progress)):
-        path = Path(raw)
-        key = _file_sha1(path) if cache is not None else ""
-        feats = _cache_load(cache, key)
-        if feats is None:
-            smile = smile or _make_smile()
-            clip = load_audio(path, sample_rate=EGEMAPS_SAMPLE_RATE)
-            feats = smile.process_signal(clip.samples, EGEMAPS_SAMPLE_RATE).to_numpy(np.float32)[0]
-            if feats.shape != (N_EGEMAPS_FEATURES,) or not np.all(np.isfinite(feats)):
-                raise AudioError(f"{path}: openSMILE returned no usable eGeMAPS features; is it speech?")
-            _cache_store(cache, key, feats)
-        out[i] = feats
-    return out
+
+    def compute(path: Path) -> np.ndarray:
+        nonlocal smile
+        smile = smile or _make_smile()
+        clip = load_audio(path, sample_rate=EGEMAPS_SAMPLE_RATE)
+        feats = smile.process_signal(clip.samples, EGEMAPS_SAMPLE_RATE).to_numpy(np.float32)[0]
+        if feats.shape != (N_EGEMAPS_FEATURES,) or not np.all(np.isfinite(feats)):
+            raise AudioError(f"{path}: openSMILE returned no usable eGeMAPS features; is it speech?")
+        return feats
+
+    cache = Path(cache_dir) / _CACHE_TAG if cache_dir is not None else None
+    return cached_file_vectors(paths, compute, N_EGEMAPS_FEATURES, cache, desc="eGeMAPS", progress=progress)
 
 
 class EgemapsSVM(ClassifierMixin, BaseEstimator):
@@ -185,7 +132,7 @@ class EgemapsSVM(ClassifierMixin, BaseEstimator):
         scores = dict(zip(search.cv_results_["param_svc__C"], search.cv_results_["mean_test_score"]))
         return float(search.best_params_["svc__C"]), {float(c): float(s) for c, s in scores.items()}
 
-    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> "EgemapsSVM":
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> EgemapsSVM:
         """Fit scaler + SVC on (N, 88) features; ``groups`` (speakers) enable the C search."""
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)

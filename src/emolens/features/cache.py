@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -32,6 +33,53 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def readable_digest(path: str | Path) -> str:
+    """:func:`file_digest`, with an unreadable file as a one-line :class:`AudioError`."""
+    try:
+        return file_digest(path)
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot read ({exc.strerror or exc}); check the path") from None
+
+
+def cached_file_vectors(paths: Sequence[str | Path], compute: Callable[[Path], np.ndarray], width: int,
+                        cache_dir: str | Path | None = None, desc: str = "features",
+                        progress: bool = False) -> np.ndarray:
+    """``(N, width)`` float32: ``compute(path)`` (a ``(width,)`` vector) of each file, with
+    ``cache_dir`` stored as ``<cache_dir>/<sha1 of the file's bytes>.npy`` (renamed or moved
+    files hit, edited files miss). Entries are written to a temporary file and renamed, so
+    parallel or interrupted runs never leave halves; a corrupt or mis-shaped entry counts
+    as missing and is recomputed. The per-file feature caches (eGeMAPS, prosody) share it."""
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir)
+        cache.mkdir(parents=True, exist_ok=True)
+    items = list(paths)
+    out = np.empty((len(items), width), np.float32)
+    for i, raw in enumerate(tqdm(items, desc=desc, unit="file", disable=not progress)):
+        path = Path(raw)
+        entry = cache / f"{readable_digest(path)}.npy" if cache is not None else None
+        if entry is not None:
+            try:
+                v = np.load(entry)
+                if v.shape == (width,):
+                    out[i] = v
+                    continue
+            except (OSError, ValueError):
+                pass
+        v = np.asarray(compute(path), np.float32)
+        out[i] = v
+        if entry is not None:
+            fd, tmp = tempfile.mkstemp(dir=cache, suffix=".npy.tmp")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    np.save(handle, v)
+                os.replace(tmp, entry)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+    return out
 
 
 def config_digest(cfg: FrontEndConfig) -> str:
