@@ -135,11 +135,10 @@ def load_lever_inputs(cfgs: list[HeadConfig], data: dict, dirs: dict[str, Path])
 
     by_name = {WorkDir.open(d).manifest[0].corpus: d for d in dirs.values()}
     if any(c.prosody > 0 and c.prosody_set == "emolens" for c in cfgs):
-        from emolens.features.prosody_files import extract_prosody
+        from emolens.training.default_model import attach_prosody
 
         for name, cf in data.items():
-            w = WorkDir.open(by_name[name])
-            cf.prosody = extract_prosody(w.manifest.paths(), cache_dir=w.root / "prosody", progress=True)
+            attach_prosody(cf, by_name[name], progress=True)
     if any(c.prosody > 0 and c.prosody_set == "egemaps" for c in cfgs):
         from emolens.evaluation.egemaps import extract_egemaps
 
@@ -181,6 +180,8 @@ def table(rows: dict[str, list[dict]], base: dict, corpora: list[str], held: lis
                      + f"| {np.mean([s['mean_f1'] for s in sums]):.3f} | {np.mean([s['mean_ece'] for s in sums]):.3f} | {len(sums)} |")
     u = [base[c]["uar"] for c in corpora]
     dev = [base[c]["uar"] for c in corpora if c not in held]
+    if np.all(np.isnan(u)):  # --no-egemaps: no baseline row
+        return "\n".join(lines)
     lines.append(f"| eGeMAPS + SVM | {np.mean(u):.3f} | {np.min(u):.3f} | {np.mean(dev):.3f} | "
                  + " | ".join(f"{base[c]['uar']:.3f}" for c in corpora)
                  + f" | {np.mean([base[c]['f1_macro'] for c in corpora]):.3f} | - | - |")
@@ -192,9 +193,11 @@ def detail(name: str, sums: list[dict], base: dict, corpora: list[str]) -> str:
              "|---|---|---|---|---|---|---|"]
     for c in corpora:
         u = [s["per_corpus"][c]["uar"] for s in sums]
+        b = base[c]
+        ref = ("- | - | -" if np.isnan(b["uar"]) else  # --no-egemaps: no baseline measured
+               f"{b['uar']:.3f} | {b['f1_macro']:.3f} | {100 * (np.mean(u) - b['uar']):+.1f}")
         lines.append(f"| {c} | {_ms(u)} | {_ms([s['per_corpus'][c]['f1_macro'] for s in sums])} | "
-                     f"{_ms([s['per_corpus'][c]['ece'] for s in sums])} | {base[c]['uar']:.3f} | {base[c]['f1_macro']:.3f} | "
-                     f"{100 * (np.mean(u) - base[c]['uar']):+.1f} |")
+                     f"{_ms([s['per_corpus'][c]['ece'] for s in sums])} | {ref} |")
     return "\n".join(lines)
 
 

@@ -76,18 +76,27 @@ STATS_HEAD = replace(VOTE_HEAD, decision="pooled", pooling="mean+std")
 HEADS = {"prosody": PROSODY_HEAD, "vote": VOTE_HEAD, "stats": STATS_HEAD}
 
 
-def load_corpus_features(work_dirs, cfg: HeadConfig, progress: bool = False) -> dict:  # noqa: ANN001
+def attach_prosody(cf, work_dir, progress: bool = False) -> None:
+    """Set ``cf.prosody`` ``(U, N_PROSODY)``: the prosody functionals of the work dir's
+    files, cached in its ``prosody/`` folder (what a ``mean+prosody`` head trains on)."""
+    from emolens.features.prosody_files import extract_prosody
+
+    cf.prosody = extract_prosody(WorkDir.open(work_dir).manifest.paths(), cache_dir=Path(work_dir) / "prosody",
+                                 progress=progress)
+
+
+def load_corpus_features(work_dirs, cfg: HeadConfig, progress: bool = False) -> dict:
     """``{corpus: CorpusFeatures}`` of prepared work dirs (an iterable of paths), with the
-    prosody functionals attached when ``cfg`` fuses them (cached in each work dir's ``prosody/``)."""
+    prosody functionals attached when ``cfg`` fuses them (:func:`attach_prosody`)."""
     data = {}
     for d in work_dirs:
         cf = corpus_features(d, progress=progress)
         if cfg.prosody > 0 and cfg.prosody_set == "emolens":
-            from emolens.features.prosody_files import extract_prosody
-
-            cf.prosody = extract_prosody(WorkDir.open(d).manifest.paths(), cache_dir=Path(d) / "prosody", progress=progress)
+            attach_prosody(cf, d, progress)
         data[cf.name] = cf
     return data
+
+
 #: (work-dir name, parser, folder in ../shared/data, prepare arguments): the five
 #: training corpora, then the evaluate-only ones.
 CORPORA = (("emodb-original", "emodb", "emodb-original", ()), ("ravdess", "ravdess", "ravdess", ()),
