@@ -67,10 +67,10 @@ class Analysis:
             (model.json ``calibration``; ``None``: never uncertain).
         adapted: True when ``--adapt`` adapted this clip to its voice group.
         context: statistics pooling's ``(mu, sigma)`` ``(D,)`` of the voting patches, or
-            the prosody head's ``(q (P,), mu (D,))``: the clip's raw prosody functionals
-            and the voting patches' mean embedding (what the explanations hold fixed per
-            patch); ``None`` for the vote. With ``--adapt --neutral`` on a prosody head,
-            ``q`` is the voice-shifted functionals the decision read.
+            the prosody head's ``(q (P,), mu (D,))``: the prosody functionals the decision
+            read (the clip's own, or with ``--adapt --neutral`` the voice-shifted ones) and
+            the voting patches' mean embedding (what the explanations hold fixed per
+            patch); ``None`` for the vote.
         prosody_shift: ``(P,)`` the enrolment offset subtracted from this clip's raw
             functionals (``q = q_raw - prosody_shift``; ``--adapt --neutral`` on a prosody
             head), else ``None``.

@@ -99,8 +99,7 @@ def _sentence(sentence: str, prosody=()) -> str:
     lines = [p if isinstance(p, str) else getattr(p, "text", str(p)) for p in prosody]
     if lines:
         out += ('<p class="prosody-title"><b>Prosody</b> (the functionals that moved the decision most, '
-                'from the training average, or with a neutral clip from this voice\'s expected value; '
-                'the regions explain the spectrogram with them held):</p>'
+                'each from the reference it names; the regions explain the spectrogram with them held):</p>'
                 '<ul class="prosody">' + "".join(f"<li>{_esc(t)}</li>" for t in lines) + "</ul>")
     return out
 
