@@ -101,6 +101,10 @@ ROWS: dict[str, tuple[HeadConfig, str]] = {
     "utt-mlp128-adv": (replace(UP, hidden=128, adversarial=0.3), "MLP 128 + corpus adversary (gradient reversal, weight 0.3)"),
     "utt-mixup-aug-mix": (replace(UP, augment="mix"), "one augmented copy per training clip: speed 0.9/1/1.1, gain, reverb, noise, Opus"),
     "utt-mixup-aug-speed": (replace(UP, augment="speed"), "one speed-perturbed copy (0.9/1/1.1) per training clip"),
+    "utt-mixup-prosody-ft9": (replace(UP, prosody=2.0, prosody_set="emolens", finetune=9),
+                              "the shipped row, then YAMNet layer 9 fine-tuned with the probe (LP-FT, 6 epochs, lr 1e-4)"),
+    "utt-mixup-prosody-ft8": (replace(UP, prosody=2.0, prosody_set="emolens", finetune=8),
+                              "the shipped row, then YAMNet layers 8-9 fine-tuned with the probe (LP-FT, 6 epochs, lr 1e-4)"),
     "utt-mixup-eq-band": (replace(UP, frontend="eq-band"), "per-utterance channel EQ of the log-mel onto a reference profile"),
     "utt-mixup-eq-gain": (replace(UP, frontend="eq-gain"), "per-utterance loudness normalisation of the log-mel"),
     "test-corpus-norm": (replace(LB, test_norm="corpus"), "REFERENCE, not single clip: linear-balance, test corpus standardised by its own statistics"),
@@ -145,6 +149,11 @@ def load_lever_inputs(cfgs: list[HeadConfig], data: dict, dirs: dict[str, Path])
         for name, cf in data.items():
             w = WorkDir.open(by_name[name])
             cf.egemaps = extract_egemaps(w.manifest.paths(), cache_dir=w.root / "egemaps", progress=True).astype(np.float32)
+    for layer in sorted({c.finetune - 1 for c in cfgs if c.finetune}):
+        from emolens.evaluation.finetune_top import lower_activations
+
+        for name, cf in data.items():
+            cf.activations[layer] = lower_activations(by_name[name], layer)
     for policy in sorted({c.augment for c in cfgs if c.augment}):
         for name, cf in data.items():
             if name != "casia":  # never trained on: no augmented copy needed

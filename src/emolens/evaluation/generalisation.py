@@ -81,6 +81,8 @@ class CorpusFeatures:
     egemaps: np.ndarray | None = None  # (U, 88) eGeMAPS functionals, when loaded
     prosody: np.ndarray | None = None  # (U, N_PROSODY) emolens prosody functionals, when loaded
     variants: dict[str, PatchFeatures] = field(default_factory=dict)
+    #: ``{layer: (P, C, H, W) float16}`` cached YAMNet maps (fine-tuning the blocks above them)
+    activations: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_utt(self) -> int:
@@ -252,7 +254,10 @@ class HeadConfig:
     projected out), adversarial (corpus adversary weight; needs ``hidden``), augment
     (``speed``/``channel``/``mix``: one augmented copy of every training clip) and
     frontend (``eq-gain``/``eq-band``: per-utterance spectral equalisation of train and
-    test patches).
+    test patches) and finetune (first YAMNet layer trained, 0 = frozen backbone: the
+    linear probe is then fine-tuned together with layers ``finetune..`` on cached maps for
+    ``finetune_epochs`` epochs at ``finetune_lr``, :mod:`emolens.evaluation.finetune_top`;
+    needs ``CorpusFeatures.activations[finetune - 1]``).
     """
 
     streams: tuple[str, ...] = ("yamnet_l5", "yamnet_mid", "yamnet_l9")
@@ -278,12 +283,15 @@ class HeadConfig:
     adversarial: float = 0.0
     augment: str = ""
     frontend: str = "none"
+    finetune: int = 0
+    finetune_epochs: int = 6
+    finetune_lr: float = 1e-4
 
     @property
     def utterance_levers(self) -> bool:
         """True when a lever needs the utterance-decision path."""
         return (self.decision == "pooled" or self.pooling != "mean" or self.prosody > 0 or self.nap > 0 or self.adversarial > 0
-                or bool(self.augment) or self.frontend != "none")
+                or bool(self.augment) or self.frontend != "none" or self.finetune > 0)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -299,7 +307,8 @@ class HeadConfig:
 
 #: fields added with the utterance-decision levers, and their defaults (left out of ``to_dict`` at default)
 _LEVER_DEFAULTS = {f.name: f.default for f in fields(HeadConfig)
-                   if f.name in ("decision", "pooling", "prosody", "prosody_set", "nap", "adversarial", "augment", "frontend")}
+                   if f.name in ("decision", "pooling", "prosody", "prosody_set", "nap", "adversarial", "augment", "frontend",
+                                 "finetune", "finetune_epochs", "finetune_lr")}
 
 
 def _weights(cfg: HeadConfig, y: np.ndarray, corpus: np.ndarray, utt_key: np.ndarray, n_classes: int) -> np.ndarray:
@@ -672,9 +681,32 @@ def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: Loc
     model = fit_classifier(X, y, w, n_classes, hidden=cfg.hidden, epochs=cfg.epochs, batch_size=cfg.batch_size,
                            lr=cfg.lr, weight_decay=cfg.weight_decay, mixup=cfg.mixup, corpus=corpus,
                            adversarial=cfg.adversarial, seed=seed)
+    if cfg.finetune:
+        Xt = _finetune(cfg, model, X, Xt, y, w, parts, test, seed)
     probs = predict_proba(model, Xt)
     res = FoldResult(fold.test, fold.train, probs, test.y, test.speakers, score(probs, test.y, test.classes))
-    return res, lever_head(cfg, model, n_classes, sc)
+    return res, (None if cfg.finetune else lever_head(cfg, model, n_classes, sc))
+
+
+def _finetune(cfg: HeadConfig, model: nn.Module, X: np.ndarray, Xt: np.ndarray, y: np.ndarray, w: np.ndarray,
+              parts: Sequence[CorpusFeatures], test: CorpusFeatures, seed: int) -> np.ndarray:
+    """LP-FT of the lever path's linear probe ``model`` (in place); the test rows recomputed."""
+    from emolens.evaluation.finetune_top import UtterancePatches, finetune_fold
+    from emolens.models import load_yamnet_file, resolve_weights
+
+    if cfg.hidden or cfg.nap or cfg.augment or cfg.frontend != "none" or cfg.pooling != "mean":
+        raise ValueError("finetune combines only with a linear head on mean-pooled streams (and prosody)")
+    layer = cfg.finetune - 1
+    missing = [p.name for p in (*parts, test) if layer not in p.activations]
+    if missing:
+        raise ValueError(f"finetune={cfg.finetune} needs cached layer-{layer} maps on {missing}")
+    ups = [UtterancePatches.of(p.utt, p.speech, p.n_utt) for p in parts]
+    yam = load_yamnet_file(resolve_weights("yamnet", None)).eval()
+    Xt, _ = finetune_fold(model[-1], X, Xt, y, w, [p.activations[layer] for p in parts], ups,
+                          test.activations[layer], UtterancePatches.of(test.utt, test.speech, test.n_utt),
+                          cfg.streams, cfg.finetune, yamnet=yam, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr,
+                          lr_head=cfg.finetune_lr, mixup=cfg.mixup, seed=seed)
+    return Xt
 
 
 def run_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], seed: int = 0, out: Path | None = None,
