@@ -223,3 +223,36 @@ def test_neutral_clip_without_speech_or_corrupt(shared_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     seg = json.loads((tmp_path / "tl" / "segments.json").read_text())
     assert "adapt: not adapted: the --neutral clip has no speech" in seg["notes"]
+
+
+@pytest.mark.slow
+def test_explain_adapt_explains_the_adapted_decision(shared_dir, tmp_path):
+    """`explain --adapt` on a voice folder explains exactly what `predict --adapt` decided
+    (same probabilities, per file), says so in its notes, and checks its options as predict does."""
+    src = _actor(shared_dir, tmp_path)
+    d = tmp_path / "six"
+    d.mkdir()
+    for f in sorted(src.iterdir())[::5][:6]:  # six clips of the actor, every emotion
+        (d / f.name).symlink_to(f.resolve())
+    r = _emolens("predict", "--json", "--adapt", d, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    predicted = {Path(j["file"]).name: j for j in map(json.loads, r.stdout.splitlines())}
+    assert all(j["adapted"] for j in predicted.values())
+    r = _emolens("explain", "--json", "--adapt", "--methods", "gradcam", "--no-faithfulness", "--regions", "none",
+                 "--out", tmp_path / "ex", d, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    explained = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(explained) == 6
+    for e in explained:
+        p = predicted[Path(e["file"]).name]
+        assert e["label"] == p["emotion"]
+        assert max(abs(e["probabilities"][c] - p["probabilities"][c]) for c in p["probabilities"]) < 1e-5
+        assert any("--adapt" in n for n in e["notes"])
+        assert (Path(e["out"]) / "explanation.json").exists()
+    r = _emolens("explain", "--json", "--methods", "gradcam", "--no-faithfulness", "--regions", "none",
+                 "--out", tmp_path / "ex1", d, tmp_path=tmp_path)
+    single = {Path(j["file"]).name: j for j in map(json.loads, r.stdout.splitlines())}
+    assert max(abs(single[k]["probability"] - predicted[k]["probabilities"][single[k]["label"]])
+               for k in single) > 0.01  # unadapted explanations explain another decision
+    r = _emolens("explain", "--neutral", next(d.iterdir()), d, tmp_path=tmp_path)
+    assert r.returncode == 2 and "--neutral enrols a voice for --adapt" in r.stderr

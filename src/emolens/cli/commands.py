@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 import warnings
 from pathlib import Path
 
@@ -216,7 +217,7 @@ def cmd_explain(args) -> int:
     bad = [m for m in methods if m not in REGISTRY]
     if bad:
         raise EmolensError(f"unknown method(s) {', '.join(bad)}; use {', '.join(REGISTRY)}")
-    rec = EmotionRecognizer.from_dir(resolve_model(args.model))
+    rec = EmotionRecognizer.from_dir(resolve_model(args.model), **({"backend": "torch"} if args.adapt else {}))
     if args.target is not None and args.target not in rec.classes:
         raise EmolensError(f"--target {args.target!r} is not a class of this model ({', '.join(rec.classes)})")
     from emolens.explain.region_attribution import DEFAULT_REGION_METHOD, REGION_METHODS
@@ -230,10 +231,17 @@ def cmd_explain(args) -> int:
     regions = (None if args.regions == "none" else DEFAULT_REGIONS if args.regions is None
                else dataclasses.replace(DEFAULT_REGIONS, time_unit=args.regions))
     truth = _true_labels(args.work)
-    files = expand_inputs(args.inputs)
-    for f in files:
+    from emolens.cli.adapt import adapt_request
+
+    req = adapt_request(args, rec, expand_inputs(args.inputs), quiet=args.quiet or args.json)
+    failures = 0
+    for f, source in _explain_sources(rec, req, args):
+        if isinstance(source, str):  # --adapt: a file that could not be decoded (one line, the rest go on)
+            failures += 1
+            print(json.dumps({"file": str(f), "error": source}) if args.json else f"{f}: error: {source}", flush=True)
+            continue
         dest = Path(args.out) / Path(f).stem
-        info = explain_file(rec, f, dest, methods=methods, target=args.target,
+        info = explain_file(rec, source, dest, methods=methods, target=args.target,
                             true_label=truth.get(str(Path(f).resolve())), layer=args.layer,
                             lime_samples=args.lime_samples, with_faithfulness=not args.no_faithfulness,
                             progress=not args.quiet and not args.json, regions=regions,
@@ -252,7 +260,27 @@ def cmd_explain(args) -> int:
             print(f"  {info['sentence']}")
         for pl in info.get("prosody") or []:  # a model with a prosody stream: the functionals that moved it
             print(f"  prosody: {pl['text']}")
-    return 0
+    return 1 if failures else 0
+
+
+def _explain_sources(rec, req, args):  # noqa: ANN001, ANN202
+    """``(file, what explain reads)`` per input: the path itself, or with ``--adapt`` the
+    voice group's adapted analysis (decided as ``predict --adapt`` decides) or an error line."""
+    if not req.adapt:
+        yield from ((f, f) for f in req.files)
+        return
+    from emolens.adaptation.groups import iter_adapted_results
+
+    quiet = args.quiet or args.json
+    for r in iter_adapted_results(rec, req.files, req.speakers, neutral=req.neutral or None,
+                                  on_group=None if quiet else (lambda m: print(f"adapt: {m}", file=sys.stderr, flush=True))):
+        if r.error is None and r.analysis.adapted and ADAPTED_NOTE not in r.analysis.clip.notes:
+            r.analysis.clip.notes.append(ADAPTED_NOTE)  # explanation.json, the figure and the report say so
+        yield r.path, (r.error if r.error is not None else r.analysis)
+
+
+#: the note of an explanation whose decision was adapted to its voice group
+ADAPTED_NOTE = "decided with --adapt: adapted to its voice's statistics, as `emolens predict --adapt` decides"
 
 
 def cmd_profile(args) -> int:

@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region-method", default=None,
                    help="occlusion (default, measured), kernelshap, shapley, smoothgrad or gxi")
     p.add_argument("--json", action="store_true", help="print each file's explanation.json (regions included) as one JSON line")
+    from emolens.cli.adapt import add_adapt_arguments
+
+    add_adapt_arguments(p, "explained")  # explain the decision `predict --adapt` makes
     _add_common(p)
 
     p = sub.add_parser("profile", help="per-emotion frequency profile of an explanation method over a prepared corpus, with CIs, tests and the thesis verdict")

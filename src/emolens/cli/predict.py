@@ -34,16 +34,9 @@ def add_arguments(p) -> None:  # noqa: ANN001 - argparse parser
                    help="inference threads (default: all usable cores; with --engine ray: per actor, default 1)")
     p.add_argument("--batch-files", type=int, default=None,
                    help="files whose patches share forward passes (default 32; with --engine ray 16, also the least rows per shard)")
-    p.add_argument("--adapt", action="store_true",
-                   help="adapt to each voice: files of one folder (or one --speakers speaker) are one voice; needs >= 3 "
-                        "clips and >= 10 s of speech per voice, else clip by clip (a note says so)")
-    p.add_argument("--speakers", type=Path, default=None,
-                   help="with --adapt: CSV with path,speaker columns naming each file's voice (and optionally neutral=1 "
-                        "marking a speaker's neutral enrolment clips, as --neutral)")
-    p.add_argument("--neutral", type=Path, action="append", default=None, metavar="FILE",
-                   help="with --adapt: a recording of the voice speaking neutrally (repeatable; not classified): the voice "
-                        "is enrolled with it instead of its own clips' statistics, which cannot erase a steady emotion; "
-                        "with several voices each file belongs to its folder's (or --speakers) voice")
+    from emolens.cli.adapt import add_adapt_arguments
+
+    add_adapt_arguments(p, "classified")
     p.add_argument("--uncertain-below", type=float, default=None,
                    help="call a clip uncertain when its top probability is below P (default: the model's measured threshold)")
     g = p.add_argument_group("batch inference on Ray (pip install 'emolens[ray]')")
@@ -81,34 +74,10 @@ def cmd_predict(args) -> int:
         if not 0.0 <= thr <= 1.0:
             raise EmolensError(f"--uncertain-below {thr}: give a probability between 0 and 1")
         rec.uncertain_threshold = thr
-    adapt = bool(getattr(args, "adapt", False))
-    if getattr(args, "speakers", None) is not None and not adapt:
-        raise EmolensError("--speakers names voices for --adapt: add --adapt")
-    neutral = list(getattr(args, "neutral", None) or [])
-    speakers = None
-    if getattr(args, "speakers", None) is not None and adapt:
-        from emolens.adaptation.groups import read_neutral, read_speakers
+    from emolens.cli.adapt import adapt_request
 
-        speakers = read_speakers(args.speakers)  # a one-line error for a bad CSV before anything runs
-        neutral += read_neutral(args.speakers)  # rows with neutral=1: enrolment clips of their speaker
-    if neutral and not adapt:
-        raise EmolensError("--neutral enrols a voice for --adapt: add --adapt")
-    if adapt:
-        from emolens.adaptation.runtime import enrolment_note, measured_note, require_adapter
-
-        require_adapter(rec)
-        note = enrolment_note(rec) if neutral else measured_note(rec)
-        if note and not getattr(args, "quiet", False):
-            print(f"adapt: note: {note}", file=sys.stderr)
-    files = expand_inputs(args.inputs)
-    if neutral:
-        for f in neutral:
-            if not Path(f).is_file():
-                raise EmolensError(f"--neutral {f}: no such file; check the path")
-        ref = {Path(f).resolve() for f in neutral}
-        files = [f for f in files if Path(f).resolve() not in ref]  # enrolment clips are not classified
-        if not files:
-            raise EmolensError("nothing to classify besides the --neutral clips; give the recordings to classify too")
+    req = adapt_request(args, rec, expand_inputs(args.inputs), quiet=getattr(args, "quiet", False))
+    adapt, speakers, neutral, files = req.adapt, req.speakers, req.neutral, req.files
     out_path = getattr(args, "out", None)
     sink = ResultsFile(out_path, rec.classes) if out_path is not None else None
     todo = files
