@@ -69,7 +69,8 @@ def test_reports_render_in_chromium(tmp_path, tiny_run, emodb_dir, browser, caps
     run = read_run(_fake_run(tmp_path / "run", tiny_run))
     pages = {"run": tmp_path / "run.html"}
     pages["run"].write_text(run_report_html([run], {run.name: exs}, cfg=rec.frontend))
-    # explain-folder report through the CLI
+    # explain-folder report through the CLI (the clip's notes, e.g. an --adapt decision, shown with it)
+    exs[0].notes.append("decided with --adapt: adapted to its voice's statistics")
     for c, ex in zip(clips, exs):
         write_explanation(ex, tmp_path / "ex" / c.stem, cfg=rec.frontend)
     assert main(["report", str(tmp_path / "ex"), "--out", str(tmp_path / "ex.html")]) == 0
@@ -93,6 +94,8 @@ def test_reports_render_in_chromium(tmp_path, tiny_run, emodb_dir, browser, caps
         # the boxes in words, as the figure outlines them
         assert page.inner_text(".regions-sentence") == f"Top regions (boxes): {exs[0].sentence}"
         assert re.search(r"\d\.\d\d-\d\.\d\d s, \d\.\d-\d\.\d kHz: \d+% of the evidence for ", text)
+        if kind == "explain":  # (the run page was written before the note was added)
+            assert "notes: decided with --adapt: adapted to its voice's statistics" in text
         page.screenshot(path=str(tmp_path / f"{kind}.png"), full_page=True)
         page.close()
     assert re.search(r"deletion AUC", pages["run"].read_text())

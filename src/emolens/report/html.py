@@ -261,6 +261,8 @@ def explain_report_html(folders: Sequence[Path], title: str = "emolens explanati
             head += f", true {info['true_label']}"
         sec = [f'<div class="example"><h3>{_esc(head)}</h3>',
                _table(["class", "probability"], [[c, p] for c, p in info["probabilities"].items()])]
+        if info.get("notes"):  # odd input processed, or a decision adapted to its voice (--adapt)
+            sec.append(f"<p class=note>notes: {_esc('; '.join(info['notes']))}</p>")
         for name in ("regions.png", "explanation.png", "focus.png", "faithfulness.png"):
             if (d / name).is_file():
                 sec.append(_img(png_uri(d / name), name))
