@@ -256,3 +256,16 @@ def test_explain_adapt_explains_the_adapted_decision(shared_dir, tmp_path):
                for k in single) > 0.01  # unadapted explanations explain another decision
     r = _emolens("explain", "--neutral", next(d.iterdir()), d, tmp_path=tmp_path)
     assert r.returncode == 2 and "--neutral enrols a voice for --adapt" in r.stderr
+    neutral = sorted(d.iterdir())[0]  # 03-01-01-...: a neutral clip, enrols the voice and is not explained
+    r = _emolens("predict", "--json", "--adapt", "--neutral", neutral, d, tmp_path=tmp_path)
+    enrolled = {Path(j["file"]).name: j for j in map(json.loads, r.stdout.splitlines())}
+    r = _emolens("explain", "--json", "--adapt", "--neutral", neutral, "--methods", "gradcam", "--no-faithfulness",
+                 "--out", tmp_path / "ex2", d, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    explained = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(explained) == len(enrolled) == 5 and neutral.name not in {Path(e["file"]).name for e in explained}
+    for e in explained:
+        p = enrolled[Path(e["file"]).name]
+        assert max(abs(e["probabilities"][c] - p["probabilities"][c]) for c in p["probabilities"]) < 1e-5
+        assert any("--adapt --neutral" in n for n in e["notes"])
+        assert e["prosody"] and all("this voice's expected value" in pl["text"] for pl in e["prosody"])  # voice-referenced

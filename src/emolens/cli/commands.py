@@ -274,13 +274,16 @@ def _explain_sources(rec, req, args):  # noqa: ANN001, ANN202
     quiet = args.quiet or args.json
     for r in iter_adapted_results(rec, req.files, req.speakers, neutral=req.neutral or None,
                                   on_group=None if quiet else (lambda m: print(f"adapt: {m}", file=sys.stderr, flush=True))):
-        if r.error is None and r.analysis.adapted and ADAPTED_NOTE not in r.analysis.clip.notes:
-            r.analysis.clip.notes.append(ADAPTED_NOTE)  # explanation.json, the figure and the report say so
+        note = ENROLLED_NOTE if req.neutral else ADAPTED_NOTE
+        if r.error is None and r.analysis.adapted and note not in r.analysis.clip.notes:
+            r.analysis.clip.notes.append(note)  # explanation.json, the figure and the report say so
         yield r.path, (r.error if r.error is not None else r.analysis)
 
 
 #: the note of an explanation whose decision was adapted to its voice group
 ADAPTED_NOTE = "decided with --adapt: adapted to its voice's statistics, as `emolens predict --adapt` decides"
+ENROLLED_NOTE = ("decided with --adapt --neutral: referenced to its voice's neutral clip(s), "
+                 "as `emolens predict --adapt --neutral` decides")
 
 
 def cmd_profile(args) -> int:
