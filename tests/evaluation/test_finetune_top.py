@@ -20,7 +20,7 @@ from emolens.models.fusion import FusionNet, vggish_to_yamnet_input
 STREAMS = ("yamnet_l5", "yamnet_mid", "yamnet_l9")
 
 
-def _corpus(seed: int, n_utt: int):
+def _corpus(seed: int, n_utt: int, streams=STREAMS):
     """The packaged YAMNet's streams and layer-8 maps on random patches of ``n_utt`` utterances."""
     yam = load_yamnet_file(resolve_weights("yamnet")).eval()
     rng = np.random.default_rng(seed)
@@ -32,7 +32,7 @@ def _corpus(seed: int, n_utt: int):
         x[utt % 4 == c, :, :, 16 * c:16 * c + 16] += 3.0
     x = torch.from_numpy(x)
     with torch.no_grad():
-        feats = {k: v.numpy() for k, v in FusionNet(4, STREAMS, yamnet=yam).eval().extract(x, STREAMS).items()}
+        feats = {k: v.numpy() for k, v in FusionNet(4, streams, yamnet=yam).eval().extract(x, streams).items()}
         h = vggish_to_yamnet_input(x)
         for blk in yam.layers[:9]:
             h = blk(h)
@@ -59,6 +59,11 @@ def test_cached_maps_reproduce_the_frozen_rows():
     frozen = pool_streams(feats, utt, speech, n, ("yamnet_l9",))
     rows = upper_rows(UpperBlocks(yam, 9, ("yamnet_l9",)), act, UtterancePatches.of(utt, speech, n))
     np.testing.assert_allclose(rows, frozen, atol=2e-4)
+    # several upper streams come back in the order the classifier's row holds them, not layer order
+    two = UpperBlocks(yam, 9, ("yamnet_l11", "yamnet_l9"))
+    rows2 = upper_rows(two, act, UtterancePatches.of(utt, speech, n))
+    feats2 = _corpus(1, 7, ("yamnet_l9", "yamnet_l11"))[1]  # the same patches
+    np.testing.assert_allclose(rows2, pool_streams(feats2, utt, speech, n, ("yamnet_l11", "yamnet_l9")), atol=2e-4)
 
 
 def test_finetune_moves_the_blocks_and_keeps_lower_streams():

@@ -15,7 +15,7 @@ from pathlib import Path
 from emolens.errors import EmolensError
 
 
-def add_adapt_arguments(p, what: str = "classified") -> None:  # noqa: ANN001 - argparse parser
+def add_adapt_arguments(p, what: str = "classified") -> None:
     """The three options; ``what``: the verb of the help texts (``classified``, ``explained``)."""
     p.add_argument("--adapt", action="store_true",
                    help="adapt to each voice: files of one folder (or one --speakers speaker) are one voice; needs >= 3 "
@@ -40,7 +40,7 @@ class AdaptRequest:
     files: list[Path]
 
 
-def adapt_request(args, rec, files: list[Path], quiet: bool = False) -> AdaptRequest:  # noqa: ANN001
+def adapt_request(args, rec, files: list[Path], quiet: bool = False) -> AdaptRequest:
     """Check the options against each other and the model (one-line errors), print the
     model's measured note on stderr, and drop the ``--neutral`` clips from ``files``."""
     adapt = bool(getattr(args, "adapt", False))
@@ -56,7 +56,11 @@ def adapt_request(args, rec, files: list[Path], quiet: bool = False) -> AdaptReq
     if neutral and not adapt:
         raise EmolensError("--neutral enrols a voice for --adapt: add --adapt")
     if adapt:
-        from emolens.adaptation.runtime import enrolment_note, measured_note, require_adapter
+        from emolens.adaptation.runtime import (
+            enrolment_note,
+            measured_note,
+            require_adapter,
+        )
 
         require_adapter(rec)
         note = enrolment_note(rec) if neutral else measured_note(rec)

@@ -263,7 +263,7 @@ def cmd_explain(args) -> int:
     return 1 if failures else 0
 
 
-def _explain_sources(rec, req, args):  # noqa: ANN001, ANN202
+def _explain_sources(rec, req, args):
     """``(file, what explain reads)`` per input: the path itself, or with ``--adapt`` the
     voice group's adapted analysis (decided as ``predict --adapt`` decides) or an error line."""
     if not req.adapt:

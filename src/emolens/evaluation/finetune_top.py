@@ -112,7 +112,7 @@ class UpperBlocks(nn.Module):
                 if stream_layer(s) == i:
                     z = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
                     out[s] = nn.functional.layer_norm(z, z.shape[1:])
-        return out
+        return {s: out[s] for s in self.streams}  # the order the classifier's row has them in
 
 
 @dataclass
@@ -127,9 +127,9 @@ class UtterancePatches:
 
     @classmethod
     def of(cls, utt: np.ndarray, speech: np.ndarray, n_utt: int) -> UtterancePatches:
-        sp = np.zeros(n_utt, bool)
-        sp[utt[speech]] = True
-        use = np.flatnonzero(speech | ~sp[utt])
+        from emolens.evaluation.utterance_levers import decision_patches
+
+        use = np.flatnonzero(decision_patches(utt, speech, n_utt))
         order = np.argsort(utt[use], kind="stable")
         index = use[order]
         counts = np.bincount(utt[index], minlength=n_utt)
@@ -163,8 +163,7 @@ def upper_rows(upper: UpperBlocks, act: np.ndarray, up: UtterancePatches, batch:
 
 def finetune_upper(upper: UpperBlocks, linear: nn.Linear, acts: Sequence[np.ndarray], ups: Sequence[UtterancePatches],
                    frozen: np.ndarray, split: int, y: np.ndarray, weights: np.ndarray, *, epochs: int = 6,
-                   batch_size: int = 64,
-                   lr: float = 1e-4, lr_head: float = 1e-4, weight_decay: float = 1e-4, mixup: float = 0.4,
+                   batch_size: int = 64, lr: float = 1e-4, lr_head: float = 1e-4, weight_decay: float = 1e-4, mixup: float = 0.4,
                    seed: int = 0, progress: bool = False) -> None:
     """Train ``upper`` and ``linear`` together (in place) on utterances of several corpora.
 

@@ -388,9 +388,9 @@ def pooled_streams(feats: dict[str, np.ndarray], utt: np.ndarray, speech: np.nda
                    ) -> dict[str, np.ndarray]:
     """``{stream: (U, D)}`` mean over each utterance's speech patches (all patches when none
     is speech) of the layer-normalised stream."""
-    sp = np.zeros(n_utt, bool)
-    sp[utt[speech]] = True
-    use = speech | ~sp[utt]
+    from emolens.evaluation.utterance_levers import decision_patches
+
+    use = decision_patches(utt, speech, n_utt)
     idx = utt[use]
     order = np.argsort(idx, kind="stable")
     idx = idx[order]

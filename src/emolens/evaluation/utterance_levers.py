@@ -30,6 +30,14 @@ import torch
 from torch import nn
 
 
+def decision_patches(utt: np.ndarray, speech: np.ndarray, n_utt: int) -> np.ndarray:
+    """``(P,)`` bool: the patches each utterance decides on, as ``emolens predict`` does:
+    its speech patches, or all of its patches when none is speech."""
+    sp = np.zeros(n_utt, bool)
+    sp[utt[speech]] = True
+    return speech | ~sp[utt]
+
+
 def pool_streams(feats: dict[str, np.ndarray], utt: np.ndarray, speech: np.ndarray, n_utt: int,
                  streams: Sequence[str], std: bool = False, square: bool = False) -> np.ndarray:
     """``(U, D)`` or ``(U, 2D)``: per utterance, the mean (and with ``std`` the standard
@@ -39,9 +47,7 @@ def pool_streams(feats: dict[str, np.ndarray], utt: np.ndarray, speech: np.ndarr
     on ``[z, z**2]`` per patch); the standard deviation does not."""
     from emolens.evaluation.generalisation import layer_norm
 
-    sp = np.zeros(n_utt, bool)
-    sp[utt[speech]] = True
-    use = speech | ~sp[utt]
+    use = decision_patches(utt, speech, n_utt)
     u = utt[use]
     cnt = np.bincount(u, minlength=n_utt).clip(1)[:, None].astype(np.float32)
     means, stds = [], []
@@ -165,4 +171,4 @@ def predict_proba(model: nn.Module, X: np.ndarray) -> np.ndarray:
     return torch.softmax(model(torch.from_numpy(np.ascontiguousarray(X, np.float32))), 1).numpy()
 
 
-__all__ = ["ProsodyScaler", "fit_classifier", "nap_basis", "pool_streams", "predict_proba", "project_out"]
+__all__ = ["ProsodyScaler", "decision_patches", "fit_classifier", "nap_basis", "pool_streams", "predict_proba", "project_out"]
