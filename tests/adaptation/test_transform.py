@@ -134,3 +134,25 @@ def test_neutral_enrolment_removes_the_voice_and_keeps_a_steady_emotion(emotion)
     with pytest.raises(ValueError, match="refit"):
         SpeakerAdapter.from_arrays(old, cfg).enrolment_offsets({"f": enrol}, np.zeros(2, int), np.ones(2, bool),
                                                                np.array([2.0]), reference=0)
+
+
+@pytest.mark.parametrize("shape", [(12, 40), (40, 12)])
+def test_top_directions_survive_an_svd_that_does_not_converge(monkeypatch, shape):
+    """LAPACK's gesdd fails to converge on some matrices (seen on a 172 x 1024 training
+    matrix with numpy's OpenBLAS 0.3.31): the Gram-matrix fallback spans the same directions."""
+    from emolens.adaptation import transform as T
+
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(shape[0], 5)) @ (rng.normal(size=(5, shape[1])) * np.array([9, 5, 3, 2, 1.0])[:, None])
+    ref = T._orthonormal_top(v, 3)
+    s, _ = T._svd_by_gram(v)
+    np.testing.assert_allclose(s[:5], np.linalg.svd(v, compute_uv=False)[:5], rtol=1e-6)
+
+    def broken(*a, **k):
+        raise np.linalg.LinAlgError("SVD did not converge")
+
+    monkeypatch.setattr(T.np.linalg, "svd", broken)
+    got = T._orthonormal_top(v, 3)
+    assert got.shape == ref.shape == (shape[1], 3)
+    np.testing.assert_allclose(got @ got.T, ref @ ref.T, atol=1e-6)  # the same subspace (signs may differ)
+    assert T._orthonormal_top(v, 10).shape[1] == 5  # rank 5: no spurious directions

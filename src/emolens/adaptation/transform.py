@@ -97,9 +97,30 @@ def _orthonormal_top(vectors: np.ndarray, n: int) -> np.ndarray:
     """``(D, min(n, rank))`` orthonormal principal directions of the rows of ``vectors (M, D)`` (no centring)."""
     if n <= 0 or len(vectors) == 0:
         return np.zeros((vectors.shape[1], 0))
-    _, s, vt = np.linalg.svd(np.asarray(vectors, np.float64), full_matrices=False)
+    v = np.asarray(vectors, np.float64)
+    try:
+        _, s, vt = np.linalg.svd(v, full_matrices=False)
+    except np.linalg.LinAlgError:  # LAPACK's gesdd fails to converge on some matrices and CPUs
+        s, vt = _svd_by_gram(v)
     keep = min(n, int(np.sum(s > s[0] * 1e-6)) if len(s) else 0)
     return vt[:keep].T
+
+
+def _svd_by_gram(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Singular values ``(r,)`` (descending) and right singular vectors ``(r, D)`` of
+    ``v (M, D)`` from the eigen-decomposition of the smaller Gram matrix (``eigh`` always
+    converges; exact to about ``sqrt(eps) * s[0]`` in the singular values, ample for
+    picking the top directions)."""
+    if v.shape[0] <= v.shape[1]:
+        w, u = np.linalg.eigh(v @ v.T)
+        order = np.argsort(w)[::-1]
+        s = np.sqrt(np.maximum(w[order], 0.0))
+        ok = s > s[0] * 1e-6 if len(s) else np.zeros(0, bool)
+        vt = (u[:, order[ok]].T @ v) / s[ok, None]
+        return s[ok], vt
+    w, vecs = np.linalg.eigh(v.T @ v)
+    order = np.argsort(w)[::-1]
+    return np.sqrt(np.maximum(w[order], 0.0)), vecs[:, order].T
 
 
 def group_means(x: np.ndarray, groups: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
