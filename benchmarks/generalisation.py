@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from emolens.evaluation.generalisation import (
+    PROSODY_SETS,
     HeadConfig,
     corpus_features,
     egemaps_loco,
@@ -95,6 +96,8 @@ ROWS: dict[str, tuple[HeadConfig, str]] = {
     "utt-mixup-egemaps": (replace(UP, prosody=2.0), "prosody stream: eGeMAPS functionals fused early (weight 2)"),
     "utt-mixup-prosody": (replace(UP, prosody=2.0, prosody_set="emolens"),
                           "prosody stream: emolens's numpy prosody functionals (no openSMILE) fused early (weight 2)"),
+    "utt-mixup-prosody-audible": (replace(UP, prosody=2.0, prosody_set="emolens-audible"),
+                                  "utt-mixup-prosody with the unvoiced means over audible frames only (shipped at stops 10-12)"),
     "utt-mixup-std-egemaps": (replace(UP, pooling="mean+std", prosody=2.0), "mean+std pooling and the eGeMAPS stream"),
     "utt-mixup-nap16": (replace(UP, nap=16), "16 speaker directions projected out (nuisance attribute projection)"),
     "utt-mlp128-pooled": (replace(UP, hidden=128), "MLP 128 on the pooled row (reference of the adversarial row)"),
@@ -138,11 +141,11 @@ def load_lever_inputs(cfgs: list[HeadConfig], data: dict, dirs: dict[str, Path])
     from emolens.evaluation.generalisation import variant_features
 
     by_name = {WorkDir.open(d).manifest[0].corpus: d for d in dirs.values()}
-    if any(c.prosody > 0 and c.prosody_set == "emolens" for c in cfgs):
+    for pset in sorted({c.prosody_set for c in cfgs if c.prosody > 0 and c.prosody_set in PROSODY_SETS}):
         from emolens.training.default_model import attach_prosody
 
         for name, cf in data.items():
-            attach_prosody(cf, by_name[name], progress=True)
+            attach_prosody(cf, by_name[name], progress=True, prosody_set=pset)
     if any(c.prosody > 0 and c.prosody_set == "egemaps" for c in cfgs):
         from emolens.evaluation.egemaps import extract_egemaps
 

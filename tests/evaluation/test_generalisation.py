@@ -118,3 +118,33 @@ def test_train_head_is_deterministic_and_linear_head_exports() -> None:
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     head = FusionHead(("yamnet",), 4, hidden=0)
     assert [type(m).__name__ for m in head.classifier] == ["Dropout", "Linear"]
+
+
+def test_a_row_fuses_the_prosody_set_it_names() -> None:
+    """``prosody_set='emolens-audible'`` (the stop-13 ablation row) reads
+    ``CorpusFeatures.prosody_variants``, not ``.prosody``, and the head it can ship records
+    that set's feature tag."""
+    from emolens.evaluation.generalisation import PROSODY_SETS, LocoFold, run_fold
+    from emolens.features.prosody import N_PROSODY
+    from emolens.features.prosody_files import prosody_cache_tag
+
+    rng = np.random.default_rng(4)
+    data = {}
+    for c in ("emodb", "ravdess", "nemo"):
+        cf = _toy(c, 0.0, rng)
+        cf.feats["yamnet"] = np.tile(rng.normal(size=(1, 1024)), (len(cf.utt), 1)).astype(np.float32)  # no class signal
+        q = rng.normal(size=(cf.n_utt, N_PROSODY)).astype(np.float32)
+        cf.prosody = q.copy()  # noise
+        q[:, :8] += 2 * (2 * cf.y - 1)[:, None]  # the class signal, in the audible set only
+        cf.prosody_variants["emolens-audible"] = q
+        data[c] = cf
+    base = HeadConfig(streams=("yamnet",), hidden=0, dropout=0.0, epochs=60, balance="corpus-class",
+                      train_on="utterance", decision="pooled", prosody=2.0, prosody_set="emolens-audible",
+                      batch_size=16)
+    fold = LocoFold("nemo", ("emodb", "ravdess"))
+    res, head = run_fold(base, data, fold, 0)
+    assert res.metrics["uar"] > 0.85
+    assert head.prosody["features"] == prosody_cache_tag(PROSODY_SETS["emolens-audible"]) != prosody_cache_tag()
+    assert run_fold(replace(base, prosody_set="emolens"), data, fold, 0)[0].metrics["uar"] < 0.75
+    with pytest.raises(ValueError, match="unknown prosody_set"):
+        run_fold(replace(base, prosody_set="opensmile"), data, fold, 0)

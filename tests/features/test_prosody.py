@@ -96,3 +96,23 @@ def test_extract_prosody_caches_by_content(tmp_path):
     moved = tmp_path / "b.wav"
     shutil.copy(f, moved)
     assert np.all(extract_prosody([moved], cache_dir=cache) == 7.0)  # same bytes, other name: a hit
+
+
+def test_unvoiced_means_cover_pauses_unless_audible_only():
+    """``unvoiced_frames``: 'all' averages the pauses in, 'audible' keeps only frames within
+    ``voicing_floor_db`` of the loudest (a hiss-like fricative here, a dull murmur 60 dB down as the pause)."""
+    rng = np.random.default_rng(1)
+    hiss = (0.05 * rng.standard_normal(int(0.4 * SR))).astype(np.float32)
+    murmur = scipy.signal.lfilter([1.0], [1.0, -0.99], rng.standard_normal(int(0.8 * SR)))
+    murmur = (5e-5 * murmur / np.abs(murmur).max()).astype(np.float32)
+    x = np.concatenate([_vowel(seconds=0.5), hiss, murmur])
+    name = "spectral slope 0-500 Hz mean (unvoiced)"
+    audible = _f(name, P.prosody_features(x, P.ProsodyConfig(unvoiced_frames="audible")))
+    every = _f(name, P.prosody_features(x))  # the default: 'all'
+    hiss_only = _f(name, P.prosody_features(np.concatenate([_vowel(seconds=0.5), hiss]), P.ProsodyConfig(unvoiced_frames="audible")))
+    murmur_only = _f(name, P.prosody_features(np.concatenate([_vowel(seconds=0.5), murmur]), P.ProsodyConfig()))
+    assert audible == pytest.approx(hiss_only, abs=0.1 * abs(hiss_only - murmur_only))
+    lo, hi = sorted((hiss_only, murmur_only))
+    assert lo + 0.2 * (hi - lo) < every < hi - 0.05 * (hi - lo)  # mostly murmur frames (0.8 s against 0.4 s)
+    with pytest.raises(ValueError, match="unvoiced_frames"):
+        P.ProsodyConfig(unvoiced_frames="quiet")

@@ -46,6 +46,7 @@ from torch import nn
 
 from emolens.corpora.parsers import EVALUATE_ONLY_CORPORA
 from emolens.evaluation.metrics import classification_report_dict
+from emolens.features.prosody import DEFAULT_PROSODY, ProsodyConfig
 from emolens.models.fusion import FusionHead
 from emolens.training.data import module_digest
 from emolens.workdir import WorkDir
@@ -80,6 +81,8 @@ class CorpusFeatures:
     classes: list[str]
     egemaps: np.ndarray | None = None  # (U, 88) eGeMAPS functionals, when loaded
     prosody: np.ndarray | None = None  # (U, N_PROSODY) emolens prosody functionals, when loaded
+    #: ``{prosody_set: (U, N_PROSODY)}``: emolens functionals of the other :data:`PROSODY_SETS`
+    prosody_variants: dict[str, np.ndarray] = field(default_factory=dict)
     variants: dict[str, PatchFeatures] = field(default_factory=dict)
     #: ``{layer: (P, C, H, W) float16}`` cached YAMNet maps (fine-tuning the blocks above them)
     activations: dict[int, np.ndarray] = field(default_factory=dict)
@@ -278,6 +281,7 @@ class HeadConfig:
     decision: str = "vote"
     pooling: str = "mean"
     prosody: float = 0.0
+    #: ``egemaps`` (openSMILE) or one of :data:`PROSODY_SETS` (emolens's own)
     prosody_set: str = "egemaps"
     nap: int = 0
     adversarial: float = 0.0
@@ -610,13 +614,13 @@ def lever_head(cfg: HeadConfig, model: nn.Module, n_classes: int, prosody_scaler
     if cfg.nap or cfg.hidden or cfg.augment or cfg.frontend != "none":
         return None
     if cfg.prosody > 0:
-        if cfg.prosody_set != "emolens" or cfg.pooling != "mean" or prosody_scaler is None:
+        if cfg.prosody_set not in PROSODY_SETS or cfg.pooling != "mean" or prosody_scaler is None:
             return None
         from emolens.features.prosody import N_PROSODY
         from emolens.features.prosody_files import prosody_cache_tag
 
         spec = {"dim": N_PROSODY, "weight": float(prosody_scaler.weight), "clip": float(prosody_scaler.clip),
-                "features": prosody_cache_tag()}
+                "features": prosody_cache_tag(PROSODY_SETS[cfg.prosody_set])}
         head = FusionHead(cfg.streams, n_classes, hidden=0, dropout=0.0, pooling="mean+prosody", prosody=spec)
         head.prosody_mean.copy_(torch.as_tensor(prosody_scaler.mean_, dtype=torch.float32))
         head.prosody_scale.copy_(torch.as_tensor(prosody_scaler.scale_, dtype=torch.float32))
@@ -633,11 +637,22 @@ def lever_head(cfg: HeadConfig, model: nn.Module, n_classes: int, prosody_scaler
     return head.eval()
 
 
+#: emolens prosody functionals a row can fuse (``HeadConfig.prosody_set``): ``emolens`` (the
+#: shipped recipe) and ``emolens-audible`` (the unvoiced means over audible frames only, as
+#: shipped at stops 10-12: the stop-13 ablation)
+PROSODY_SETS: dict[str, ProsodyConfig] = {"emolens": DEFAULT_PROSODY,
+                                           "emolens-audible": ProsodyConfig(unvoiced_frames="audible")}
+
+
 def _prosody_of(cfg: HeadConfig, cf: CorpusFeatures) -> np.ndarray | None:
     """The utterance functionals ``cfg.prosody_set`` names: openSMILE's eGeMAPS or emolens's own."""
-    if cfg.prosody_set not in ("egemaps", "emolens"):
-        raise ValueError(f"unknown prosody_set {cfg.prosody_set!r}; use egemaps or emolens")
-    return cf.egemaps if cfg.prosody_set == "egemaps" else cf.prosody
+    if cfg.prosody_set == "egemaps":
+        return cf.egemaps
+    if cfg.prosody_set == "emolens":
+        return cf.prosody
+    if cfg.prosody_set in PROSODY_SETS:
+        return cf.prosody_variants.get(cfg.prosody_set)
+    raise ValueError(f"unknown prosody_set {cfg.prosody_set!r}; use egemaps or one of {', '.join(PROSODY_SETS)}")
 
 
 def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: LocoFold, seed: int

@@ -303,7 +303,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 
 #: The method behind the focus audio, the TF-masked audio, the app and the profile
-#: (chosen by benchmarks/faithfulness.py: <= 1 s per 4-s clip, best worst-corpus share
+#: (chosen by benchmarks/faithfulness.py: <= 1 s per 4-s clip on the reference machine, best worst-corpus share
 #: of clips beating random on both AUCs; its sanity-check similarity is borderline and
 #: shown with it, see faithfulness.json and benchmarks/faithfulness.md).
 DEFAULT_METHOD = "gxi"

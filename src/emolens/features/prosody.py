@@ -18,15 +18,17 @@ vectorised numpy and soxr (no new dependency), about 7x faster:
   loudness (3-frame smoothed, as openSMILE's ``sma3``) the mean, std, coefficient of
   variation, 20/50/80th percentiles, 20-80 range and the mean/std of the rising and
   falling slopes (between consecutive voiced frames); for the others the mean and std
-  over voiced frames (the spectral ones also the mean over unvoiced frames); rates
+  over voiced frames (the spectral ones also the mean over the frames that are not
+  voiced, pauses included: ``ProsodyConfig.unvoiced_frames``); rates
   (loudness peaks, voiced segments per second, voiced/unvoiced segment lengths) and the
   equivalent sound level.
 
 Measured on the shipping leave-one-corpus-out folds (``benchmarks/generalisation.py
 --rows utt-mixup-prosody --folds ship``, 3 seeds) this stream, fused with the YAMNet
-layers, gives mean / worst UAR 0.476 / 0.416 against 0.491 / 0.407 with openSMILE's
-eGeMAPS and 0.462 / 0.377 without a prosody stream, at ~530x real time per thread
-(openSMILE: ~73x).
+layers, gives mean / worst UAR 0.488 / 0.419 (0.476 / 0.416 with the unvoiced means over
+audible frames only, row ``utt-mixup-prosody-audible``) against 0.491 / 0.407 with
+openSMILE's eGeMAPS and 0.462 / 0.377 without a prosody stream, at ~530x real time per
+thread on the reference machine (openSMILE: ~73x).
 
 They are **not** openSMILE's numbers (different pitch tracker, frame-based jitter and
 shimmer, a plain loudness model): the names (:data:`PROSODY_NAMES`) say what each one
@@ -77,6 +79,16 @@ class ProsodyConfig:
     formant_band: str = "half"
     #: mel bands of the loudness model and the MFCCs
     n_mels: int = 26
+    #: the frames the spectral descriptors' "(unvoiced)" means cover: ``all`` (every
+    #: frame that is not voiced, pauses included, as eGeMAPS's unvoiced functionals) or
+    #: ``audible`` (only those within ``voicing_floor_db`` of the loudest frame; emolens
+    #: until stop 13). ``all`` measured +1.2 pt mean leave-one-corpus-out UAR (3 seeds,
+    #: shipping folds; benchmarks/generalisation.md, stop 13)
+    unvoiced_frames: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.unvoiced_frames not in ("all", "audible"):
+            raise ValueError(f"unvoiced_frames={self.unvoiced_frames!r}: use 'all' or 'audible'")
 
 
 DEFAULT_PROSODY = ProsodyConfig()
@@ -387,7 +399,9 @@ def prosody_functionals(llds: dict[str, np.ndarray], cfg: ProsodyConfig = DEFAUL
            llds["h1h2"], llds["h1a3"]]
     for a in per:
         out += _ms(a[v])  # formants are NaN off every other voiced frame: _ms skips them
-    u = ~v & (llds["rms_db"] > llds["rms_db"].max() - cfg.voicing_floor_db)
+    u = ~v
+    if cfg.unvoiced_frames == "audible":
+        u &= llds["rms_db"] > llds["rms_db"].max() - cfg.voicing_floor_db
     mf = llds["mfcc"]
     for a in (llds["alpha"], llds["hammarberg"], llds["slope0"], llds["slope1"], llds["flux"], llds["raw_flux"],
               mf[:, 0], mf[:, 1], mf[:, 2], mf[:, 3]):

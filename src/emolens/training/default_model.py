@@ -76,13 +76,19 @@ STATS_HEAD = replace(VOTE_HEAD, decision="pooled", pooling="mean+std")
 HEADS = {"prosody": PROSODY_HEAD, "vote": VOTE_HEAD, "stats": STATS_HEAD}
 
 
-def attach_prosody(cf, work_dir, progress: bool = False) -> None:
+def attach_prosody(cf, work_dir, progress: bool = False, prosody_set: str = "emolens") -> None:
     """Set ``cf.prosody`` ``(U, N_PROSODY)``: the prosody functionals of the work dir's
-    files, cached in its ``prosody/`` folder (what a ``mean+prosody`` head trains on)."""
+    files, cached in its ``prosody/`` folder (what a ``mean+prosody`` head trains on); for
+    another of :data:`emolens.evaluation.generalisation.PROSODY_SETS`, ``cf.prosody_variants[prosody_set]``."""
+    from emolens.evaluation.generalisation import PROSODY_SETS
     from emolens.features.prosody_files import extract_prosody
 
-    cf.prosody = extract_prosody(WorkDir.open(work_dir).manifest.paths(), cache_dir=Path(work_dir) / "prosody",
-                                 progress=progress)
+    q = extract_prosody(WorkDir.open(work_dir).manifest.paths(), cache_dir=Path(work_dir) / "prosody",
+                        progress=progress, cfg=PROSODY_SETS[prosody_set])
+    if prosody_set == "emolens":
+        cf.prosody = q
+    else:
+        cf.prosody_variants[prosody_set] = q
 
 
 def load_corpus_features(work_dirs, cfg: HeadConfig, progress: bool = False) -> dict:
@@ -91,8 +97,8 @@ def load_corpus_features(work_dirs, cfg: HeadConfig, progress: bool = False) -> 
     data = {}
     for d in work_dirs:
         cf = corpus_features(d, progress=progress)
-        if cfg.prosody > 0 and cfg.prosody_set == "emolens":
-            attach_prosody(cf, d, progress)
+        if cfg.prosody > 0 and cfg.prosody_set != "egemaps":
+            attach_prosody(cf, d, progress, cfg.prosody_set)
         data[cf.name] = cf
     return data
 
