@@ -106,7 +106,7 @@ def test_unvoiced_means_cover_pauses_unless_audible_only():
     murmur = scipy.signal.lfilter([1.0], [1.0, -0.99], rng.standard_normal(int(0.8 * SR)))
     murmur = (5e-5 * murmur / np.abs(murmur).max()).astype(np.float32)
     x = np.concatenate([_vowel(seconds=0.5), hiss, murmur])
-    name = "spectral slope 0-500 Hz mean (unvoiced)"
+    name = "spectral slope 0-500 Hz mean (unvoiced and pauses)"
     audible = _f(name, P.prosody_features(x, P.ProsodyConfig(unvoiced_frames="audible")))
     every = _f(name, P.prosody_features(x))  # the default: 'all'
     hiss_only = _f(name, P.prosody_features(np.concatenate([_vowel(seconds=0.5), hiss]), P.ProsodyConfig(unvoiced_frames="audible")))

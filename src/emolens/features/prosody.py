@@ -79,7 +79,7 @@ class ProsodyConfig:
     formant_band: str = "half"
     #: mel bands of the loudness model and the MFCCs
     n_mels: int = 26
-    #: the frames the spectral descriptors' "(unvoiced)" means cover: ``all`` (every
+    #: the frames the spectral descriptors' "(unvoiced and pauses)" means cover: ``all`` (every
     #: frame that is not voiced, pauses included, as eGeMAPS's unvoiced functionals) or
     #: ``audible`` (only those within ``voicing_floor_db`` of the loudest frame; emolens
     #: until stop 13). ``all`` measured +1.2 pt mean leave-one-corpus-out UAR (3 seeds,
@@ -99,7 +99,8 @@ _VOICED = [
     ("F1 frequency", "Hz"), ("F1 bandwidth", "Hz"), ("F2 frequency", "Hz"), ("F2 bandwidth", "Hz"),
     ("F3 frequency", "Hz"), ("F3 bandwidth", "Hz"), ("H1-H2", "dB"), ("H1-A3", "dB"),
 ]
-#: spectral descriptors summarised over voiced frames (mean, std) and unvoiced frames (mean)
+#: spectral descriptors summarised over voiced frames (mean, std) and the other frames (mean;
+#: with ``ProsodyConfig(unvoiced_frames="audible")`` only the audible ones, the name stays)
 _SPECTRAL = [
     ("alpha ratio", "dB"), ("Hammarberg index", "dB"), ("spectral slope 0-500 Hz", "dB/kHz"),
     ("spectral slope 500-1500 Hz", "dB/kHz"), ("spectral flux", ""), ("spectral change", ""), ("MFCC 1", ""), ("MFCC 2", ""),
@@ -120,7 +121,7 @@ def _names() -> tuple[list[str], list[str]]:
         names += [f"{what} mean", f"{what} std"]
         units += [unit, unit]
     for what, unit in _SPECTRAL:
-        names += [f"{what} mean (voiced)", f"{what} std (voiced)", f"{what} mean (unvoiced)"]
+        names += [f"{what} mean (voiced)", f"{what} std (voiced)", f"{what} mean (unvoiced and pauses)"]
         units += [unit, unit, unit]
     for what, unit in (("voiced fraction", ""), ("loudness peaks per second", "1/s"),
                        ("voiced segments per second", "1/s"), ("voiced segment length mean", "s"),
