@@ -148,3 +148,7 @@ def test_a_row_fuses_the_prosody_set_it_names() -> None:
     assert run_fold(replace(base, prosody_set="emolens"), data, fold, 0)[0].metrics["uar"] < 0.75
     with pytest.raises(ValueError, match="unknown prosody_set"):
         run_fold(replace(base, prosody_set="opensmile"), data, fold, 0)
+    from emolens.training.default_model import attach_prosody
+
+    with pytest.raises(ValueError, match="unknown prosody_set 'opensmile'; use egemaps or one of emolens, emolens-audible"):
+        attach_prosody(data["nemo"], "no-such-work-dir", prosody_set="opensmile")

@@ -83,6 +83,8 @@ def attach_prosody(cf, work_dir, progress: bool = False, prosody_set: str = "emo
     from emolens.evaluation.generalisation import PROSODY_SETS
     from emolens.features.prosody_files import extract_prosody
 
+    if prosody_set not in PROSODY_SETS:
+        raise ValueError(f"unknown prosody_set {prosody_set!r}; use egemaps or one of {', '.join(PROSODY_SETS)}")
     q = extract_prosody(WorkDir.open(work_dir).manifest.paths(), cache_dir=Path(work_dir) / "prosody",
                         progress=progress, cfg=PROSODY_SETS[prosody_set])
     if prosody_set == "emolens":
