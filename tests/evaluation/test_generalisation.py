@@ -83,6 +83,11 @@ def test_run_loco_learns_and_resumes(tmp_path) -> None:
     assert (tmp_path / "casia.npz").exists()
     again = run_loco(cfg, data, seed=0, out=tmp_path, log=None)  # read back from the cache
     np.testing.assert_array_equal(again[0].probs, res[0].probs)
+    relabelled = dict(data, ravdess=replace(data["ravdess"], y=1 - data["ravdess"].y))  # a new labelling of one corpus
+    fresh = {r.test: r for r in run_loco(cfg, relabelled, seed=0, out=tmp_path, log=None)}
+    np.testing.assert_array_equal(fresh["ravdess"].y, 1 - data["ravdess"].y)  # not the cached fold
+    assert fresh["ravdess"].metrics["uar"] < 0.1  # the head learnt the other corpora's mapping
+    assert not np.array_equal(fresh["emodb"].probs, res[0].probs)  # trained on the relabelled corpus too
     for lever in (replace(cfg, mixup=0.4, label_smoothing=0.1, corpus_center=True),
                   replace(cfg, hidden=0, balance="corpus-class", train_on="utterance", mixup=0.4, epochs=20)):
         assert summarise(run_loco(lever, data, seed=1, log=None))["worst_uar"] > 0.85

@@ -724,6 +724,18 @@ def _finetune(cfg: HeadConfig, model: nn.Module, X: np.ndarray, Xt: np.ndarray, 
     return Xt
 
 
+def fold_data_key(data: dict[str, CorpusFeatures], fold: LocoFold) -> str:
+    """Fingerprint of what a fold trains and tests on (each corpus's labels, speakers and
+    number of patches): a cached fold is reused only while it matches."""
+    h = hashlib.sha1()
+    for c in (*fold.train, fold.test):
+        cf = data[c]
+        h.update(f"{c}:{cf.n_utt}:{len(cf.utt)}:{','.join(cf.classes)}".encode())
+        h.update(np.ascontiguousarray(cf.y, np.int64).tobytes())
+        h.update("\0".join(map(str, cf.speakers)).encode())
+    return h.hexdigest()[:16]
+
+
 def run_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], seed: int = 0, out: Path | None = None,
              log=print, evaluate_only: Sequence[str] | None = None) -> list[FoldResult]:
     """Every fold of :func:`loco_folds` (``evaluate_only``: corpora only tested, default
@@ -732,18 +744,21 @@ def run_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], seed: int = 0, ou
     results = []
     for fold in loco_folds(list(data), evaluate_only):
         f = None if out is None else Path(out) / f"{fold.test}.npz"
+        key = fold_data_key(data, fold)
+        r = None
         if f is not None and f.exists():
             with np.load(f, allow_pickle=False) as z:
-                r = FoldResult(fold.test, fold.train, z["probs"], z["y"], z["speakers"],
-                               json.loads(str(z["metrics"])))
-        else:
+                if "data_key" in z.files and str(z["data_key"]) == key:  # else the corpora changed (a new labelling)
+                    r = FoldResult(fold.test, fold.train, z["probs"], z["y"], z["speakers"],
+                                   json.loads(str(z["metrics"])))
+        if r is None:
             t0 = time.perf_counter()
             r, _ = run_fold(cfg, data, fold, seed)
             r.metrics["seconds"] = round(time.perf_counter() - t0, 1)
             if f is not None:
                 f.parent.mkdir(parents=True, exist_ok=True)
                 tmp = f.with_name(f.name + ".tmp.npz")
-                np.savez(tmp, probs=r.probs, y=r.y, speakers=r.speakers, metrics=json.dumps(r.metrics))
+                np.savez(tmp, probs=r.probs, y=r.y, speakers=r.speakers, metrics=json.dumps(r.metrics), data_key=key)
                 os.replace(tmp, f)
             if log:
                 log(f"  {fold.test:<8} UAR {r.metrics['uar']:.3f}  ({r.metrics['seconds']:.0f} s)")
@@ -767,11 +782,13 @@ def summarise(results: Sequence[FoldResult]) -> dict:
 def egemaps_loco(works: dict[str, WorkDir], out: Path | None = None, progress: bool = False,
                  evaluate_only: Sequence[str] | None = None) -> dict[str, dict]:
     """eGeMAPS functionals + RBF-SVM on the same LOCO folds: ``{test corpus: metrics}``
-    (cached in ``out/egemaps[-<evaluate-only>].json``; functionals cached per work dir)."""
+    (cached in ``out/egemaps[-<evaluate-only>]-<labels key>.json``; functionals cached per work dir)."""
     from emolens.evaluation.egemaps import EgemapsSVM, extract_egemaps
 
     tag = "" if evaluate_only is None else "-" + "-".join(sorted(evaluate_only))
-    cache = None if out is None else Path(out) / f"egemaps{tag}.json"
+    labels = hashlib.sha1(json.dumps({c: [w.labels().tolist(), w.manifest.speaker_array().astype(str).tolist()]
+                                      for c, w in sorted(works.items())}).encode()).hexdigest()[:8]
+    cache = None if out is None else Path(out) / f"egemaps{tag}-{labels}.json"  # a new labelling: measured again
     if cache is not None and cache.exists():
         return json.loads(cache.read_text())
     X = {c: extract_egemaps(w.manifest.paths(), cache_dir=w.root / "egemaps", progress=progress) for c, w in works.items()}
@@ -800,6 +817,7 @@ __all__ = [
     "corpus_features",
     "egemaps_loco",
     "expected_calibration_error",
+    "fold_data_key",
     "lever_head",
     "loco_folds",
     "mixup_batch",
