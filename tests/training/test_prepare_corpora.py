@@ -1,0 +1,57 @@
+"""``prepare_corpora``: the work dirs the yardstick and ``scripts/train_default`` share, with
+the label maps of ``CORPORA`` (RAVDESS's and TurEV-DB's calm counted as neutral)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from emolens.training.default_model import CORPORA, prepare_corpora
+
+RAVDESS = (("ravdess", "ravdess", "ravdess", ("--label-map", "ravdess:calm=neutral")),)
+
+
+def _ravdess(shared: Path) -> None:
+    """Two actors x (neutral, calm, happy, sad, angry), 1.5 s of noisy tones each, in RAVDESS's layout."""
+    rng = np.random.default_rng(0)
+    t = np.arange(24000) / 16000
+    for actor in (1, 2):
+        d = shared / "data" / "ravdess" / f"Actor_{actor:02d}"
+        d.mkdir(parents=True)
+        for emotion in range(1, 6):
+            x = 0.3 * np.sin(2 * np.pi * (150 + 40 * emotion + 20 * actor) * t) + 0.01 * rng.normal(size=t.size)
+            sf.write(d / f"03-01-{emotion:02d}-01-01-01-{actor:02d}.wav", x.astype(np.float32), 16000)
+
+
+def test_the_shipped_maps_count_calm_as_neutral() -> None:
+    maps = {name: extra for name, _, _, extra in CORPORA}
+    assert maps["ravdess"] == ("--label-map", "ravdess:calm=neutral")
+    assert maps["turev"] == ("--label-map", "turev:calm=neutral")
+    assert maps["emodb-original"] == ()  # bored is not neutral (measured: it lost)
+
+
+def test_prepare_corpora_maps_reuses_and_reprepares(tmp_path: Path) -> None:
+    _ravdess(tmp_path / "shared")
+    logs: list[str] = []
+    dirs = prepare_corpora(tmp_path / "shared", tmp_path / "work", corpora=RAVDESS, log_fn=logs.append)
+    info = json.loads((dirs["ravdess"] / "prepare.json").read_text())
+    assert dirs["ravdess"] == tmp_path / "work" / "ravdess" and len(logs) == 1
+    assert info["label_map"] == {"ravdess": {"calm": "neutral"}}
+    assert info["labels"] == {"neutral": 4, "happy": 2, "sad": 2, "angry": 2}  # 2 neutral + 2 calm
+
+    prepare_corpora(tmp_path / "shared", tmp_path / "work", corpora=RAVDESS, log_fn=logs.append)
+    assert len(logs) == 1  # prepared and matching: reused
+
+    info["label_map"] = {}  # a work dir from a release that did not map calm
+    (dirs["ravdess"] / "prepare.json").write_text(json.dumps(info))
+    prepare_corpora(tmp_path / "shared", tmp_path / "work", corpora=RAVDESS, log_fn=logs.append)
+    assert len(logs) == 2 and "label map changed" in logs[-1]
+    assert json.loads((dirs["ravdess"] / "prepare.json").read_text())["labels"]["neutral"] == 4
+
+    other = prepare_corpora(tmp_path / "shared", tmp_path / "work", corpora=RAVDESS, label_maps=[], log_fn=logs.append)
+    assert other["ravdess"] != dirs["ravdess"] and other["ravdess"].name.startswith("ravdess-")
+    info = json.loads((other["ravdess"] / "prepare.json").read_text())
+    assert info["label_map"] == {} and info["labels"] == {"neutral": 2, "happy": 2, "sad": 2, "angry": 2}  # calm left out
