@@ -335,5 +335,15 @@ def train_default(work_dirs: dict[str, str | Path], out: str | Path, dest: str |
     return card
 
 
-__all__ = ["CORPORA", "DEFAULT_HEAD", "HEADS", "PROSODY_HEAD", "STATS_HEAD", "VOTE_HEAD", "final_head", "prepare_corpora",
-           "load_corpus_features", "train_default"]
+__all__ = [
+    "CORPORA",
+    "DEFAULT_HEAD",
+    "HEADS",
+    "PROSODY_HEAD",
+    "STATS_HEAD",
+    "VOTE_HEAD",
+    "final_head",
+    "load_corpus_features",
+    "prepare_corpora",
+    "train_default",
+]
