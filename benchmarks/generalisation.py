@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emolens.errors import LabelError
 from emolens.evaluation.generalisation import (
     PROSODY_SETS,
     HeadConfig,
@@ -226,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     seeds = [int(s) for s in args.seeds.split(",")]
     t0 = time.perf_counter()
-    dirs = prepare_corpora(args.shared, args.work_root, label_maps=args.label_map, log_fn=lambda m: print(m, flush=True))
+    try:
+        dirs = prepare_corpora(args.shared, args.work_root, label_maps=args.label_map, log_fn=lambda m: print(m, flush=True))
+    except LabelError as e:
+        print(f"emolens: error: {e}", file=sys.stderr)
+        return 2
     data = {}
     for name, d in dirs.items():
         cf = corpus_features(d, progress=True)

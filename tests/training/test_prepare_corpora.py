@@ -55,3 +55,15 @@ def test_prepare_corpora_maps_reuses_and_reprepares(tmp_path: Path) -> None:
     assert other["ravdess"] != dirs["ravdess"] and other["ravdess"].name.startswith("ravdess-")
     info = json.loads((other["ravdess"] / "prepare.json").read_text())
     assert info["label_map"] == {} and info["labels"] == {"neutral": 2, "happy": 2, "sad": 2, "angry": 2}  # calm left out
+
+
+def test_benchmark_says_what_is_wrong_with_a_label_map(tmp_path: Path, capsys) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_bench", Path(__file__).resolve().parents[2] / "benchmarks" / "generalisation.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    code = bench.main(["--shared", str(tmp_path), "--work-root", str(tmp_path / "w"), "--label-map", "turev:calm"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "is not FROM=TO" in err[0]
+    assert not (tmp_path / "w").exists()  # nothing prepared
