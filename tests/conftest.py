@@ -46,20 +46,29 @@ def tone() -> np.ndarray:
     return (0.5 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
 
 
+def _pretrained_yamnet():
+    """Google's YAMNet from ../shared/weights, else the copy the package ships, else None
+    (a random YAMNet then: its outputs barely differ between clips)."""
+    from emolens.models.yamnet import load_yamnet_file
+    from emolens.resources import packaged_yamnet
+
+    tfl = shared_root() / "weights" / "yamnet.tflite"
+    tfl = tfl if tfl.is_file() else packaged_yamnet()
+    return load_yamnet_file(tfl) if tfl is not None else None
+
+
 def _save_tiny_run(root: Path, classes=("angry", "happy", "neutral", "sad")) -> Path:
     """A YAMNet-stream model with an untrained head saved as a run directory (no
     training: the surfaces only need a working model). YAMNet is Google's when
-    ../shared/weights has it (outputs then differ between clips), else random."""
+    one can be found (:func:`_pretrained_yamnet`), else random."""
     import torch
 
     from emolens.models.fusion import MODEL_STREAMS, FusionNet
     from emolens.models.io import save_model
-    from emolens.models.yamnet import load_yamnet_file
 
     torch.manual_seed(0)
     streams = MODEL_STREAMS["yamnet"]
-    tfl = shared_root() / "weights" / "yamnet.tflite"
-    yam = load_yamnet_file(tfl) if tfl.is_file() else None
+    yam = _pretrained_yamnet()
     model = FusionNet(len(classes), streams, yamnet=yam, hidden=32, layer_dim=32).eval()
     cfg = {"emolens_model": 1, "model": "yamnet", "streams": list(streams), "classes": list(classes),
            "frontend": {"name": "vggish16k"}, "patches": {"patch_frames": 96, "hop_frames": 48},
@@ -75,12 +84,10 @@ def _save_stats_run(root: Path, classes=("angry", "happy", "neutral", "sad")) ->
 
     from emolens.models.fusion import FusionNet
     from emolens.models.io import save_model
-    from emolens.models.yamnet import load_yamnet_file
 
     torch.manual_seed(1)
     streams = ("yamnet_l5", "yamnet_mid")
-    tfl = shared_root() / "weights" / "yamnet.tflite"
-    yam = load_yamnet_file(tfl) if tfl.is_file() else None
+    yam = _pretrained_yamnet()
     model = FusionNet(len(classes), streams, yamnet=yam, hidden=0, dropout=0.0, pooling="mean+std").eval()
     with torch.no_grad():
         model.head.classifier[1].weight.mul_(8.0)
@@ -102,12 +109,10 @@ def _save_prosody_run(root: Path, classes=("angry", "happy", "neutral", "sad")) 
     from emolens.features.prosody_files import prosody_cache_tag
     from emolens.models.fusion import FusionNet
     from emolens.models.io import save_model
-    from emolens.models.yamnet import load_yamnet_file
 
     torch.manual_seed(2)
     streams = ("yamnet_l5", "yamnet_mid")
-    tfl = shared_root() / "weights" / "yamnet.tflite"
-    yam = load_yamnet_file(tfl) if tfl.is_file() else None
+    yam = _pretrained_yamnet()
     spec = {"dim": N_PROSODY, "weight": 2.0, "clip": 6.0, "features": prosody_cache_tag()}
     model = FusionNet(len(classes), streams, yamnet=yam, hidden=0, dropout=0.0, pooling="mean+prosody",
                       prosody=spec).eval()
