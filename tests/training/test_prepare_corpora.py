@@ -67,3 +67,20 @@ def test_benchmark_says_what_is_wrong_with_a_label_map(tmp_path: Path, capsys) -
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "is not FROM=TO" in err[0]
     assert not (tmp_path / "w").exists()  # nothing prepared
+
+
+def test_prepare_corpora_passes_each_corpus_only_the_maps_that_concern_it(tmp_path: Path) -> None:
+    _ravdess(tmp_path / "shared")
+    logs: list[str] = []
+    turev_only = prepare_corpora(tmp_path / "shared", tmp_path / "work", corpora=RAVDESS,
+                                 label_maps=["turev:calm=neutral"], log_fn=logs.append)
+    info = json.loads((turev_only["ravdess"] / "prepare.json").read_text())
+    assert info["label_map"] == {} and info["labels"]["neutral"] == 2  # another corpus's map: RAVDESS unmapped
+    none = prepare_corpora(tmp_path / "shared", tmp_path / "work", corpora=RAVDESS, label_maps=[], log_fn=logs.append)
+    assert none == turev_only and len(logs) == 1  # the same labelling, the same dir, reused
+
+    every = prepare_corpora(tmp_path / "shared", tmp_path / "work", corpora=RAVDESS,
+                            label_maps=["calm=neutral", "turev:sad=neutral"], log_fn=logs.append)
+    info = json.loads((every["ravdess"] / "prepare.json").read_text())
+    assert every["ravdess"] not in (none["ravdess"], tmp_path / "work" / "ravdess") and len(logs) == 2
+    assert info["label_map"] == {"*": {"calm": "neutral"}} and info["labels"]["neutral"] == 4  # a map for every corpus applies

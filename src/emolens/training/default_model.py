@@ -128,12 +128,6 @@ def _requested_label_map(extra: Sequence[str]) -> dict:
     return parse_label_map(values)
 
 
-def _scope(value: str) -> str:
-    """The corpus a ``--label-map`` value concerns (``*``: every corpus)."""
-    scope, sep, _ = value.partition(":")
-    return scope.strip().lower() if sep and scope.strip() else "*"
-
-
 def prepare_corpora(shared: str | Path, work_root: str | Path, corpora=CORPORA, label_maps=None,
                     log_fn=print) -> dict[str, Path]:
     """One prepared work dir per corpus under ``work_root`` (``emolens prepare``, 4 classes),
@@ -145,7 +139,7 @@ def prepare_corpora(shared: str | Path, work_root: str | Path, corpora=CORPORA, 
     import hashlib
 
     from emolens.cli.main import main as cli
-    from emolens.corpora.label_map import parse_label_map
+    from emolens.corpora.label_map import ALL, parse_label_map
 
     if label_maps is not None:
         parse_label_map(label_maps)  # a malformed value fails here (LabelError), before any corpus is prepared
@@ -155,7 +149,8 @@ def prepare_corpora(shared: str | Path, work_root: str | Path, corpora=CORPORA, 
         args = list(extra)
         if label_maps is not None:  # replace the entry's own maps by those of label_maps that concern it
             args = [x for i, x in enumerate(args) if x != "--label-map" and (i == 0 or args[i - 1] != "--label-map")]
-            args += [x for v in label_maps if _scope(v) in (parser, name, "*") for x in ("--label-map", v)]
+            scopes = {v: next(iter(parse_label_map([v]))) for v in label_maps}  # the corpus each concerns, or ALL
+            args += [x for v in label_maps if scopes[v] in (parser, name, ALL) for x in ("--label-map", v)]
         wanted, own = _requested_label_map(args), _requested_label_map(extra)
         d = work_root / name
         if wanted != own:
@@ -170,6 +165,8 @@ def prepare_corpora(shared: str | Path, work_root: str | Path, corpora=CORPORA, 
                 raise SystemExit(code)
         dirs[name] = d
     return dirs
+
+
 LANGUAGES = {"emodb": "German", "ravdess": "English", "ased": "Amharic", "nemo": "Polish", "turev": "Turkish",
              "casia": "Mandarin"}
 SUMMARY = ("Four-class speech emotion recognition (angry, happy, neutral, sad) on YAMNet (AudioSet) layer features, "
