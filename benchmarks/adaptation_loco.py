@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,17 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from emolens.evaluation.adaptation_loco import PRIOR_ITERATIONS, adaptation_loco
-    from emolens.training.default_model import CORPORA, DEFAULT_HEAD, load_corpus_features
+    from emolens.training.default_model import DEFAULT_HEAD, load_corpus_features, prepared_dirs
     from emolens.training.package import NOT_SHIPPABLE
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    for name, *_ in CORPORA:
-        d = args.work_root / name
-        if not (d / "prepare.json").exists():
-            print(f"emolens: error: {d} is not a prepared work dir; run benchmarks/generalisation.py first", file=sys.stderr)
-            return 2
-    data = load_corpus_features([args.work_root / name for name, *_ in CORPORA], DEFAULT_HEAD)
+    try:
+        dirs = prepared_dirs(args.work_root)
+    except ValueError as e:
+        print(f"emolens: error: {e}", file=sys.stderr)
+        return 2
+    data = load_corpus_features(list(dirs.values()), DEFAULT_HEAD)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     res = adaptation_loco(DEFAULT_HEAD, data, seed=args.seed, evaluate_only=sorted(set(data) & set(NOT_SHIPPABLE)),
                           methods=methods, draws=args.draws, prior_iterations=args.prior_iterations or PRIOR_ITERATIONS,

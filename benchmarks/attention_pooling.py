@@ -32,13 +32,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from emolens.evaluation.generalisation import (FoldResult, _weights, corpus_features, layer_norm, loco_folds, score,
                                                    summarise)
-    from emolens.training.default_model import CORPORA, VOTE_HEAD as cfg
+    from emolens.training.default_model import VOTE_HEAD as cfg, prepared_dirs
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
+    try:
+        dirs = prepared_dirs(args.work_root)
+    except ValueError as e:
+        print(f"emolens: error: {e}", file=sys.stderr)
+        return 2
     data = {}
-    for name, *_ in CORPORA:
-        cf = corpus_features(args.work_root / name, progress=False)
+    for d in dirs.values():
+        cf = corpus_features(d, progress=False)
         data[cf.name] = cf
 
     def padded(cf):

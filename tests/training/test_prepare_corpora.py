@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
-from emolens.training.default_model import CORPORA, prepare_corpora
+from emolens.training.default_model import CORPORA, prepare_corpora, prepared_dirs
 
 RAVDESS = (("ravdess", "ravdess", "ravdess", ("--label-map", "ravdess:calm=neutral")),)
 
@@ -84,3 +85,24 @@ def test_prepare_corpora_passes_each_corpus_only_the_maps_that_concern_it(tmp_pa
     info = json.loads((every["ravdess"] / "prepare.json").read_text())
     assert every["ravdess"] not in (none["ravdess"], tmp_path / "work" / "ravdess") and len(logs) == 2
     assert info["label_map"] == {"*": {"calm": "neutral"}} and info["labels"]["neutral"] == 4  # a map for every corpus applies
+
+
+def test_prepared_dirs_refuses_a_missing_or_relabelled_dir(tmp_path: Path, capsys) -> None:
+    import importlib.util
+
+    with pytest.raises(ValueError, match="is not a prepared work dir"):
+        prepared_dirs(tmp_path / "work", corpora=RAVDESS)
+    _ravdess(tmp_path / "shared")
+    dirs = prepare_corpora(tmp_path / "shared", tmp_path / "work", corpora=RAVDESS, log_fn=lambda m: None)
+    assert prepared_dirs(tmp_path / "work", corpora=RAVDESS) == dirs
+    info = json.loads((dirs["ravdess"] / "prepare.json").read_text())
+    (dirs["ravdess"] / "prepare.json").write_text(json.dumps({**info, "label_map": {}}))
+    with pytest.raises(ValueError, match=r"prepared with label map none, not \{'ravdess': \{'calm': 'neutral'\}\}"):
+        prepared_dirs(tmp_path / "work", corpora=RAVDESS)
+
+    spec = importlib.util.spec_from_file_location("adapt_bench", Path(__file__).resolve().parents[2] / "benchmarks" / "adaptation_loco.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--work-root", str(tmp_path / "work")]) == 2  # the shipped CORPORA: emodb-original missing
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "emodb-original is not a prepared work dir" in err[0]

@@ -128,6 +128,25 @@ def _requested_label_map(extra: Sequence[str]) -> dict:
     return parse_label_map(values)
 
 
+def prepared_dirs(work_root: str | Path, corpora=CORPORA) -> dict[str, Path]:
+    """``{name: work_root/name}`` for every entry of ``corpora``, each checked to be prepared
+    with the entry's own label map (as :func:`prepare_corpora` leaves them). Raises
+    ValueError, one line, for a dir that is missing or holds another labelling."""
+    dirs = {}
+    for name, _, _, extra in corpora:
+        d = Path(work_root) / name
+        info = d / "prepare.json"
+        if not info.exists():
+            raise ValueError(f"{d} is not a prepared work dir; run benchmarks/generalisation.py or scripts/train_default "
+                             f"with this work root first")
+        found, wanted = json.loads(info.read_text()).get("label_map", {}), _requested_label_map(extra)
+        if found != wanted:
+            raise ValueError(f"{d} was prepared with label map {found or 'none'}, not {wanted or 'none'}; run "
+                             f"benchmarks/generalisation.py or scripts/train_default with this work root to prepare it again")
+        dirs[name] = d
+    return dirs
+
+
 def prepare_corpora(shared: str | Path, work_root: str | Path, corpora=CORPORA, label_maps=None,
                     log_fn=print) -> dict[str, Path]:
     """One prepared work dir per corpus under ``work_root`` (``emolens prepare``, 4 classes),
@@ -346,5 +365,6 @@ __all__ = [
     "final_head",
     "load_corpus_features",
     "prepare_corpora",
+    "prepared_dirs",
     "train_default",
 ]
