@@ -1,0 +1,205 @@
+"""Quick probes of head-level variants of the shipped row (``utt-mixup-prosody``) on the
+shipping folds, with the 3-seed mean and worst single-clip LOCO UAR of each.
+
+    python benchmarks/head_probe.py --work-root runs/default/work [--variants ship,dro,...] [--seeds 0,1,2]
+    python benchmarks/head_probe.py --list
+
+A probe is not a row of ``benchmarks/generalisation.py``: it trains the shipped row's linear
+head (corpus x class balance, mixup 0.4, 40 epochs, prosody weight 2) on one pooled row per
+utterance, built here from the cached YAMNet streams and prosody functionals, and reports
+UAR only (no F1, ECE, eGeMAPS or fold cache). ``ship`` reproduces the benchmark's
+``utt-mixup-prosody --folds ship`` 3-seed figures (0.490 / 0.429 at stop 15). A variant that
+pays here becomes a benchmark row before it ships; those that did not are kept here, with
+their figures in ``benchmarks/generalisation.md``, so the figures can be rerun. About
+40-150 s per variant (3 seeds, one thread) after a 30-60 s load.
+
+Work dirs: as ``benchmarks/generalisation.py`` or ``scripts/train_default`` prepare them
+(checked: the shipped label maps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: name -> (options, what it tests). Options: epochs, wd (weight decay), pw (prosody weight),
+#: wpow (cell weights ``n_cell ** -wpow``; 1 = the shipped balance), cnap (corpus directions
+#: projected out), gender (Hz: soft register from the median pitch, interaction features),
+#: dro (group-DRO step size over training corpora), audioset ((first, stop) AudioSet classes
+#: whose mean logits are appended, weight 1), ensemble (epoch counts of heads whose log
+#: probabilities are averaged).
+VARIANTS: dict[str, tuple[dict, str]] = {
+    "ship": ({}, "the shipped row (utt-mixup-prosody)"),
+    "ep10": ({"epochs": 10}, "10 epochs instead of 40"),
+    "ep20": ({"epochs": 20}, "20 epochs"),
+    "ep80": ({"epochs": 80}, "80 epochs"),
+    "wd1e-3": ({"wd": 1e-3}, "weight decay 1e-3 instead of 1e-4"),
+    "pw1": ({"pw": 1.0}, "prosody weight 1 instead of 2"),
+    "pw1.5": ({"pw": 1.5}, "prosody weight 1.5"),
+    "pw3": ({"pw": 3.0}, "prosody weight 3"),
+    "wpow0.5": ({"wpow": 0.5}, "cell weights n^-0.5: corpora and classes only half balanced"),
+    "cnap1": ({"cnap": 1}, "the first direction of the training corpora's class-balanced means projected out"),
+    "cnap3": ({"cnap": 3}, "every direction between the training corpora's means projected out"),
+    "gender": ({"gender": 165.0}, "[prosody, (g - 1/2) prosody]: g a soft voice register from the median pitch (165 Hz)"),
+    "dro": ({"dro": 0.05}, "group DRO over the training corpora (step 0.05): the worst corpus's loss weighs more"),
+    "ep10+40": ({"ensemble": (10, 40)}, "the mean log probability of a 10-epoch and a 40-epoch head"),
+    "audioset": ({"audioset": (0, 44)}, "mean logits of YAMNet's 44 human-voice AudioSet classes (shout, laughter, crying, sigh...)"),
+}
+SHIP_STREAMS = ("yamnet_l5", "yamnet_mid", "yamnet_l9")
+
+
+def pooled_rows(dirs: dict[str, Path]) -> dict[str, dict[str, np.ndarray]]:
+    """Per corpus: ``X`` (U, 2560) pooled streams, ``P`` (U, 82) prosody functionals,
+    ``L`` (U, 521) mean AudioSet logits of the speech patches, ``y``."""
+    from emolens.evaluation.utterance_levers import decision_patches, pool_streams
+    from emolens.models import load_yamnet_file, resolve_weights
+    from emolens.training.default_model import DEFAULT_HEAD, load_corpus_features
+
+    yam = load_yamnet_file(resolve_weights("yamnet", None)).eval()
+    W, b = yam.classifier.weight.detach().numpy(), yam.classifier.bias.detach().numpy()
+    out = {}
+    for name, cf in load_corpus_features(list(dirs.values()), DEFAULT_HEAD).items():
+        use = decision_patches(cf.utt, cf.speech, cf.n_utt)
+        u = cf.utt[use]
+        L = np.zeros((cf.n_utt, W.shape[0]), np.float32)
+        np.add.at(L, u, cf.feats["yamnet"][use].astype(np.float32) @ W.T + b)
+        L /= np.bincount(u, minlength=cf.n_utt).clip(1)[:, None]
+        out[name] = {"X": pool_streams(cf.feats, cf.utt, cf.speech, cf.n_utt, SHIP_STREAMS), "P": cf.prosody,
+                     "L": L, "y": cf.y}
+    return out
+
+
+def _cell_weights(y: np.ndarray, corpus: np.ndarray, power: float = 1.0) -> np.ndarray:
+    cell = np.unique(corpus, return_inverse=True)[1] * 4 + y
+    inv = np.unique(cell, return_inverse=True)[1]
+    w = (1.0 / np.bincount(inv)[inv]) ** power
+    return (w * len(w) / w.sum()).astype(np.float32)
+
+
+def _fit_dro(X, y, w, corpus, seed: int, eta: float, epochs: int, wd: float):
+    """Linear head, mixup 0.4, group DRO (Sagawa et al. 2020) over the training corpora."""
+    import torch
+    from torch import nn
+
+    from emolens.evaluation.generalisation import mixup_batch
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    cid = torch.from_numpy(np.unique(corpus, return_inverse=True)[1])
+    G = int(cid.max()) + 1
+    lin = nn.Linear(X.shape[1], 4)
+    opt = torch.optim.Adam(lin.parameters(), lr=1e-3, weight_decay=wd)
+    Xt, Y, Wt = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64)), torch.from_numpy(w)
+    q = torch.ones(G) / G
+    for _ in range(epochs):
+        order = torch.from_numpy(rng.permutation(len(y)))
+        for s in range(0, len(y), 128):
+            i = order[s:s + 128]
+            xm, tm, wm = mixup_batch(rng, 0.4, Xt[i], nn.functional.one_hot(Y[i], 4).float(), Wt[i])
+            per = -(tm * torch.log_softmax(lin(xm), 1)).sum(1) * wm
+            gl = torch.stack([per[cid[i] == g].sum() / wm[cid[i] == g].sum().clamp_min(1e-6) for g in range(G)])
+            q = q * torch.exp(eta * gl.detach())
+            q = q / q.sum()
+            opt.zero_grad()
+            (G * (q * gl).sum()).backward()
+            opt.step()
+    return nn.Sequential(lin).eval()
+
+
+def _balanced_mean(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.mean([X[y == c].mean(0) for c in np.unique(y)], 0)
+
+
+def run_fold(rows: dict, train: list[str], test: str, opts: dict, seed: int) -> float:
+    """Balanced accuracy (UAR) on ``test`` of the variant's head trained on ``train``."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from emolens.evaluation.utterance_levers import ProsodyScaler, fit_classifier, predict_proba
+    from emolens.features.prosody import PROSODY_NAMES
+
+    cat = lambda k: np.concatenate([rows[c][k] for c in train])
+    y, corpus = cat("y"), np.concatenate([np.full(len(rows[c]["y"]), c) for c in train])
+    P, Pt = cat("P"), rows[test]["P"]
+    sc = ProsodyScaler(weight=opts.get("pw", 2.0)).fit(P)
+    X, Xt = np.concatenate([cat("X"), sc.transform(P)], 1), np.concatenate([rows[test]["X"], sc.transform(Pt)], 1)
+    if "audioset" in opts:
+        a, b = opts["audioset"]
+        A, At = cat("L")[:, a:b], rows[test]["L"][:, a:b]
+        mu, sd = A.mean(0), A.std(0) + 1e-6
+        X, Xt = np.concatenate([X, (A - mu) / sd], 1), np.concatenate([Xt, (At - mu) / sd], 1)
+    if "gender" in opts:
+        f0 = PROSODY_NAMES.index("pitch median")  # Hz
+        g = lambda Q: 1 / (1 + np.exp(-(np.log(np.maximum(Q[:, f0], 50)) - np.log(opts["gender"])) / 0.12))
+        X = np.concatenate([X, (g(P)[:, None] - 0.5) * sc.transform(P)], 1)
+        Xt = np.concatenate([Xt, (g(Pt)[:, None] - 0.5) * sc.transform(Pt)], 1)
+    if opts.get("cnap"):
+        mus = np.stack([_balanced_mean(X[corpus == c], y[corpus == c]) for c in train])
+        B = np.linalg.svd(mus - mus.mean(0), full_matrices=False)[2][:opts["cnap"]]
+        X, Xt = X - (X @ B.T) @ B, Xt - (Xt @ B.T) @ B
+    X, Xt = X.astype(np.float32), Xt.astype(np.float32)
+    w = _cell_weights(y, corpus, opts.get("wpow", 1.0))
+    epochs, wd = opts.get("epochs", 40), opts.get("wd", 1e-4)
+    if opts.get("dro"):
+        models = [_fit_dro(X, y, w, corpus, seed, opts["dro"], epochs, wd)]
+    else:
+        models = [fit_classifier(X, y, w, 4, hidden=0, epochs=e, batch_size=128, lr=1e-3, weight_decay=wd,
+                                 mixup=0.4, seed=seed) for e in opts.get("ensemble", (epochs,))]
+    logp = sum(np.log(predict_proba(m, Xt) + 1e-9) for m in models)
+    return float(balanced_accuracy_score(rows[test]["y"], logp.argmax(1)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work-root", type=Path, default=Path("runs/default/work"))
+    ap.add_argument("--variants", default="ship")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--list", action="store_true", help="print every variant and what it tests")
+    args = ap.parse_args(argv)
+    if args.list:
+        for k, (_, what) in VARIANTS.items():
+            print(f"{k:<10} {what}")
+        return 0
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        print(f"emolens: error: unknown variant(s) {', '.join(unknown)}; see --list", file=sys.stderr)
+        return 2
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        print(f"emolens: error: --seeds {args.seeds!r} is not a comma-separated list of integers", file=sys.stderr)
+        return 2
+    import torch
+
+    from emolens.evaluation.generalisation import loco_folds
+    from emolens.training.default_model import prepared_dirs
+    from emolens.training.package import NOT_SHIPPABLE
+
+    torch.set_num_threads(1)
+    try:
+        dirs = prepared_dirs(args.work_root)
+    except ValueError as e:
+        print(f"emolens: error: {e}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    rows = pooled_rows(dirs)
+    folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))
+    print(f"loaded {len(rows)} corpora in {time.perf_counter() - t0:.0f} s; folds: "
+          + ", ".join(f"{f.test} <- {'+'.join(f.train)}" for f in folds), flush=True)
+    print("| variant | mean UAR | worst UAR | " + " | ".join(f.test for f in folds) + " | s |")
+    print("|" + "---|" * (len(folds) + 4))
+    for name in names:
+        t = time.perf_counter()
+        res = np.array([[run_fold(rows, list(f.train), f.test, VARIANTS[name][0], s) for f in folds] for s in seeds])
+        mean, worst = res.mean(1), res.min(1)
+        print(f"| {name} | {mean.mean():.3f} ± {mean.std():.3f} | {worst.mean():.3f} ± {worst.std():.3f} | "
+              + " | ".join(f"{v:.3f}" for v in res.mean(0)) + f" | {time.perf_counter() - t:.0f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
