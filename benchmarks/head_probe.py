@@ -5,7 +5,7 @@ shipping folds, with the 3-seed mean and worst single-clip LOCO UAR of each.
     python benchmarks/head_probe.py --list
 
 A probe is not a row of ``benchmarks/generalisation.py``: it trains the shipped row's linear
-head (corpus x class balance, mixup 0.4, 40 epochs, prosody weight 2) on one pooled row per
+head (``DEFAULT_HEAD``'s streams, balance, mixup, epochs, prosody weight) on one pooled row per
 utterance, built here from the cached YAMNet streams and prosody functionals, and reports
 UAR only (no F1, ECE, eGeMAPS or fold cache). ``ship`` reproduces the benchmark's
 ``utt-mixup-prosody --folds ship`` 3-seed figures (0.490 / 0.429 at stop 15). A variant that
@@ -29,9 +29,9 @@ import numpy as np
 #: name -> (options, what it tests). Options: epochs, wd (weight decay), pw (prosody weight),
 #: wpow (cell weights ``n_cell ** -wpow``; 1 = the shipped balance), cnap (corpus directions
 #: projected out), gender (Hz: soft register from the median pitch, interaction features),
-#: dro (group-DRO step size over training corpora), audioset ((first, stop) AudioSet classes
-#: whose mean logits are appended, weight 1), ensemble (epoch counts of heads whose log
-#: probabilities are averaged).
+#: dro (group-DRO step size over training corpora), audioset (append the mean logits of the
+#: speech gate's human-voice AudioSet classes, weight 1), ensemble (epoch counts of heads
+#: whose log probabilities are averaged). Unset options are ``DEFAULT_HEAD``'s.
 VARIANTS: dict[str, tuple[dict, str]] = {
     "ship": ({}, "the shipped row (utt-mixup-prosody)"),
     "ep10": ({"epochs": 10}, "10 epochs instead of 40"),
@@ -47,9 +47,8 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "gender": ({"gender": 165.0}, "[prosody, (g - 1/2) prosody]: g a soft voice register from the median pitch (165 Hz)"),
     "dro": ({"dro": 0.05}, "group DRO over the training corpora (step 0.05): the worst corpus's loss weighs more"),
     "ep10+40": ({"ensemble": (10, 40)}, "the mean log probability of a 10-epoch and a 40-epoch head"),
-    "audioset": ({"audioset": (0, 44)}, "mean logits of YAMNet's 44 human-voice AudioSet classes (shout, laughter, crying, sigh...)"),
+    "audioset": ({"audioset": True}, "mean logits of the speech gate's 29 human-voice AudioSet classes (shout, laughter, crying, sigh...)"),
 }
-SHIP_STREAMS = ("yamnet_l5", "yamnet_mid", "yamnet_l9")
 
 
 def pooled_rows(dirs: dict[str, Path]) -> dict[str, dict[str, np.ndarray]]:
@@ -68,20 +67,24 @@ def pooled_rows(dirs: dict[str, Path]) -> dict[str, dict[str, np.ndarray]]:
         L = np.zeros((cf.n_utt, W.shape[0]), np.float32)
         np.add.at(L, u, cf.feats["yamnet"][use].astype(np.float32) @ W.T + b)
         L /= np.bincount(u, minlength=cf.n_utt).clip(1)[:, None]
-        out[name] = {"X": pool_streams(cf.feats, cf.utt, cf.speech, cf.n_utt, SHIP_STREAMS), "P": cf.prosody,
+        out[name] = {"X": pool_streams(cf.feats, cf.utt, cf.speech, cf.n_utt, DEFAULT_HEAD.streams), "P": cf.prosody,
                      "L": L, "y": cf.y}
     return out
 
 
 def _cell_weights(y: np.ndarray, corpus: np.ndarray, power: float = 1.0) -> np.ndarray:
-    cell = np.unique(corpus, return_inverse=True)[1] * 4 + y
-    inv = np.unique(cell, return_inverse=True)[1]
-    w = (1.0 / np.bincount(inv)[inv]) ** power
+    """The shipped row's sample weights (mean 1) raised to ``power``: each corpus x class
+    cell of n rows weighs n ** (1 - power) (1: every cell the same)."""
+    from emolens.evaluation.generalisation import _weights
+    from emolens.training.default_model import DEFAULT_HEAD
+
+    w = _weights(DEFAULT_HEAD, y, corpus, np.arange(len(y)), 4).astype(np.float64) ** power
     return (w * len(w) / w.sum()).astype(np.float32)
 
 
-def _fit_dro(X, y, w, corpus, seed: int, eta: float, epochs: int, wd: float):
-    """Linear head, mixup 0.4, group DRO (Sagawa et al. 2020) over the training corpora."""
+def _fit_dro(X, y, w, corpus, seed: int, eta: float, epochs: int, wd: float, mixup: float, lr: float,
+             batch_size: int):
+    """Linear head with mixup, group DRO (Sagawa et al. 2020) over the training corpora."""
     import torch
     from torch import nn
 
@@ -92,14 +95,14 @@ def _fit_dro(X, y, w, corpus, seed: int, eta: float, epochs: int, wd: float):
     cid = torch.from_numpy(np.unique(corpus, return_inverse=True)[1])
     G = int(cid.max()) + 1
     lin = nn.Linear(X.shape[1], 4)
-    opt = torch.optim.Adam(lin.parameters(), lr=1e-3, weight_decay=wd)
+    opt = torch.optim.Adam(lin.parameters(), lr=lr, weight_decay=wd)
     Xt, Y, Wt = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64)), torch.from_numpy(w)
     q = torch.ones(G) / G
     for _ in range(epochs):
         order = torch.from_numpy(rng.permutation(len(y)))
-        for s in range(0, len(y), 128):
-            i = order[s:s + 128]
-            xm, tm, wm = mixup_batch(rng, 0.4, Xt[i], nn.functional.one_hot(Y[i], 4).float(), Wt[i])
+        for s in range(0, len(y), batch_size):
+            i = order[s:s + batch_size]
+            xm, tm, wm = mixup_batch(rng, mixup, Xt[i], nn.functional.one_hot(Y[i], 4).float(), Wt[i])
             per = -(tm * torch.log_softmax(lin(xm), 1)).sum(1) * wm
             gl = torch.stack([per[cid[i] == g].sum() / wm[cid[i] == g].sum().clamp_min(1e-6) for g in range(G)])
             q = q * torch.exp(eta * gl.detach())
@@ -120,15 +123,16 @@ def run_fold(rows: dict, train: list[str], test: str, opts: dict, seed: int) -> 
 
     from emolens.evaluation.utterance_levers import ProsodyScaler, fit_classifier, predict_proba
     from emolens.features.prosody import PROSODY_NAMES
+    from emolens.selection.speech import VOICE_CLASSES
+    from emolens.training.default_model import DEFAULT_HEAD as H
 
     cat = lambda k: np.concatenate([rows[c][k] for c in train])
     y, corpus = cat("y"), np.concatenate([np.full(len(rows[c]["y"]), c) for c in train])
     P, Pt = cat("P"), rows[test]["P"]
-    sc = ProsodyScaler(weight=opts.get("pw", 2.0)).fit(P)
+    sc = ProsodyScaler(weight=opts.get("pw", H.prosody)).fit(P)
     X, Xt = np.concatenate([cat("X"), sc.transform(P)], 1), np.concatenate([rows[test]["X"], sc.transform(Pt)], 1)
-    if "audioset" in opts:
-        a, b = opts["audioset"]
-        A, At = cat("L")[:, a:b], rows[test]["L"][:, a:b]
+    if opts.get("audioset"):
+        A, At = cat("L")[:, list(VOICE_CLASSES)], rows[test]["L"][:, list(VOICE_CLASSES)]
         mu, sd = A.mean(0), A.std(0) + 1e-6
         X, Xt = np.concatenate([X, (A - mu) / sd], 1), np.concatenate([Xt, (At - mu) / sd], 1)
     if "gender" in opts:
@@ -142,12 +146,12 @@ def run_fold(rows: dict, train: list[str], test: str, opts: dict, seed: int) -> 
         X, Xt = X - (X @ B.T) @ B, Xt - (Xt @ B.T) @ B
     X, Xt = X.astype(np.float32), Xt.astype(np.float32)
     w = _cell_weights(y, corpus, opts.get("wpow", 1.0))
-    epochs, wd = opts.get("epochs", 40), opts.get("wd", 1e-4)
+    epochs, wd = opts.get("epochs", H.epochs), opts.get("wd", H.weight_decay)
     if opts.get("dro"):
-        models = [_fit_dro(X, y, w, corpus, seed, opts["dro"], epochs, wd)]
+        models = [_fit_dro(X, y, w, corpus, seed, opts["dro"], epochs, wd, H.mixup, H.lr, H.batch_size)]
     else:
-        models = [fit_classifier(X, y, w, 4, hidden=0, epochs=e, batch_size=128, lr=1e-3, weight_decay=wd,
-                                 mixup=0.4, seed=seed) for e in opts.get("ensemble", (epochs,))]
+        models = [fit_classifier(X, y, w, 4, hidden=H.hidden, epochs=e, batch_size=H.batch_size, lr=H.lr,
+                                 weight_decay=wd, mixup=H.mixup, seed=seed) for e in opts.get("ensemble", (epochs,))]
     logp = sum(np.log(predict_proba(m, Xt) + 1e-9) for m in models)
     return float(balanced_accuracy_score(rows[test]["y"], logp.argmax(1)))
 

@@ -128,6 +128,12 @@ def _requested_label_map(extra: Sequence[str]) -> dict:
     return parse_label_map(values)
 
 
+def _recorded_label_map(work_dir: Path) -> dict | None:
+    """The label map a work dir's ``prepare.json`` records, None when it is not prepared."""
+    info = work_dir / "prepare.json"
+    return json.loads(info.read_text()).get("label_map", {}) if info.exists() else None
+
+
 def prepared_dirs(work_root: str | Path, corpora=CORPORA) -> dict[str, Path]:
     """``{name: work_root/name}`` for every entry of ``corpora``, each checked to be prepared
     with the entry's own label map (as :func:`prepare_corpora` leaves them). Raises
@@ -135,11 +141,10 @@ def prepared_dirs(work_root: str | Path, corpora=CORPORA) -> dict[str, Path]:
     dirs = {}
     for name, _, _, extra in corpora:
         d = Path(work_root) / name
-        info = d / "prepare.json"
-        if not info.exists():
+        found, wanted = _recorded_label_map(d), _requested_label_map(extra)
+        if found is None:
             raise ValueError(f"{d} is not a prepared work dir; run benchmarks/generalisation.py or scripts/train_default "
                              f"with this work root first")
-        found, wanted = json.loads(info.read_text()).get("label_map", {}), _requested_label_map(extra)
         if found != wanted:
             raise ValueError(f"{d} was prepared with label map {found or 'none'}, not {wanted or 'none'}; run "
                              f"benchmarks/generalisation.py or scripts/train_default with this work root to prepare it again")
@@ -161,22 +166,22 @@ def prepare_corpora(shared: str | Path, work_root: str | Path, corpora=CORPORA, 
     from emolens.corpora.label_map import ALL, parse_label_map
 
     if label_maps is not None:
-        parse_label_map(label_maps)  # a malformed value fails here (LabelError), before any corpus is prepared
+        parse_label_map(label_maps)  # a malformed value or a conflict fails here (LabelError), before any corpus is prepared
+        scopes = {v: next(iter(parse_label_map([v]))) for v in label_maps}  # the corpus each concerns, or ALL
     shared, work_root = Path(shared), Path(work_root)
     dirs = {}
     for name, parser, folder, extra in corpora:
         args = list(extra)
         if label_maps is not None:  # replace the entry's own maps by those of label_maps that concern it
             args = [x for i, x in enumerate(args) if x != "--label-map" and (i == 0 or args[i - 1] != "--label-map")]
-            scopes = {v: next(iter(parse_label_map([v]))) for v in label_maps}  # the corpus each concerns, or ALL
             args += [x for v in label_maps if scopes[v] in (parser, name, ALL) for x in ("--label-map", v)]
         wanted, own = _requested_label_map(args), _requested_label_map(extra)
         d = work_root / name
         if wanted != own:
             d = work_root / f"{name}-{hashlib.sha1(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:8]}"
-        info = d / "prepare.json"
-        stale = info.exists() and json.loads(info.read_text()).get("label_map", {}) != wanted
-        if not info.exists() or stale:
+        found = _recorded_label_map(d)
+        stale = found is not None and found != wanted
+        if found is None or stale:
             src = shared / "data" / folder
             log_fn(f"preparing {d} from {src}" + (" (its label map changed)" if stale else ""))
             code = cli(["prepare", "--corpus", f"{parser}:{src}", *args, "--classes", "4class", "--out", str(d), "--quiet"])
