@@ -109,16 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))
     print(f"loaded {len(rows)} corpora and their bands in {time.perf_counter() - t0:.0f} s", flush=True)
-    print("| variant | mean UAR | worst UAR | " + " | ".join(f.test for f in folds) + " | s |")
-    print("|" + "---|" * (len(folds) + 4))
+    print(head_probe.table_header(folds))
     for v in variants:
         keys = [] if v == "ship" else v.split("+")
         vrows = {c: dict(r, X=np.concatenate([r["X"]] + [bands[c][k] for k in keys], 1)) for c, r in rows.items()}
         t = time.perf_counter()
         res = np.array([[head_probe.run_fold(vrows, list(f.train), f.test, {}, s) for f in folds] for s in seeds])
-        mean, worst = res.mean(1), res.min(1)
-        print(f"| {v} | {mean.mean():.3f} ± {mean.std():.3f} | {worst.mean():.3f} ± {worst.std():.3f} | "
-              + " | ".join(f"{x:.3f}" for x in res.mean(0)) + f" | {time.perf_counter() - t:.0f} |", flush=True)
+        print(head_probe.table_row(v, res, time.perf_counter() - t), flush=True)
     return 0
 
 

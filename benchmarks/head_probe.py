@@ -156,6 +156,20 @@ def run_fold(rows: dict, train: list[str], test: str, opts: dict, seed: int) -> 
     return float(balanced_accuracy_score(rows[test]["y"], logp.argmax(1)))
 
 
+def table_header(folds) -> str:
+    """The Markdown header of a probe table: variant, mean and worst UAR, one column a test corpus, seconds."""
+    return ("| variant | mean UAR | worst UAR | " + " | ".join(f.test for f in folds) + " | s |\n"
+            + "|" + "---|" * (len(folds) + 4))
+
+
+def table_row(name: str, res: np.ndarray, seconds: float) -> str:
+    """One probe's row from ``res`` ``(seeds, folds)`` UAR: mean ± sd over seeds of the mean and
+    worst fold, then each fold's mean over seeds."""
+    mean, worst = res.mean(1), res.min(1)
+    return (f"| {name} | {mean.mean():.3f} ± {mean.std():.3f} | {worst.mean():.3f} ± {worst.std():.3f} | "
+            + " | ".join(f"{v:.3f}" for v in res.mean(0)) + f" | {seconds:.0f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work-root", type=Path, default=Path("runs/default/work"))
@@ -194,14 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))
     print(f"loaded {len(rows)} corpora in {time.perf_counter() - t0:.0f} s; folds: "
           + ", ".join(f"{f.test} <- {'+'.join(f.train)}" for f in folds), flush=True)
-    print("| variant | mean UAR | worst UAR | " + " | ".join(f.test for f in folds) + " | s |")
-    print("|" + "---|" * (len(folds) + 4))
+    print(table_header(folds))
     for name in names:
         t = time.perf_counter()
         res = np.array([[run_fold(rows, list(f.train), f.test, VARIANTS[name][0], s) for f in folds] for s in seeds])
-        mean, worst = res.mean(1), res.min(1)
-        print(f"| {name} | {mean.mean():.3f} ± {mean.std():.3f} | {worst.mean():.3f} ± {worst.std():.3f} | "
-              + " | ".join(f"{v:.3f}" for v in res.mean(0)) + f" | {time.perf_counter() - t:.0f} |", flush=True)
+        print(table_row(name, res, time.perf_counter() - t), flush=True)
     return 0
 
 
