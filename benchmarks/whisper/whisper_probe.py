@@ -9,18 +9,29 @@ Then: python benchmarks/whisper/whisper_probe.py extract   (about 7 min on 2 cor
 ct2read.py / whisper_ct2_torch.py: the CTranslate2 file reader and the encoder in torch (matches
 CTranslate2's encoder to 5e-4). Figures: benchmarks/generalisation.md, "Stop 16".
 """
-import sys, time
+import sys
+import time
 from pathlib import Path
-import numpy as np, torch
+
+import numpy as np
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent)); sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import head_probe as hp
-from emolens.training.default_model import DEFAULT_HEAD, load_corpus_features, prepared_dirs
+
+from emolens.training.default_model import (
+    DEFAULT_HEAD,
+    load_corpus_features,
+    prepared_dirs,
+)
+
 OUT = Path("runs/default/whisper")
 MODEL = Path("runs/whisper-base/model.bin")
 LAYERS = (3, 4, 6)
 
 def extract():
     from whisper_ct2_torch import WhisperEncoder, log_mel
+
     from emolens.audio.io import load_audio
     torch.set_num_threads(2)
     enc = WhisperEncoder(str(MODEL))
