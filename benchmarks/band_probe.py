@@ -76,32 +76,23 @@ def main(argv: list[str] | None = None) -> int:
               "joined by '+'", file=sys.stderr)
         return 2
     try:
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        print(f"emolens: error: --seeds {args.seeds!r} is not a comma-separated list of integers", file=sys.stderr)
+        seeds, dirs = head_probe.seeds_and_dirs(args.seeds, args.work_root)
+    except ValueError as e:
+        print(f"emolens: error: {e}", file=sys.stderr)
         return 2
     import torch
 
     from emolens.evaluation.generalisation import loco_folds
     from emolens.evaluation.utterance_levers import pool_streams
     from emolens.models import load_yamnet_file, resolve_weights
-    from emolens.training.default_model import (
-        DEFAULT_HEAD,
-        load_corpus_features,
-        prepared_dirs,
-    )
+    from emolens.training.default_model import DEFAULT_HEAD, load_corpus_features
     from emolens.training.package import NOT_SHIPPABLE
 
-    try:
-        dirs = prepared_dirs(args.work_root)
-    except ValueError as e:
-        print(f"emolens: error: {e}", file=sys.stderr)
-        return 2
     t0 = time.perf_counter()
     torch.set_num_threads(2)
     yam = load_yamnet_file(resolve_weights("yamnet", None)).eval()
-    rows = head_probe.pooled_rows(dirs)
     data = load_corpus_features(list(dirs.values()), DEFAULT_HEAD)  # same order as dirs
+    rows = head_probe.pooled_rows(dirs, data)
     bands = {}
     for d, (name, cf) in zip(dirs.values(), data.items()):
         feats = {k: v.astype(np.float32) for k, v in band_features(d, args.cache, yam).items()}

@@ -51,9 +51,10 @@ VARIANTS: dict[str, tuple[dict, str]] = {
 }
 
 
-def pooled_rows(dirs: dict[str, Path]) -> dict[str, dict[str, np.ndarray]]:
+def pooled_rows(dirs: dict[str, Path], data: dict | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Per corpus: ``X`` (U, 2560) pooled streams, ``P`` (U, 82) prosody functionals,
-    ``L`` (U, 521) mean AudioSet logits of the speech patches, ``y``."""
+    ``L`` (U, 521) mean AudioSet logits of the speech patches, ``y``. ``data``: the dirs'
+    ``load_corpus_features`` when the caller has them already (loaded here otherwise)."""
     from emolens.evaluation.utterance_levers import decision_patches, pool_streams
     from emolens.models import load_yamnet_file, resolve_weights
     from emolens.training.default_model import DEFAULT_HEAD, load_corpus_features
@@ -61,7 +62,7 @@ def pooled_rows(dirs: dict[str, Path]) -> dict[str, dict[str, np.ndarray]]:
     yam = load_yamnet_file(resolve_weights("yamnet", None)).eval()
     W, b = yam.classifier.weight.detach().numpy(), yam.classifier.bias.detach().numpy()
     out = {}
-    for name, cf in load_corpus_features(list(dirs.values()), DEFAULT_HEAD).items():
+    for name, cf in (data or load_corpus_features(list(dirs.values()), DEFAULT_HEAD)).items():
         use = decision_patches(cf.utt, cf.speech, cf.n_utt)
         u = cf.utt[use]
         L = np.zeros((cf.n_utt, W.shape[0]), np.float32)
@@ -156,6 +157,18 @@ def run_fold(rows: dict, train: list[str], test: str, opts: dict, seed: int) -> 
     return float(balanced_accuracy_score(rows[test]["y"], logp.argmax(1)))
 
 
+def seeds_and_dirs(seeds: str, work_root: Path) -> tuple[list[int], dict[str, Path]]:
+    """The ``--seeds`` list and the prepared work dirs of ``work_root`` (``prepared_dirs``);
+    ValueError with a one-line message when either is wrong."""
+    from emolens.training.default_model import prepared_dirs
+
+    try:
+        parsed = [int(s) for s in seeds.split(",")]
+    except ValueError:
+        raise ValueError(f"--seeds {seeds!r} is not a comma-separated list of integers") from None
+    return parsed, prepared_dirs(work_root)
+
+
 def table_header(folds) -> str:
     """The Markdown header of a probe table: variant, mean and worst UAR, one column a test corpus, seconds."""
     return ("| variant | mean UAR | worst UAR | " + " | ".join(f.test for f in folds) + " | s |\n"
@@ -187,22 +200,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emolens: error: unknown variant(s) {', '.join(unknown)}; see --list", file=sys.stderr)
         return 2
     try:
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        print(f"emolens: error: --seeds {args.seeds!r} is not a comma-separated list of integers", file=sys.stderr)
+        seeds, dirs = seeds_and_dirs(args.seeds, args.work_root)
+    except ValueError as e:
+        print(f"emolens: error: {e}", file=sys.stderr)
         return 2
     import torch
 
     from emolens.evaluation.generalisation import loco_folds
-    from emolens.training.default_model import prepared_dirs
     from emolens.training.package import NOT_SHIPPABLE
 
     torch.set_num_threads(1)
-    try:
-        dirs = prepared_dirs(args.work_root)
-    except ValueError as e:
-        print(f"emolens: error: {e}", file=sys.stderr)
-        return 2
     t0 = time.perf_counter()
     rows = pooled_rows(dirs)
     folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))

