@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -106,6 +107,13 @@ ROWS: dict[str, tuple[HeadConfig, str]] = {
                               "the shipped row, then YAMNet layer 9 fine-tuned with the probe (LP-FT, 6 epochs, lr 1e-4)"),
     "utt-mixup-prosody-ft8": (replace(UP, prosody=2.0, prosody_set="emolens", finetune=8),
                               "the shipped row, then YAMNet layers 8-9 fine-tuned with the probe (LP-FT, 6 epochs, lr 1e-4)"),
+    # stop 17: the Whisper base encoder's layer 4 (mean + sd over frames) fused early
+    "utt-mixup-prosody-whisper": (replace(UP, prosody=2.0, prosody_set="emolens", whisper=1.0),
+                                  "the shipped row + Whisper base layer 4 mean+sd, each utterance's vector standardised (weight 1)"),
+    "utt-mixup-prosody-whisper-z": (replace(UP, prosody=2.0, prosody_set="emolens", whisper=1.0, whisper_norm="z"),
+                                    "the shipped row + Whisper base layer 4 mean+sd, z-scored with the training statistics (weight 1)"),
+    "utt-mixup-prosody-whisper2": (replace(UP, prosody=2.0, prosody_set="emolens", whisper=2.0),
+                                   "utt-mixup-prosody-whisper with the Whisper stream at weight 2"),
     "utt-mixup-eq-band": (replace(UP, frontend="eq-band"), "per-utterance channel EQ of the log-mel onto a reference profile"),
     "utt-mixup-eq-gain": (replace(UP, frontend="eq-gain"), "per-utterance loudness normalisation of the log-mel"),
     "test-corpus-norm": (replace(LB, test_norm="corpus"), "REFERENCE, not single clip: linear-balance, test corpus standardised by its own statistics"),
@@ -127,6 +135,18 @@ def load_lever_inputs(cfgs: list[HeadConfig], data: dict, dirs: dict[str, Path])
 
         for name, cf in data.items():
             attach_prosody(cf, by_name[name], progress=True, prosody_set=pset)
+    if any(c.whisper > 0 for c in cfgs):
+        import torch
+
+        from emolens.training.default_model import attach_whisper
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(os.cpu_count() or 1)  # the encoder's matrix products use every core
+        try:
+            for name, cf in data.items():
+                attach_whisper(cf, by_name[name], progress=True)
+        finally:
+            torch.set_num_threads(threads)
     if any(c.prosody > 0 and c.prosody_set == "egemaps" for c in cfgs):
         from emolens.evaluation.egemaps import extract_egemaps
 

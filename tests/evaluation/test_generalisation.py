@@ -157,3 +157,40 @@ def test_a_row_fuses_the_prosody_set_it_names() -> None:
 
     with pytest.raises(ValueError, match="unknown prosody_set 'opensmile'; use egemaps or one of emolens, emolens-audible"):
         attach_prosody(data["nemo"], "no-such-work-dir", prosody_set="opensmile")
+
+
+def test_a_row_fuses_the_whisper_stream() -> None:
+    """``whisper > 0`` appends the utterances' Whisper streams to the pooled row (scaled per
+    ``whisper_norm``): the class signal there alone is learnt; without it, or with the
+    stream missing on a corpus, it is not or fails in one line; such a head does not ship yet."""
+    from emolens.evaluation.generalisation import LocoFold, run_fold, whisper_scaler
+
+    rng = np.random.default_rng(5)
+    data = {}
+    for c, offset in (("emodb", 0.0), ("ravdess", 3.0), ("nemo", -3.0)):
+        cf = _toy(c, 0.0, rng)
+        cf.feats["yamnet"] = np.tile(rng.normal(size=(1, 1024)), (len(cf.utt), 1)).astype(np.float32)  # no class signal
+        v = rng.normal(size=(cf.n_utt, 1024)).astype(np.float32) + offset  # a corpus offset on every feature
+        v[:, :16] += 2 * (2 * cf.y - 1)[:, None]
+        cf.whisper = v
+        data[c] = cf
+    base = HeadConfig(streams=("yamnet",), hidden=0, dropout=0.0, epochs=60, balance="corpus-class",
+                      train_on="utterance", decision="pooled", whisper=1.0, batch_size=16)
+    fold = LocoFold("nemo", ("emodb", "ravdess"))
+    res, head = run_fold(base, data, fold, 0)
+    assert res.metrics["uar"] > 0.85
+    assert head is None  # predict cannot compute the stream yet
+    # z-scoring with the training corpora's statistics keeps the unseen corpus's offset: it costs
+    z_res = run_fold(replace(base, whisper_norm="z"), data, fold, 0)[0]
+    assert z_res.metrics["uar"] < res.metrics["uar"] - 0.1
+    assert run_fold(replace(base, whisper=0.0), data, fold, 0)[0].metrics["uar"] < 0.75
+    row = whisper_scaler(replace(base, whisper=2.0), data["emodb"].whisper)(data["nemo"].whisper)
+    np.testing.assert_allclose(row.mean(1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(row.std(1), 2.0, atol=1e-3)  # each utterance standardised, times the weight
+    z = whisper_scaler(replace(base, whisper_norm="z"), data["emodb"].whisper)(data["nemo"].whisper)
+    assert z.min() >= -6.0 and z.max() <= 6.0 and z[:, 20:].mean() < -2  # training statistics: nEMO's offset stays
+    with pytest.raises(ValueError, match="unknown whisper_norm 'pca'"):
+        whisper_scaler(replace(base, whisper_norm="pca"), data["emodb"].whisper)
+    data["ravdess"].whisper = None
+    with pytest.raises(ValueError, match="Whisper fusion needs the Whisper stream on every corpus"):
+        run_fold(base, data, fold, 0)

@@ -5,7 +5,11 @@ import hashlib
 import numpy as np
 import pytest
 
-from emolens.models.ctranslate2_reader import CTranslate2FormatError, read_ctranslate2, write_ctranslate2
+from emolens.models.ctranslate2_reader import (
+    CTranslate2FormatError,
+    read_ctranslate2,
+    write_ctranslate2,
+)
 
 
 def _tensors():

@@ -36,7 +36,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -83,6 +83,8 @@ class CorpusFeatures:
     prosody: np.ndarray | None = None  # (U, N_PROSODY) emolens prosody functionals, when loaded
     #: ``{prosody_set: (U, N_PROSODY)}``: emolens functionals of the other :data:`PROSODY_SETS`
     prosody_variants: dict[str, np.ndarray] = field(default_factory=dict)
+    #: ``(U, 1024)`` Whisper base stream of each utterance (:mod:`emolens.models.whisper`), when loaded
+    whisper: np.ndarray | None = None
     variants: dict[str, PatchFeatures] = field(default_factory=dict)
     #: ``{layer: (P, C, H, W) float16}`` cached YAMNet maps (fine-tuning the blocks above them)
     activations: dict[int, np.ndarray] = field(default_factory=dict)
@@ -290,12 +292,18 @@ class HeadConfig:
     finetune: int = 0
     finetune_epochs: int = 6
     finetune_lr: float = 1e-4
+    #: weight of the Whisper base stream fused early (0 = off; needs ``CorpusFeatures.whisper``)
+    whisper: float = 0.0
+    #: how the Whisper stream is scaled before the weight: ``row`` (each utterance's vector
+    #: standardised over its features, like the YAMNet streams) or ``z`` (each feature
+    #: z-scored with the training rows' statistics and clipped at 6, like the prosody stream)
+    whisper_norm: str = "row"
 
     @property
     def utterance_levers(self) -> bool:
         """True when a lever needs the utterance-decision path."""
         return (self.decision == "pooled" or self.pooling != "mean" or self.prosody > 0 or self.nap > 0 or self.adversarial > 0
-                or bool(self.augment) or self.frontend != "none" or self.finetune > 0)
+                or bool(self.augment) or self.frontend != "none" or self.finetune > 0 or self.whisper > 0)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -312,7 +320,7 @@ class HeadConfig:
 #: fields added with the utterance-decision levers, and their defaults (left out of ``to_dict`` at default)
 _LEVER_DEFAULTS = {f.name: f.default for f in fields(HeadConfig)
                    if f.name in ("decision", "pooling", "prosody", "prosody_set", "nap", "adversarial", "augment", "frontend",
-                                 "finetune", "finetune_epochs", "finetune_lr")}
+                                 "finetune", "finetune_epochs", "finetune_lr", "whisper", "whisper_norm")}
 
 
 def _weights(cfg: HeadConfig, y: np.ndarray, corpus: np.ndarray, utt_key: np.ndarray, n_classes: int) -> np.ndarray:
@@ -655,6 +663,18 @@ def _prosody_of(cfg: HeadConfig, cf: CorpusFeatures) -> np.ndarray | None:
     raise ValueError(f"unknown prosody_set {cfg.prosody_set!r}; use egemaps or one of {', '.join(PROSODY_SETS)}")
 
 
+def whisper_scaler(cfg: HeadConfig, train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The map from raw Whisper streams ``(U, D)`` to the head's columns (``cfg.whisper_norm``,
+    times ``cfg.whisper``), fitted on the training rows ``train`` where it has statistics."""
+    if cfg.whisper_norm == "row":
+        return lambda v: (cfg.whisper * layer_norm(v)).astype(np.float32)
+    if cfg.whisper_norm == "z":
+        from emolens.evaluation.utterance_levers import ProsodyScaler
+
+        return ProsodyScaler(weight=cfg.whisper).fit(train).transform
+    raise ValueError(f"unknown whisper_norm {cfg.whisper_norm!r}; use row or z")
+
+
 def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: LocoFold, seed: int
                      ) -> tuple[FoldResult, FusionHead | None]:
     """:func:`run_fold` with utterance-decision levers (see :class:`HeadConfig`); the head
@@ -670,7 +690,7 @@ def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: Loc
     parts = [data[c] for c in fold.train]
     test = data[fold.test]
     n_classes = len(test.classes)
-    X, y, corpus, spk, E = [], [], [], [], []
+    X, y, corpus, spk, E, V = [], [], [], [], [], []
     for p in parts:
         for r in _lever_rows(cfg, p, train=True):
             X.append(r)
@@ -678,6 +698,7 @@ def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: Loc
             corpus.append(np.full(p.n_utt, p.name))
             spk.append(np.char.add(p.name + "/", p.speakers.astype(str)))
             E.append(_prosody_of(cfg, p))
+            V.append(p.whisper)
     X, y, corpus, spk = np.concatenate(X), np.concatenate(y), np.concatenate(corpus), np.concatenate(spk)
     Xt = _lever_rows(cfg, test, train=False)[0]
     if cfg.nap:
@@ -692,6 +713,11 @@ def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: Loc
         sc = ProsodyScaler(weight=cfg.prosody).fit(np.concatenate(E))
         X = np.concatenate([X, sc.transform(np.concatenate(E))], 1)
         Xt = np.concatenate([Xt, sc.transform(Et)], 1)
+    if cfg.whisper > 0:
+        if any(v is None for v in V) or test.whisper is None:
+            raise ValueError("Whisper fusion needs the Whisper stream on every corpus (CorpusFeatures.whisper)")
+        wt = whisper_scaler(cfg, np.concatenate(V))
+        X, Xt = np.concatenate([X, wt(np.concatenate(V))], 1), np.concatenate([Xt, wt(test.whisper)], 1)
     w = _weights(cfg, y, corpus, np.arange(len(y)).astype(str), n_classes)
     model = fit_classifier(X, y, w, n_classes, hidden=cfg.hidden, epochs=cfg.epochs, batch_size=cfg.batch_size,
                            lr=cfg.lr, weight_decay=cfg.weight_decay, mixup=cfg.mixup, corpus=corpus,
@@ -700,7 +726,7 @@ def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: Loc
         Xt = _finetune(cfg, model, X, Xt, y, w, parts, test, seed)
     probs = predict_proba(model, Xt)
     res = FoldResult(fold.test, fold.train, probs, test.y, test.speakers, score(probs, test.y, test.classes))
-    return res, (None if cfg.finetune else lever_head(cfg, model, n_classes, sc))
+    return res, (None if cfg.finetune or cfg.whisper else lever_head(cfg, model, n_classes, sc))
 
 
 def _finetune(cfg: HeadConfig, model: nn.Module, X: np.ndarray, Xt: np.ndarray, y: np.ndarray, w: np.ndarray,

@@ -197,18 +197,27 @@ def chunks(audio: np.ndarray) -> list[np.ndarray]:
 
 
 @torch.inference_mode()
+def pooled_layers(audio: np.ndarray, encoder: WhisperEncoder, layers: tuple[int, ...],
+                  pooling: str = "mean+sd") -> dict[int, np.ndarray]:
+    """``{layer: (512,) or (1024,)}``: each listed encoder state of a mono 16 kHz clip pooled
+    over all frames (see the module docstring for chunks and padding), from one encoder pass."""
+    if pooling not in ("mean", "mean+sd"):
+        raise ValueError(f"unknown pooling {pooling!r}; use mean or mean+sd")
+    if max(layers) > encoder.n_layers:
+        raise ValueError(f"the encoder runs {encoder.n_layers} layers, the stream needs layer {max(layers)}")
+    per_chunk = [encoder(torch.from_numpy(whisper_log_mel(c))[None]) for c in chunks(audio)]
+    out = {}
+    for k in layers:
+        frames = torch.cat([states[k][0] for states in per_chunk])
+        stats = [frames.mean(0)] + ([frames.std(0)] if pooling == "mean+sd" else [])
+        out[k] = torch.cat(stats).numpy().astype(np.float32)
+    return out
+
+
 def whisper_stream(
     audio: np.ndarray, config: WhisperStreamConfig = WhisperStreamConfig(),
     encoder: WhisperEncoder | None = None,
 ) -> np.ndarray:
     """The pooled Whisper stream of a mono 16 kHz clip: ``(config.dim,)`` float32."""
     encoder = encoder if encoder is not None else shared_encoder(config.layer)
-    if encoder.n_layers < config.layer:
-        raise ValueError(f"the encoder runs {encoder.n_layers} layers, the stream needs layer {config.layer}")
-    frames = torch.cat([
-        encoder(torch.from_numpy(whisper_log_mel(c))[None])[config.layer][0] for c in chunks(audio)
-    ])
-    mean = frames.mean(0)
-    if config.pooling == "mean":
-        return mean.numpy().astype(np.float32)
-    return torch.cat([mean, frames.std(0)]).numpy().astype(np.float32)
+    return pooled_layers(audio, encoder, (config.layer,), config.pooling)[config.layer]

@@ -94,6 +94,15 @@ def attach_prosody(cf, work_dir, progress: bool = False, prosody_set: str = "emo
         cf.prosody_variants[prosody_set] = q
 
 
+def attach_whisper(cf, work_dir, progress: bool = False) -> None:
+    """Set ``cf.whisper`` ``(U, 1024)``: the Whisper base stream of the work dir's files
+    (:func:`emolens.features.whisper_files.extract_whisper`), cached in its ``whisper/`` folder."""
+    from emolens.features.whisper_files import extract_whisper
+
+    cf.whisper = extract_whisper(WorkDir.open(work_dir).manifest.paths(), cache_dir=Path(work_dir) / "whisper",
+                                 progress=progress)
+
+
 def load_corpus_features(work_dirs, cfg: HeadConfig, progress: bool = False) -> dict:
     """``{corpus: CorpusFeatures}`` of prepared work dirs (an iterable of paths), with the
     prosody functionals attached when ``cfg`` fuses them (:func:`attach_prosody`)."""
