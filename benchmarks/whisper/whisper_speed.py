@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except WeightsError as e:
         print(f"emolens: error: {e}", file=sys.stderr)
         return 2
-    q8 = torch.ao.quantization.quantize_dynamic(enc, {torch.nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():  # torch 2.13 announces the quantized tensors' deprecation
+        warnings.simplefilter("ignore", UserWarning)
+        q8 = torch.ao.quantization.quantize_dynamic(enc, {torch.nn.Linear}, dtype=torch.qint8)
     cfg = WhisperStreamConfig(layer=args.layer)
     clips = [load_audio(f) for f in files]
     audio_s = sum(c.samples.size for c in clips) / 16000

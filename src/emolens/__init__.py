@@ -4,10 +4,11 @@ Public API (see README):
 
 * audio/features: :func:`load_audio`, :func:`mel_spectrogram`, :func:`log_mel`,
   :func:`frame_patches`, :class:`FrontEndConfig`, :class:`PatchConfig`,
-  :func:`prosody_features`, :data:`PROSODY_NAMES`
+  :func:`prosody_features`, :data:`PROSODY_NAMES`, :func:`whisper_log_mel`
 * corpora: :class:`Manifest`, :func:`build_manifest`, :func:`make_folds`
 * selection: :class:`GaussianDataSelector`, :class:`GDSConfig`
-* models: :class:`FusionNet`, :class:`VGGish`, :class:`YAMNet`, :func:`build_model`
+* models: :class:`FusionNet`, :class:`VGGish`, :class:`YAMNet`, :func:`build_model`,
+  :func:`whisper_stream`, :class:`WhisperStreamConfig` (``emolens[whisper]``)
 * training/inference: :class:`TrainConfig`, :class:`EmotionRecognizer`
 * explanations: :class:`RegionConfig`, :func:`make_regions`, :func:`region_attribution`,
   :func:`top_boxes`, :func:`region_sentence`
@@ -30,6 +31,9 @@ _LAZY = {
     "frame_patches": "emolens.features.patches",
     "prosody_features": "emolens.features.prosody",
     "PROSODY_NAMES": "emolens.features.prosody",
+    "whisper_log_mel": "emolens.features.whisper_mel",
+    "WhisperStreamConfig": "emolens.models.whisper",
+    "whisper_stream": "emolens.models.whisper",
     "Manifest": "emolens.corpora.manifest",
     "build_manifest": "emolens.corpora.parsers",
     "make_folds": "emolens.corpora.splits",
