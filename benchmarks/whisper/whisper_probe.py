@@ -32,7 +32,8 @@ def layer_block(layers: tuple[int, ...]) -> np.ndarray:
 
 def extract(work_root: Path, model: Path | None, out: Path) -> None:
     """``out/<work dir>.npy`` ``(U, 1024 * len(LAYERS))``: per utterance, mean and sd over frames of
-    each layer in :data:`LAYERS` (first 30 s, unpadded; clips under 0.2 s padded to it)."""
+    each layer in :data:`LAYERS` (:func:`emolens.models.whisper.pooled_layers`: the whole clip,
+    in chunks of at most 30 s; clips under 0.2 s padded to it), one encoder pass a file."""
     import torch
     from tqdm.auto import tqdm
 

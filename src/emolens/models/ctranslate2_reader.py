@@ -48,18 +48,19 @@ def read_ctranslate2(
     ``keep``: only tensors whose name starts with it are kept (``"encoder/"``).
     ``sha256``: the expected digest of the whole file; a mismatch raises ValueError."""
     digest = hashlib.sha256()
-    chunks = []
+    buf = bytearray(sum(Path(p).stat().st_size for p in parts))  # the parts read into one buffer, no copy
+    view, pos = memoryview(buf), 0
     for p in parts:
-        data = Path(p).read_bytes()
-        digest.update(data)
-        chunks.append(data)
-    buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        with open(p, "rb") as f:
+            n = f.readinto(view[pos:])
+        digest.update(view[pos:pos + n])
+        pos += n
     got = digest.hexdigest()
     if sha256 is not None and got != sha256:
         raise ValueError(f"{Path(parts[0]).name}: sha256 {got[:12]}... differs from the expected {sha256[:12]}... "
                          "(a different or damaged file)")
     try:
-        return _parse(memoryview(buf), keep, got)
+        return _parse(view, keep, got)
     except (struct.error, KeyError, UnicodeDecodeError, ValueError) as e:
         raise CTranslate2FormatError(f"{Path(parts[0]).name}: not a readable CTranslate2 model file ({e})") from None
 

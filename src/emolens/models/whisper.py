@@ -121,6 +121,9 @@ class WhisperEncoder(nn.Module):
             conv.weight.data, conv.bias.data = get(name + "/weight"), get(name + "/bias")
         self.register_buffer("positions", get("position_encodings/encodings"))
         self.blocks = nn.ModuleList(_Block(get, f"layer_{i}/", self.n_heads) for i in range(self.n_layers))
+        #: the encoder's closing layer norm (what Whisper's decoder reads after the last block; not
+        #: applied in ``forward``, whose states are the blocks' raw outputs)
+        self.final_norm = _layer_norm(get, "layer_norm/")
         self.requires_grad_(False)
         self.eval()
 
@@ -193,7 +196,7 @@ def chunks(audio: np.ndarray) -> list[np.ndarray]:
     if audio.size < MIN_SAMPLES:
         audio = np.pad(audio, (0, MIN_SAMPLES - audio.size))
     n = -(-audio.size // CHUNK_SAMPLES)
-    return [c for c in np.array_split(audio, n)]
+    return list(np.array_split(audio, n))
 
 
 @torch.inference_mode()
