@@ -98,7 +98,7 @@ def _save_stats_run(root: Path, classes=("angry", "happy", "neutral", "sad")) ->
     return save_model(root, model, cfg)
 
 
-def _save_prosody_run(root: Path, classes=("angry", "happy", "neutral", "sad")) -> Path:
+def _save_prosody_run(root: Path, classes=("angry", "happy", "neutral", "sad"), whisper: bool = False) -> Path:
     """As :func:`_save_stats_run`, with the prosody head (``pooling='mean+prosody'``):
     random weights, prosody statistics of a few synthetic signals, so the decision depends
     on the functionals as well as on the patches."""
@@ -114,8 +114,15 @@ def _save_prosody_run(root: Path, classes=("angry", "happy", "neutral", "sad")) 
     streams = ("yamnet_l5", "yamnet_mid")
     yam = _pretrained_yamnet()
     spec = {"dim": N_PROSODY, "weight": 2.0, "clip": 6.0, "features": prosody_cache_tag()}
+    wspec = None
+    if whisper:  # the Whisper model's head: the clip's Whisper base stream after the functionals
+        from emolens.features.whisper_files import whisper_cache_tag
+        from emolens.models.whisper import WhisperStreamConfig
+
+        wc = WhisperStreamConfig()
+        wspec = {"dim": wc.dim, "weight": 1.0, "layer": wc.layer, "pooling": wc.pooling, "features": whisper_cache_tag(wc)}
     model = FusionNet(len(classes), streams, yamnet=yam, hidden=0, dropout=0.0, pooling="mean+prosody",
-                      prosody=spec).eval()
+                      prosody=spec, whisper=wspec).eval()
     rng = np.random.default_rng(0)
     t = np.arange(16000) / 16000
     q = np.stack([prosody_features((0.2 * np.sin(2 * np.pi * f * t * (1 + 0.05 * t)) + 0.02 * rng.normal(size=t.size))
@@ -123,9 +130,13 @@ def _save_prosody_run(root: Path, classes=("angry", "happy", "neutral", "sad")) 
     with torch.no_grad():
         model.head.prosody_mean.copy_(torch.from_numpy(q.mean(0)))
         model.head.prosody_scale.copy_(torch.from_numpy(q.std(0) + 1e-3))
-    cfg = {"emolens_model": 1, "model": "yamnet-layers-prosody", "streams": list(streams), "classes": list(classes),
+        if whisper:  # the Whisper columns weigh like the rest, so that the stream moves the decision
+            model.head.classifier[1].weight[:, -1024:].mul_(8.0)
+    cfg = {"emolens_model": 1, "model": "yamnet-layers-prosody" + ("-whisper" if whisper else ""),
+           "streams": list(streams), "classes": list(classes),
            "frontend": {"name": "vggish16k"}, "patches": {"patch_frames": 96, "hop_frames": 48},
-           "head": {"hidden": 0, "layer_dim": 256, "dropout": 0.0, "pooling": "mean+prosody", "prosody": spec},
+           "head": {"hidden": 0, "layer_dim": 256, "dropout": 0.0, "pooling": "mean+prosody", "prosody": spec,
+                    **({"whisper": wspec} if whisper else {})},
            "gds": {"enabled": False}, "yamnet_pretrained": yam is not None, "vggish_pretrained": None}
     return save_model(root, model, cfg)
 
@@ -134,6 +145,12 @@ def _save_prosody_run(root: Path, classes=("angry", "happy", "neutral", "sad")) 
 def prosody_run(tmp_path_factory) -> Path:
     """Run directory of a tiny untrained 4-class model with the prosody head."""
     return _save_prosody_run(tmp_path_factory.mktemp("prosody-run"))
+
+
+@pytest.fixture(scope="session")
+def whisper_run(tmp_path_factory) -> Path:
+    """Run directory of a tiny untrained 4-class model with the prosody head and the Whisper stream."""
+    return _save_prosody_run(tmp_path_factory.mktemp("whisper-run"), whisper=True)
 
 
 @pytest.fixture(scope="session")

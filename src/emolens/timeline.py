@@ -182,11 +182,24 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
     probs, voting, feats = [], [], []
     llds = [] if rec.needs_prosody else None  # a prosody head: frame descriptors, block by block
     on_samples = None
+    pc, fe = rec.patch_config, rec.frontend
+    whisper = None  # a head with a Whisper stream: its encoder's sums per patch hop, block by block
+    if rec.whisper_spec:
+        from emolens.models.whisper import SegmentStats
+
+        if pc.hop_frames % 2 or pc.patch_frames % 2:
+            raise ValueError("the Whisper stream's windows need an even patch hop and length (10-ms frames)")
+        whisper = SegmentStats(rec.whisper_encoder(), rec.whisper_config.layer, pc.hop_frames // 2)
     if llds is not None:
         from emolens.features.prosody import ProsodyConfig, prosody_llds
 
-        pcfg = ProsodyConfig(sample_rate=rec.frontend.sample_rate)
-        on_samples = lambda x: llds.append(prosody_llds(x, pcfg))  # noqa: E731
+        pcfg = ProsodyConfig(sample_rate=fe.sample_rate)
+
+        def on_samples(x: np.ndarray) -> None:
+            llds.append(prosody_llds(x, pcfg))
+            if whisper is not None:  # the chunks overlap by a window less a hop: the encoder takes each sample once
+                n = (len(x) - fe.win_length) // fe.hop_length + 1 if len(x) >= fe.win_length else 0
+                whisper.add(x[: n * fe.hop_length] if n else x)
     if cfg.adapt:
         from emolens.adaptation.runtime import require_adapter, stream_features
 
@@ -216,10 +229,16 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
     if llds is not None:  # each patch row carries the functionals of its window of cfg.context patches
         from emolens.features.prosody import concat_llds, window_prosody
 
-        pc = rec.patch_config
         q = window_prosody(concat_llds(llds), len(outputs), pc.patch_frames, pc.hop_frames, cfg.context, pcfg)
+        if whisper is not None:  # and the Whisper stream of the same window (segments = patch hops)
+            from emolens.features.patches import window_bounds
+            from emolens.models.whisper import window_stats
+
+            lo, hi = window_bounds(len(outputs), cfg.context)
+            extra = -(-(pc.patch_frames - pc.hop_frames) // pc.hop_frames)  # segments a patch reaches past its hop
+            q = np.concatenate([q, window_stats(*whisper.finish(), lo, hi + extra, rec.whisper_config.pooling)], 1)
         if q_shift is not None:  # --adapt --neutral: the voice's functionals shifted as its streams
-            q = q - q_shift
+            q = q - rec.pad_shift(q_shift)
         outputs = np.concatenate([np.asarray(outputs, np.float32), q], axis=1)
     p = moving_average(rec.decision.windows(outputs, v, cfg.context), cfg.smooth)
     fs = rec.frontend.frame_seconds

@@ -72,7 +72,7 @@ def test_resolve_model(tiny_run, monkeypatch):
     assert resolve_model(tiny_run) == tiny_run
     import emolens.resources
 
-    monkeypatch.setattr(emolens.resources, "default_model_dir", lambda: None)
+    monkeypatch.setattr(emolens.resources, "default_model_dir", lambda name="default": None)
     with pytest.raises(Exception, match="no --model given and this emolens install has no default model"):
         resolve_model(None)
 

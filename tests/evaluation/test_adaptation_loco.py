@@ -51,3 +51,32 @@ def test_neutral_enrolment_helps_balanced_and_one_emotion_speakers() -> None:
     assert m["enrol"] - m["enrol_single"] > 0.2  # one neutral clip per speaker removes its offset
     assert m["one_enrol"] - m["one_enrol_single"] > 0.2  # ... and keeps a steady emotion (unlike the mean shift)
     assert m["one_mean"] - m["one_single"] < m["one_enrol"] - m["one_enrol_single"] - 0.15
+
+
+def test_a_whisper_head_adapts_on_its_whole_utterance_vector() -> None:
+    """The Whisper model's head (prosody functionals, then the Whisper stream) is measured
+    with both: the class signal placed in the Whisper stream alone is what every method
+    decides on, and ``--neutral`` shifts the functionals only."""
+    from dataclasses import replace
+
+    from emolens.features.prosody import N_PROSODY
+
+    rng = np.random.default_rng(2)
+    data = {}
+    for c in ("emodb", "ravdess", "nemo", "casia"):
+        cf = replace(_toy(c, rng), classes=["neutral", "sad"])
+        cf.feats["yamnet"][:, :8] = rng.normal(0, 1, (len(cf.utt), 8))  # no class signal in the patches
+        cf.prosody = rng.normal(0, 1, (cf.n_utt, N_PROSODY)).astype(np.float32)
+        w = rng.normal(0, 1, (cf.n_utt, 1024)).astype(np.float32)
+        w[:, :32] += 1.5 * (2 * cf.y - 1)[:, None]
+        cf.whisper = w
+        data[c] = cf
+    cfg = HeadConfig(streams=("yamnet",), hidden=0, dropout=0.0, epochs=20, batch_size=32, balance="corpus-class",
+                     train_on="utterance", decision="pooled", prosody=2.0, prosody_set="emolens", whisper=1.0)
+    m = adaptation_loco(cfg, data, seed=0, methods=("mean", "enrol"), draws=1)["mean"]
+    assert m["single"] > 0.85 and m["enrol"] > 0.85 and m["one_enrol"] > 0.85
+    data["nemo"].whisper = None
+    import pytest
+
+    with pytest.raises(ValueError, match="Whisper fusion needs the Whisper stream"):
+        adaptation_loco(cfg, data, seed=0, methods=("mean",), draws=1)

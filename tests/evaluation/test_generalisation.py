@@ -162,8 +162,13 @@ def test_a_row_fuses_the_prosody_set_it_names() -> None:
 def test_a_row_fuses_the_whisper_stream() -> None:
     """``whisper > 0`` appends the utterances' Whisper streams to the pooled row (scaled per
     ``whisper_norm``): the class signal there alone is learnt; without it, or with the
-    stream missing on a corpus, it is not or fails in one line; such a head does not ship yet."""
-    from emolens.evaluation.generalisation import LocoFold, run_fold, whisper_scaler
+    stream missing on a corpus, it is not or fails in one line."""
+    from emolens.evaluation.generalisation import (
+        LocoFold,
+        layer_norm,
+        run_fold,
+        whisper_scaler,
+    )
 
     rng = np.random.default_rng(5)
     data = {}
@@ -179,7 +184,7 @@ def test_a_row_fuses_the_whisper_stream() -> None:
     fold = LocoFold("nemo", ("emodb", "ravdess"))
     res, head = run_fold(base, data, fold, 0)
     assert res.metrics["uar"] > 0.85
-    assert head is None  # predict cannot compute the stream yet
+    assert head is None  # the Whisper stream ships riding with the prosody functionals only
     # z-scoring with the training corpora's statistics keeps the unseen corpus's offset: it costs
     z_res = run_fold(replace(base, whisper_norm="z"), data, fold, 0)[0]
     assert z_res.metrics["uar"] < res.metrics["uar"] - 0.1
@@ -189,8 +194,85 @@ def test_a_row_fuses_the_whisper_stream() -> None:
     np.testing.assert_allclose(row.std(1), 2.0, atol=1e-3)  # each utterance standardised, times the weight
     z = whisper_scaler(replace(base, whisper_norm="z"), data["emodb"].whisper)(data["nemo"].whisper)
     assert z.min() >= -6.0 and z.max() <= 6.0 and z[:, 20:].mean() < -2  # training statistics: nEMO's offset stays
-    with pytest.raises(ValueError, match="unknown whisper_norm 'pca'"):
+    r2 = whisper_scaler(replace(base, whisper_norm="row2"), data["emodb"].whisper)(data["nemo"].whisper)
+    assert r2.shape == (data["nemo"].n_utt, 1024)
+    for half in (r2[:, :512], r2[:, 512:]):  # the mean and the sd halves standardised each
+        np.testing.assert_allclose(half.mean(1), 0.0, atol=1e-5)
+        np.testing.assert_allclose(half.std(1), 1.0, atol=1e-3)
+    m = whisper_scaler(replace(base, whisper_norm="mean"), data["emodb"].whisper)(data["nemo"].whisper)
+    np.testing.assert_allclose(m, layer_norm(data["nemo"].whisper[:, :512]), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown whisper_norm .pca.; use row, row2, mean or z"):
         whisper_scaler(replace(base, whisper_norm="pca"), data["emodb"].whisper)
     data["ravdess"].whisper = None
     with pytest.raises(ValueError, match="Whisper fusion needs the Whisper stream on every corpus"):
         run_fold(base, data, fold, 0)
+
+
+def test_a_prosody_whisper_row_ships_a_head_that_decides_as_the_fold() -> None:
+    """The shippable Whisper row (prosody functionals, then the Whisper stream, per-row
+    standardised): its :func:`lever_head` records the stream's recipe, and the head's
+    decision (:class:`~emolens.models.decision.ProsodyPooling` on rows ``[z, q_p, q_w]``)
+    gives the fold's own test probabilities; z-scored Whisper columns do not ship."""
+    import torch
+
+    from emolens.evaluation.generalisation import LocoFold, layer_norm, run_fold
+    from emolens.features.prosody import N_PROSODY
+    from emolens.features.whisper_files import whisper_cache_tag
+    from emolens.models.decision import decision_for
+
+    rng = np.random.default_rng(9)
+    data = {}
+    for c in ("emodb", "ravdess", "nemo"):
+        cf = _toy(c, 0.0, rng)
+        cf.prosody = rng.normal(size=(cf.n_utt, N_PROSODY)).astype(np.float32) * 3 + 1
+        v = rng.normal(size=(cf.n_utt, 1024)).astype(np.float32)
+        v[:, :16] += 2 * (2 * cf.y - 1)[:, None]
+        cf.whisper = v
+        data[c] = cf
+    cfg = HeadConfig(streams=("yamnet",), hidden=0, dropout=0.0, epochs=30, balance="corpus-class", train_on="utterance",
+                     decision="pooled", prosody=2.0, prosody_set="emolens", whisper=1.5, batch_size=16)
+    fold = LocoFold("nemo", ("emodb", "ravdess"))
+    res, head = run_fold(cfg, data, fold, 0)
+    assert head is not None and head.whisper["features"] == whisper_cache_tag() and head.whisper["weight"] == 1.5
+    assert head.utterance_dim == N_PROSODY + 1024
+    d = decision_for({"head": {"pooling": "mean+prosody", "prosody": head.prosody, "whisper": head.whisper}},
+                     head_state=head.state_dict())
+    t = data["nemo"]
+    with torch.no_grad():
+        z = head.embed({"yamnet": torch.from_numpy(t.feats["yamnet"])}).numpy()
+    for u in (0, 7, 33):
+        rows = np.concatenate([z[t.utt == u], np.broadcast_to(np.concatenate([t.prosody[u], t.whisper[u]]),
+                                                              ((t.utt == u).sum(), N_PROSODY + 1024))], 1)
+        np.testing.assert_allclose(d.decide(rows, np.ones(len(rows), bool)).probs, res.probs[u], atol=1e-4)
+    scaled = d.scaled(np.concatenate([t.prosody[:3], t.whisper[:3]], 1))[:, N_PROSODY:]
+    np.testing.assert_allclose(scaled, 1.5 * layer_norm(t.whisper[:3]), atol=1e-5)
+    assert run_fold(replace(cfg, whisper_norm="z"), data, fold, 0)[1] is None
+
+
+def test_an_ensemble_row_is_one_linear_head_whose_logits_are_the_seeds_mean() -> None:
+    """``ensemble=3`` at seed 0 trains the row's linear head with seeds 0, 1 and 2 and averages
+    their weights into one head that ships: its weights are the mean of the three heads trained
+    one by one (so its logits are the mean of theirs), and it decides differently from seed 0."""
+    import torch
+
+    from emolens.evaluation.generalisation import LocoFold, average_linear, run_fold
+
+    rng = np.random.default_rng(3)
+    data = {c: _toy(c, s, rng) for c, s in (("emodb", 0.0), ("ravdess", 0.5), ("nemo", -0.5))}
+    base = HeadConfig(streams=("yamnet",), hidden=0, dropout=0.0, epochs=8, batch_size=16, balance="corpus-class",
+                      train_on="utterance", decision="pooled", pooling="mean+std")
+    fold = LocoFold("nemo", ("emodb", "ravdess"))
+    singles = [run_fold(base, data, fold, s) for s in range(3)]
+    three, head3 = run_fold(replace(base, ensemble=3), data, fold, 0)
+    assert head3 is not None and three.metrics["uar"] > 0.8
+    for name in ("weight", "bias"):
+        want = torch.stack([getattr(h.classifier[1], name) for _, h in singles]).mean(0)
+        np.testing.assert_allclose(getattr(head3.classifier[1], name).detach().numpy(), want.detach().numpy(), atol=1e-6)
+    assert not np.allclose(singles[0][0].probs, three.probs, atol=1e-4)
+    assert replace(base, ensemble=3).key() != base.key() and "ensemble" not in base.to_dict()  # old cache keys hold
+    lins = [torch.nn.Linear(5, 3) for _ in range(3)]
+    x = torch.randn(7, 5)
+    want = torch.stack([m(x) for m in lins]).mean(0).detach()
+    np.testing.assert_allclose(average_linear(lins[0], lins[1:])(x).detach().numpy(), want.numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="ensemble averages linear heads"):
+        run_fold(replace(base, ensemble=2, hidden=8, pooling="mean"), data, fold, 0)

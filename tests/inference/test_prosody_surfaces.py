@@ -7,20 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from emolens.features.prosody import N_PROSODY, prosody_features
 from emolens.inference import EmotionRecognizer
-
-
-def _wav(path, seconds: float = 3.0, f0: float = 200.0, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(16000 * seconds)) / 16000
-    x = 0.3 * np.sin(2 * np.pi * f0 * t * (1 + 0.1 * t)) * (1 + 0.8 * np.sin(2 * np.pi * 2.5 * t)) \
-        + 0.03 * rng.normal(size=t.size)
-    sf.write(path, x.astype(np.float32), 16000, subtype="FLOAT")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -28,21 +18,19 @@ def rec(prosody_run):
     return EmotionRecognizer.from_dir(prosody_run, backend="torch")
 
 
-def _by_hand(rec, a) -> np.ndarray:
+def _by_hand(rec, a, mu) -> np.ndarray:
     """``softmax(W [mean z, s(q)] + b)`` from the torch head, the clip's q computed here."""
     head = rec.model.head
     with torch.no_grad():
-        z = head.embed(rec.model.extract(torch.from_numpy(a.patches)[:, None]))
-        mu = z[torch.from_numpy(a.voting)].mean(0) if a.voting.any() else z.mean(0)
         q = torch.from_numpy(prosody_features(a.clip.samples))
         return torch.softmax(head.classifier(torch.cat([mu, head.scale_prosody(q)])), 0).numpy()
 
 
-def test_predict_decides_on_mean_embedding_and_the_clips_prosody(rec, tmp_path) -> None:
-    a = rec.analyze(_wav(tmp_path / "a.wav", 2.5, 180.0))
-    np.testing.assert_allclose(a.probs, _by_hand(rec, a), atol=1e-5)
+def test_predict_decides_on_mean_embedding_and_the_clips_prosody(rec, tmp_path, write_voice, voting_mean_embedding) -> None:
+    a = rec.analyze(write_voice(tmp_path / "a.wav", 2.5, 180.0))
+    np.testing.assert_allclose(a.probs, _by_hand(rec, a, voting_mean_embedding(rec, a)), atol=1e-5)
     assert len(a.context) == 2 and a.context[0].shape == (N_PROSODY,)
-    b = rec.analyze(_wav(tmp_path / "b.wav", 2.5, 360.0))  # another voice: other functionals, other decision
+    b = rec.analyze(write_voice(tmp_path / "b.wav", 2.5, 360.0))  # another voice: other functionals, other decision
     assert np.abs(b.context[0] - a.context[0]).max() > 0.5 and not np.allclose(a.probs, b.probs, atol=1e-3)
     # the same patches with another clip's prosody decide differently: q enters the decision
     z, _ = rec.patch_outputs(a.patches)
@@ -50,10 +38,10 @@ def test_predict_decides_on_mean_embedding_and_the_clips_prosody(rec, tmp_path) 
     assert np.abs(other - a.probs).max() > 1e-3
 
 
-def test_patch_shares_explanations_and_prosody_lines(rec, tmp_path) -> None:
+def test_patch_shares_explanations_and_prosody_lines(rec, tmp_path, write_voice) -> None:
     from emolens.explain.pipeline import explain, explain_maps
 
-    a = rec.analyze(_wav(tmp_path / "c.wav", 2.5, 240.0, 2))
+    a = rec.analyze(write_voice(tmp_path / "c.wav", 2.5, 240.0, 2))
     with torch.no_grad(), rec.model.head.use_context(*a.context):
         shares = torch.softmax(rec.model(torch.from_numpy(a.patches)[:, None]), 1).numpy()
     np.testing.assert_allclose(shares, a.patch_probs, atol=1e-4)
@@ -77,11 +65,10 @@ def test_patch_shares_explanations_and_prosody_lines(rec, tmp_path) -> None:
                                a.probs, atol=1e-5)  # uncalibrated model: score_fn is the decision
 
 
-def test_region_score_and_predictors_are_the_decision(rec, tmp_path) -> None:
-    from emolens.explain.faithfulness import utterance_predictor
+def test_region_score_and_predictors_are_the_decision(rec, tmp_path, write_voice) -> None:
     from emolens.explain.region_attribution import UtteranceScore, decision_predictor
 
-    a = rec.analyze(_wav(tmp_path / "d.wav", 2.5, 260.0, 1))
+    a = rec.analyze(write_voice(tmp_path / "d.wav", 2.5, 260.0, 1))
     lm = a.log_mel.astype(np.float32)
     with rec.model.head.use_context(*a.context):
         f = UtteranceScore(rec.model, lm.shape[0], a.voting, score="prob")
@@ -102,10 +89,10 @@ def test_region_score_and_predictors_are_the_decision(rec, tmp_path) -> None:
         rec.voting_and_context(np.exp(a.log_mel) - 0.01)  # a prosody head needs the waveform
 
 
-def test_timeline_windows_are_clip_decisions(rec, tmp_path) -> None:
+def test_timeline_windows_are_clip_decisions(rec, tmp_path, write_voice) -> None:
     from emolens.timeline import TimelineConfig, compute_timeline
 
-    p = _wav(tmp_path / "e.wav", 3.0)
+    p = write_voice(tmp_path / "e.wav", 3.0)
     a = rec.analyze(p)
     tl = compute_timeline(rec, p, TimelineConfig(context=1000))  # every window is the whole clip
     np.testing.assert_allclose(tl.patch_probs, np.broadcast_to(a.probs, tl.patch_probs.shape), atol=1e-4)
@@ -113,11 +100,11 @@ def test_timeline_windows_are_clip_decisions(rec, tmp_path) -> None:
     assert not np.allclose(short.patch_probs, tl.patch_probs, atol=1e-3)
 
 
-def test_adapt_onnx_and_ray_rows_decide_as_predict(rec, prosody_run, tmp_path) -> None:
+def test_adapt_onnx_and_ray_rows_decide_as_predict(rec, prosody_run, tmp_path, write_voice) -> None:
     from emolens.adaptation.runtime import head_outputs, stream_features
     from emolens.distributed.ray_batch import ModelSpec, RayBatchConfig, file_record
 
-    a = rec.analyze(_wav(tmp_path / "f.wav", 2.0, 220.0, 3))
+    a = rec.analyze(write_voice(tmp_path / "f.wav", 2.0, 220.0, 3))
     feats, audioset = stream_features(rec, a.patches)
     z, _ = rec.patch_outputs(a.patches)
     np.testing.assert_allclose(head_outputs(rec, feats), z, atol=1e-5)
@@ -132,18 +119,24 @@ def test_adapt_onnx_and_ray_rows_decide_as_predict(rec, prosody_run, tmp_path) -
     np.testing.assert_allclose(b.probs, a.probs, atol=1e-4)
 
 
-def test_ray_decode_and_classifier_rows_equal_predict_and_timeline(prosody_run, tmp_path) -> None:
+def test_ray_decode_and_classifier_rows_equal_predict_and_timeline(prosody_run, tmp_path, write_voice) -> None:
     """The Ray engine's two stages run here in-process (no cluster): the decoding task
     computes the clip's functionals (and, for a long recording, its windows'), the model
     actor appends them; results equal ``predict`` and ``timeline``."""
     pa = pytest.importorskip("pyarrow")
     pytest.importorskip("onnxruntime")
-    from emolens.distributed.ray_batch import Classifier, RayBatchConfig, decode_rows, file_id, model_spec
+    from emolens.distributed.ray_batch import (
+        Classifier,
+        RayBatchConfig,
+        decode_rows,
+        file_id,
+        model_spec,
+    )
     from emolens.timeline import TimelineConfig, compute_timeline
 
     rec = EmotionRecognizer.from_dir(prosody_run, backend="onnx")
     spec, onnx = model_spec(rec)
-    short, long = _wav(tmp_path / "s.wav", 2.0, 200.0, 4), _wav(tmp_path / "l.wav", 9.0, 150.0, 5)
+    short, long = write_voice(tmp_path / "s.wav", 2.0, 200.0, 4), write_voice(tmp_path / "l.wav", 9.0, 150.0, 5)
     for stream_over in (600.0, 5.0):  # whole-file decoding, and the long one in blocks
         cfg = RayBatchConfig(segments_over=6.0, stream_over=stream_over, block_seconds=4.0)
         rows = [{"id": file_id(p)[0], **file_id(p)[1]} for p in (short, long)]
@@ -160,11 +153,11 @@ def test_ray_decode_and_classifier_rows_equal_predict_and_timeline(prosody_run, 
                                    [list(s["probabilities"].values()) for s in want], atol=1e-4)
 
 
-def test_report_lists_the_prosody_lines(rec, tmp_path) -> None:
+def test_report_lists_the_prosody_lines(rec, tmp_path, write_voice) -> None:
     from emolens.explain.pipeline import explain
     from emolens.report.html import _sentence
 
-    ex = explain(rec, rec.analyze(_wav(tmp_path / "r.wav", 2.0, 230.0, 6)), methods=("gxi",), progress=False,
+    ex = explain(rec, rec.analyze(write_voice(tmp_path / "r.wav", 2.0, 230.0, 6)), methods=("gxi",), progress=False,
                  with_faithfulness=False)
     html = _sentence(ex.sentence, ex.prosody)
     assert html.count("<li>") == len(ex.prosody) >= 1 and "Prosody" in html and "training average" in html

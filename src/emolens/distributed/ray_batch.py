@@ -676,6 +676,8 @@ def cmd_predict_ray(args) -> int:  # noqa: ANN001 - argparse namespace of `emole
                          segments_over=args.segments_over, format=args.format, address=args.address,
                          progress=not args.quiet)
     rec = EmotionRecognizer.from_dir(resolve_model(args.model), backend="onnx", threads=1)
+    if rec.whisper_spec:  # its decoding tasks compute the functionals, not the Whisper encoder's stream
+        raise EmolensError("--engine ray does not run models with a Whisper stream yet: use --engine local with this model")
     s = run_ray_batch(rec, args.inputs, args.out, cfg)
     if args.json:
         print(json.dumps(s.as_dict()))

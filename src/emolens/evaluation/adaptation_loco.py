@@ -40,6 +40,7 @@ from emolens.evaluation.generalisation import (
     loco_folds,
     run_fold,
     utterance_decisions,
+    utterance_vector,
 )
 from emolens.evaluation.metrics import classification_report_dict
 
@@ -78,7 +79,7 @@ def prior_aware_probs(head, means: dict[str, np.ndarray], cf: CorpusFeatures, st
     _, spk_utt = np.unique(np.asarray(cf.speakers).astype(str), return_inverse=True)
     groups = spk_utt[cf.utt]
     base = {s: cf.feats[s] for s in streams}
-    probs = utterance_decisions(head, base, cf.utt, cf.speech, cf.n_utt, cf.prosody)
+    probs = utterance_decisions(head, base, cf.utt, cf.speech, cf.n_utt, utterance_vector(head, cf))
     for _ in range(iterations):
         feats = {s: base[s].copy() for s in streams}
         for g in range(spk_utt.max() + 1):
@@ -90,7 +91,7 @@ def prior_aware_probs(head, means: dict[str, np.ndarray], cf: CorpusFeatures, st
             mix = probs[um].mean(0)
             for s in streams:
                 feats[s][pm] = base[s][pm] - w * (base[s][pm & voting].mean(0) - mix @ means[s])
-        probs = utterance_decisions(head, feats, cf.utt, cf.speech, cf.n_utt, cf.prosody)
+        probs = utterance_decisions(head, feats, cf.utt, cf.speech, cf.n_utt, utterance_vector(head, cf))
     return probs
 
 
@@ -103,7 +104,8 @@ def _subset(cf: CorpusFeatures, keep_utt: np.ndarray) -> CorpusFeatures:
     return replace(cf, feats={k: v[m] for k, v in cf.feats.items()}, utt=new[cf.utt[m]], speech=cf.speech[m],
                    y=cf.y[keep_utt], speakers=cf.speakers[keep_utt], paths=cf.paths[keep_utt],
                    egemaps=None if cf.egemaps is None else cf.egemaps[keep_utt],
-                   prosody=None if cf.prosody is None else cf.prosody[keep_utt])
+                   prosody=None if cf.prosody is None else cf.prosody[keep_utt],
+                   whisper=None if cf.whisper is None else cf.whisper[keep_utt])
 
 
 def adapted_probs(head, adapter, cf: CorpusFeatures, streams: Sequence[str], method: str | None = None) -> np.ndarray:
@@ -119,7 +121,7 @@ def adapted_probs(head, adapter, cf: CorpusFeatures, streams: Sequence[str], met
     clips = np.bincount(spk_utt, minlength=len(spk_ids))
     ok = np.array([adapt_rule(int(n), float(s), adapter.config) is None for n, s in zip(clips, seconds)])
     feats = adapter.apply({s: cf.feats[s] for s in streams}, groups, voting, seconds, ok, method=method)
-    return utterance_decisions(head, feats, cf.utt, cf.speech, cf.n_utt, cf.prosody)
+    return utterance_decisions(head, feats, cf.utt, cf.speech, cf.n_utt, utterance_vector(head, cf))
 
 
 def enrolled_probs(head, adapter, cf: CorpusFeatures, streams: Sequence[str], enrol: dict[str, np.ndarray],
@@ -142,13 +144,16 @@ def enrolled_probs(head, adapter, cf: CorpusFeatures, streams: Sequence[str], en
                                     seconds, reference)
     off = {s: np.vstack([o, np.zeros((1, o.shape[1]), np.float32)]) for s, o in off.items()}  # row -1: not enrolled
     feats = adapter.subtract({s: cf.feats[s] for s in streams}, np.where(groups < 0, len(names), groups), off)
-    q = cf.prosody
+    q = utterance_vector(head, cf)
     if q is not None and getattr(head, "pooling", "mean") == "mean+prosody" and adapter.prosody_means is not None:
-        # a prosody head: the voice's functionals shifted by its enrolment clips' too (as predict --neutral)
+        # a prosody head: the voice's functionals shifted by its enrolment clips' too (as predict --neutral;
+        # a Whisper stream after them is not shifted)
         eu = np.concatenate([np.asarray(enrol[n]) for n in names]) if names else np.zeros(0, int)
         eg = np.concatenate([np.full(len(enrol[n]), i) for i, n in enumerate(names)]) if names else np.zeros(0, int)
         qoff = adapter.prosody_offsets(cf.prosody[eu], eg, seconds, reference)
-        q = cf.prosody - np.vstack([qoff, np.zeros((1, qoff.shape[1]), np.float32)])[np.where(g_utt < 0, len(names), g_utt)]
+        P = cf.prosody.shape[1]
+        q = q.copy()
+        q[:, :P] -= np.vstack([qoff, np.zeros((1, qoff.shape[1]), np.float32)])[np.where(g_utt < 0, len(names), g_utt)]
     return utterance_decisions(head, feats, cf.utt, cf.speech, cf.n_utt, q)
 
 
@@ -157,7 +162,8 @@ def _enrol_rows(head, adapter, te: CorpusFeatures, streams: Sequence[str], rng, 
     """The ``enrol`` keys of :func:`adaptation_loco` for one test corpus (module doc)."""
     ref = te.classes.index(adapter.config.reference)
     spk = np.asarray(te.speakers).astype(str)
-    single = utterance_decisions(head, {s: te.feats[s] for s in streams}, te.utt, te.speech, te.n_utt, te.prosody)
+    single = utterance_decisions(head, {s: te.feats[s] for s in streams}, te.utt, te.speech, te.n_utt,
+                                  utterance_vector(head, te))
     out = {k: [] for k in ("enrol_single", "enrol", "one_enrol_single", "one_enrol")}
     for _ in range(draws):
         enrol = {}
@@ -207,7 +213,8 @@ def adaptation_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], *, seed: i
                 return prior_aware_probs(head, means, cf, cfg.streams, adapter.config, prior_iterations)
             return adapted_probs(head, adapter, cf, cfg.streams, m)
 
-        single = utterance_decisions(head, {s: te.feats[s] for s in cfg.streams}, te.utt, te.speech, te.n_utt, te.prosody)
+        single = utterance_decisions(head, {s: te.feats[s] for s in cfg.streams}, te.utt, te.speech, te.n_utt,
+                                      utterance_vector(head, te))
         row = {"single": _uar(single, te.y, te.classes)}
         unlabelled = [m for m in methods if m != "enrol"]
         for m in unlabelled:

@@ -295,15 +295,21 @@ class HeadConfig:
     #: weight of the Whisper base stream fused early (0 = off; needs ``CorpusFeatures.whisper``)
     whisper: float = 0.0
     #: how the Whisper stream is scaled before the weight: ``row`` (each utterance's vector
-    #: standardised over its features, like the YAMNet streams) or ``z`` (each feature
-    #: z-scored with the training rows' statistics and clipped at 6, like the prosody stream)
+    #: standardised over its features, like the YAMNet streams), ``row2`` (its mean and its sd
+    #: halves standardised each), ``mean`` (the mean half alone, standardised) or ``z`` (each
+    #: feature z-scored with the training rows' statistics and clipped at 6, like the prosody stream)
     whisper_norm: str = "row"
+    #: linear heads trained with as many seeds and averaged into one (their weights and biases:
+    #: for a linear head exactly the average of their logits, so it costs nothing at predict);
+    #: 1 = one head. Seeds ``seed``, then ``1000 * seed + i`` for i = 1 .. ensemble - 1.
+    ensemble: int = 1
 
     @property
     def utterance_levers(self) -> bool:
         """True when a lever needs the utterance-decision path."""
         return (self.decision == "pooled" or self.pooling != "mean" or self.prosody > 0 or self.nap > 0 or self.adversarial > 0
-                or bool(self.augment) or self.frontend != "none" or self.finetune > 0 or self.whisper > 0)
+                or bool(self.augment) or self.frontend != "none" or self.finetune > 0 or self.whisper > 0
+                or self.ensemble > 1)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -320,7 +326,7 @@ class HeadConfig:
 #: fields added with the utterance-decision levers, and their defaults (left out of ``to_dict`` at default)
 _LEVER_DEFAULTS = {f.name: f.default for f in fields(HeadConfig)
                    if f.name in ("decision", "pooling", "prosody", "prosody_set", "nap", "adversarial", "augment", "frontend",
-                                 "finetune", "finetune_epochs", "finetune_lr", "whisper", "whisper_norm")}
+                                 "finetune", "finetune_epochs", "finetune_lr", "whisper", "whisper_norm", "ensemble")}
 
 
 def _weights(cfg: HeadConfig, y: np.ndarray, corpus: np.ndarray, utt_key: np.ndarray, n_classes: int) -> np.ndarray:
@@ -462,12 +468,23 @@ def patch_probs(head: FusionHead, feats: dict[str, np.ndarray], batch: int = 409
 
 
 @torch.no_grad()
+def utterance_vector(head: FusionHead, cf: CorpusFeatures) -> np.ndarray | None:
+    """The utterance vectors ``q (U, P [+ W])`` a prosody head reads on corpus ``cf``: its raw
+    functionals, followed by its Whisper streams when the head has that stream."""
+    if not getattr(head, "whisper_dim", 0):
+        return cf.prosody
+    if cf.prosody is None or cf.whisper is None:
+        raise ValueError(f"a head with a Whisper stream decides on {cf.name}'s prosody functionals and Whisper streams: load both")
+    return np.concatenate([cf.prosody, cf.whisper], 1)
+
+
 def utterance_decisions(head: FusionHead, feats: dict[str, np.ndarray], utt: np.ndarray, speech: np.ndarray,
                         n_utt: int, prosody: np.ndarray | None = None) -> np.ndarray:
     """``(U, C)`` utterance probabilities of ``head`` on patch features, decided as
     ``emolens predict`` decides over each utterance's speech patches (all of them when
     none is speech): the vote (:func:`vote`), statistics pooling's ``W [mu, sigma] + b``
-    or the prosody head's ``W [mu, s(q)] + b`` (``prosody``: ``(U, P)`` raw functionals)."""
+    or the prosody head's ``W [mu, s(q)] + b`` (``prosody``: ``(U, P [+ W])`` raw utterance
+    vectors, :func:`utterance_vector`)."""
     if head.pooling == "mean":
         return vote(patch_probs(head, feats), utt, speech, n_utt)
     from emolens.evaluation.utterance_levers import pool_streams  # the rows the lever path trains on
@@ -617,10 +634,21 @@ def lever_head(cfg: HeadConfig, model: nn.Module, n_classes: int, prosody_scaler
     it, else None: a linear classifier on the statistics-pooled streams
     (``pooling='mean+std'``), or on the mean-pooled streams and emolens's prosody
     functionals (``prosody > 0``, ``prosody_set='emolens'``: ``pooling='mean+prosody'``,
-    with ``prosody_scaler``'s training statistics); no NAP, hidden layer, augmentation or
-    front end."""
-    if cfg.nap or cfg.hidden or cfg.augment or cfg.frontend != "none":
+    with ``prosody_scaler``'s training statistics), and then the Whisper stream
+    (``whisper > 0`` with ``whisper_norm='row'``: the head's ``whisper`` spec); no NAP,
+    hidden layer, augmentation, front end or fine-tuning."""
+    if cfg.nap or cfg.hidden or cfg.augment or cfg.frontend != "none" or cfg.finetune:
         return None
+    whisper = None
+    if cfg.whisper > 0:
+        if cfg.whisper_norm != "row" or cfg.prosody <= 0:
+            return None
+        from emolens.features.whisper_files import whisper_cache_tag
+        from emolens.models.whisper import WhisperStreamConfig
+
+        wc = WhisperStreamConfig()
+        whisper = {"dim": wc.dim, "weight": float(cfg.whisper), "layer": wc.layer, "pooling": wc.pooling,
+                   "features": whisper_cache_tag(wc)}
     if cfg.prosody > 0:
         if cfg.prosody_set not in PROSODY_SETS or cfg.pooling != "mean" or prosody_scaler is None:
             return None
@@ -629,10 +657,11 @@ def lever_head(cfg: HeadConfig, model: nn.Module, n_classes: int, prosody_scaler
 
         spec = {"dim": N_PROSODY, "weight": float(prosody_scaler.weight), "clip": float(prosody_scaler.clip),
                 "features": prosody_cache_tag(PROSODY_SETS[cfg.prosody_set])}
-        head = FusionHead(cfg.streams, n_classes, hidden=0, dropout=0.0, pooling="mean+prosody", prosody=spec)
+        head = FusionHead(cfg.streams, n_classes, hidden=0, dropout=0.0, pooling="mean+prosody", prosody=spec,
+                          whisper=whisper)
         head.prosody_mean.copy_(torch.as_tensor(prosody_scaler.mean_, dtype=torch.float32))
         head.prosody_scale.copy_(torch.as_tensor(prosody_scaler.scale_, dtype=torch.float32))
-        width = head.width + N_PROSODY
+        width = head.width + head.utterance_dim
     elif cfg.pooling == "mean+std":
         head = FusionHead(cfg.streams, n_classes, hidden=0, dropout=0.0, pooling="mean+std")
         width = 2 * head.width
@@ -668,11 +697,17 @@ def whisper_scaler(cfg: HeadConfig, train: np.ndarray) -> Callable[[np.ndarray],
     times ``cfg.whisper``), fitted on the training rows ``train`` where it has statistics."""
     if cfg.whisper_norm == "row":
         return lambda v: (cfg.whisper * layer_norm(v)).astype(np.float32)
+    if cfg.whisper_norm in ("row2", "mean"):
+        half = lambda v: v.shape[1] // 2  # noqa: E731 - the mean+sd stream: [mean (D), sd (D)]
+        if cfg.whisper_norm == "mean":
+            return lambda v: (cfg.whisper * layer_norm(v[:, : half(v)])).astype(np.float32)
+        return lambda v: (cfg.whisper * np.concatenate([layer_norm(v[:, : half(v)]), layer_norm(v[:, half(v):])], 1)
+                          ).astype(np.float32)
     if cfg.whisper_norm == "z":
         from emolens.evaluation.utterance_levers import ProsodyScaler
 
         return ProsodyScaler(weight=cfg.whisper).fit(train).transform
-    raise ValueError(f"unknown whisper_norm {cfg.whisper_norm!r}; use row or z")
+    raise ValueError(f"unknown whisper_norm {cfg.whisper_norm!r}; use row, row2, mean or z")
 
 
 def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: LocoFold, seed: int
@@ -719,14 +754,31 @@ def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: Loc
         wt = whisper_scaler(cfg, np.concatenate(V))
         X, Xt = np.concatenate([X, wt(np.concatenate(V))], 1), np.concatenate([Xt, wt(test.whisper)], 1)
     w = _weights(cfg, y, corpus, np.arange(len(y)).astype(str), n_classes)
-    model = fit_classifier(X, y, w, n_classes, hidden=cfg.hidden, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                           lr=cfg.lr, weight_decay=cfg.weight_decay, mixup=cfg.mixup, corpus=corpus,
-                           adversarial=cfg.adversarial, seed=seed)
+
+    def fit(s: int) -> nn.Module:
+        return fit_classifier(X, y, w, n_classes, hidden=cfg.hidden, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                              lr=cfg.lr, weight_decay=cfg.weight_decay, mixup=cfg.mixup, corpus=corpus,
+                              adversarial=cfg.adversarial, seed=s)
+
+    model = fit(seed)
+    if cfg.ensemble > 1:
+        if cfg.hidden or cfg.adversarial or cfg.finetune:
+            raise ValueError("ensemble averages linear heads: it needs hidden=0, no adversarial branch and no finetune")
+        average_linear(model[-1], [fit(1000 * seed + i)[-1] for i in range(1, cfg.ensemble)])
     if cfg.finetune:
         Xt = _finetune(cfg, model, X, Xt, y, w, parts, test, seed)
     probs = predict_proba(model, Xt)
     res = FoldResult(fold.test, fold.train, probs, test.y, test.speakers, score(probs, test.y, test.classes))
-    return res, (None if cfg.finetune or cfg.whisper else lever_head(cfg, model, n_classes, sc))
+    return res, lever_head(cfg, model, n_classes, sc)
+
+
+def average_linear(first: nn.Linear, others: Sequence[nn.Linear]) -> nn.Linear:
+    """``first`` (in place) made the mean of itself and ``others`` (weights and biases): for
+    linear heads on the same inputs, the logits are then the mean of theirs."""
+    with torch.no_grad():
+        for name in ("weight", "bias"):
+            getattr(first, name).copy_(torch.stack([getattr(m, name) for m in (first, *others)]).mean(0))
+    return first
 
 
 def _finetune(cfg: HeadConfig, model: nn.Module, X: np.ndarray, Xt: np.ndarray, y: np.ndarray, w: np.ndarray,
@@ -854,6 +906,7 @@ __all__ = [
     "summarise",
     "train_head",
     "utterance_decisions",
+    "utterance_vector",
     "variant_features",
     "vote",
 ]

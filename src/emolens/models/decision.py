@@ -17,7 +17,9 @@ and how an utterance is decided from its voting patches depends on the head's po
   followed by the clip's raw prosody functionals (the recognizer appends them,
   :meth:`emolens.inference.EmotionRecognizer.with_prosody`; a long recording's rows each
   carry their window's functionals); ``logits = W [mean(z), s(q)] + b`` and a patch's
-  share ``c_i = W [z_i, s(q)] + b``.
+  share ``c_i = W [z_i, s(q)] + b``. A head with a Whisper stream (model.json ``head.whisper``)
+  reads ``q = [q_p, q_w]``: the functionals, then the clip's pooled Whisper encoder state,
+  scaled ``[s(q_p), w_weight * ln(q_w)]`` (``ln``: per-row standardisation, eps 1e-5).
 
 All share one interface: ``decide(outputs, voting) -> Decided`` and
 ``patch_probs(outputs, context)``; :func:`decision_for` builds the one of a model.
@@ -146,7 +148,8 @@ class StatisticsPooling:
 @dataclass
 class ProsodyPooling:
     """``logits = weight @ [mu, s(q)] + bias``, ``s(q) = pweight * clip((q - mean) / scale, +-clip)``;
-    ``weight (C, D + P)``, ``bias (C,)``, ``mean, scale (P,)``."""
+    ``weight (C, D + P + W)``, ``bias (C,)``, ``mean, scale (P,)``; ``n_whisper = W`` columns of a
+    Whisper stream after the functionals (0: none), scaled ``wweight * ln(q_w)``."""
 
     weight: np.ndarray
     bias: np.ndarray
@@ -154,27 +157,41 @@ class ProsodyPooling:
     scale: np.ndarray
     pweight: float = 2.0
     clip: float = 6.0
+    n_whisper: int = 0
+    wweight: float = 1.0
     pooling = "mean+prosody"
 
     @property
     def n_prosody(self) -> int:
+        """Columns of the prosody functionals in ``q``."""
         return len(self.mean)
 
     @property
+    def n_utterance(self) -> int:
+        """Columns of the clip's utterance vector ``q``: functionals, then the Whisper stream."""
+        return self.n_prosody + self.n_whisper
+
+    @property
     def width(self) -> int:
-        """Columns of the embedding part of a row (the rows have ``width + n_prosody``)."""
-        return self.weight.shape[1] - self.n_prosody
+        """Columns of the embedding part of a row (the rows have ``width + n_utterance``)."""
+        return self.weight.shape[1] - self.n_utterance
 
     def scaled(self, q: np.ndarray) -> np.ndarray:
-        """``s(q)`` of raw functionals ``q (..., P)``, float64."""
-        zq = (np.asarray(q, np.float64) - self.mean) / self.scale
-        return self.pweight * np.clip(zq, -self.clip, self.clip)
+        """``s(q)`` of a raw utterance vector ``q (..., P + W)``, float64."""
+        q = np.asarray(q, np.float64)
+        zq = self.pweight * np.clip((q[..., : self.n_prosody] - self.mean) / self.scale, -self.clip, self.clip)
+        if not self.n_whisper:
+            return zq
+        w = q[..., self.n_prosody :]
+        mu = w.mean(-1, keepdims=True)
+        ln = (w - mu) / np.sqrt(((w - mu) ** 2).mean(-1, keepdims=True) + 1e-5)
+        return np.concatenate([zq, self.wweight * ln], -1)
 
     def _split(self, outputs: np.ndarray, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
         """``(z, q)`` of rows ``[z, q]``, or a one-line error saying what the rows lack."""
         o = np.asarray(outputs, dtype)
-        if o.ndim != 2 or o.shape[1] != self.width + self.n_prosody:
-            raise ValueError(f"prosody pooling reads rows [z ({self.width}), q ({self.n_prosody})], got {o.shape}")
+        if o.ndim != 2 or o.shape[1] != self.width + self.n_utterance:
+            raise ValueError(f"prosody pooling reads rows [z ({self.width}), q ({self.n_utterance})], got {o.shape}")
         return o[:, : self.width], o[:, self.width :]
 
     def logits(self, mu: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -255,8 +272,9 @@ def decision_for(config: dict, run_dir: str | Path | None = None, head_state: di
         arrs = [st["head." + k].astype(np.float32) for k in keys]
     if pooling == "mean+std":
         return StatisticsPooling(*arrs)
-    p = head.get("prosody") or {}
-    return ProsodyPooling(*arrs, pweight=float(p.get("weight", 2.0)), clip=float(p.get("clip", 6.0)))
+    p, w = head.get("prosody") or {}, head.get("whisper") or {}
+    return ProsodyPooling(*arrs, pweight=float(p.get("weight", 2.0)), clip=float(p.get("clip", 6.0)),
+                          n_whisper=int(w.get("dim", 0)), wweight=float(w.get("weight", 1.0)))
 
 
 __all__ = ["Decided", "Decision", "PatchVote", "ProsodyPooling", "StatisticsPooling", "window_bounds", "decision_for", "softmax", "SIGMA_FLOOR"]

@@ -50,6 +50,12 @@ Decision (``pooling``, the head's last choice; :mod:`emolens.models.decision`):
   utterance logits); its context is the clip's raw ``q`` (:meth:`FusionHead.use_context`),
   so spectrogram explanations hold the prosody fixed and ``explain`` adds prosody lines
   (:mod:`emolens.explain.prosody`).
+* ``mean+prosody`` with a Whisper stream (``whisper={...}``, the ``whisper`` model,
+  ``emolens[whisper]``): the clip's utterance vector ``q`` is the prosody functionals
+  followed by the pooled Whisper base encoder state (:mod:`emolens.models.whisper`,
+  ``(1024,)``), which the head standardises per row (layer norm without affine, eps 1e-5)
+  and weighs: ``s(q) = [weight * clip((q_p - mean) / scale), w_weight * ln(q_w)]``.
+  Everything that carries ``q`` (context, timeline windows, explanations) carries both.
 
 Fine-tuning scopes (``set_finetune``): ``head`` (backbones frozen; their raw stream
 features can be computed once with :meth:`FusionNet.extract` and cached), ``top``
@@ -64,6 +70,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from emolens.models.vggish import VGGish, flatten_nhwc
@@ -104,7 +111,8 @@ class FusionHead(nn.Module):
     """Stream projections + depth concatenation + FC classifier (shared by all kinds)."""
 
     def __init__(self, streams: Sequence[str], n_classes: int, hidden: int = 256,
-                 layer_dim: int = 256, dropout: float = 0.3, pooling: str = "mean", prosody: dict | None = None):
+                 layer_dim: int = 256, dropout: float = 0.3, pooling: str = "mean", prosody: dict | None = None,
+                 whisper: dict | None = None):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
@@ -112,12 +120,19 @@ class FusionHead(nn.Module):
             raise ValueError("statistics pooling needs a linear classifier (hidden=0): its per-patch shares must add up")
         if (pooling == "mean+prosody") != (prosody is not None):
             raise ValueError("pooling 'mean+prosody' and prosody={'dim': ..., 'weight': ..., 'clip': ...} go together")
+        if whisper is not None and prosody is None:
+            raise ValueError("a Whisper stream rides with the prosody functionals: pass prosody={...} and pooling 'mean+prosody'")
         self.pooling = pooling
         self.streams = tuple(streams)
         self._context: tuple[torch.Tensor, ...] | None = None
         #: model.json ``head.prosody``: dim, weight, clip, features (the recipe's name)
         self.prosody = dict(prosody) if prosody is not None else None
         self.prosody_dim = int(prosody["dim"]) if prosody is not None else 0
+        #: model.json ``head.whisper``: dim, weight, layer, pooling, features (the recipe's name)
+        self.whisper = dict(whisper) if whisper is not None else None
+        self.whisper_dim = int(whisper["dim"]) if whisper is not None else 0
+        #: columns of the clip's utterance vector ``q``: prosody functionals, then the Whisper stream
+        self.utterance_dim = self.prosody_dim + self.whisper_dim
         dims = {}
         if "vggish_layers" in self.streams:
             self.layer_proj = nn.ModuleList(nn.Linear(d, layer_dim) for d in VGGISH_BLOCK_DIMS)
@@ -131,7 +146,7 @@ class FusionHead(nn.Module):
         if pooling == "mean+std":
             width *= 2  # the classifier reads [mu, sigma]
         if self.prosody_dim:
-            width += self.prosody_dim  # the classifier reads [mu, s(q)]
+            width += self.utterance_dim  # the classifier reads [mu, s(q)]
             self.register_buffer("prosody_mean", torch.zeros(self.prosody_dim))
             self.register_buffer("prosody_scale", torch.ones(self.prosody_dim))
         # hidden=0: a linear classifier on the normalised streams (logistic regression)
@@ -158,17 +173,23 @@ class FusionHead(nn.Module):
         return self.from_embedding(self.embed(feats))
 
     def scale_prosody(self, q: torch.Tensor) -> torch.Tensor:
-        """``s(q) = weight * clip((q - mean) / scale, +-clip)`` of raw functionals ``q (..., P)``."""
+        """``s(q) = weight * clip((q - mean) / scale, +-clip)`` of raw functionals ``q (..., P)``,
+        followed (a head with a Whisper stream, ``q (..., P + W)``) by ``w_weight * ln(q_w)``."""
         p = self.prosody
-        zq = torch.clamp((q.to(torch.float32) - self.prosody_mean) / self.prosody_scale, -p["clip"], p["clip"])
-        return p["weight"] * zq
+        q = q.to(torch.float32)
+        qp = q[..., : self.prosody_dim]
+        zq = p["weight"] * torch.clamp((qp - self.prosody_mean) / self.prosody_scale, -p["clip"], p["clip"])
+        if not self.whisper_dim:
+            return zq
+        qw = q[..., self.prosody_dim :]
+        return torch.cat([zq, self.whisper["weight"] * F.layer_norm(qw, (self.whisper_dim,), eps=1e-5)], -1)
 
     def _scaled_context_prosody(self, batch_shape: tuple[int, ...]) -> torch.Tensor:
         """``s(q)`` of the context's clip, broadcast to ``batch_shape + (P,)`` (no context:
         the training average, ``s = 0``)."""
         if self._context is None:
-            return torch.zeros(*batch_shape, self.prosody_dim)
-        return self.scale_prosody(self._context[0]).expand(*batch_shape, self.prosody_dim)
+            return torch.zeros(*batch_shape, self.utterance_dim)
+        return self.scale_prosody(self._context[0]).expand(*batch_shape, self.utterance_dim)
 
     def from_embedding(self, z: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` from ``z (B, width)``."""
@@ -236,7 +257,7 @@ class FusionNet(nn.Module):
     def __init__(self, n_classes: int, streams: Sequence[str] = MODEL_STREAMS["fusion"], *,
                  vggish: VGGish | None = None, yamnet: YAMNet | None = None,
                  hidden: int = 256, layer_dim: int = 256, dropout: float = 0.3, pooling: str = "mean",
-                 prosody: dict | None = None):
+                 prosody: dict | None = None, whisper: dict | None = None):
         super().__init__()
         self.streams = tuple(streams)
         unknown = set(self.streams) - set(RAW_DIMS)
@@ -246,7 +267,7 @@ class FusionNet(nn.Module):
         self.uses_yamnet = any(s.startswith("yamnet") for s in self.streams)
         self.vggish = (vggish or VGGish()) if self.uses_vggish else None
         self.yamnet = (yamnet or YAMNet()) if self.uses_yamnet else None
-        self.head = FusionHead(self.streams, n_classes, hidden, layer_dim, dropout, pooling, prosody)
+        self.head = FusionHead(self.streams, n_classes, hidden, layer_dim, dropout, pooling, prosody, whisper)
 
     # -- features ---------------------------------------------------------------
     def extract(self, x: torch.Tensor, streams: Sequence[str] | None = None) -> dict[str, torch.Tensor]:

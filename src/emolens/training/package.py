@@ -22,11 +22,12 @@ from emolens.report.model_card import model_card
 from emolens.resources import packaged_yamnet
 
 
-def package_model(run_dir: str | Path, dest: str | Path, card: dict, extra: dict | None = None) -> Path:
+def package_model(run_dir: str | Path, dest: str | Path, card: dict, extra: dict | None = None, onnx: bool = True) -> Path:
     """Write ``run_dir``'s final model head-only into ``dest`` with ``card`` (see
     :func:`emolens.report.model_card.model_card` for its keys). The run's YAMNet must be
     the packaged one (checked weight by weight), since that is what loading will use.
-    ``extra``: more ``model.json`` sections (e.g. ``{"calibration": ...}``), on the card too."""
+    ``extra``: more ``model.json`` sections (e.g. ``{"calibration": ...}``), on the card too;
+    ``onnx``: write ``model.onnx`` beside it (else the first ONNX run exports it to the cache)."""
     model, config, gds = load_model(run_dir)
     check_shippable(config)
     if model.vggish is not None:
@@ -43,7 +44,8 @@ def package_model(run_dir: str | Path, dest: str | Path, card: dict, extra: dict
     config = {k: v for k, v in config.items() if k != "backbones"} | (extra or {}) | {"card": card}
     save_model(dest, model, config, gds, embed_backbones=False, backbone_files={"yamnet": yam})
     (dest / "MODEL_CARD.md").write_text(model_card(config, name=card.get("title", "emolens model")))
-    write_onnx(dest, model)
+    if onnx:
+        write_onnx(dest, model)
     return dest
 
 
