@@ -194,3 +194,34 @@ def test_app_adapts_with_a_neutral_clip(browser, adapt_app, emodb_dir, tmp_path)
         assert f"{c}\n{round(100 * p)}%" in emotion
     page.screenshot(path=str(tmp_path / "adapt.png"), full_page=True)
     page.close()
+
+
+@pytest.fixture(scope="module")
+def whisper_app(tmp_path_factory):
+    """``emolens app --model whisper``: the shipped Whisper model, by its name."""
+    yield from _serve("whisper", tmp_path_factory)
+
+
+def test_app_runs_the_whisper_model(browser, whisper_app, emodb_dir, tmp_path):
+    url, _ = whisper_app
+    clip = emodb_dir / "wav" / "03a01Wa.flac"
+    ref = EmotionRecognizer.default(name="whisper").analyze(clip)
+    page = browser.new_page(viewport={"width": 1300, "height": 1800})
+    _upload(page, url, clip)
+    page.wait_for_selector("#map img", timeout=90000)
+    emotion = page.inner_text("#emotion")
+    assert ref.label in emotion.split("\n")[1]
+    for c, p in zip(ref.classes, ref.probs):  # the Whisper model's decision, as the page rounds it
+        assert f"{c}\n{round(100 * p)}%" in emotion
+    body = page.inner_text("body")  # the prosody lines (the Whisper part held at the recording's)
+    assert "Prosody:" in body and ("above the training average" in body or "below the training average" in body)
+    from emolens.adaptation.runtime import measured_note
+
+    note = measured_note(EmotionRecognizer.default(name="whisper"))  # this model's --adapt figures, not the default's
+    assert note and note[1:] in " ".join(body.split())
+    page.screenshot(path=str(tmp_path / "whisper-app.png"), full_page=True)
+    if os.environ.get("EMOLENS_SCREENSHOTS"):  # to look at them: EMOLENS_SCREENSHOTS=DIR
+        import shutil
+
+        shutil.copy(tmp_path / "whisper-app.png", os.environ["EMOLENS_SCREENSHOTS"])
+    page.close()
