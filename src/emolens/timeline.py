@@ -32,7 +32,6 @@ from emolens.inference import EmotionRecognizer
 from emolens.selection.speech import NO_SPEECH, decide
 
 
-
 @dataclass(frozen=True)
 class TimelineConfig:
     """Attributes:
@@ -192,14 +191,14 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
         whisper = SegmentStats(rec.whisper_encoder(), rec.whisper_config.layer, pc.hop_frames // 2)
     if llds is not None:
         from emolens.features.prosody import ProsodyConfig, prosody_llds
+        from emolens.features.stream import new_samples
 
         pcfg = ProsodyConfig(sample_rate=fe.sample_rate)
 
         def on_samples(x: np.ndarray) -> None:
             llds.append(prosody_llds(x, pcfg))
-            if whisper is not None:  # the chunks overlap by a window less a hop: the encoder takes each sample once
-                n = (len(x) - fe.win_length) // fe.hop_length + 1 if len(x) >= fe.win_length else 0
-                whisper.add(x[: n * fe.hop_length] if n else x)
+            if whisper is not None:  # the encoder takes each sample once
+                whisper.add(new_samples(x, fe))
     if cfg.adapt:
         from emolens.adaptation.runtime import require_adapter, stream_features
 
@@ -217,7 +216,6 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
     q_shift = None  # --adapt --neutral on a prosody head: the offset of the voice's functionals
     if cfg.adapt:
         from emolens.adaptation.timeline import adapt_recording
-
         from emolens.audio.io import load_audio
 
         ref = [load_audio(p, sample_rate=rec.frontend.sample_rate) for p in cfg.neutral] or None
@@ -231,12 +229,11 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
 
         q = window_prosody(concat_llds(llds), len(outputs), pc.patch_frames, pc.hop_frames, cfg.context, pcfg)
         if whisper is not None:  # and the Whisper stream of the same window (segments = patch hops)
-            from emolens.features.patches import window_bounds
-            from emolens.models.whisper import window_stats
+            from emolens.models.whisper import patch_windows
 
-            lo, hi = window_bounds(len(outputs), cfg.context)
-            extra = -(-(pc.patch_frames - pc.hop_frames) // pc.hop_frames)  # segments a patch reaches past its hop
-            q = np.concatenate([q, window_stats(*whisper.finish(), lo, hi + extra, rec.whisper_config.pooling)], 1)
+            w = patch_windows(whisper.finish(), len(outputs), cfg.context, pc.patch_frames, pc.hop_frames,
+                              rec.whisper_config.pooling)
+            q = np.concatenate([q, w], 1)
         if q_shift is not None:  # --adapt --neutral: the voice's functionals shifted as its streams
             q = q - rec.pad_shift(q_shift)
         outputs = np.concatenate([np.asarray(outputs, np.float32), q], axis=1)

@@ -119,10 +119,12 @@ def test_adapt_onnx_and_ray_rows_decide_as_predict(rec, prosody_run, tmp_path, w
     np.testing.assert_allclose(b.probs, a.probs, atol=1e-4)
 
 
-def test_ray_decode_and_classifier_rows_equal_predict_and_timeline(prosody_run, tmp_path, write_voice) -> None:
+@pytest.mark.parametrize("run", ["prosody_run", "whisper_run"])
+def test_ray_decode_and_classifier_rows_equal_predict_and_timeline(run, request, tmp_path, write_voice) -> None:
     """The Ray engine's two stages run here in-process (no cluster): the decoding task
-    computes the clip's functionals (and, for a long recording, its windows'), the model
-    actor appends them; results equal ``predict`` and ``timeline``."""
+    computes the clip's functionals (and, for a long recording, its windows'; the Whisper
+    model's stream after them), the model actor appends them; results equal ``predict`` and
+    ``timeline``."""
     pa = pytest.importorskip("pyarrow")
     pytest.importorskip("onnxruntime")
     from emolens.distributed.ray_batch import (
@@ -134,8 +136,9 @@ def test_ray_decode_and_classifier_rows_equal_predict_and_timeline(prosody_run, 
     )
     from emolens.timeline import TimelineConfig, compute_timeline
 
-    rec = EmotionRecognizer.from_dir(prosody_run, backend="onnx")
+    rec = EmotionRecognizer.from_dir(request.getfixturevalue(run), backend="onnx")
     spec, onnx = model_spec(rec)
+    assert bool(spec.whisper) == (run == "whisper_run")
     short, long = write_voice(tmp_path / "s.wav", 2.0, 200.0, 4), write_voice(tmp_path / "l.wav", 9.0, 150.0, 5)
     for stream_over in (600.0, 5.0):  # whole-file decoding, and the long one in blocks
         cfg = RayBatchConfig(segments_over=6.0, stream_over=stream_over, block_seconds=4.0)

@@ -122,6 +122,9 @@ class ModelSpec:
             (:mod:`emolens.models.decision`; default the vote).
         context: patches per decision window of a statistics-pooling model's segments
             (as ``timeline --context``).
+        whisper: a Whisper model's stream (model.json ``head.whisper``: layer, pooling, ...):
+            the decoding tasks append it to the clip's functionals, as ``predict`` does; None
+            for other models.
     """
 
     classes: tuple[str, ...]
@@ -134,6 +137,7 @@ class ModelSpec:
     uncertain_threshold: float | None = None
     decision: Any = None
     context: int = 5
+    whisper: dict | None = None
 
 
 @dataclass
@@ -253,7 +257,7 @@ def decode_file(path: str, spec: ModelSpec, cfg: RayBatchConfig) -> dict:
     from emolens.audio.io import load_audio
     from emolens.features.mel import mel_spectrogram
     from emolens.features.patches import log_mel_patches, num_patches
-    from emolens.features.stream import StreamInfo, stream_mel
+    from emolens.features.stream import StreamInfo, new_samples, stream_mel
 
     fe, pcfg = spec.frontend, spec.patch_config
     needs_prosody = getattr(spec.decision, "pooling", "mean") == "mean+prosody"
@@ -262,6 +266,17 @@ def decode_file(path: str, spec: ModelSpec, cfg: RayBatchConfig) -> dict:
         from emolens.features.prosody import ProsodyConfig, prosody_llds
 
         prc = ProsodyConfig(sample_rate=fe.sample_rate)
+    whisper = clip_stream = None  # a Whisper model: the encoder's sums per patch hop; the clip's stream as predict's
+    if needs_prosody and spec.whisper:
+        from emolens.models.whisper import (
+            SegmentStats,
+            WhisperStreamConfig,
+            shared_encoder,
+            whisper_stream,
+        )
+
+        wcfg = WhisperStreamConfig(layer=int(spec.whisper["layer"]), pooling=spec.whisper["pooling"])
+        whisper = SegmentStats(shared_encoder(wcfg.layer), wcfg.layer, pcfg.hop_frames // 2)
     try:
         try:
             seconds = sf.info(path).duration
@@ -276,6 +291,10 @@ def decode_file(path: str, spec: ModelSpec, cfg: RayBatchConfig) -> dict:
                 mag = stft_magnitude(clip.samples, fe)
                 mel = mel_from_magnitude(mag, fe)
                 llds.append(prosody_llds(clip.samples, prc, mag))
+                if whisper is not None:  # the clip's stream as predict computes it; its windows' as the timeline's
+                    clip_stream = whisper_stream(clip.samples, wcfg, whisper.encoder)
+                    if duration >= cfg.segments_over:
+                        whisper.add(new_samples(clip.samples, fe))
             else:
                 mel = mel_spectrogram(clip.samples, fe)
         else:
@@ -283,8 +302,12 @@ def decode_file(path: str, spec: ModelSpec, cfg: RayBatchConfig) -> dict:
                 raise EmolensError(f"{path}: {seconds:.1f} s is longer than the {cfg.max_seconds:g} s limit; "
                                    "cut it into shorter clips or raise the limit (--max-seconds)")
             info = StreamInfo()
-            on = None if llds is None else (lambda x: llds.append(prosody_llds(x, prc)))
-            mel = np.concatenate(list(stream_mel(path, fe, cfg.block_seconds, info, on)))
+            def on(x: np.ndarray) -> None:
+                llds.append(prosody_llds(x, prc))
+                if whisper is not None:
+                    whisper.add(new_samples(x, fe))
+
+            mel = np.concatenate(list(stream_mel(path, fe, cfg.block_seconds, info, None if llds is None else on)))
             duration, notes = info.duration(fe.sample_rate), list(info.notes)
         short = f"shorter than one patch ({pcfg.patch_frames * fe.frame_seconds:.2f} s): padded with silence"
         if mel.shape[0] < pcfg.patch_frames and short not in notes:
@@ -297,12 +320,27 @@ def decode_file(path: str, spec: ModelSpec, cfg: RayBatchConfig) -> dict:
         out = {"mel": np.ascontiguousarray(mel, np.float32), "keep": np.asarray(keep, bool),
                "duration_s": float(duration), "notes": notes}
         if llds is not None:  # the prosody head: the clip's functionals, and its windows' when it gets segments
-            from emolens.features.prosody import concat_llds, prosody_functionals, window_prosody
+            from emolens.features.prosody import (
+                concat_llds,
+                prosody_functionals,
+                window_prosody,
+            )
 
             ll = concat_llds(llds)
             out["prosody"] = prosody_functionals(ll, prc)
             if duration >= cfg.segments_over:
                 out["prosody_windows"] = window_prosody(ll, len(keep), pcfg.patch_frames, pcfg.hop_frames, spec.context, prc)
+            if whisper is not None:  # the stream after the functionals, pooled over the clip and over each window
+                from emolens.models.whisper import patch_windows, window_stats
+
+                pooling = wcfg.pooling
+                stats = whisper.finish() if clip_stream is None or "prosody_windows" in out else None
+                if clip_stream is None:  # a recording decoded in blocks: every segment's frames
+                    clip_stream = window_stats(*stats, [0], [len(stats[2])], pooling)[0]
+                out["prosody"] = np.concatenate([out["prosody"], clip_stream])
+                if "prosody_windows" in out:
+                    w = patch_windows(stats, len(keep), spec.context, pcfg.patch_frames, pcfg.hop_frames, pooling)
+                    out["prosody_windows"] = np.concatenate([out["prosody_windows"], w], 1)
         return out
     except EmolensError as exc:
         return {"error": str(exc)}
@@ -369,7 +407,6 @@ def file_record(row: dict, pp: np.ndarray, audioset: np.ndarray | None, keep: np
     else:
         voting, has_speech, frac = keep, True, 1.0
     from emolens.evaluation.calibration import apply_temperature
-
     from emolens.models.decision import PatchVote
 
     decision = spec.decision or PatchVote()
@@ -394,7 +431,12 @@ def file_record(row: dict, pp: np.ndarray, audioset: np.ndarray | None, keep: np
 def file_segments(pp: np.ndarray, voting: np.ndarray, duration: float, spec: ModelSpec, smooth: int) -> list[dict]:
     """The segments ``emolens timeline`` writes, from patch probabilities ``(n, C)`` and
     the patches that carry an emotion ``(n,)`` (speech and GDS-kept)."""
-    from emolens.timeline import NO_SPEECH, merge_segments, moving_average, patch_intervals
+    from emolens.timeline import (
+        NO_SPEECH,
+        merge_segments,
+        moving_average,
+        patch_intervals,
+    )
 
     fs = spec.frontend.frame_seconds
     p = moving_average(pp, smooth)
@@ -485,7 +527,8 @@ def model_spec(rec) -> tuple[ModelSpec, bytes]:  # noqa: ANN001 - EmotionRecogni
     if rec.speech_gate.enabled and "audioset" not in rec.backend.outputs:
         raise EmolensError("this model has no YAMNet branch for the speech gate; use the local engine")
     spec = ModelSpec(tuple(rec.classes), rec.frontend, rec.patch_config, rec.selector, rec.speech_gate,
-                     rec.backend.fingerprint or "", float(rec.temperature), rec.uncertain_threshold, rec.decision)
+                     rec.backend.fingerprint or "", float(rec.temperature), rec.uncertain_threshold, rec.decision,
+                     whisper=rec.whisper_spec)
     return spec, Path(rec.backend.path).read_bytes()
 
 
@@ -676,8 +719,6 @@ def cmd_predict_ray(args) -> int:  # noqa: ANN001 - argparse namespace of `emole
                          segments_over=args.segments_over, format=args.format, address=args.address,
                          progress=not args.quiet)
     rec = EmotionRecognizer.from_dir(resolve_model(args.model), backend="onnx", threads=1)
-    if rec.whisper_spec:  # its decoding tasks compute the functionals, not the Whisper encoder's stream
-        raise EmolensError("--engine ray does not run models with a Whisper stream yet: use --engine local with this model")
     s = run_ray_batch(rec, args.inputs, args.out, cfg)
     if args.json:
         print(json.dumps(s.as_dict()))

@@ -23,8 +23,20 @@ import soxr
 
 from emolens.audio.io import SILENCE_PEAK
 from emolens.errors import AudioError
-from emolens.features.mel import VGGISH_16K, FrontEndConfig, log_mel, mel_spectrogram, num_frames
-from emolens.features.patches import DEFAULT_PATCHES, PatchConfig, frame_patches, log_mel_patches, num_patches
+from emolens.features.mel import (
+    VGGISH_16K,
+    FrontEndConfig,
+    log_mel,
+    mel_spectrogram,
+    num_frames,
+)
+from emolens.features.patches import (
+    DEFAULT_PATCHES,
+    PatchConfig,
+    frame_patches,
+    log_mel_patches,
+    num_patches,
+)
 
 
 @dataclass
@@ -116,6 +128,15 @@ def stream_mel(path: str | Path, cfg: FrontEndConfig = VGGISH_16K, block_seconds
         if on_samples is not None:
             on_samples(buf)
         yield mel_spectrogram(buf, cfg)
+
+
+def new_samples(chunk: np.ndarray, cfg: FrontEndConfig = VGGISH_16K) -> np.ndarray:
+    """The samples a :func:`stream_mel` chunk (as ``on_samples`` gets it) adds to the ones before:
+    consecutive chunks overlap by a window less a hop, so its first ``n * hop_length`` samples
+    for its ``n`` frames (all of a chunk shorter than one window, the zero-padded tail).
+    Concatenated over the chunks they are the recording, less its last partial frame."""
+    n = (len(chunk) - cfg.win_length) // cfg.hop_length + 1 if len(chunk) >= cfg.win_length else 0
+    return chunk[: n * cfg.hop_length] if n else chunk
 
 
 def stream_patches(path: str | Path, cfg: FrontEndConfig = VGGISH_16K, pcfg: PatchConfig = DEFAULT_PATCHES,

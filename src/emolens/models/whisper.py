@@ -294,6 +294,20 @@ def window_stats(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray, star
     return np.concatenate([mu, np.sqrt(var)], 1).astype(np.float32)
 
 
+def patch_windows(stats: tuple[np.ndarray, np.ndarray, np.ndarray], n_patches: int, context: int,
+                   patch_frames: int, hop_frames: int, pooling: str = "mean+sd") -> np.ndarray:
+    """``(n_patches, dim)``: for every patch of a recording the stream of the centred window of
+    ``context`` patches around it (the span a long recording's decisions take,
+    :func:`emolens.features.patches.window_bounds`), from :meth:`SegmentStats.finish` with one
+    segment per patch hop (a patch of ``patch_frames`` 10-ms frames reaches the segments of
+    the hops it spans)."""
+    from emolens.features.patches import window_bounds
+
+    lo, hi = window_bounds(n_patches, context)
+    extra = -(-(patch_frames - hop_frames) // hop_frames)  # segments a patch reaches past its own hop
+    return window_stats(*stats, lo, hi + extra, pooling)
+
+
 def pooled_layers(audio: np.ndarray, encoder: WhisperEncoder, layers: tuple[int, ...],
                   pooling: str = "mean+sd") -> dict[int, np.ndarray]:
     """``{layer: (512,) or (1024,)}``: each listed encoder state of a mono 16 kHz clip pooled
