@@ -135,7 +135,7 @@ def new_samples(chunk: np.ndarray, cfg: FrontEndConfig = VGGISH_16K) -> np.ndarr
     consecutive chunks overlap by a window less a hop, so its first ``n * hop_length`` samples
     for its ``n`` frames (all of a chunk shorter than one window, the zero-padded tail).
     Concatenated over the chunks they are the recording, less its last partial frame."""
-    n = (len(chunk) - cfg.win_length) // cfg.hop_length + 1 if len(chunk) >= cfg.win_length else 0
+    n = num_frames(len(chunk), cfg) if len(chunk) >= cfg.win_length else 0
     return chunk[: n * cfg.hop_length] if n else chunk
 
 
