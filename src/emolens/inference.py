@@ -347,6 +347,9 @@ class EmotionRecognizer:
                              f"{whisper_cache_tag(wc)!r}; use the emolens version it was trained with, or retrain it")
         if self.frontend.sample_rate != 16000:
             raise ModelError("a model with a Whisper stream needs a 16 kHz front end")
+        from emolens.models.whisper import whisper_parts
+
+        whisper_parts()  # the weights are installed (else one WeightsError saying how), before any file is read
         self.whisper_config = wc
 
     def whisper_encoder(self):  # noqa: ANN201 - WhisperEncoder

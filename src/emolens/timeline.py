@@ -184,11 +184,9 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
     pc, fe = rec.patch_config, rec.frontend
     whisper = None  # a head with a Whisper stream: its encoder's sums per patch hop, block by block
     if rec.whisper_spec:
-        from emolens.models.whisper import SegmentStats
+        from emolens.models.whisper import patch_hop_stats
 
-        if pc.hop_frames % 2 or pc.patch_frames % 2:
-            raise ValueError("the Whisper stream's windows need an even patch hop and length (10-ms frames)")
-        whisper = SegmentStats(rec.whisper_encoder(), rec.whisper_config.layer, pc.hop_frames // 2)
+        whisper = patch_hop_stats(rec.whisper_encoder(), rec.whisper_config.layer, pc.hop_frames)
     if llds is not None:
         from emolens.features.prosody import ProsodyConfig, prosody_llds
         from emolens.features.stream import new_samples

@@ -55,17 +55,14 @@ def test_predict_timeline_and_info_with_the_whisper_model(tmp_path):
     assert r.returncode == 0 and "Whisper" in r.stdout and "Leave one corpus out" in r.stdout
 
 
-def test_missing_whisper_weights_are_one_line(tmp_path):
-    angry = example_clips()[0]
-    env_missing = tmp_path / "no-weights"
-    env_missing.mkdir()
-    os.environ["EMOLENS_WHISPER"] = str(env_missing)
-    try:
-        r = _emolens("predict", "--model", "whisper", angry, tmp_path=tmp_path)
-    finally:
-        del os.environ["EMOLENS_WHISPER"]
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith("emolens: error:") and "Whisper base" in r.stderr
+def test_missing_whisper_weights_are_one_line(tmp_path, monkeypatch):
+    """Missing weights fail once, before any file is read, saying how to get them (not once per file)."""
+    (tmp_path / "no-weights").mkdir()
+    monkeypatch.setenv("EMOLENS_WHISPER", str(tmp_path / "no-weights"))
+    r = _emolens("predict", "--model", "whisper", *example_clips(), tmp_path=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and not r.stdout
+    assert r.stderr.count("emolens: error:") == 1 and r.stderr.strip().splitlines()[-1].startswith("emolens: error:")
+    assert "Whisper base" in r.stderr and "pip install 'emolens[whisper]'" in r.stderr
 
 
 @pytest.mark.slow

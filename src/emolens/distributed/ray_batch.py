@@ -269,14 +269,14 @@ def decode_file(path: str, spec: ModelSpec, cfg: RayBatchConfig) -> dict:
     whisper = clip_stream = None  # a Whisper model: the encoder's sums per patch hop; the clip's stream as predict's
     if needs_prosody and spec.whisper:
         from emolens.models.whisper import (
-            SegmentStats,
             WhisperStreamConfig,
+            patch_hop_stats,
             shared_encoder,
             whisper_stream,
         )
 
         wcfg = WhisperStreamConfig(layer=int(spec.whisper["layer"]), pooling=spec.whisper["pooling"])
-        whisper = SegmentStats(shared_encoder(wcfg.layer), wcfg.layer, pcfg.hop_frames // 2)
+        whisper = patch_hop_stats(shared_encoder(wcfg.layer), wcfg.layer, pcfg.hop_frames)
     try:
         try:
             seconds = sf.info(path).duration
@@ -292,6 +292,8 @@ def decode_file(path: str, spec: ModelSpec, cfg: RayBatchConfig) -> dict:
                 mel = mel_from_magnitude(mag, fe)
                 llds.append(prosody_llds(clip.samples, prc, mag))
                 if whisper is not None:  # the clip's stream as predict computes it; its windows' as the timeline's
+                    # (a recording that gets segments is encoded twice, so both equal theirs exactly: the
+                    # timeline encodes 30-s pieces of the streamed samples, predict the whole clip)
                     clip_stream = whisper_stream(clip.samples, wcfg, whisper.encoder)
                     if duration >= cfg.segments_over:
                         whisper.add(new_samples(clip.samples, fe))
@@ -334,7 +336,8 @@ def decode_file(path: str, spec: ModelSpec, cfg: RayBatchConfig) -> dict:
                 from emolens.models.whisper import patch_windows, window_stats
 
                 pooling = wcfg.pooling
-                stats = whisper.finish() if clip_stream is None or "prosody_windows" in out else None
+                if clip_stream is None or "prosody_windows" in out:
+                    stats = whisper.finish()
                 if clip_stream is None:  # a recording decoded in blocks: every segment's frames
                     clip_stream = window_stats(*stats, [0], [len(stats[2])], pooling)[0]
                 out["prosody"] = np.concatenate([out["prosody"], clip_stream])

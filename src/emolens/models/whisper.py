@@ -79,10 +79,10 @@ def whisper_parts(path: str | Path | None = None) -> list[Path]:
             parts = [p / "model.bin.part1", p / "model.bin.part2"]
             if all(q.is_file() for q in parts):
                 return parts
-            raise WeightsError(f"{p} holds neither model.bin nor model.bin.part1/.part2 of Whisper base")
+            raise WeightsError(f"{p} holds neither model.bin nor model.bin.part1/.part2 of Whisper base; {INSTALL_HINT}")
         if p.is_file():
             return [p]
-        raise WeightsError(f"Whisper weights {p} do not exist")
+        raise WeightsError(f"Whisper weights {p} do not exist; {INSTALL_HINT}")
     from importlib import resources
 
     parts = []
@@ -273,6 +273,14 @@ class SegmentStats:
         return cat(self._sums), cat(self._squares), np.asarray(self._counts, np.float64)
 
 
+def patch_hop_stats(encoder: WhisperEncoder, layer: int, hop_frames: int) -> SegmentStats:
+    """:class:`SegmentStats` with one segment per patch hop of ``hop_frames`` 10-ms frames (two
+    per 20-ms Whisper frame), as :func:`patch_windows` reads them."""
+    if hop_frames % 2:
+        raise ValueError(f"the Whisper stream's windows need an even patch hop in 10-ms frames, not {hop_frames}")
+    return SegmentStats(encoder, layer, hop_frames // 2)
+
+
 def window_stats(sums: np.ndarray, squares: np.ndarray, counts: np.ndarray, starts: np.ndarray,
                  ends: np.ndarray, pooling: str = "mean+sd") -> np.ndarray:
     """``(W, dim)``: :func:`pool_frames` of the frames of segments ``starts[i]:ends[i]``
@@ -298,8 +306,8 @@ def patch_windows(stats: tuple[np.ndarray, np.ndarray, np.ndarray], n_patches: i
                    patch_frames: int, hop_frames: int, pooling: str = "mean+sd") -> np.ndarray:
     """``(n_patches, dim)``: for every patch of a recording the stream of the centred window of
     ``context`` patches around it (the span a long recording's decisions take,
-    :func:`emolens.features.patches.window_bounds`), from :meth:`SegmentStats.finish` with one
-    segment per patch hop (a patch of ``patch_frames`` 10-ms frames reaches the segments of
+    :func:`emolens.features.patches.window_bounds`), from :meth:`SegmentStats.finish` of
+    :func:`patch_hop_stats` (a patch of ``patch_frames`` 10-ms frames reaches the segments of
     the hops it spans)."""
     from emolens.features.patches import window_bounds
 

@@ -76,8 +76,8 @@ STATS_HEAD = replace(VOTE_HEAD, decision="pooled", pooling="mean+std")
 #: The Whisper model (row ``utt-mixup-prosody-whisper``; ``emolens predict --model whisper``,
 #: ``emolens[whisper]``): the shipped head's inputs and the clip's Whisper base encoder layer 4,
 #: mean and sd over frames, standardised per utterance (weight 1). The yardstick's best row
-#: (+3.7 pt mean, +2.0 pt worst over 3 seeds), not the default: it runs at about 30x real time
-#: against the 300x target and needs the 145 MB weights.
+#: (+3.7 pt mean, +2.0 pt worst over 3 seeds), not the default: ``predict`` runs it at 67x real
+#: time against the 300x target (``benchmarks/whisper/whisper_speed.py``) and it needs the 145 MB weights.
 WHISPER_HEAD = replace(PROSODY_HEAD, whisper=1.0)
 #: ``HEAD=<name> scripts/train_default``: the heads the default model can be trained with.
 HEADS = {"prosody": PROSODY_HEAD, "vote": VOTE_HEAD, "stats": STATS_HEAD, "whisper": WHISPER_HEAD}
