@@ -3,6 +3,7 @@ at region level and at cell level; ``--ship`` writes the package's faithfulness.
 
     nice -n 10 python benchmarks/faithfulness.py            # the table (6 corpora x 24 clips)
     nice -n 10 python benchmarks/faithfulness.py --ship     # re-measure and ship faithfulness.json (<= 10 min, 2 cores)
+    nice -n 10 python benchmarks/faithfulness.py --ship --model whisper   # the Whisper model's, into its folder
     python benchmarks/faithfulness.py --corpora ravdess,nemo --per-class 3 --methods r.occlusion,gxi --model runs/x
 
 Clips: ``--per-class`` clips of each of the model's classes (seeded, the same every
@@ -358,7 +359,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="write the full results as JSON")
     ap.add_argument("--ship", action="store_true",
                     help=f"re-measure with the shipped settings ({SHIP_ARGS}, methods {SHIP_SPECS}) and write "
-                         "src/emolens/explain/faithfulness.json (keyed by the model's weight hash)")
+                         "src/emolens/explain/faithfulness.json for the default model, MODEL/faithfulness.json for another "
+                         "(keyed by the model's weight hash)")
     args = ap.parse_args()
     if args.ship:
         for k, v in SHIP_ARGS.items():
@@ -388,15 +390,21 @@ def main() -> None:
     print(f"default by measurement (region methods, sanity passed, within the budget, best worst-corpus "
           f"beats-random, then the cheaper): {best}\nwall time {wall:.0f} s")
     if args.ship:
+        from emolens.resources import default_model_dir
+
+        is_default = Path(model_dir).resolve() == default_model_dir().resolve()
+        command = "python benchmarks/faithfulness.py --ship" + ("" if is_default else f" --model {args.model}")
         ship = {"model_sha256": model_sha256(model_dir), "default_spec": best,
-                "command": "python benchmarks/faithfulness.py --ship", "methods": specs,
+                "command": command, "methods": specs,
                 "settings": {**SHIP_ARGS, "seed": args.seed, "clip_source": "../shared/data/<corpus>/metadata.csv",
                              "max_seconds": args.max_seconds, "tflite_x_real_time": round(tflite_x, 1),
                              "machine_factor": round(factor, 2)},
                 "wall_seconds": round(wall), "corpora": res}
-        dest = REPO / "src" / "emolens" / "explain" / "faithfulness.json"
+        # the default model's measurement ships next to emolens.explain.methods; another model's in its folder
+        dest = (REPO / "src" / "emolens" / "explain" / "faithfulness.json" if is_default
+                else Path(model_dir) / "faithfulness.json")
         dest.write_text(json.dumps(ship, indent=1) + "\n")
-        print(f"-> {dest.relative_to(REPO)}")
+        print(f"-> {dest}")
 
 
 if __name__ == "__main__":

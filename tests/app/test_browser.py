@@ -217,8 +217,16 @@ def test_app_runs_the_whisper_model(browser, whisper_app, emodb_dir, tmp_path):
     assert "Prosody:" in body and ("above the training average" in body or "below the training average" in body)
     from emolens.adaptation.runtime import measured_note
 
-    note = measured_note(EmotionRecognizer.default(name="whisper"))  # this model's --adapt figures, not the default's
+    whisper = EmotionRecognizer.default(name="whisper")
+    note = measured_note(whisper)  # this model's --adapt figures, not the default's
     assert note and note[1:] in " ".join(body.split())
+    from emolens.explain.methods import DEFAULT_METHOD, faithfulness_note, region_note
+    from emolens.explain.region_attribution import DEFAULT_REGION_METHOD
+    from emolens.explain.regions import DEFAULT_REGIONS
+
+    for line in (faithfulness_note(DEFAULT_METHOD, whisper.model_dir),  # the map's and the regions' own figures
+                 region_note(DEFAULT_REGION_METHOD, DEFAULT_REGIONS, whisper.model_dir)):
+        assert "measured on this model" in line and line in " ".join(body.split()), line
     page.screenshot(path=str(tmp_path / "whisper-app.png"), full_page=True)
     if os.environ.get("EMOLENS_SCREENSHOTS"):  # to look at them: EMOLENS_SCREENSHOTS=DIR
         import shutil

@@ -169,3 +169,42 @@ def test_every_method_has_a_faithfulness_note():
         else:
             assert "not measured on the shipped model" in note, name
     assert faithfulness_note("not-a-method") == ""
+
+
+def test_a_model_folder_gets_only_its_own_measurement(tmp_path):
+    """measured_faithfulness(DIR): the folder's own file, else the default's, each only for the
+    weights it was measured on; the notes say whose figures they quote."""
+    import json
+    import shutil
+
+    from emolens.explain.methods import faithfulness_note
+    from emolens.models.weights import sha256_file
+    from emolens.resources import default_model_dir
+
+    shipped = measured_faithfulness()
+    default = tmp_path / "default"
+    shutil.copytree(default_model_dir(), default)
+    assert measured_faithfulness(default) == shipped  # the same weights: the package's figures
+    assert "measured on this model" in faithfulness_note(DEFAULT_METHOD, default)
+    assert "measured on the shipped model" in faithfulness_note(DEFAULT_METHOD)
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"other weights")
+    assert measured_faithfulness(other) == {}  # never the default's figures for other weights
+    assert faithfulness_note(DEFAULT_METHOD, other).endswith(
+        "not measured on this model (benchmarks/faithfulness.py --ship --model DIR measures it)")
+    assert region_note("occlusion", "fixed", other) == ""
+    assert measured_faithfulness(tmp_path / "missing") == {}
+
+    own = dict(shipped, model_sha256=sha256_file(other / "model.safetensors"))
+    spec = MEASURED_AS[DEFAULT_METHOD]
+    for r in own["corpora"].values():
+        r["table"] = {spec: dict(r["table"][spec], cell_beats_random=0.5)}
+    (other / "faithfulness.json").write_text(json.dumps(own))
+    assert measured_faithfulness(other)["model_sha256"] == own["model_sha256"]
+    note = faithfulness_note(DEFAULT_METHOD, other)
+    assert note.count("50%") == len(own["corpora"]) and "measured on this model" in note
+
+    (other / "model.safetensors").write_bytes(b"retrained weights")  # its old figures no longer apply
+    assert measured_faithfulness(other) == {}

@@ -101,18 +101,18 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
         msg = f"**{label}** · {ex.duration:.2f} s · {int(ex.voting.sum())}/{len(ex.voting)} patches vote"
         if v.message:
             msg += f" · {v.message}"
-        note = faithfulness_note(method)
+        note = faithfulness_note(method, session.rec.model_dir)
         if note:  # every method is labelled with its measured faithfulness (benchmarks/faithfulness.py)
             msg += f"  \n*map: {note}*"
         return (v.probabilities, str(v.timeline_png), str(v.map_png), (sr, _pcm16(ex.wave)), (sr, _pcm16(ex.focus_audio)),
-                (sr, _pcm16(ex.tf_audio)), msg, _words(v))
+                (sr, _pcm16(ex.tf_audio)), msg, _words(v, session.rec.model_dir))
 
-    def _words(v):
+    def _words(v, model_dir):
         """The sentence under the map (and the prosody lines when the model has them)."""
         if not v.sentence:
             return ""
         ex = v.explanation
-        note = region_note(ex.regions.method, DEFAULT_REGIONS)  # the app explains with the default regions
+        note = region_note(ex.regions.method, DEFAULT_REGIONS, model_dir)  # the app explains with the default regions
         text = f"**Top regions (boxes):** {v.sentence}"
         if note:
             text += f"  \n*regions: {note}*"

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -331,9 +332,14 @@ MEASURED_AS = {
 }
 
 
-def _rows(spec: str) -> dict[str, dict]:
-    meas = measured_faithfulness().get("corpora", {})
+def _rows(spec: str, model_dir=None) -> dict[str, dict]:
+    meas = measured_faithfulness(model_dir).get("corpora", {})
     return {c: r["table"][spec] for c, r in meas.items() if spec in r.get("table", {})}
+
+
+def _on(model_dir) -> str:
+    """Whose measurement a note quotes."""
+    return "the shipped model" if model_dir is None else "this model"
 
 
 def _sanity_words(rows: dict[str, dict]) -> str:
@@ -342,19 +348,21 @@ def _sanity_words(rows: dict[str, dict]) -> str:
             else "; passes the randomisation sanity checks")
 
 
-def faithfulness_note(name: str) -> str:
+def faithfulness_note(name: str, model_dir=None) -> str:
     """One line for a UI: how often method ``name``'s map beat a random order on both
     deletion and insertion (cells, and its region sums), per corpus, as measured on
-    the shipped model (``""`` for an unknown name)."""
+    the model in ``model_dir`` (default: the shipped default model; see
+    :func:`measured_faithfulness`); ``""`` for an unknown name."""
     if name not in METHODS:
         return ""
     spec = MEASURED_AS.get(name, name)
-    rows = _rows(spec)
+    rows = _rows(spec, model_dir)
     if not rows:
-        return f"{method_label(name)}: not measured on the shipped model (benchmarks/faithfulness.py measures it)"
+        return (f"{method_label(name)}: not measured on {_on(model_dir)} "
+                "(benchmarks/faithfulness.py --ship --model DIR measures it)")
     parts = ", ".join(f"{c} {e.get('cell_beats_random', e.get('beats_random_fraction', 0)):.0%}" for c, e in rows.items())
     return (f"{method_label(name)} ({spec}): beats a random order on both AUCs on {parts} of clips"
-            f"{_sanity_words(rows)} (measured on the shipped model)")
+            f"{_sanity_words(rows)} (measured on {_on(model_dir)})")
 
 
 def region_spec(region_method: str, regions="fixed") -> str:
@@ -376,28 +384,65 @@ def region_spec(region_method: str, regions="fixed") -> str:
     return spec + (":" + ";".join(opts) if opts else "")
 
 
-def region_note(region_method: str, regions="fixed") -> str:
+def region_note(region_method: str, regions="fixed", model_dir=None) -> str:
     """The same line for a region method on ``regions`` (see :func:`region_spec`), at region level."""
     time_unit = getattr(regions, "time_unit", regions)
-    rows = _rows(region_spec(region_method, regions))
+    rows = _rows(region_spec(region_method, regions), model_dir)
     if not rows:
         return ""
     parts = ", ".join(f"{c} {e['region_beats_random']:.0%}" for c, e in rows.items())
     kind = ("syllable-like units" if time_unit == "syllable"
             else f"{getattr(regions, 'block_seconds', 0.2):g}-s blocks")
     return (f"{region_method} over regions ({kind} x mel-band groups): beats a random region order on both AUCs on {parts} of clips"
-            f"{_sanity_words(rows)} (measured on the shipped model)")
+            f"{_sanity_words(rows)} (measured on {_on(model_dir)})")
+
+
+#: the measurement file's name, in this package (the default model's) and in a model's folder (its own)
+FAITHFULNESS_FILE = "faithfulness.json"
+
+
+def measured_faithfulness(model_dir=None) -> dict:
+    """A model's measured faithfulness (``faithfulness.json``, written by
+    ``python benchmarks/faithfulness.py --ship [--model DIR]``): the weight hash of the model it
+    describes (``model_sha256``), and per corpus and method the region- and cell-level
+    deletion/insertion AUCs, % of clips beating random on both, s per 4-s clip and the
+    sanity verdicts; ``{}`` when unmeasured.
+
+    ``model_dir`` None: the shipped default model's (next to this module). A model folder:
+    its own file when it has one (the shipped Whisper model does), else the default's; either
+    only when it describes this folder's weights (``model.safetensors``' sha256), so another
+    model's figures, or a retrained model's old ones, are never quoted for it (``{}``)."""
+    if model_dir is None:
+        return _package_measurement()
+    weights = Path(model_dir) / "model.safetensors"
+    if not weights.is_file():
+        return {}
+    st = weights.stat()
+    digest = _digest(str(weights.resolve()), st.st_mtime_ns, st.st_size)
+    own = Path(model_dir) / FAITHFULNESS_FILE
+    for meas in ((_read_measurement(str(own.resolve()), own.stat().st_mtime_ns, own.stat().st_size) if own.is_file() else {}),
+                 _package_measurement()):
+        if meas.get("model_sha256") == digest:
+            return meas
+    return {}
+
+
+@lru_cache(maxsize=8)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    """sha256 of a weights file, once per file version (a UI asks on every view)."""
+    from emolens.models.weights import sha256_file
+
+    return sha256_file(path)
 
 
 @lru_cache(maxsize=1)
-def measured_faithfulness() -> dict:
-    """The shipped measurement (``faithfulness.json``, written by
-    ``python benchmarks/faithfulness.py --ship``): the weight hash of the model it
-    describes (``model_sha256``), and per corpus and method the region- and cell-level
-    deletion/insertion AUCs, % of clips beating random on both, s per 4-s clip and the
-    sanity verdicts; ``{}`` when absent."""
+def _package_measurement() -> dict:
     try:
-        text = resources.files("emolens.explain").joinpath("faithfulness.json").read_text()
+        return json.loads(resources.files("emolens.explain").joinpath(FAITHFULNESS_FILE).read_text())
     except (FileNotFoundError, OSError):
         return {}
-    return json.loads(text)
+
+
+@lru_cache(maxsize=4)
+def _read_measurement(path: str, mtime_ns: int, size: int) -> dict:
+    return json.loads(Path(path).read_text())
