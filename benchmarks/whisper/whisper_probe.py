@@ -1,13 +1,14 @@
-"""Probe (stop 16): Whisper-base encoder stream appended to the shipped row, shipping folds.
+"""Probe (stops 16 and 19): which Whisper-base encoder state to append to the shipped row, on the shipping folds.
 
-Compares encoder layers on the shipping folds. The encoder is emolens's
+Compares the encoder's states (the conv stem and blocks 1-6; one at a time, or averaged) as
+the utterance stream appended to the shipped row. The encoder is emolens's
 (:mod:`emolens.models.whisper`; weights from the ``whisper`` extra, or ``--model`` a
 faster-whisper-base ``model.bin``); the row that ships is measured by
 ``benchmarks/generalisation.py --rows utt-mixup-prosody-whisper``.
-    python benchmarks/whisper/whisper_probe.py extract   (about 7 min on 2 cores; resumable per corpus)
-    python benchmarks/whisper/whisper_probe.py probe --seeds 0,1,2
+    python benchmarks/whisper/whisper_probe.py extract   (about 21 min on 2 cores; resumable per corpus)
+    python benchmarks/whisper/whisper_probe.py probe --seeds 0,1,2   (about 7 min)
 (``--work-root``, ``--model``, ``--out``: the prepared work dirs, model.bin, the feature cache.)
-Figures: benchmarks/generalisation.md, "Stop 16" and "Stop 17".
+Figures: benchmarks/generalisation.md, "Stop 16" and "Stop 19".
 """
 import argparse
 import sys
@@ -20,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import head_probe as hp
 
-#: encoder layers whose frame mean and sd make a corpus's cached row (1024 values a layer)
-LAYERS = (3, 4, 6)
+#: encoder states whose frame mean and sd make a corpus's cached row (1024 values a state;
+#: 0 is the conv stem with positions, k the output of block k)
+LAYERS = (0, 1, 2, 3, 4, 5, 6)
 WIDTH = 2 * 512
 
 
@@ -55,7 +57,30 @@ def extract(work_root: Path, model: Path | None, out: Path) -> None:
         np.save(f, np.stack(rows).astype(np.float32))
 
 
-def probe(work_root: Path, out: Path, seeds: list[int]) -> None:
+#: (name, states, how, head options): ``concat`` appends each state's 1024 values, ``avg`` their
+#: average, ``only`` replaces the YAMNet streams with them (prosody and Whisper alone); the
+#: options are head_probe.run_fold's (``wd`` weight decay, ``epochs``, ``pw`` prosody weight,
+#: ``cnap`` corpus directions projected out), the shipped head's where not given
+VARIANTS = (
+    ("+whisper L4 (ships)", (4,), "concat", {}),
+    ("+whisper L2", (2,), "concat", {}),
+    ("+whisper L3", (3,), "concat", {}),
+    ("+whisper L5", (5,), "concat", {}),
+    ("+whisper L6", (6,), "concat", {}),
+    ("+whisper avg L3-5", (3, 4, 5), "avg", {}),
+    ("+whisper avg L1-6", (1, 2, 3, 4, 5, 6), "avg", {}),
+    ("whisper L4 without YAMNet", (4,), "only", {}),
+    ("+whisper L4 wd 1e-3", (4,), "concat", {"wd": 1e-3}),
+    ("+whisper L4 wd 1e-2", (4,), "concat", {"wd": 1e-2}),
+    ("+whisper L4 20 epochs", (4,), "concat", {"epochs": 20}),
+    ("+whisper L4 80 epochs", (4,), "concat", {"epochs": 80}),
+    ("+whisper L4 prosody weight 1", (4,), "concat", {"pw": 1.0}),
+    ("+whisper L4 prosody weight 0.5", (4,), "concat", {"pw": 0.5}),
+    ("+whisper L4 cnap 2", (4,), "concat", {"cnap": 2}),
+)
+
+
+def probe(work_root: Path, out: Path, seeds: list[int], only: str | None = None) -> None:
     """The shipped row, and it with Whisper layers appended, on the shipping folds (head_probe's table)."""
     import torch
 
@@ -68,11 +93,15 @@ def probe(work_root: Path, out: Path, seeds: list[int]) -> None:
     W = {c: np.load(out / f"{d.name}.npy") for d, c in zip(dirs.values(), rows)}
     folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))
     print(hp.table_header(folds))
-    for v, layers in (("+whisper L3,4,6 mean+sd", LAYERS), ("+whisper L4 mean+sd", (4,))):
-        cols = layer_block(layers)
-        vr = {c: dict(r, X=np.concatenate([r["X"], layer_norm(W[c][:, cols])], 1)) for c, r in rows.items()}
+    for v, layers, how, opts in [v for v in VARIANTS if only is None or v[0] in only.split(",")]:
+        if how in ("concat", "only"):
+            block = {c: W[c][:, layer_block(layers)] for c in rows}
+        else:  # the layers' pooled vectors averaged (one 1024-value block)
+            block = {c: np.mean([W[c][:, layer_block((k,))] for k in layers], 0) for c in rows}
+        keep = (lambda r: []) if how == "only" else (lambda r: [r["X"]])  # noqa: E731
+        vr = {c: dict(r, X=np.concatenate([*keep(r), layer_norm(block[c])], 1)) for c, r in rows.items()}
         t = time.perf_counter()
-        res = np.array([[hp.run_fold(vr, list(f.train), f.test, {}, s) for f in folds] for s in seeds])
+        res = np.array([[hp.run_fold(vr, list(f.train), f.test, opts, s) for f in folds] for s in seeds])
         print(hp.table_row(v, res, time.perf_counter() - t), flush=True)
 
 
@@ -81,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("step", choices=("extract", "probe"))
     ap.add_argument("--work-root", type=Path, default=Path("runs/default/work"))
     ap.add_argument("--model", type=Path, default=None, help="a faster-whisper-base model.bin (default: the whisper extra's)")
-    ap.add_argument("--out", type=Path, default=Path("runs/default/whisper"))
+    ap.add_argument("--out", type=Path, default=Path("runs/default/whisper-layers"))
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--variants", default=None, help="comma-separated variant names (default: all)")
     args = ap.parse_args(argv)
     try:
         seeds, dirs = hp.seeds_and_dirs(args.seeds, args.work_root)
@@ -105,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emolens: error: no Whisper features for {', '.join(missing)} in {args.out}; run the extract "
               "step first", file=sys.stderr)
         return 2
-    probe(args.work_root, args.out, seeds)
+    probe(args.work_root, args.out, seeds, args.variants)
     return 0
 
 
