@@ -11,7 +11,8 @@ Public API (see README):
   :func:`whisper_stream`, :class:`WhisperStreamConfig` (``emolens[whisper]``)
 * training/inference: :class:`TrainConfig`, :class:`EmotionRecognizer`
 * explanations: :class:`RegionConfig`, :func:`make_regions`, :func:`region_attribution`,
-  :func:`top_boxes`, :func:`region_sentence`
+  :func:`top_boxes`, :func:`region_sentence`, :func:`explain_streams` (how much of a decision
+  each input stream carries, so how much the map can show)
 * batch inference on Ray (``emolens[ray]``): :class:`RayBatchConfig`, :func:`run_ray_batch`
 """
 
@@ -50,6 +51,8 @@ _LAZY = {
     "region_attribution": "emolens.explain.region_attribution",
     "top_boxes": "emolens.explain.region_summary",
     "region_sentence": "emolens.explain.region_summary",
+    "explain_streams": "emolens.explain.streams",
+    "StreamShares": "emolens.explain.streams",
     "RayBatchConfig": "emolens.distributed.ray_batch",
     "run_ray_batch": "emolens.distributed.ray_batch",
 }

@@ -425,6 +425,44 @@ class EmotionRecognizer:
         reference = "the training average" if analysis.prosody_shift is None else "this voice's expected value"
         return ProsodyInputs(q + shift, PROSODY_NAMES, PROSODY_UNITS, d.mean.astype(np.float64) + shift, score, reference)
 
+    def stream_inputs(self, analysis: Analysis):  # noqa: ANN201 - StreamInputs
+        """What :mod:`emolens.explain.streams` needs to split this recording's decision
+        between its input streams (None unless the model has a prosody head, and for a clip
+        decided with ``--adapt``, whose embeddings were moved to its voice): ``spectrogram``
+        (the voting patches' mean embedding ``mu``; baseline: that of the log-mel filled with
+        its mean), ``prosody`` (the functionals the decision read; baseline: the training
+        average) and, with a Whisper stream, ``whisper`` (baseline: the stream of the
+        flattened Whisper log-mel, one more encoder pass). The logits are the head's, before
+        calibration."""
+        if not self.needs_prosody or not analysis.context or len(analysis.context) < 2 or analysis.adapted:
+            return None
+        from emolens.explain.stitch import SILENCE_LOG_MEL
+        from emolens.explain.streams import StreamInputs
+        from emolens.features.patches import frame_patches
+
+        d = self.decision
+        q, mu = np.asarray(analysis.context[0], np.float64), np.asarray(analysis.context[1], np.float64)
+        lm = np.asarray(analysis.log_mel, np.float32)
+        flat = frame_patches(np.full_like(lm, float(lm.mean())), self.patch_config, pad_value=SILENCE_LOG_MEL)
+        v = np.ones(len(flat), bool) if analysis.voting is None else np.asarray(analysis.voting, bool)[: len(flat)]
+        z = np.asarray(self.patch_outputs(flat[v] if v.any() else flat)[0], np.float64)[:, : d.width]
+        mu_flat = z.mean(0)
+        s_q = d.scaled(q)
+        parts = {"spectrogram": (mu, mu_flat), "prosody": (s_q[: d.n_prosody], np.zeros(d.n_prosody))}
+        if d.n_whisper:
+            from emolens.models.whisper import whisper_stream
+
+            w_flat = whisper_stream(analysis.clip.samples, self.whisper_config, self.whisper_encoder(), flatten=True)
+            parts["whisper"] = (s_q[d.n_prosody :], d.scaled(np.concatenate([q[: d.n_prosody], w_flat]))[d.n_prosody :])
+        names = list(parts)
+        w = np.asarray(d.weight, np.float64)
+
+        def logits(coalition: tuple[bool, ...]) -> np.ndarray:
+            x = np.concatenate([parts[n][0] if keep else parts[n][1] for n, keep in zip(names, coalition)])
+            return x @ w.T + np.asarray(d.bias, np.float64)
+
+        return StreamInputs(names, logits)
+
     def with_prosody(self, outputs: np.ndarray, prosody: list, sizes: list[int]) -> np.ndarray:
         """Per-patch outputs with each clip's prosody functionals appended (the rows a
         prosody head's decision reads, :class:`~emolens.models.decision.ProsodyPooling`):

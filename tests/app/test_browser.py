@@ -227,6 +227,9 @@ def test_app_runs_the_whisper_model(browser, whisper_app, emodb_dir, tmp_path):
     for line in (faithfulness_note(DEFAULT_METHOD, whisper.model_dir),  # the map's and the regions' own figures
                  region_note(DEFAULT_REGION_METHOD, DEFAULT_REGIONS, whisper.model_dir)):
         assert "measured on this model" in line and line in " ".join(body.split()), line
+    streams = next(x for x in body.splitlines() if x.startswith("Streams:"))  # how much of it the map can show
+    shares = [int(p.rsplit("(", 1)[1]) for p in streams.split("%")[:-1]]
+    assert "Whisper stream (not on the map)" in streams and len(shares) == 3 and abs(sum(shares) - 100) <= 2
     page.screenshot(path=str(tmp_path / "whisper-app.png"), full_page=True)
     if os.environ.get("EMOLENS_SCREENSHOTS"):  # to look at them: EMOLENS_SCREENSHOTS=DIR
         import shutil

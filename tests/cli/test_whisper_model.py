@@ -55,6 +55,35 @@ def test_predict_timeline_and_info_with_the_whisper_model(tmp_path):
     assert r.returncode == 0 and "Whisper" in r.stdout and "Leave one corpus out" in r.stdout
 
 
+def test_explain_splits_the_whisper_models_decision_between_its_streams(tmp_path):
+    """`emolens explain --model whisper` says how much of the decision the map can show: the
+    streams' Shapley values (printed and in explanation.json) add up to the score's change from
+    every baseline and equal the library's."""
+    import numpy as np
+
+    from emolens.explain.streams import explain_streams
+    from emolens.inference import EmotionRecognizer
+
+    angry = next(c for c in example_clips() if c.name == "03-01-05-02-01-01-12.flac")
+    r = _emolens("explain", "--model", "whisper", angry, "--methods", "gxi", "--no-faithfulness", "--out", tmp_path / "ex",
+                 tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.strip().startswith("streams:"))
+    assert "spectrogram (the map)" in line and "Whisper stream (not on the map)" in line
+    got = json.loads(next((tmp_path / "ex").rglob("explanation.json")).read_text())["streams"]
+    assert got["names"] == ["spectrogram", "prosody", "whisper"] and got["target"] == "angry"
+    assert sum(got["values"]) == pytest.approx(got["full"] - got["base"]) and sum(got["shares"]) == pytest.approx(1.0)
+    rec = EmotionRecognizer.default(name="whisper", backend="torch")
+    a = rec.analyze(angry)
+    ref = explain_streams(rec, a, rec.classes.index("angry"))
+    np.testing.assert_allclose(got["values"], ref.values, atol=2e-3)  # the CLI decides on ONNX Runtime
+    r = _emolens("report", tmp_path / "ex", tmp_path=tmp_path)  # the HTML page of the explain folder says it too
+    assert r.returncode == 0, r.stderr
+    from html import escape
+
+    assert f'<p class="streams"><b>Streams:</b> {escape(got["text"])}</p>' in (tmp_path / "ex" / "report.html").read_text()
+
+
 def test_missing_whisper_weights_are_one_line(tmp_path, monkeypatch):
     """Missing weights fail once, before any file is read, saying how to get them (not once per file)."""
     (tmp_path / "no-weights").mkdir()

@@ -137,3 +137,48 @@ def test_model_names_and_one_line_errors(whisper_run, tmp_path, monkeypatch) -> 
     assert issubclass(ModelError, EmolensError)
     with pytest.raises(ModelError, match="no shipped model is called 'big'; use one of default, whisper"):
         EmotionRecognizer.default(name="big")
+
+
+@pytest.mark.parametrize("run", ["prosody_run", "whisper_run"])
+def test_stream_inputs_split_the_decision_the_model_took(run, request, tmp_path, write_voice) -> None:
+    """Every stream at the recording's value is the decision; each baseline is computed here
+    by hand (the flattened log-mel's voting patches, the training average, the flattened
+    Whisper log-mel through the encoder) and the Shapley values add up."""
+    from dataclasses import replace
+
+    from emolens.evaluation.calibration import apply_temperature
+    from emolens.explain.stitch import SILENCE_LOG_MEL
+    from emolens.explain.streams import explain_streams
+    from emolens.features.patches import frame_patches
+    from emolens.features.whisper_mel import whisper_log_mel
+
+    r = EmotionRecognizer.from_dir(request.getfixturevalue(run), backend="torch")
+    a = r.analyze(write_voice(tmp_path / "s.wav", 2.5, 210.0, 3))
+    inp = r.stream_inputs(a)
+    d = r.decision
+    assert list(inp.names) == ["spectrogram", "prosody"] + (["whisper"] if d.n_whisper else [])
+    every = (True,) * len(inp.names)
+    p = np.exp(inp.logits_fn(every) - inp.logits_fn(every).max())
+    np.testing.assert_allclose(apply_temperature(p / p.sum(), r.temperature), a.probs, atol=1e-6)
+
+    lm = a.log_mel
+    flat = frame_patches(np.full_like(lm, lm.mean()), r.patch_config, pad_value=SILENCE_LOG_MEL)
+    mu_flat = r.patch_outputs(flat)[0][a.voting].mean(0)
+    q = np.asarray(a.context[0], np.float64)
+    s_q = d.scaled(q)
+    w_rows = [np.asarray(mu_flat, np.float64), np.zeros(d.n_prosody)]
+    if d.n_whisper:
+        mel = whisper_log_mel(a.clip.samples)
+        with torch.no_grad():
+            states = shared_encoder(4)(torch.from_numpy(np.full_like(mel, mel.mean()))[None])[4][0].numpy()
+        w_rows.append(d.scaled(np.concatenate([q[: d.n_prosody], pool_frames(states)]))[d.n_prosody :])
+    none = (False,) * len(inp.names)
+    np.testing.assert_allclose(inp.logits_fn(none), np.concatenate(w_rows) @ d.weight.T + d.bias, atol=1e-4)
+    if d.n_whisper:  # only the Whisper stream at the recording's value
+        only_w = np.concatenate(w_rows[:2] + [s_q[d.n_prosody :]]) @ d.weight.T + d.bias
+        np.testing.assert_allclose(inp.logits_fn((False, False, True)), only_w, atol=1e-4)
+
+    t = int(np.argmax(a.probs))
+    s = explain_streams(r, a, t)
+    assert s.values.sum() == pytest.approx(s.full - s.base, abs=1e-9) and s.target == r.classes[t]
+    assert r.stream_inputs(replace(a, adapted=True)) is None  # embeddings moved to a voice: not split

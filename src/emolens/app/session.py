@@ -61,6 +61,8 @@ class AppView:
     #: the top regions in words (the boxes on ``map_png``), and prosody lines when the model has them
     sentence: str = ""
     prosody: list = field(default_factory=list)
+    #: the decision split between the model's streams (one line; "" for a vote head)
+    streams: str = ""
 
 
 @dataclass
@@ -138,7 +140,8 @@ class AppSession:
         if ex.speech is not None and not np.all(ex.speech):
             msg = (msg + "; " if msg else "") + f"{int((~ex.speech).sum())} of {len(ex.speech)} patches are not speech"
         return AppView(ex, {c: float(p) for c, p in zip(ex.classes, ex.probs)}, timeline, map_png, msg,
-                       sentence=ex.sentence, prosody=[getattr(p, "text", str(p)) for p in ex.prosody])
+                       sentence=ex.sentence, prosody=[getattr(p, "text", str(p)) for p in ex.prosody],
+                       streams=ex.streams.text if ex.streams is not None else "")
 
 
 def model_card_markdown(run_dir: str | Path | None) -> str:

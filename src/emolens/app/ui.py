@@ -117,6 +117,8 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
         if note:
             text += f"  \n*regions: {note}*"
         text += "  \n*The focus audio plays exactly the boxed time spans; the time-frequency audio only the boxed cells.*"
+        if v.streams:  # how much of the decision the map can show at all
+            text += f"\n\n**Streams:** {v.streams[0].upper() + v.streams[1:]}"
         if v.prosody:
             text += "\n\n**Prosody:**\n" + "\n".join(f"- {p}" for p in v.prosody)
         return text

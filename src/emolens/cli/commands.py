@@ -258,6 +258,8 @@ def cmd_explain(args) -> int:
         print(line)
         if info.get("sentence"):
             print(f"  {info['sentence']}")
+        if info.get("streams"):  # how much of the decision the map (the spectrogram's stream) can show
+            print(f"  streams: {info['streams']['text']}")
         for pl in info.get("prosody") or []:  # a model with a prosody stream: the functionals that moved it
             print(f"  prosody: {pl['text']}")
     return 1 if failures else 0

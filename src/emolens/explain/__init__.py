@@ -1,7 +1,8 @@
 """Explanations: attribution maps per patch (Grad-CAM, LIME, Occlusion via Captum),
 stitched onto the utterance, the decision attributed to regions a listener can hear
 (time units x mel-band groups, boxes and sentences), turned into audio, checked for
-faithfulness and summarised per emotion over frequency (METHOD.md s.6)."""
+faithfulness, split between the model's input streams (how much of the decision the map can
+show) and summarised per emotion over frequency (METHOD.md s.6)."""
 
 from emolens.explain.attributions import (
     Attribution,
@@ -42,6 +43,7 @@ from emolens.explain.stitch import band_axis, time_axis, utterance_map, utteranc
 from emolens.explain.regions import RegionConfig, Regions, make_regions
 from emolens.explain.region_attribution import RegionAttribution, UtteranceScore, region_attribution
 from emolens.explain.region_summary import RegionBox, region_sentence, top_boxes
+from emolens.explain.streams import StreamShares, explain_streams, stream_shares
 
 __all__ = [
     "Attribution", "gradcam", "grid_segments", "lime", "occlusion", "target_index", "tqdm_progress",
@@ -53,4 +55,5 @@ __all__ = [
     "band_axis", "time_axis", "utterance_map", "utterance_patches",
     "RegionConfig", "Regions", "make_regions", "RegionAttribution", "UtteranceScore", "region_attribution",
     "RegionBox", "region_sentence", "top_boxes",
+    "StreamShares", "explain_streams", "stream_shares",
 ]

@@ -66,6 +66,9 @@ class Explanation:
             random region orders (``{"regions": curves, "random": curves}``).
         prosody: lines explaining the decision in prosodic terms (models with an
             eGeMAPS stream, :mod:`emolens.explain.prosody`), else empty.
+        streams: the decision split between the model's input streams (spectrogram, the
+            map's; prosody; Whisper) by exact Shapley values
+            (:class:`~emolens.explain.streams.StreamShares`), or ``None`` (a vote head).
     """
 
     file: str | None
@@ -100,6 +103,7 @@ class Explanation:
     sentence: str = ""
     region_faithfulness: dict[str, dict] = field(default_factory=dict)
     prosody: list = field(default_factory=list)
+    streams: object | None = None
 
     @property
     def contrast_label(self) -> str | None:
@@ -182,4 +186,6 @@ class Explanation:
                                                for k, v in rf.items()}
         if self.prosody:
             info["prosody"] = [p.as_dict() if hasattr(p, "as_dict") else p for p in self.prosody]
+        if self.streams is not None:
+            info["streams"] = self.streams.as_dict()
         return info

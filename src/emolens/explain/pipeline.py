@@ -175,6 +175,9 @@ def explain(rec, source, *, methods=METHODS, target: str | int | None = None, tr
             from emolens.explain.prosody import explain_prosody
 
             ex.prosody = explain_prosody(rec, a, t, u)  # [] unless the model has a prosody stream
+            from emolens.explain.streams import explain_streams
+
+            ex.streams = explain_streams(rec, a, t, u)  # how much of the decision the map can show; None for a vote
             if focus is None and any(b.sign > 0 for b in ex.boxes):  # the focus audio follows the top regions
                 ex.focus_method = f"regions ({region_method})"
                 ex.focus_mask = box_time_mask(ex.boxes, len(wave), sr)

@@ -200,13 +200,21 @@ def chunks(audio: np.ndarray) -> list[np.ndarray]:
 
 
 @torch.inference_mode()
-def encoder_states(audio: np.ndarray, encoder: WhisperEncoder, layers: tuple[int, ...]) -> dict[int, np.ndarray]:
+def encoder_states(audio: np.ndarray, encoder: WhisperEncoder, layers: tuple[int, ...],
+                   flatten: bool = False) -> dict[int, np.ndarray]:
     """``{layer: (T, 512)}``: the listed encoder states of a mono 16 kHz clip, frame by frame
     (50 per second; the chunks of a clip over 30 s one after the other, see :func:`chunks`),
-    from one encoder pass."""
+    from one encoder pass. ``flatten``: each chunk's log-mel replaced by its mean value (the
+    clip with its time and frequency structure deleted, as the region explanations delete a
+    region to the log-mel's mean; :mod:`emolens.explain.streams`)."""
     if max(layers) > encoder.n_layers:
         raise ValueError(f"the encoder runs {encoder.n_layers} layers, the stream needs layer {max(layers)}")
-    per_chunk = [encoder(torch.from_numpy(whisper_log_mel(c))[None]) for c in chunks(audio)]
+
+    def mel(c: np.ndarray) -> np.ndarray:
+        m = whisper_log_mel(c)
+        return np.full_like(m, m.mean()) if flatten else m
+
+    per_chunk = [encoder(torch.from_numpy(mel(c))[None]) for c in chunks(audio)]
     return {k: torch.cat([states[k][0] for states in per_chunk]).numpy() for k in layers}
 
 
@@ -317,18 +325,20 @@ def patch_windows(stats: tuple[np.ndarray, np.ndarray, np.ndarray], n_patches: i
 
 
 def pooled_layers(audio: np.ndarray, encoder: WhisperEncoder, layers: tuple[int, ...],
-                  pooling: str = "mean+sd") -> dict[int, np.ndarray]:
+                  pooling: str = "mean+sd", flatten: bool = False) -> dict[int, np.ndarray]:
     """``{layer: (512,) or (1024,)}``: each listed encoder state of a mono 16 kHz clip pooled
-    over all frames (see the module docstring for chunks and padding), from one encoder pass."""
+    over all frames (see the module docstring for chunks and padding), from one encoder pass
+    (``flatten``: of the flattened clip, see :func:`encoder_states`)."""
     if pooling not in ("mean", "mean+sd"):
         raise ValueError(f"unknown pooling {pooling!r}; use mean or mean+sd")
-    return {k: pool_frames(v, pooling) for k, v in encoder_states(audio, encoder, layers).items()}
+    return {k: pool_frames(v, pooling) for k, v in encoder_states(audio, encoder, layers, flatten).items()}
 
 
 def whisper_stream(
     audio: np.ndarray, config: WhisperStreamConfig = WhisperStreamConfig(),
-    encoder: WhisperEncoder | None = None,
+    encoder: WhisperEncoder | None = None, flatten: bool = False,
 ) -> np.ndarray:
-    """The pooled Whisper stream of a mono 16 kHz clip: ``(config.dim,)`` float32."""
+    """The pooled Whisper stream of a mono 16 kHz clip: ``(config.dim,)`` float32
+    (``flatten``: of the flattened clip, the baseline of :mod:`emolens.explain.streams`)."""
     encoder = encoder if encoder is not None else shared_encoder(config.layer)
-    return pooled_layers(audio, encoder, (config.layer,), config.pooling)[config.layer]
+    return pooled_layers(audio, encoder, (config.layer,), config.pooling, flatten)[config.layer]
