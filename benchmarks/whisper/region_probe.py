@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from emolens.features.mel import VGGISH_16K, FrontEndConfig, mel_band_centers
 from emolens.features.whisper_mel import _FILTERS, N_FFT, SAMPLE_RATE, whisper_log_mel
 
-
 #: a VGGish frame's centre lies this many Whisper frames after the Whisper frame of the same index
 #: (VGGish frames start every 10 ms with a 25-ms window; Whisper's are centred every 10 ms)
 WHISPER_FRAME_OFFSET = 1.25
