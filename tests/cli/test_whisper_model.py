@@ -84,6 +84,32 @@ def test_explain_splits_the_whisper_models_decision_between_its_streams(tmp_path
     assert f'<p class="streams"><b>Streams:</b> {escape(got["text"])}</p>' in (tmp_path / "ex" / "report.html").read_text()
 
 
+def test_neutral_enrolment_with_the_whisper_model(tmp_path):
+    """`predict --model whisper --adapt --neutral` (it stopped with a traceback: the enrolment
+    clips' utterance vectors carry the Whisper stream after the functionals) decides as the
+    library does, with the functionals shifted and the Whisper part as it is."""
+    import numpy as np
+
+    from emolens.inference import EmotionRecognizer
+
+    clips = sorted(example_clips())
+    neutral = clips[0]
+    r = _emolens("predict", "--model", "whisper", "--json", "--adapt", "--neutral", neutral, *clips, tmp_path=tmp_path)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    got = {json.loads(line)["file"]: json.loads(line) for line in r.stdout.splitlines()}
+    scored = [c for c in clips if c != neutral]  # the enrolment clip is not classified
+    assert sorted(got) == sorted(map(str, scored)) and all(o["adapted"] for o in got.values())
+    rec = EmotionRecognizer.default(name="whisper", backend="torch")
+    from emolens.audio.io import load_audio
+
+    ref = rec.analyze_clips([load_audio(str(c)) for c in scored], adapt=True, neutral=[load_audio(str(neutral))],
+                            single_recording=True)
+    for c, a in zip(scored, ref):
+        assert max(abs(got[str(c)]["probabilities"][k] - float(p)) for k, p in zip(rec.classes, a.probs)) < 2e-3
+    plain = [rec.analyze(c) for c in scored]
+    assert any(np.abs(a.probs - b.probs).max() > 1e-3 for a, b in zip(ref, plain))  # the enrolment moved the decision
+
+
 def test_missing_whisper_weights_are_one_line(tmp_path, monkeypatch):
     """Missing weights fail once, before any file is read, saying how to get them (not once per file)."""
     (tmp_path / "no-weights").mkdir()

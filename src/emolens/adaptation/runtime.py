@@ -207,11 +207,13 @@ def prosody_enrolment(rec, reports: list[GroupReport], enrol_prosody: dict[str, 
     if not getattr(rec, "needs_prosody", False) or adapter is None or adapter.prosody_means is None:
         return {}
     ref = rec.classes.index(adapter.config.reference)
+    width = adapter.prosody_means.shape[1]  # the functionals (a Whisper stream after them in q is not shifted)
     out = {}
     for r in reports:
         qs = enrol_prosody.get(r.key) or []
         if r.adapted and r.enrolled and qs:
-            out[r.key] = adapter.prosody_offsets(np.stack(qs), np.zeros(len(qs), int), np.array([r.speech_seconds]), ref)[0]
+            q = np.stack([np.asarray(v, np.float64)[:width] for v in qs])
+            out[r.key] = adapter.prosody_offsets(q, np.zeros(len(qs), int), np.array([r.speech_seconds]), ref)[0]
     return out
 
 
