@@ -26,11 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--prior-iterations", type=int, default=None, help="re-estimations of the emotion mix (method prior)")
     ap.add_argument("--enrol-clips", type=int, default=1, help="neutral clips per speaker for method enrol (--neutral)")
+    ap.add_argument("--head", default="prosody", help="the shipped head's recipe: prosody (the default model) or whisper")
+    ap.add_argument("--enrol-whisper", action="store_true", help="--neutral shifts the Whisper stream too (head whisper)")
     args = ap.parse_args(argv)
     import torch
 
     from emolens.evaluation.adaptation_loco import PRIOR_ITERATIONS, adaptation_loco
-    from emolens.training.default_model import DEFAULT_HEAD, load_corpus_features, prepared_dirs
+    from emolens.adaptation.transform import AdaptConfig
+    from emolens.training.default_model import HEADS, load_corpus_features, prepared_dirs
     from emolens.training.package import NOT_SHIPPABLE
 
     torch.set_num_threads(1)
@@ -40,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"emolens: error: {e}", file=sys.stderr)
         return 2
-    data = load_corpus_features(list(dirs.values()), DEFAULT_HEAD)
+    if args.head not in HEADS:
+        print(f"emolens: error: unknown head {args.head!r}; use {', '.join(HEADS)}", file=sys.stderr)
+        return 2
+    head = HEADS[args.head]
+    data = load_corpus_features(list(dirs.values()), head)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    res = adaptation_loco(DEFAULT_HEAD, data, seed=args.seed, evaluate_only=sorted(set(data) & set(NOT_SHIPPABLE)),
+    res = adaptation_loco(head, data, adapt_config=AdaptConfig(enrol_whisper=args.enrol_whisper), seed=args.seed, evaluate_only=sorted(set(data) & set(NOT_SHIPPABLE)),
                           methods=methods, draws=args.draws, prior_iterations=args.prior_iterations or PRIOR_ITERATIONS,
                           enrol_clips=args.enrol_clips)
     plain = [m for m in methods if m != "enrol"]

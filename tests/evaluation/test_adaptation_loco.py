@@ -80,3 +80,32 @@ def test_a_whisper_head_adapts_on_its_whole_utterance_vector() -> None:
 
     with pytest.raises(ValueError, match="Whisper fusion needs the Whisper stream"):
         adaptation_loco(cfg, data, seed=0, methods=("mean",), draws=1)
+
+
+def test_enrolling_the_whisper_stream_removes_a_voices_offset_in_it() -> None:
+    """``AdaptConfig(enrol_whisper=True)`` (measured on the real folds and left off): with each
+    voice's offset in the Whisper stream's emotion dimensions, one neutral clip shifts it away
+    only when the stream is enrolled too."""
+    from dataclasses import replace
+
+    from emolens.adaptation.transform import AdaptConfig
+    from emolens.features.prosody import N_PROSODY
+
+    rng = np.random.default_rng(3)
+    data = {}
+    for c in ("emodb", "ravdess", "nemo", "casia"):
+        cf = replace(_toy(c, rng), classes=["neutral", "sad"])
+        cf.feats["yamnet"][:, :8] = rng.normal(0, 1, (len(cf.utt), 8))
+        cf.prosody = rng.normal(0, 1, (cf.n_utt, N_PROSODY)).astype(np.float32)
+        spk = np.unique(cf.speakers, return_inverse=True)[1]
+        w = rng.normal(0, 1, (cf.n_utt, 1024)).astype(np.float32)
+        w[:, :32] += (1.5 * (2 * cf.y - 1) + 3.0 * rng.choice([-1.0, 1.0], 4)[spk])[:, None]
+        cf.whisper = w
+        data[c] = cf
+    cfg = HeadConfig(streams=("yamnet",), hidden=0, dropout=0.0, epochs=20, batch_size=32, balance="corpus-class",
+                     train_on="utterance", decision="pooled", prosody=2.0, prosody_set="emolens", whisper=1.0)
+    plain = adaptation_loco(cfg, data, seed=0, methods=("enrol",), draws=1)["mean"]
+    both = adaptation_loco(cfg, data, seed=0, methods=("enrol",), draws=1,
+                           adapt_config=AdaptConfig(enrol_whisper=True))["mean"]
+    assert plain["enrol_single"] == both["enrol_single"] < 0.8  # the offsets confuse single clips
+    assert both["enrol"] - plain["enrol"] > 0.15 and both["one_enrol"] - plain["one_enrol"] > 0.15

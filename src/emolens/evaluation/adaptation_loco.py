@@ -153,7 +153,11 @@ def enrolled_probs(head, adapter, cf: CorpusFeatures, streams: Sequence[str], en
         qoff = adapter.prosody_offsets(cf.prosody[eu], eg, seconds, reference)
         P = cf.prosody.shape[1]
         q = q.copy()
-        q[:, :P] -= np.vstack([qoff, np.zeros((1, qoff.shape[1]), np.float32)])[np.where(g_utt < 0, len(names), g_utt)]
+        row = np.where(g_utt < 0, len(names), g_utt)
+        q[:, :P] -= np.vstack([qoff, np.zeros((1, qoff.shape[1]), np.float32)])[row]
+        if adapter.config.enrol_whisper and q.shape[1] > P and adapter.whisper_means is not None:
+            woff = adapter.prosody_offsets(cf.whisper[eu], eg, seconds, reference, adapter.whisper_means)
+            q[:, P:] -= np.vstack([woff, np.zeros((1, woff.shape[1]), np.float32)])[row]
     return utterance_decisions(head, feats, cf.utt, cf.speech, cf.n_utt, q)
 
 
@@ -192,7 +196,8 @@ def _uar(probs: np.ndarray, y: np.ndarray, classes: list[str]) -> float:
 
 def adaptation_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], *, seed: int = 0,
                     evaluate_only: Sequence[str] | None = None, methods: Sequence[str] = ("nap", "mean"),
-                    draws: int = 3, prior_iterations: int = PRIOR_ITERATIONS, log=None, enrol_clips: int = 1) -> dict:
+                    draws: int = 3, prior_iterations: int = PRIOR_ITERATIONS, log=None, enrol_clips: int = 1,
+                    adapt_config=None) -> dict:
     """``{"per_corpus": {corpus: {"single", "<method>", "one_single", "one_<method>"}},
     "mean": {...}}``: UAR single clip and adapted (each method), on the balanced and the
     one-emotion-per-speaker version of every test corpus (mean over ``draws`` draws)."""
@@ -204,7 +209,7 @@ def adaptation_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], *, seed: i
         if head is None:
             raise ValueError("adaptation_loco needs a head the model can ship (the vote, pooling mean+std, or "
                              "emolens's prosody stream; no NAP or hidden layer)")
-        adapter = fit_from_corpora([data[c] for c in fold.train], cfg.streams)
+        adapter = fit_from_corpora([data[c] for c in fold.train], cfg.streams, adapt_config)
         te = data[fold.test]
         means = class_means([data[c] for c in fold.train], cfg.streams, len(te.classes)) if "prior" in methods else None
 
