@@ -6,7 +6,8 @@ the utterance stream appended to the shipped row. The encoder is emolens's
 faster-whisper-base ``model.bin``); the row that ships is measured by
 ``benchmarks/generalisation.py --rows utt-mixup-prosody-whisper``.
     python benchmarks/whisper/whisper_probe.py extract   (about 21 min on 2 cores; resumable per corpus)
-    python benchmarks/whisper/whisper_probe.py probe --seeds 0,1,2   (about 7 min)
+    python benchmarks/whisper/whisper_probe.py probe --seeds 0,1,2   (about 1 min a variant)
+    python benchmarks/whisper/whisper_probe.py extract-speed && ... probe-speed   (9 + 3 min: speed-perturbed training copies)
 (``--work-root``, ``--model``, ``--out``: the prepared work dirs, model.bin, the feature cache.)
 Figures: benchmarks/generalisation.md, "Stop 16" and "Stop 19".
 """
@@ -80,6 +81,69 @@ VARIANTS = (
 )
 
 
+#: speed perturbation of the training copies (tempo and pitch together, as Kaldi's speed
+#: perturbation): file i of a corpus is played ``SPEEDS[i % 2]`` times as fast
+SPEEDS = (0.9, 1.1)
+
+
+def speed_copy(samples: np.ndarray, factor: float, sr: int = 16000) -> np.ndarray:
+    """``samples`` played ``factor`` times as fast (duration / factor, pitch x factor): read as
+    if sampled at ``sr * factor`` and resampled to ``sr`` (soxr)."""
+    import soxr
+
+    return soxr.resample(np.asarray(samples, np.float32), sr * factor, sr).astype(np.float32)
+
+
+def extract_speed(work_root: Path, model: Path | None, out: Path) -> None:
+    """``out/<work dir>-speed.npy`` ``(U, 1024)``: layer 4's mean and sd of a speed-perturbed copy
+    of every file of the corpora trained on (:data:`SPEEDS`, alternating); CASIA and TurEV-DB are only tested."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from emolens.audio.io import load_audio
+    from emolens.models.whisper import load_whisper_encoder, pooled_layers
+    from emolens.training.package import NOT_SHIPPABLE
+    from emolens.workdir import WorkDir
+
+    torch.set_num_threads(2)
+    enc = load_whisper_encoder(4, model)
+    out.mkdir(parents=True, exist_ok=True)
+    for c, d in zip(*zip(*hp.seeds_and_dirs("0", work_root)[1].items())):
+        f = out / f"{d.name}-speed.npy"
+        if f.exists() or c in NOT_SHIPPABLE:  # only tested on the shipping folds
+            continue
+        rows = []
+        for i, p in enumerate(tqdm(WorkDir.open(d).manifest.paths(), desc=f"{d.name} speed", unit="file")):
+            rows.append(pooled_layers(speed_copy(load_audio(str(p)).samples, SPEEDS[i % 2]), enc, (4,))[4])
+        np.save(f, np.stack(rows).astype(np.float32))
+
+
+def probe_speed(work_root: Path, out: Path, seeds: list[int]) -> None:
+    """The shipped Whisper row, and it trained on each corpus twice: as recorded, and with the
+    Whisper stream of its speed-perturbed copy (the YAMNet streams and functionals of the
+    recording; each copy weighs as one more corpus). Test corpora as recorded."""
+    import torch
+
+    from emolens.evaluation.generalisation import layer_norm, loco_folds
+    from emolens.training.package import NOT_SHIPPABLE
+
+    torch.set_num_threads(1)
+    dirs = hp.seeds_and_dirs("0", work_root)[1]
+    rows = hp.pooled_rows(dirs)
+    W = {c: np.load(out / f"{d.name}.npy")[:, layer_block((4,))] for d, c in zip(dirs.values(), rows)}
+    A = {c: np.load(out / f"{d.name}-speed.npy") for d, c in zip(dirs.values(), rows) if (out / f"{d.name}-speed.npy").exists()}
+    folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))
+    print(hp.table_header(folds))
+    vr = {c: dict(r, X=np.concatenate([r["X"], layer_norm(W[c])], 1)) for c, r in rows.items()}
+    aug = {f"{c}~speed": dict(rows[c], X=np.concatenate([rows[c]["X"], layer_norm(A[c])], 1)) for c in A}
+    for name, extra in (("+whisper L4 (ships)", False), ("+whisper L4, speed-perturbed copies in training", True)):
+        t = time.perf_counter()
+        both = {**vr, **aug}
+        res = np.array([[hp.run_fold(both, list(f.train) + ([f"{c}~speed" for c in f.train if c in A] if extra else []),
+                                     f.test, {}, s) for f in folds] for s in seeds])
+        print(hp.table_row(name, res, time.perf_counter() - t), flush=True)
+
+
 def probe(work_root: Path, out: Path, seeds: list[int], only: str | None = None) -> None:
     """The shipped row, and it with Whisper layers appended, on the shipping folds (head_probe's table)."""
     import torch
@@ -107,7 +171,7 @@ def probe(work_root: Path, out: Path, seeds: list[int], only: str | None = None)
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("extract", "probe"))
+    ap.add_argument("step", choices=("extract", "probe", "extract-speed", "probe-speed"))
     ap.add_argument("--work-root", type=Path, default=Path("runs/default/work"))
     ap.add_argument("--model", type=Path, default=None, help="a faster-whisper-base model.bin (default: the whisper extra's)")
     ap.add_argument("--out", type=Path, default=Path("runs/default/whisper-layers"))
@@ -129,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"emolens: error: {e}", file=sys.stderr)
             return 2
         extract(args.work_root, args.model, args.out)
+        return 0
+    if args.step == "extract-speed":
+        extract_speed(args.work_root, args.model, args.out)
+        return 0
+    if args.step == "probe-speed":
+        probe_speed(args.work_root, args.out, seeds)
         return 0
     missing = [d.name for d in dirs.values() if not (args.out / f"{d.name}.npy").exists()]
     if missing:
