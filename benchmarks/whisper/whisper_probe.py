@@ -5,7 +5,7 @@ the utterance stream appended to the shipped row. The encoder is emolens's
 (:mod:`emolens.models.whisper`; weights from the ``whisper`` extra, or ``--model`` a
 faster-whisper-base ``model.bin``); the row that ships is measured by
 ``benchmarks/generalisation.py --rows utt-mixup-prosody-whisper``.
-    python benchmarks/whisper/whisper_probe.py extract   (about 21 min on 2 cores; resumable per corpus)
+    python benchmarks/whisper/whisper_probe.py extract   (about 16 min on 2 cores; resumable per corpus)
     python benchmarks/whisper/whisper_probe.py probe --seeds 0,1,2   (about 1 min a variant)
     python benchmarks/whisper/whisper_probe.py extract-speed && ... probe-speed   (9 + 3 min: speed-perturbed training copies)
 (``--work-root``, ``--model``, ``--out``: the prepared work dirs, model.bin, the feature cache.)
