@@ -32,7 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from emolens.evaluation.adaptation_loco import PRIOR_ITERATIONS, adaptation_loco
-    from emolens.adaptation.transform import AdaptConfig
     from emolens.training.default_model import HEADS, load_corpus_features, prepared_dirs
     from emolens.training.package import NOT_SHIPPABLE
 
@@ -49,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     head = HEADS[args.head]
     data = load_corpus_features(list(dirs.values()), head)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    res = adaptation_loco(head, data, adapt_config=AdaptConfig(enrol_whisper=args.enrol_whisper), seed=args.seed, evaluate_only=sorted(set(data) & set(NOT_SHIPPABLE)),
+    res = adaptation_loco(head, data, seed=args.seed, evaluate_only=sorted(set(data) & set(NOT_SHIPPABLE)),
                           methods=methods, draws=args.draws, prior_iterations=args.prior_iterations or PRIOR_ITERATIONS,
-                          enrol_clips=args.enrol_clips)
+                          enrol_clips=args.enrol_clips, enrol_whisper=args.enrol_whisper)
     plain = [m for m in methods if m != "enrol"]
     keys = ["single", *plain, "one_single", *[f"one_{m}" for m in plain]]
     if "enrol" in methods:

@@ -428,13 +428,15 @@ class EmotionRecognizer:
     def stream_inputs(self, analysis: Analysis):  # noqa: ANN201 - StreamInputs
         """What :mod:`emolens.explain.streams` needs to split this recording's decision
         between its input streams (None unless the model has a prosody head, and for a clip
-        decided with ``--adapt``, whose embeddings were moved to its voice): ``spectrogram``
+        decided with ``--adapt``, whose embeddings were moved to its voice, or by a model that
+        z-scores its streams per recording, whose flattened baseline would be z-scored alone): ``spectrogram``
         (the voting patches' mean embedding ``mu``; baseline: that of the log-mel filled with
         its mean), ``prosody`` (the functionals the decision read; baseline: the training
         average) and, with a Whisper stream, ``whisper`` (baseline: the stream of the
         flattened Whisper log-mel, one more encoder pass). The logits are the head's, before
         calibration."""
-        if not self.needs_prosody or not analysis.context or len(analysis.context) < 2 or analysis.adapted:
+        if (not self.needs_prosody or not analysis.context or len(analysis.context) < 2 or analysis.adapted
+                or self.normalize != "none"):
             return None
         from emolens.explain.stitch import SILENCE_LOG_MEL
         from emolens.explain.streams import StreamInputs

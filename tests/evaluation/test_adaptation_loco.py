@@ -83,12 +83,11 @@ def test_a_whisper_head_adapts_on_its_whole_utterance_vector() -> None:
 
 
 def test_enrolling_the_whisper_stream_removes_a_voices_offset_in_it() -> None:
-    """``AdaptConfig(enrol_whisper=True)`` (measured on the real folds and left off): with each
+    """``enrol_whisper=True`` (measured on the real folds and not shipped): with each
     voice's offset in the Whisper stream's emotion dimensions, one neutral clip shifts it away
     only when the stream is enrolled too."""
     from dataclasses import replace
 
-    from emolens.adaptation.transform import AdaptConfig
     from emolens.features.prosody import N_PROSODY
 
     rng = np.random.default_rng(3)
@@ -105,7 +104,6 @@ def test_enrolling_the_whisper_stream_removes_a_voices_offset_in_it() -> None:
     cfg = HeadConfig(streams=("yamnet",), hidden=0, dropout=0.0, epochs=20, batch_size=32, balance="corpus-class",
                      train_on="utterance", decision="pooled", prosody=2.0, prosody_set="emolens", whisper=1.0)
     plain = adaptation_loco(cfg, data, seed=0, methods=("enrol",), draws=1)["mean"]
-    both = adaptation_loco(cfg, data, seed=0, methods=("enrol",), draws=1,
-                           adapt_config=AdaptConfig(enrol_whisper=True))["mean"]
+    both = adaptation_loco(cfg, data, seed=0, methods=("enrol",), draws=1, enrol_whisper=True)["mean"]
     assert plain["enrol_single"] == both["enrol_single"] < 0.8  # the offsets confuse single clips
     assert both["enrol"] - plain["enrol"] > 0.15 and both["one_enrol"] - plain["one_enrol"] > 0.15

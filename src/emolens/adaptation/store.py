@@ -92,10 +92,6 @@ def fit_from_corpora(corpora, streams, config: AdaptConfig | None = None) -> Spe
 
         adapter.prosody_means = prosody_class_means(np.concatenate([c.prosody for c in corpora]), spk, y,
                                                     len(corpora[0].classes))
-        if adapter.config.enrol_whisper and all(getattr(c, "whisper", None) is not None for c in corpora):
-            # and the Whisper stream's, when --neutral is to shift it (measured and off by default)
-            adapter.whisper_means = prosody_class_means(np.concatenate([c.whisper for c in corpora]), spk, y,
-                                                        len(corpora[0].classes))
     return adapter
 
 

@@ -62,9 +62,6 @@ class AdaptConfig:
             0.511 vs 0.513 mean UAR over both fold kinds; 3 s moves a voice less on a
             one-second clip).
         reference: the class the enrolment clips are recordings of.
-        enrol_whisper: with a Whisper stream (``--model whisper``), ``--neutral`` shifts the
-            voice's Whisper stream by its enrolment clips' too, as it shifts the functionals
-            (needs the stream's class means, :attr:`SpeakerAdapter.whisper_means`).
     """
 
     method: str = "nap"
@@ -75,7 +72,6 @@ class AdaptConfig:
     min_speech_seconds: float = 10.0
     enrol_shrink_seconds: float = 3.0
     reference: str = "neutral"
-    enrol_whisper: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -194,7 +190,6 @@ def fit_stream(utt_feats: np.ndarray, speaker: np.ndarray, label: np.ndarray, k:
 
 #: Key of the prosody class means in ``adaptation.safetensors``.
 PROSODY_KEY = "prosody:class_means"
-WHISPER_KEY = "whisper:class_means"
 
 
 def prosody_class_means(q: np.ndarray, speaker: np.ndarray, label: np.ndarray, n_classes: int) -> np.ndarray:
@@ -220,8 +215,6 @@ class SpeakerAdapter:
     #: ``(C, P)``: each emotion's mean prosody functionals, balanced over speakers (models
     #: with a prosody stream; ``--neutral`` shifts a voice's functionals by them too)
     prosody_means: np.ndarray | None = None
-    #: ``(C, W)``: the same for the raw pooled Whisper stream (models with one)
-    whisper_means: np.ndarray | None = None
 
     @classmethod
     def fit(cls, feats: dict[str, np.ndarray], utt: np.ndarray, voting: np.ndarray, speaker_utt: np.ndarray,
@@ -277,7 +270,8 @@ class SpeakerAdapter:
         ``g`` so that its enrolment clips' mean functionals ``q_enrol (Ne, P)`` (group ids
         ``enrol_groups (Ne,)``) sit at the training mean of class ``reference``, shrunk
         as :meth:`enrolment_offsets` (``speech_seconds (G,)``: the same seconds).
-        ``means``: other class means ``(C, W)`` to do the same with (the Whisper stream's)."""
+        ``means``: other class means ``(C, W)`` to do the same with (the Whisper stream's, in
+        ``emolens.evaluation.adaptation_loco(enrol_whisper=True)``)."""
         means = self.prosody_means if means is None else means
         if means is None:
             raise ValueError("these adaptation statistics have no prosody class means; refit them")
@@ -322,22 +316,18 @@ class SpeakerAdapter:
                 out[f"{name}.class_means"] = np.ascontiguousarray(st.class_means, np.float32)
         if self.prosody_means is not None:
             out[PROSODY_KEY] = np.ascontiguousarray(self.prosody_means, np.float32)
-        if self.whisper_means is not None:
-            out[WHISPER_KEY] = np.ascontiguousarray(self.whisper_means, np.float32)
         return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], config: AdaptConfig) -> "SpeakerAdapter":
         arrays = dict(arrays)
         prosody = arrays.pop(PROSODY_KEY, None)
-        whisper = arrays.pop(WHISPER_KEY, None)
         names = sorted({k.rsplit(".", 1)[0] for k in arrays})
         return cls(config, {n: StreamAdapter(np.asarray(arrays[f"{n}.mean"]), np.asarray(arrays[f"{n}.nuisance"]),
                                              np.asarray(arrays[f"{n}.emotion"]),
                                              np.asarray(arrays[f"{n}.class_means"]) if f"{n}.class_means" in arrays else None)
-                            for n in names}, None if prosody is None else np.asarray(prosody),
-                   None if whisper is None else np.asarray(whisper))
+                            for n in names}, None if prosody is None else np.asarray(prosody))
 
 
 __all__ = ["ADAPT_METHODS", "AdaptConfig", "adapt_rule", "group_means", "fit_stream", "StreamAdapter", "SpeakerAdapter",
-           "PROSODY_KEY", "WHISPER_KEY", "prosody_class_means"]
+           "PROSODY_KEY", "prosody_class_means"]

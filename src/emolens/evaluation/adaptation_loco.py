@@ -125,11 +125,12 @@ def adapted_probs(head, adapter, cf: CorpusFeatures, streams: Sequence[str], met
 
 
 def enrolled_probs(head, adapter, cf: CorpusFeatures, streams: Sequence[str], enrol: dict[str, np.ndarray],
-                   reference: int) -> np.ndarray:
+                   reference: int, whisper_means: np.ndarray | None = None) -> np.ndarray:
     """Utterance probabilities ``(U, C)`` of ``cf`` with every speaker in ``enrol``
     (``{speaker: enrolment utterance ids}``) shifted by its enrolment clips
     (:meth:`~emolens.adaptation.transform.SpeakerAdapter.enrolment_offsets`); other
-    speakers as they are."""
+    speakers as they are. ``whisper_means`` ``(C, W)``: the training class means of the raw
+    Whisper stream, to shift a Whisper head's stream too (measured and not shipped)."""
     spk = np.asarray(cf.speakers).astype(str)
     names = sorted(enrol)
     gid_of = {n: i for i, n in enumerate(names)}
@@ -155,14 +156,14 @@ def enrolled_probs(head, adapter, cf: CorpusFeatures, streams: Sequence[str], en
         q = q.copy()
         row = np.where(g_utt < 0, len(names), g_utt)
         q[:, :P] -= np.vstack([qoff, np.zeros((1, qoff.shape[1]), np.float32)])[row]
-        if adapter.config.enrol_whisper and q.shape[1] > P and adapter.whisper_means is not None:
-            woff = adapter.prosody_offsets(cf.whisper[eu], eg, seconds, reference, adapter.whisper_means)
+        if whisper_means is not None and q.shape[1] > P:
+            woff = adapter.prosody_offsets(cf.whisper[eu], eg, seconds, reference, whisper_means)
             q[:, P:] -= np.vstack([woff, np.zeros((1, woff.shape[1]), np.float32)])[row]
     return utterance_decisions(head, feats, cf.utt, cf.speech, cf.n_utt, q)
 
 
 def _enrol_rows(head, adapter, te: CorpusFeatures, streams: Sequence[str], rng, draws: int,
-                n_enrol: int = 1) -> dict[str, float]:
+                n_enrol: int = 1, whisper_means: np.ndarray | None = None) -> dict[str, float]:
     """The ``enrol`` keys of :func:`adaptation_loco` for one test corpus (module doc)."""
     ref = te.classes.index(adapter.config.reference)
     spk = np.asarray(te.speakers).astype(str)
@@ -175,7 +176,7 @@ def _enrol_rows(head, adapter, te: CorpusFeatures, streams: Sequence[str], rng, 
             idx = np.flatnonzero((spk == s) & (te.y == ref))
             if len(idx) >= n_enrol + 1:
                 enrol[s] = rng.choice(idx, n_enrol, replace=False)
-        probs = enrolled_probs(head, adapter, te, streams, enrol, ref)
+        probs = enrolled_probs(head, adapter, te, streams, enrol, ref, whisper_means)
         scored = np.isin(spk, list(enrol))
         for e in enrol.values():
             scored[e] = False
@@ -190,6 +191,18 @@ def _enrol_rows(head, adapter, te: CorpusFeatures, streams: Sequence[str], rng, 
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
+def _whisper_class_means(corpora: Sequence[CorpusFeatures]) -> np.ndarray:
+    """``(C, W)``: each emotion's mean raw Whisper stream over the training corpora, balanced over
+    speakers as the functionals' (``enrol_whisper``; ValueError when a corpus lacks the stream)."""
+    from emolens.adaptation.transform import prosody_class_means
+
+    if any(c.whisper is None for c in corpora):
+        raise ValueError("enrol_whisper needs the Whisper stream of every training corpus: load it (HEADS['whisper'])")
+    spk = np.concatenate([np.char.add(f"{c.name}/", np.asarray(c.speakers).astype(str)) for c in corpora])
+    return prosody_class_means(np.concatenate([c.whisper for c in corpora]), spk, np.concatenate([c.y for c in corpora]),
+                               len(corpora[0].classes))
+
+
 def _uar(probs: np.ndarray, y: np.ndarray, classes: list[str]) -> float:
     return float(classification_report_dict(y, probs.argmax(1), classes)["uar"])
 
@@ -197,10 +210,12 @@ def _uar(probs: np.ndarray, y: np.ndarray, classes: list[str]) -> float:
 def adaptation_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], *, seed: int = 0,
                     evaluate_only: Sequence[str] | None = None, methods: Sequence[str] = ("nap", "mean"),
                     draws: int = 3, prior_iterations: int = PRIOR_ITERATIONS, log=None, enrol_clips: int = 1,
-                    adapt_config=None) -> dict:
+                    enrol_whisper: bool = False) -> dict:
     """``{"per_corpus": {corpus: {"single", "<method>", "one_single", "one_<method>"}},
     "mean": {...}}``: UAR single clip and adapted (each method), on the balanced and the
-    one-emotion-per-speaker version of every test corpus (mean over ``draws`` draws)."""
+    one-emotion-per-speaker version of every test corpus (mean over ``draws`` draws).
+    ``enrol_whisper``: method ``enrol`` shifts a Whisper head's stream by the enrolment clips'
+    too (a measured research variant: ``--neutral`` at run time shifts the functionals only)."""
     from emolens.adaptation.store import fit_from_corpora
 
     per = {}
@@ -209,7 +224,7 @@ def adaptation_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], *, seed: i
         if head is None:
             raise ValueError("adaptation_loco needs a head the model can ship (the vote, pooling mean+std, or "
                              "emolens's prosody stream; no NAP or hidden layer)")
-        adapter = fit_from_corpora([data[c] for c in fold.train], cfg.streams, adapt_config)
+        adapter = fit_from_corpora([data[c] for c in fold.train], cfg.streams)
         te = data[fold.test]
         means = class_means([data[c] for c in fold.train], cfg.streams, len(te.classes)) if "prior" in methods else None
 
@@ -240,7 +255,9 @@ def adaptation_loco(cfg: HeadConfig, data: dict[str, CorpusFeatures], *, seed: i
                 one[f"one_{m}"].append(_uar(run(m, sub), sub.y, te.classes))
         row.update({k: float(np.mean(v)) for k, v in one.items()})
         if "enrol" in methods:
-            row.update(_enrol_rows(head, adapter, te, cfg.streams, np.random.default_rng(seed + 1), draws, enrol_clips))
+            w_means = _whisper_class_means([data[c] for c in fold.train]) if enrol_whisper else None
+            row.update(_enrol_rows(head, adapter, te, cfg.streams, np.random.default_rng(seed + 1), draws, enrol_clips,
+                                   w_means))
         per[fold.test] = row
         if log:
             log(f"  {fold.test:<8} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
