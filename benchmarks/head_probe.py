@@ -151,8 +151,10 @@ def run_fold(rows: dict, train: list[str], test: str, opts: dict, seed: int) -> 
     if opts.get("dro"):
         models = [_fit_dro(X, y, w, corpus, seed, opts["dro"], epochs, wd, H.mixup, H.lr, H.batch_size)]
     else:
-        models = [fit_classifier(X, y, w, 4, hidden=H.hidden, epochs=e, batch_size=H.batch_size, lr=H.lr,
-                                 weight_decay=wd, mixup=H.mixup, seed=seed) for e in opts.get("ensemble", (epochs,))]
+        models = [fit_classifier(X, y, w, 4, hidden=h, epochs=e, batch_size=H.batch_size,
+                                 lr=H.lr, weight_decay=wd, mixup=H.mixup, corpus=corpus, adversarial=opts.get("adv", 0.0),
+                                 seed=seed) for e in opts.get("ensemble", (epochs,))
+                  for h in opts.get("hiddens", (opts.get("hidden", H.hidden),))]
     logp = sum(np.log(predict_proba(m, Xt) + 1e-9) for m in models)
     return float(balanced_accuracy_score(rows[test]["y"], logp.argmax(1)))
 

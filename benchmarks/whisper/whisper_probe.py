@@ -8,8 +8,9 @@ faster-whisper-base ``model.bin``); the row that ships is measured by
     python benchmarks/whisper/whisper_probe.py extract   (about 16 min on 2 cores; resumable per corpus)
     python benchmarks/whisper/whisper_probe.py probe --seeds 0,1,2   (about 1 min a variant)
     python benchmarks/whisper/whisper_probe.py extract-speed && ... probe-speed   (9 + 3 min: speed-perturbed training copies)
+    python benchmarks/whisper/whisper_probe.py extract-pool && ... probe-pool   (layer 4's frame dynamics, max and range)
 (``--work-root``, ``--model``, ``--out``: the prepared work dirs, model.bin, the feature cache.)
-Figures: benchmarks/generalisation.md, "Stop 16" and "Stop 19".
+Figures: benchmarks/generalisation.md, "Stop 16", "Stop 19" and "Stop 20".
 """
 import argparse
 import sys
@@ -61,7 +62,9 @@ def extract(work_root: Path, model: Path | None, out: Path) -> None:
 #: (name, states, how, head options): ``concat`` appends each state's 1024 values, ``avg`` their
 #: average, ``only`` replaces the YAMNet streams with them (prosody and Whisper alone); the
 #: options are head_probe.run_fold's (``wd`` weight decay, ``epochs``, ``pw`` prosody weight,
-#: ``cnap`` corpus directions projected out), the shipped head's where not given
+#: ``cnap`` corpus directions projected out, ``hidden`` an MLP, ``hiddens`` heads of these sizes
+#: averaged, ``adv`` the MLP's corpus adversary), the shipped head's where not given; ``sd``
+#: appends the frames' sd alone, ``sd-after`` the first state's mean and sd and the next ones' sd
 VARIANTS = (
     ("+whisper L4 (ships)", (4,), "concat", {}),
     ("+whisper L2", (2,), "concat", {}),
@@ -78,6 +81,13 @@ VARIANTS = (
     ("+whisper L4 prosody weight 1", (4,), "concat", {"pw": 1.0}),
     ("+whisper L4 prosody weight 0.5", (4,), "concat", {"pw": 0.5}),
     ("+whisper L4 cnap 2", (4,), "concat", {"cnap": 2}),
+    ("+whisper L4 sd alone", (4,), "sd", {}),
+    ("+whisper L4 MLP 128", (4,), "concat", {"hidden": 128}),
+    ("+whisper L4 MLP 128 + corpus adversary 0.3", (4,), "concat", {"hidden": 128, "adv": 0.3}),
+    ("+whisper L4 linear and MLP 128 heads averaged", (4,), "concat", {"hiddens": (0, 128)}),
+    ("+whisper L4 linear and MLP 256 heads averaged", (4,), "concat", {"hiddens": (0, 256)}),
+    ("+whisper L4 + L3 sd", (4, 3), "sd-after", {}),
+    ("+whisper L4 + L5 sd", (4, 5), "sd-after", {}),
 )
 
 
@@ -116,6 +126,77 @@ def extract_speed(work_root: Path, model: Path | None, out: Path) -> None:
         for i, p in enumerate(tqdm(WorkDir.open(d).manifest.paths(), desc=f"{d.name} speed", unit="file")):
             rows.append(pooled_layers(speed_copy(load_audio(str(p)).samples, SPEEDS[i % 2]), enc, (4,))[4])
         np.save(f, np.stack(rows).astype(np.float32))
+
+
+#: layer 4's frame statistics in a ``-pool`` row, 512 values each (``extract-pool``)
+POOLS = ("mean", "sd", "dsd", "max", "range")
+
+
+def frame_pools(frames: np.ndarray) -> np.ndarray:
+    """``(512 * len(POOLS),)``: of ``frames (T, 512)``, the mean, sd, sd of the frame-to-frame
+    differences (how fast the state moves), max, and 90th minus 10th percentile."""
+    f = frames.astype(np.float64)
+    d = np.diff(f, axis=0) if len(f) > 1 else np.zeros_like(f)
+    p10, p90 = np.percentile(f, [10, 90], axis=0)
+    return np.concatenate([f.mean(0), f.std(0), d.std(0), f.max(0), p90 - p10])
+
+
+def extract_pool(work_root: Path, model: Path | None, out: Path) -> None:
+    """``out/<work dir>-pool.npy`` ``(U, 512 * len(POOLS))``: :func:`frame_pools` of layer 4."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from emolens.audio.io import load_audio
+    from emolens.models.whisper import encoder_states, load_whisper_encoder
+
+    torch.set_num_threads(2)
+    enc = load_whisper_encoder(4, model)
+    out.mkdir(parents=True, exist_ok=True)
+    for d in hp.seeds_and_dirs("0", work_root)[1].values():
+        f = out / f"{d.name}-pool.npy"
+        if f.exists():
+            continue
+        rows = [frame_pools(encoder_states(load_audio(str(p)).samples, enc, (4,))[4])
+                for p in tqdm(workdir_paths(d), desc=f"{d.name} pools", unit="file")]
+        np.save(f, np.stack(rows).astype(np.float32))
+
+
+def workdir_paths(d: Path) -> list:
+    from emolens.workdir import WorkDir
+
+    return list(WorkDir.open(d).manifest.paths())
+
+
+#: (name, pools appended after the shipped mean+sd block, each layer-normalised apart)
+POOL_VARIANTS = (
+    ("+whisper L4 (ships)", ()),
+    ("+whisper L4 + dsd", ("dsd",)),
+    ("+whisper L4 + max", ("max",)),
+    ("+whisper L4 + range", ("range",)),
+    ("+whisper L4 + dsd and range", ("dsd", "range")),
+)
+
+
+def probe_pool(work_root: Path, out: Path, seeds: list[int]) -> None:
+    """The shipped Whisper row with more of layer 4's frame statistics appended (:data:`POOL_VARIANTS`)."""
+    import torch
+
+    from emolens.evaluation.generalisation import layer_norm, loco_folds
+    from emolens.training.package import NOT_SHIPPABLE
+
+    torch.set_num_threads(1)
+    dirs = hp.seeds_and_dirs("0", work_root)[1]
+    rows = hp.pooled_rows(dirs)
+    W = {c: np.load(out / f"{d.name}-pool.npy") for d, c in zip(dirs.values(), rows)}
+    part = lambda c, k: W[c][:, POOLS.index(k) * 512:(POOLS.index(k) + 1) * 512]  # noqa: E731
+    folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))
+    print(hp.table_header(folds))
+    for name, extra in POOL_VARIANTS:
+        vr = {c: dict(r, X=np.concatenate([r["X"], layer_norm(np.concatenate([part(c, "mean"), part(c, "sd")], 1))]
+                                          + [layer_norm(part(c, k)) for k in extra], 1)) for c, r in rows.items()}
+        t = time.perf_counter()
+        res = np.array([[hp.run_fold(vr, list(f.train), f.test, {}, s) for f in folds] for s in seeds])
+        print(hp.table_row(name, res, time.perf_counter() - t), flush=True)
 
 
 def probe_speed(work_root: Path, out: Path, seeds: list[int]) -> None:
@@ -160,6 +241,12 @@ def probe(work_root: Path, out: Path, seeds: list[int], only: str | None = None)
     for v, layers, how, opts in [v for v in VARIANTS if only is None or v[0] in only.split(",")]:
         if how in ("concat", "only"):
             block = {c: W[c][:, layer_block(layers)] for c in rows}
+        elif how == "sd":  # the second half of each state's block: the sd over frames
+            block = {c: W[c][:, layer_block(layers)[512:]] for c in rows}
+        elif how == "sd-after":  # the first state's mean and sd, then the next states' sd, each normalised apart
+            block = {c: np.concatenate([layer_norm(W[c][:, layer_block(layers[:1])])]
+                                       + [layer_norm(W[c][:, layer_block((k,))[512:]]) for k in layers[1:]], 1)
+                     for c in rows}
         else:  # the layers' pooled vectors averaged (one 1024-value block)
             block = {c: np.mean([W[c][:, layer_block((k,))] for k in layers], 0) for c in rows}
         keep = (lambda r: []) if how == "only" else (lambda r: [r["X"]])  # noqa: E731
@@ -171,7 +258,7 @@ def probe(work_root: Path, out: Path, seeds: list[int], only: str | None = None)
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("extract", "probe", "extract-speed", "probe-speed"))
+    ap.add_argument("step", choices=("extract", "probe", "extract-speed", "probe-speed", "extract-pool", "probe-pool"))
     ap.add_argument("--work-root", type=Path, default=Path("runs/default/work"))
     ap.add_argument("--model", type=Path, default=None, help="a faster-whisper-base model.bin (default: the whisper extra's)")
     ap.add_argument("--out", type=Path, default=Path("runs/default/whisper-layers"))
@@ -196,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.step == "extract-speed":
         extract_speed(args.work_root, args.model, args.out)
+        return 0
+    if args.step == "extract-pool":
+        extract_pool(args.work_root, args.model, args.out)
+        return 0
+    if args.step == "probe-pool":
+        probe_pool(args.work_root, args.out, seeds)
         return 0
     if args.step == "probe-speed":
         probe_speed(args.work_root, args.out, seeds)

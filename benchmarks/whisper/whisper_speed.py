@@ -3,7 +3,9 @@ encoder up to the pooled layer) next to the shipped pipeline (``emolens predict`
 ``iter_file_results`` on ONNX Runtime), measured in the same run on the same files, the same
 with the encoder's linear layers quantised to int8 (``torch.ao.quantization.quantize_dynamic``)
 with how far its stream moves from float32, and ``predict --model whisper`` itself (the shipped
-Whisper model, when this install has it).
+Whisper model, when this install has it). It also counts the encoder's floating-point work per
+second of audio (``torch.utils.flop_counter``) and the rate the float32 stream achieved, which
+gives the compute a 300x-real-time Whisper stream would need on this machine.
 
     python benchmarks/whisper/whisper_speed.py [--corpus ../shared/data/emodb-original] [--files 60] [--threads 2]
 """
@@ -98,8 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     cos = (f32 * i8).sum(1) / np.linalg.norm(f32, axis=1) / np.linalg.norm(i8, axis=1)
     print(f"int8 against float32 stream: cosine min {cos.min():.4f}, max abs difference {np.abs(f32 - i8).max():.3f} "
           f"(values up to {np.abs(f32).max():.1f})")
-    both = 1 / (1 / ref + 1 / (audio_s / min(best[f'Whisper layer {args.layer} stream, float32'])))
+    x32 = audio_s / min(best[f'Whisper layer {args.layer} stream, float32'])
+    both = 1 / (1 / ref + 1 / x32)
     print(f"predict with the stream added (float32, sequential): about {both:.0f}x real time")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        for c in clips:
+            whisper_stream(c.samples, cfg, enc)
+    per_s = fc.get_total_flops() / audio_s / 1e9  # GFLOP per second of audio
+    print(f"encoder work: {per_s:.2f} GFLOP per second of audio; the float32 stream ran at {per_s * x32:.0f} GFLOP/s "
+          f"on {args.threads} threads; 300x real time needs {per_s * 300:.0f} GFLOP/s for the stream alone "
+          f"({per_s * 300 / (per_s * x32):.1f} times what it achieved)")
     return 0
 
 
