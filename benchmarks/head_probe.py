@@ -31,7 +31,10 @@ import numpy as np
 #: projected out), gender (Hz: soft register from the median pitch, interaction features),
 #: dro (group-DRO step size over training corpora), audioset (append the mean logits of the
 #: speech gate's human-voice AudioSet classes, weight 1), ensemble (epoch counts of heads
-#: whose log probabilities are averaged). Unset options are ``DEFAULT_HEAD``'s.
+#: whose log probabilities are averaged), parts ((hidden, first column[, stop column]) heads, each on
+#: its columns, log probabilities summed: with a linear head on every column and an MLP
+#: on the last ones, the per-clip streams, the utterance logits stay the patches' linear shares
+#: plus one per-clip term). Unset options are ``DEFAULT_HEAD``'s.
 VARIANTS: dict[str, tuple[dict, str]] = {
     "ship": ({}, "the shipped row (utt-mixup-prosody)"),
     "ep10": ({"epochs": 10}, "10 epochs instead of 40"),
@@ -47,6 +50,7 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "gender": ({"gender": 165.0}, "[prosody, (g - 1/2) prosody]: g a soft voice register from the median pitch (165 Hz)"),
     "dro": ({"dro": 0.05}, "group DRO over the training corpora (step 0.05): the worst corpus's loss weighs more"),
     "ep10+40": ({"ensemble": (10, 40)}, "the mean log probability of a 10-epoch and a 40-epoch head"),
+    "mlp-prosody": ({"parts": ((0, 0), (256, -82))}, "the linear head plus an MLP 256 head on the 82 prosody functionals alone (log probabilities summed)"),
     "audioset": ({"audioset": True}, "mean logits of the speech gate's 29 human-voice AudioSet classes (shout, laughter, crying, sigh...)"),
 }
 
@@ -122,7 +126,11 @@ def run_fold(rows: dict, train: list[str], test: str, opts: dict, seed: int) -> 
     """Balanced accuracy (UAR) on ``test`` of the variant's head trained on ``train``."""
     from sklearn.metrics import balanced_accuracy_score
 
-    from emolens.evaluation.utterance_levers import ProsodyScaler, fit_classifier, predict_proba
+    from emolens.evaluation.utterance_levers import (
+        ProsodyScaler,
+        fit_classifier,
+        predict_proba,
+    )
     from emolens.features.prosody import PROSODY_NAMES
     from emolens.selection.speech import VOICE_CLASSES
     from emolens.training.default_model import DEFAULT_HEAD as H
@@ -150,6 +158,12 @@ def run_fold(rows: dict, train: list[str], test: str, opts: dict, seed: int) -> 
     epochs, wd = opts.get("epochs", H.epochs), opts.get("wd", H.weight_decay)
     if opts.get("dro"):
         models = [_fit_dro(X, y, w, corpus, seed, opts["dro"], epochs, wd, H.mixup, H.lr, H.batch_size)]
+    elif "parts" in opts:  # (hidden, first column[, stop column]): each head reads X[:, first:stop]
+        cols = [slice(p[1], p[2] if len(p) > 2 else None) for p in opts["parts"]]
+        models = [fit_classifier(X[:, c], y, w, 4, hidden=p[0], epochs=epochs, batch_size=H.batch_size, lr=H.lr,
+                                 weight_decay=wd, mixup=H.mixup, seed=seed) for p, c in zip(opts["parts"], cols)]
+        logp = sum(np.log(predict_proba(m, Xt[:, c]) + 1e-9) for m, c in zip(models, cols))
+        return float(balanced_accuracy_score(rows[test]["y"], logp.argmax(1)))
     else:
         models = [fit_classifier(X, y, w, 4, hidden=h, epochs=e, batch_size=H.batch_size,
                                  lr=H.lr, weight_decay=wd, mixup=H.mixup, corpus=corpus, adversarial=opts.get("adv", 0.0),

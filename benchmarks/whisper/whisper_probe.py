@@ -9,6 +9,7 @@ faster-whisper-base ``model.bin``); the row that ships is measured by
     python benchmarks/whisper/whisper_probe.py probe --seeds 0,1,2   (about 1 min a variant)
     python benchmarks/whisper/whisper_probe.py extract-speed && ... probe-speed   (9 + 3 min: speed-perturbed training copies)
     python benchmarks/whisper/whisper_probe.py extract-pool && ... probe-pool   (layer 4's frame dynamics, max and range)
+    python benchmarks/whisper/whisper_probe.py extract-gate && ... probe-gate   (energy-gated frames, common level)
 (``--work-root``, ``--model``, ``--out``: the prepared work dirs, model.bin, the feature cache.)
 Figures: benchmarks/generalisation.md, "Stop 16", "Stop 19" and "Stop 20".
 """
@@ -161,6 +162,124 @@ def extract_pool(work_root: Path, model: Path | None, out: Path) -> None:
         np.save(f, np.stack(rows).astype(np.float32))
 
 
+#: the energy gate's range below the clip's loudest 20-ms frame (dB), and the active level
+#: ``extract-gate`` scales clips to (dBFS of the gated frames' mean power)
+GATE_TOP_DB = 40.0
+TARGET_DBFS = -26.0
+
+
+def frame_gate(samples: np.ndarray, n_frames: int, top_db: float = GATE_TOP_DB) -> np.ndarray:
+    """``(n_frames,)`` bool: the Whisper frames (20 ms, 320 samples each) whose energy is within
+    ``top_db`` of the loudest frame's (all frames where fewer than 5 pass)."""
+    x = np.asarray(samples, np.float64)
+    n = min(n_frames, x.size // 320)
+    db = np.full(n_frames, -np.inf)
+    db[:n] = 10 * np.log10((x[: n * 320].reshape(n, 320) ** 2).mean(1) + 1e-12)
+    gate = db > db.max() - top_db
+    return gate if gate.sum() >= 5 else np.ones(n_frames, bool)
+
+
+def level_normalised(samples: np.ndarray, target_dbfs: float = TARGET_DBFS) -> np.ndarray:
+    """The clip scaled so that its gated frames' mean power is ``target_dbfs`` (silent clips as they are)."""
+    x = np.asarray(samples, np.float32)
+    g = frame_gate(x, x.size // 320)
+    n = min(g.size, x.size // 320)
+    if n == 0:
+        return x
+    p = (x[: n * 320].reshape(n, 320).astype(np.float64) ** 2).mean(1)[g[:n]].mean()
+    return x if p <= 1e-12 else (x * np.sqrt(10 ** (target_dbfs / 10) / p)).astype(np.float32)
+
+
+#: ``extract-gate`` row blocks (1024 values each: layer 4's frame mean and sd)
+GATES = ("raw all", "raw gated", "level all", "level gated")
+
+
+def extract_gate(work_root: Path, model: Path | None, out: Path) -> None:
+    """``out/<work dir>-gate.npy`` ``(U, 1024 * len(GATES))``: layer 4's mean and sd over all
+    frames and over the energy-gated frames (:func:`frame_gate`), of the clip as recorded and
+    scaled to a common active level (:func:`level_normalised`); two encoder passes a file."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from emolens.audio.io import load_audio
+    from emolens.models.whisper import (
+        chunks,
+        encoder_states,
+        load_whisper_encoder,
+        pool_frames,
+    )
+
+    torch.set_num_threads(2)
+    enc = load_whisper_encoder(4, model)
+    out.mkdir(parents=True, exist_ok=True)
+    for d in hp.seeds_and_dirs("0", work_root)[1].values():
+        f = out / f"{d.name}-gate.npy"
+        if f.exists():
+            continue
+        rows = []
+        for p in tqdm(workdir_paths(d), desc=f"{d.name} gates", unit="file"):
+            row = []
+            for x in (load_audio(str(p)).samples,):
+                for clip in (x, level_normalised(x)):
+                    fr = encoder_states(clip, enc, (4,))[4]
+                    padded = np.concatenate(chunks(clip))  # what was encoded (short clips padded)
+                    g = frame_gate(padded, len(fr))
+                    row += [pool_frames(fr), pool_frames(fr[g])]
+            rows.append(np.concatenate(row))
+        np.save(f, np.stack(rows).astype(np.float32))
+
+
+#: (name, GATES block, head options) probed after the blocks: the stop-20 linear + MLP 256 average
+#: (the MLP reads every column), and the same with the MLP on the per-clip streams only (Whisper and
+#: prosody, or Whisper alone: the utterance logits stay the patches' linear shares plus one per-clip
+#: term; with Whisper alone the prosody lines stay linear too)
+GATE_HEADS = (
+    ("raw all: linear and MLP 256 averaged", 0, {"hiddens": (0, 256)}),
+    ("raw all: linear + MLP 256 on Whisper and prosody", 0, {"parts": ((0, 0), (256, -(WIDTH + 82)))}),
+    ("raw all: linear + MLP 256 on Whisper", 0, {"parts": ((0, 0), (256, -(WIDTH + 82), -82))}),
+)
+
+
+#: (name, blocks, head options): GATES blocks side by side (a tuple of indices), or averaged
+#: (``("avg", i, j)``)
+GATE_MIXES = (
+    ("raw all and raw gated", (0, 1), {}),
+    ("raw all and raw gated averaged", ("avg", 0, 1), {}),
+    ("level all and level gated averaged", ("avg", 2, 3), {}),
+    ("raw all and gated averaged: linear and MLP 256 averaged", ("avg", 0, 1), {"hiddens": (0, 256)}),
+    ("raw all and gated averaged: linear + MLP 256 on Whisper", ("avg", 0, 1), {"parts": ((0, 0), (256, -(WIDTH + 82), -82))}),
+)
+
+
+def probe_gate(work_root: Path, out: Path, seeds: list[int], only: str | None = None) -> None:
+    """The shipped row with each :data:`GATES` block as its Whisper stream, then :data:`GATE_HEADS`."""
+    import torch
+
+    from emolens.evaluation.generalisation import layer_norm, loco_folds
+    from emolens.training.package import NOT_SHIPPABLE
+
+    torch.set_num_threads(1)
+    dirs = hp.seeds_and_dirs("0", work_root)[1]
+    rows = hp.pooled_rows(dirs)
+    W = {c: np.load(out / f"{d.name}-gate.npy") for d, c in zip(dirs.values(), rows)}
+    folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))
+    print(hp.table_header(folds))
+    block = lambda c, i: W[c][:, i * WIDTH:(i + 1) * WIDTH]
+    for name, i, opts in [(g, i, {}) for i, g in enumerate(GATES)] + list(GATE_HEADS) + list(GATE_MIXES):
+        if only is not None and name not in only.split(","):
+            continue
+        if isinstance(i, tuple) and i[0] == "avg":  # the blocks' average, one stream
+            parts = [layer_norm(np.mean([block(c, k) for k in i[1:]], 0)) for c in rows]
+        elif isinstance(i, tuple):  # the blocks side by side, each normalised apart
+            parts = [np.concatenate([layer_norm(block(c, k)) for k in i], 1) for c in rows]
+        else:
+            parts = [layer_norm(block(c, i)) for c in rows]
+        vr = {c: dict(r, X=np.concatenate([r["X"], part], 1)) for (c, r), part in zip(rows.items(), parts)}
+        t = time.perf_counter()
+        res = np.array([[hp.run_fold(vr, list(f.train), f.test, opts, s) for f in folds] for s in seeds])
+        print(hp.table_row(f"+whisper L4, {name}", res, time.perf_counter() - t), flush=True)
+
+
 def workdir_paths(d: Path) -> list:
     from emolens.workdir import WorkDir
 
@@ -188,7 +307,7 @@ def probe_pool(work_root: Path, out: Path, seeds: list[int]) -> None:
     dirs = hp.seeds_and_dirs("0", work_root)[1]
     rows = hp.pooled_rows(dirs)
     W = {c: np.load(out / f"{d.name}-pool.npy") for d, c in zip(dirs.values(), rows)}
-    part = lambda c, k: W[c][:, POOLS.index(k) * 512:(POOLS.index(k) + 1) * 512]  # noqa: E731
+    part = lambda c, k: W[c][:, POOLS.index(k) * 512:(POOLS.index(k) + 1) * 512]
     folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))
     print(hp.table_header(folds))
     for name, extra in POOL_VARIANTS:
@@ -249,7 +368,7 @@ def probe(work_root: Path, out: Path, seeds: list[int], only: str | None = None)
                      for c in rows}
         else:  # the layers' pooled vectors averaged (one 1024-value block)
             block = {c: np.mean([W[c][:, layer_block((k,))] for k in layers], 0) for c in rows}
-        keep = (lambda r: []) if how == "only" else (lambda r: [r["X"]])  # noqa: E731
+        keep = (lambda r: []) if how == "only" else (lambda r: [r["X"]])
         vr = {c: dict(r, X=np.concatenate([*keep(r), layer_norm(block[c])], 1)) for c, r in rows.items()}
         t = time.perf_counter()
         res = np.array([[hp.run_fold(vr, list(f.train), f.test, opts, s) for f in folds] for s in seeds])
@@ -258,7 +377,8 @@ def probe(work_root: Path, out: Path, seeds: list[int], only: str | None = None)
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("extract", "probe", "extract-speed", "probe-speed", "extract-pool", "probe-pool"))
+    ap.add_argument("step", choices=("extract", "probe", "extract-speed", "probe-speed", "extract-pool", "probe-pool",
+                                        "extract-gate", "probe-gate"))
     ap.add_argument("--work-root", type=Path, default=Path("runs/default/work"))
     ap.add_argument("--model", type=Path, default=None, help="a faster-whisper-base model.bin (default: the whisper extra's)")
     ap.add_argument("--out", type=Path, default=Path("runs/default/whisper-layers"))
@@ -286,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.step == "extract-pool":
         extract_pool(args.work_root, args.model, args.out)
+        return 0
+    if args.step == "extract-gate":
+        extract_gate(args.work_root, args.model, args.out)
+        return 0
+    if args.step == "probe-gate":
+        probe_gate(args.work_root, args.out, seeds, args.variants)
         return 0
     if args.step == "probe-pool":
         probe_pool(args.work_root, args.out, seeds)

@@ -67,3 +67,12 @@ def test_the_whisper_probe_options_learn_a_separable_fold(opts: dict) -> None:
     uar = probe.run_fold(_rows(), ["a", "b"], "c", dict(opts, epochs=20), seed=0)
     assert 0.9 <= uar <= 1.0, uar
 
+
+
+def test_parts_with_one_linear_head_is_the_shipped_head() -> None:
+    # a single (hidden 0, first column 0) part trains the same linear head on the same columns
+    rows = _rows(1)
+    for test in ("a", "c"):
+        train = [c for c in "abc" if c != test]
+        assert probe.run_fold(rows, train, test, {"parts": ((0, 0),), "epochs": 10}, 3) == \
+            probe.run_fold(rows, train, test, {"epochs": 10}, 3)
