@@ -123,6 +123,9 @@ ROWS: dict[str, tuple[HeadConfig, str]] = {
                              "utt-mixup-prosody (the shipped row) with 5 seeds' linear heads averaged into one"),
     "utt-mixup-prosody-whisper-mean": (replace(UP, prosody=2.0, prosody_set="emolens", whisper=1.0, whisper_norm="mean"),
                                        "utt-mixup-prosody-whisper with the frames' mean alone (no sd)"),
+    # stop 21: an MLP on the Whisper stream alone beside the linear head (logits added)
+    "utt-mixup-prosody-whisper-mlp": (replace(UP, prosody=2.0, prosody_set="emolens", whisper=1.0, whisper_mlp=256),
+                                      "utt-mixup-prosody-whisper + an MLP 256 on the Whisper stream alone, its logits added"),
     "utt-mixup-eq-band": (replace(UP, frontend="eq-band"), "per-utterance channel EQ of the log-mel onto a reference profile"),
     "utt-mixup-eq-gain": (replace(UP, frontend="eq-gain"), "per-utterance loudness normalisation of the log-mel"),
     "test-corpus-norm": (replace(LB, test_norm="corpus"), "REFERENCE, not single clip: linear-balance, test corpus standardised by its own statistics"),

@@ -98,10 +98,12 @@ def _save_stats_run(root: Path, classes=("angry", "happy", "neutral", "sad")) ->
     return save_model(root, model, cfg)
 
 
-def _save_prosody_run(root: Path, classes=("angry", "happy", "neutral", "sad"), whisper: bool = False) -> Path:
+def _save_prosody_run(root: Path, classes=("angry", "happy", "neutral", "sad"), whisper: bool = False,
+                      whisper_mlp: int = 0) -> Path:
     """As :func:`_save_stats_run`, with the prosody head (``pooling='mean+prosody'``):
     random weights, prosody statistics of a few synthetic signals, so the decision depends
-    on the functionals as well as on the patches."""
+    on the functionals as well as on the patches (``whisper_mlp``: the Whisper stream's MLP
+    with that many hidden units, as the shipped Whisper model has)."""
     import numpy as np
     import torch
 
@@ -120,7 +122,8 @@ def _save_prosody_run(root: Path, classes=("angry", "happy", "neutral", "sad"), 
         from emolens.models.whisper import WhisperStreamConfig
 
         wc = WhisperStreamConfig()
-        wspec = {"dim": wc.dim, "weight": 1.0, "layer": wc.layer, "pooling": wc.pooling, "features": whisper_cache_tag(wc)}
+        wspec = {"dim": wc.dim, "weight": 1.0, "layer": wc.layer, "pooling": wc.pooling, "features": whisper_cache_tag(wc),
+                 **({"mlp": whisper_mlp} if whisper_mlp else {})}
     model = FusionNet(len(classes), streams, yamnet=yam, hidden=0, dropout=0.0, pooling="mean+prosody",
                       prosody=spec, whisper=wspec).eval()
     rng = np.random.default_rng(0)
@@ -132,6 +135,8 @@ def _save_prosody_run(root: Path, classes=("angry", "happy", "neutral", "sad"), 
         model.head.prosody_scale.copy_(torch.from_numpy(q.std(0) + 1e-3))
         if whisper:  # the Whisper columns weigh like the rest, so that the stream moves the decision
             model.head.classifier[1].weight[:, -1024:].mul_(8.0)
+        if whisper_mlp:  # and so does its MLP
+            model.head.whisper_mlp[2].weight.mul_(20.0)
     cfg = {"emolens_model": 1, "model": "yamnet-layers-prosody" + ("-whisper" if whisper else ""),
            "streams": list(streams), "classes": list(classes),
            "frontend": {"name": "vggish16k"}, "patches": {"patch_frames": 96, "hop_frames": 48},
@@ -150,7 +155,7 @@ def prosody_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def whisper_run(tmp_path_factory) -> Path:
     """Run directory of a tiny untrained 4-class model with the prosody head and the Whisper stream."""
-    return _save_prosody_run(tmp_path_factory.mktemp("whisper-run"), whisper=True)
+    return _save_prosody_run(tmp_path_factory.mktemp("whisper-run"), whisper=True, whisper_mlp=8)
 
 
 @pytest.fixture(scope="session")

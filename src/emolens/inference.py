@@ -413,8 +413,10 @@ class EmotionRecognizer:
         w = torch.as_tensor(d.weight, dtype=torch.float32)
         end = d.width + d.n_prosody
         fixed = torch.as_tensor(np.asarray(mu, np.float32)) @ w[:, : d.width].T + torch.as_tensor(d.bias)
-        if d.n_whisper:
-            fixed = fixed + torch.as_tensor(d.scaled(q_all)[d.n_prosody :], dtype=torch.float32) @ w[:, end:].T
+        if d.n_whisper:  # the Whisper stream's linear part and its MLP's logits: constant here
+            s_w = d.scaled(q_all)[d.n_prosody :]
+            fixed = fixed + torch.as_tensor(s_w, dtype=torch.float32) @ w[:, end:].T \
+                + torch.as_tensor(d.whisper_logits(s_w), dtype=torch.float32)
         mean, scale = torch.as_tensor(d.mean), torch.as_tensor(d.scale)
         moved = torch.as_tensor(shift, dtype=torch.float32)
 
@@ -457,11 +459,10 @@ class EmotionRecognizer:
             w_flat = whisper_stream(analysis.clip.samples, self.whisper_config, self.whisper_encoder(), flatten=True)
             parts["whisper"] = (s_q[d.n_prosody :], d.scaled(np.concatenate([q[: d.n_prosody], w_flat]))[d.n_prosody :])
         names = list(parts)
-        w = np.asarray(d.weight, np.float64)
 
         def logits(coalition: tuple[bool, ...]) -> np.ndarray:
             x = np.concatenate([parts[n][0] if keep else parts[n][1] for n, keep in zip(names, coalition)])
-            return x @ w.T + np.asarray(d.bias, np.float64)
+            return d.scaled_logits(x[: d.width], x[d.width :])  # the head's, Whisper MLP included
 
         return StreamInputs(names, logits)
 

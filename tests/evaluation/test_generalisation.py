@@ -88,6 +88,11 @@ def test_run_loco_learns_and_resumes(tmp_path) -> None:
     np.testing.assert_array_equal(fresh["ravdess"].y, 1 - data["ravdess"].y)  # not the cached fold
     assert fresh["ravdess"].metrics["uar"] < 0.1  # the head learnt the other corpora's mapping
     assert not np.array_equal(fresh["emodb"].probs, res[0].probs)  # trained on the relabelled corpus too
+    # another head (or seed) in the same folder trains its own folds: never the cached ones
+    for other, seed in ((replace(cfg, hidden=8), 0), (cfg, 1)):
+        redo = run_loco(other, data, seed=seed, out=tmp_path, log=None)[0]
+        assert not np.array_equal(redo.probs, res[0].probs)
+        np.testing.assert_array_equal(run_loco(other, data, seed=seed, out=tmp_path, log=None)[0].probs, redo.probs)
     for lever in (replace(cfg, mixup=0.4, label_smoothing=0.1, corpus_center=True),
                   replace(cfg, hidden=0, balance="corpus-class", train_on="utterance", mixup=0.4, epochs=20)):
         assert summarise(run_loco(lever, data, seed=1, log=None))["worst_uar"] > 0.85
@@ -208,11 +213,14 @@ def test_a_row_fuses_the_whisper_stream() -> None:
         run_fold(base, data, fold, 0)
 
 
-def test_a_prosody_whisper_row_ships_a_head_that_decides_as_the_fold() -> None:
+@pytest.mark.parametrize("mlp", [0, 16])
+def test_a_prosody_whisper_row_ships_a_head_that_decides_as_the_fold(mlp: int) -> None:
     """The shippable Whisper row (prosody functionals, then the Whisper stream, per-row
-    standardised): its :func:`lever_head` records the stream's recipe, and the head's
-    decision (:class:`~emolens.models.decision.ProsodyPooling` on rows ``[z, q_p, q_w]``)
-    gives the fold's own test probabilities; z-scored Whisper columns do not ship."""
+    standardised; ``mlp``: with an MLP on the Whisper stream whose logits add): its
+    :func:`lever_head` records the stream's recipe, and the head's decision
+    (:class:`~emolens.models.decision.ProsodyPooling` on rows ``[z, q_p, q_w]``, and the torch
+    head's pooled logits) gives the fold's own test probabilities; z-scored Whisper columns do
+    not ship."""
     import torch
 
     from emolens.evaluation.generalisation import LocoFold, layer_norm, run_fold
@@ -230,10 +238,15 @@ def test_a_prosody_whisper_row_ships_a_head_that_decides_as_the_fold() -> None:
         cf.whisper = v
         data[c] = cf
     cfg = HeadConfig(streams=("yamnet",), hidden=0, dropout=0.0, epochs=30, balance="corpus-class", train_on="utterance",
-                     decision="pooled", prosody=2.0, prosody_set="emolens", whisper=1.5, batch_size=16)
+                     decision="pooled", prosody=2.0, prosody_set="emolens", whisper=1.5, batch_size=16, whisper_mlp=mlp)
     fold = LocoFold("nemo", ("emodb", "ravdess"))
     res, head = run_fold(cfg, data, fold, 0)
     assert head is not None and head.whisper["features"] == whisper_cache_tag() and head.whisper["weight"] == 1.5
+    assert head.whisper.get("mlp", 0) == mlp and (head.whisper_mlp is not None) == bool(mlp)
+    if mlp:  # the MLP's logits move the probabilities; the linear part is the no-MLP row's head
+        plain = run_fold(replace(cfg, whisper_mlp=0), data, fold, 0)
+        assert np.abs(plain[0].probs - res.probs).max() > 1e-3
+        torch.testing.assert_close(plain[1].classifier[1].weight, head.classifier[1].weight)
     assert head.utterance_dim == N_PROSODY + 1024
     d = decision_for({"head": {"pooling": "mean+prosody", "prosody": head.prosody, "whisper": head.whisper}},
                      head_state=head.state_dict())
@@ -244,8 +257,16 @@ def test_a_prosody_whisper_row_ships_a_head_that_decides_as_the_fold() -> None:
         rows = np.concatenate([z[t.utt == u], np.broadcast_to(np.concatenate([t.prosody[u], t.whisper[u]]),
                                                               ((t.utt == u).sum(), N_PROSODY + 1024))], 1)
         np.testing.assert_allclose(d.decide(rows, np.ones(len(rows), bool)).probs, res.probs[u], atol=1e-4)
+        with torch.no_grad(), head.use_context(rows[0, head.width:]):
+            logits = head.pooled_logits(torch.from_numpy(z[t.utt == u][None])).numpy()[0]
+        np.testing.assert_allclose(np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum(), res.probs[u], atol=1e-4)
     scaled = d.scaled(np.concatenate([t.prosody[:3], t.whisper[:3]], 1))[:, N_PROSODY:]
     np.testing.assert_allclose(scaled, 1.5 * layer_norm(t.whisper[:3]), atol=1e-5)
+    # what the adaptation table and the timeline's evaluation decide with: the same probabilities
+    from emolens.evaluation.generalisation import utterance_decisions, utterance_vector
+
+    np.testing.assert_allclose(utterance_decisions(head, t.feats, t.utt, t.speech, t.n_utt, utterance_vector(head, t)),
+                               res.probs, atol=1e-4)
     assert run_fold(replace(cfg, whisper_norm="z"), data, fold, 0)[1] is None
 
 

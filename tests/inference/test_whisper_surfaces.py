@@ -31,14 +31,14 @@ def rec(whisper_run):
 
 
 def _by_hand(rec, a, mu) -> np.ndarray:
-    """``softmax(W [mean z, s(q_p), ln(q_w)] + b)`` with the clip's q computed here, from torch."""
+    """``softmax(W [mean z, s(q_p), ln(q_w)] + b + MLP(ln(q_w)))`` with the clip's q computed here, from torch."""
     head = rec.model.head
     with torch.no_grad():
         qp = prosody_features(a.clip.samples)
         qw = whisper_stream(a.clip.samples)
         zq = 2.0 * torch.clamp((torch.from_numpy(qp) - head.prosody_mean) / head.prosody_scale, -6.0, 6.0)
         ln = torch.nn.functional.layer_norm(torch.from_numpy(qw), (1024,), eps=1e-5)
-        return torch.softmax(head.classifier(torch.cat([mu, zq, ln])), 0).numpy()
+        return torch.softmax(head.classifier(torch.cat([mu, zq, ln])) + head.whisper_mlp(ln), 0).numpy()
 
 
 def test_predict_decides_on_the_clips_whisper_stream(rec, tmp_path, write_voice, voting_mean_embedding) -> None:
@@ -172,10 +172,19 @@ def test_stream_inputs_split_the_decision_the_model_took(run, request, tmp_path,
         with torch.no_grad():
             states = shared_encoder(4)(torch.from_numpy(np.full_like(mel, mel.mean()))[None])[4][0].numpy()
         w_rows.append(d.scaled(np.concatenate([q[: d.n_prosody], pool_frames(states)]))[d.n_prosody :])
+    mlp_net = r.model.head.whisper_mlp  # the Whisper MLP's logits, from torch (0 without one)
+
+    def mlp(s_w: np.ndarray) -> np.ndarray:
+        if mlp_net is None:
+            return np.zeros(len(d.bias))
+        with torch.no_grad():
+            return mlp_net(torch.as_tensor(s_w, dtype=torch.float32)).numpy().astype(np.float64)
+
     none = (False,) * len(inp.names)
-    np.testing.assert_allclose(inp.logits_fn(none), np.concatenate(w_rows) @ d.weight.T + d.bias, atol=1e-4)
+    np.testing.assert_allclose(inp.logits_fn(none), np.concatenate(w_rows) @ d.weight.T + d.bias
+                               + (mlp(w_rows[2]) if d.n_whisper else 0), atol=1e-4)
     if d.n_whisper:  # only the Whisper stream at the recording's value
-        only_w = np.concatenate(w_rows[:2] + [s_q[d.n_prosody :]]) @ d.weight.T + d.bias
+        only_w = np.concatenate(w_rows[:2] + [s_q[d.n_prosody :]]) @ d.weight.T + d.bias + mlp(s_q[d.n_prosody :])
         np.testing.assert_allclose(inp.logits_fn((False, False, True)), only_w, atol=1e-4)
 
     t = int(np.argmax(a.probs))

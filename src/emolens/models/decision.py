@@ -149,7 +149,12 @@ class StatisticsPooling:
 class ProsodyPooling:
     """``logits = weight @ [mu, s(q)] + bias``, ``s(q) = pweight * clip((q - mean) / scale, +-clip)``;
     ``weight (C, D + P + W)``, ``bias (C,)``, ``mean, scale (P,)``; ``n_whisper = W`` columns of a
-    Whisper stream after the functionals (0: none), scaled ``wweight * ln(q_w)``."""
+    Whisper stream after the functionals (0: none), scaled ``s_w = wweight * ln(q_w)``.
+
+    ``mlp`` (model.json ``head.whisper.mlp``): ``(W1 (H, W), b1 (H,), W2 (C, H), b2 (C,))`` of a
+    one-hidden-layer MLP on ``s_w`` alone whose logits are added,
+    ``+ W2 relu(W1 s_w + b1) + b2``: a per-recording term, so every patch's share is still
+    ``weight @ [z_i, s(q)] + bias`` plus the same constant, and the prosody part stays linear."""
 
     weight: np.ndarray
     bias: np.ndarray
@@ -159,6 +164,7 @@ class ProsodyPooling:
     clip: float = 6.0
     n_whisper: int = 0
     wweight: float = 1.0
+    mlp: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     pooling = "mean+prosody"
 
     @property
@@ -194,10 +200,21 @@ class ProsodyPooling:
             raise ValueError(f"prosody pooling reads rows [z ({self.width}), q ({self.n_utterance})], got {o.shape}")
         return o[:, : self.width], o[:, self.width :]
 
-    def logits(self, mu: np.ndarray, q: np.ndarray) -> np.ndarray:
-        """Logits ``(..., C)`` from ``mu (..., D)`` and raw ``q (..., P)``."""
+    def whisper_logits(self, s_w: np.ndarray) -> np.ndarray:
+        """The MLP's logits ``(..., C)`` from the scaled Whisper stream ``s_w (..., W)`` (0 without one)."""
+        if self.mlp is None:
+            return np.zeros(np.shape(s_w)[:-1] + (len(self.bias),))
+        w1, b1, w2, b2 = (np.asarray(a, np.float64) for a in self.mlp)
+        return np.maximum(np.asarray(s_w, np.float64) @ w1.T + b1, 0.0) @ w2.T + b2
+
+    def scaled_logits(self, mu: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Logits ``(..., C)`` from ``mu (..., D)`` and an already scaled ``s = s(q) (..., P + W)``."""
         w = self.weight.astype(np.float64)
-        return mu @ w[:, : self.width].T + self.scaled(q) @ w[:, self.width :].T + self.bias
+        return mu @ w[:, : self.width].T + s @ w[:, self.width :].T + self.bias + self.whisper_logits(s[..., self.n_prosody :])
+
+    def logits(self, mu: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Logits ``(..., C)`` from ``mu (..., D)`` and raw ``q (..., P + W)``."""
+        return self.scaled_logits(mu, self.scaled(q))
 
     def decide(self, outputs: np.ndarray, voting: np.ndarray) -> Decided:
         z, q = self._split(outputs)
@@ -273,8 +290,13 @@ def decision_for(config: dict, run_dir: str | Path | None = None, head_state: di
     if pooling == "mean+std":
         return StatisticsPooling(*arrs)
     p, w = head.get("prosody") or {}, head.get("whisper") or {}
+    mlp = None
+    if int(w.get("mlp", 0)):
+        mkeys = [f"whisper_mlp.{k}" for k in ("0.weight", "0.bias", "2.weight", "2.bias")]
+        mlp = tuple(head_state[k].detach().numpy().astype(np.float32) for k in mkeys) if head_state is not None \
+            else tuple(st["head." + k].astype(np.float32) for k in mkeys)
     return ProsodyPooling(*arrs, pweight=float(p.get("weight", 2.0)), clip=float(p.get("clip", 6.0)),
-                          n_whisper=int(w.get("dim", 0)), wweight=float(w.get("weight", 1.0)))
+                          n_whisper=int(w.get("dim", 0)), wweight=float(w.get("weight", 1.0)), mlp=mlp)
 
 
 __all__ = ["Decided", "Decision", "PatchVote", "ProsodyPooling", "StatisticsPooling", "window_bounds", "decision_for", "softmax", "SIGMA_FLOOR"]

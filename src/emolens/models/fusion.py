@@ -56,6 +56,8 @@ Decision (``pooling``, the head's last choice; :mod:`emolens.models.decision`):
   ``(1024,)``), which the head standardises per row (layer norm without affine, eps 1e-5)
   and weighs: ``s(q) = [weight * clip((q_p - mean) / scale), w_weight * ln(q_w)]``.
   Everything that carries ``q`` (context, timeline windows, explanations) carries both.
+  ``whisper={..., "mlp": H}`` adds the logits of an MLP (H hidden units) on the scaled Whisper
+  part alone: the same term for every patch of a recording, so the shares still add up.
 
 Fine-tuning scopes (``set_finetune``): ``head`` (backbones frozen; their raw stream
 features can be computed once with :meth:`FusionNet.extract` and cached), ``top``
@@ -154,6 +156,12 @@ class FusionHead(nn.Module):
             nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, n_classes),
         ) if hidden > 0 else nn.Sequential(nn.Dropout(dropout), nn.Linear(width, n_classes))
+        #: model.json ``head.whisper.mlp``: an MLP with that many hidden units on the scaled Whisper
+        #: stream alone, its logits added to the classifier's (a per-recording term:
+        #: :class:`emolens.models.decision.ProsodyPooling`)
+        mlp = int(self.whisper.get("mlp", 0)) if self.whisper else 0
+        self.whisper_mlp = nn.Sequential(nn.Linear(self.whisper_dim, mlp), nn.ReLU(), nn.Linear(mlp, n_classes)) \
+            if mlp else None
 
     def embed(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         """``z (B, width)``: the normalised streams, concatenated (what the classifier reads per patch)."""
@@ -191,12 +199,21 @@ class FusionHead(nn.Module):
             return torch.zeros(*batch_shape, self.utterance_dim)
         return self.scale_prosody(self._context[0]).expand(*batch_shape, self.utterance_dim)
 
+    def _prosody_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """The prosody head's logits ``(..., C)`` of embeddings ``z (..., width)`` in the context's
+        clip: ``classifier([z, s(q)])`` plus the Whisper MLP's logits of ``s_w`` when there is one."""
+        sq = self._scaled_context_prosody(z.shape[:-1])
+        out = self.classifier(torch.cat([z, sq], dim=-1))
+        if self.whisper_mlp is not None:
+            out = out + self.whisper_mlp(sq[..., self.prosody_dim :])
+        return out
+
     def from_embedding(self, z: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` from ``z (B, width)``."""
         if self.pooling == "mean":
             return self.classifier(z)
         if self.pooling == "mean+prosody":
-            return self.classifier(torch.cat([z, self._scaled_context_prosody(z.shape[:-1])], dim=-1))
+            return self._prosody_logits(z)
         mu, sigma = self._context if self._context is not None else pooled_stats(z)
         return self.classifier(torch.cat([z, (z - mu) ** 2 / sigma], dim=1))
 
@@ -219,8 +236,7 @@ class FusionHead(nn.Module):
         if self.pooling == "mean":
             return torch.log(torch.softmax(self.classifier(z), -1).mean(-2).clamp_min(1e-12))
         if self.pooling == "mean+prosody":
-            mu = z.mean(-2)
-            return self.classifier(torch.cat([mu, self._scaled_context_prosody(mu.shape[:-1])], dim=-1))
+            return self._prosody_logits(z.mean(-2))
         mu, sigma = pooled_stats(z)
         return self.classifier(torch.cat([mu.squeeze(-2), sigma.squeeze(-2)], dim=-1))
 

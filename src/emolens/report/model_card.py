@@ -52,6 +52,9 @@ def _decision_text(head: dict) -> str:
             text += (f", and its Whisper base encoder stream (layer {w.get('layer', '?')}, {w.get('pooling', '?')} over "
                      f"frames, {w.get('dim', '?')} values, `{w.get('features', '?')}`, standardised per recording, weight "
                      f"{w.get('weight', '?')})")
+            if w.get("mlp"):
+                text += (f"; plus the logits of an MLP ({w['mlp']} hidden units, ReLU) on the standardised Whisper stream "
+                         "alone, the same for every patch of a recording")
         return text
     return "the utterance decision is the mean of the voting patches' probabilities"
 
