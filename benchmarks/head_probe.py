@@ -126,11 +126,7 @@ def run_fold(rows: dict, train: list[str], test: str, opts: dict, seed: int) -> 
     """Balanced accuracy (UAR) on ``test`` of the variant's head trained on ``train``."""
     from sklearn.metrics import balanced_accuracy_score
 
-    from emolens.evaluation.utterance_levers import (
-        ProsodyScaler,
-        fit_classifier,
-        predict_proba,
-    )
+    from emolens.evaluation.utterance_levers import ProsodyScaler, fit_classifier, predict_proba
     from emolens.features.prosody import PROSODY_NAMES
     from emolens.selection.speech import VOICE_CLASSES
     from emolens.training.default_model import DEFAULT_HEAD as H
@@ -156,20 +152,20 @@ def run_fold(rows: dict, train: list[str], test: str, opts: dict, seed: int) -> 
     X, Xt = X.astype(np.float32), Xt.astype(np.float32)
     w = _cell_weights(y, corpus, opts.get("wpow", 1.0))
     epochs, wd = opts.get("epochs", H.epochs), opts.get("wd", H.weight_decay)
+
+    def fit(cols: slice, hidden: int, ep: int = epochs, **kw) -> tuple:
+        return fit_classifier(X[:, cols], y, w, 4, hidden=hidden, epochs=ep, batch_size=H.batch_size, lr=H.lr,
+                              weight_decay=wd, mixup=H.mixup, seed=seed, **kw), cols
+
+    every = slice(None)
     if opts.get("dro"):
-        models = [_fit_dro(X, y, w, corpus, seed, opts["dro"], epochs, wd, H.mixup, H.lr, H.batch_size)]
+        models = [(_fit_dro(X, y, w, corpus, seed, opts["dro"], epochs, wd, H.mixup, H.lr, H.batch_size), every)]
     elif "parts" in opts:  # (hidden, first column[, stop column]): each head reads X[:, first:stop]
-        cols = [slice(p[1], p[2] if len(p) > 2 else None) for p in opts["parts"]]
-        models = [fit_classifier(X[:, c], y, w, 4, hidden=p[0], epochs=epochs, batch_size=H.batch_size, lr=H.lr,
-                                 weight_decay=wd, mixup=H.mixup, seed=seed) for p, c in zip(opts["parts"], cols)]
-        logp = sum(np.log(predict_proba(m, Xt[:, c]) + 1e-9) for m, c in zip(models, cols))
-        return float(balanced_accuracy_score(rows[test]["y"], logp.argmax(1)))
+        models = [fit(slice(p[1], p[2] if len(p) > 2 else None), p[0]) for p in opts["parts"]]
     else:
-        models = [fit_classifier(X, y, w, 4, hidden=h, epochs=e, batch_size=H.batch_size,
-                                 lr=H.lr, weight_decay=wd, mixup=H.mixup, corpus=corpus, adversarial=opts.get("adv", 0.0),
-                                 seed=seed) for e in opts.get("ensemble", (epochs,))
-                  for h in opts.get("hiddens", (opts.get("hidden", H.hidden),))]
-    logp = sum(np.log(predict_proba(m, Xt) + 1e-9) for m in models)
+        models = [fit(every, h, e, corpus=corpus, adversarial=opts.get("adv", 0.0))
+                  for e in opts.get("ensemble", (epochs,)) for h in opts.get("hiddens", (opts.get("hidden", H.hidden),))]
+    logp = sum(np.log(predict_proba(m, Xt[:, c]) + 1e-9) for m, c in models)
     return float(balanced_accuracy_score(rows[test]["y"], logp.argmax(1)))
 
 
@@ -197,6 +193,32 @@ def table_row(name: str, res: np.ndarray, seconds: float) -> str:
     mean, worst = res.mean(1), res.min(1)
     return (f"| {name} | {mean.mean():.3f} ± {mean.std():.3f} | {worst.mean():.3f} ± {worst.std():.3f} | "
             + " | ".join(f"{v:.3f}" for v in res.mean(0)) + f" | {seconds:.0f} |")
+
+
+def shipping_folds(work_root: Path) -> tuple[dict[str, Path], dict[str, dict[str, np.ndarray]], list]:
+    """With one torch thread: the prepared work dirs of ``work_root`` (corpus order), their pooled
+    rows (:func:`pooled_rows`) and the shipping folds (TurEV-DB and CASIA only tested); prints the
+    table header. What every probe built on this one starts with."""
+    import torch
+
+    from emolens.evaluation.generalisation import loco_folds
+    from emolens.training.package import NOT_SHIPPABLE
+
+    torch.set_num_threads(1)
+    dirs = seeds_and_dirs("0", work_root)[1]
+    rows = pooled_rows(dirs)
+    folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))
+    print(table_header(folds))
+    return dirs, rows, folds
+
+
+def print_row(name: str, rows: dict, folds: list, seeds: list[int], opts: dict | None = None) -> np.ndarray:
+    """Train and score ``rows`` on every fold and seed (:func:`run_fold` with ``opts``), print the
+    table row; returns the ``(seeds, folds)`` UAR."""
+    t = time.perf_counter()
+    res = np.array([[run_fold(rows, list(f.train), f.test, opts or {}, s) for f in folds] for s in seeds])
+    print(table_row(name, res, time.perf_counter() - t), flush=True)
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,9 +255,7 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{f.test} <- {'+'.join(f.train)}" for f in folds), flush=True)
     print(table_header(folds))
     for name in names:
-        t = time.perf_counter()
-        res = np.array([[run_fold(rows, list(f.train), f.test, VARIANTS[name][0], s) for f in folds] for s in seeds])
-        print(table_row(name, res, time.perf_counter() - t), flush=True)
+        print_row(name, rows, folds, seeds, VARIANTS[name][0])
     return 0
 
 

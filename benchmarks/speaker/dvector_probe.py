@@ -110,27 +110,17 @@ def extract(work_root: Path, weights: Path, out: Path) -> None:
 
 
 def probe(work_root: Path, out: Path, whisper: Path, seeds: list[int]) -> None:
-    import torch
+    from emolens.evaluation.generalisation import layer_norm
 
-    from emolens.evaluation.generalisation import layer_norm, loco_folds
-    from emolens.training.package import NOT_SHIPPABLE
-
-    torch.set_num_threads(1)
-    dirs = hp.seeds_and_dirs("0", work_root)[1]
-    rows = hp.pooled_rows(dirs)
+    dirs, rows, folds = hp.shipping_folds(work_root)
     D = {c: np.load(out / f"{d.name}.npy") for d, c in zip(dirs.values(), rows)}
-    folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))
     variants = [("ship + d-vector", lambda c, r: [r["X"], layer_norm(D[c])])]
     if all((whisper / f"{d.name}-gate.npy").exists() for d in dirs.values()):
         W = {c: np.load(whisper / f"{d.name}-gate.npy")[:, :1024] for d, c in zip(dirs.values(), rows)}
         variants += [("+whisper L4 (ships)", lambda c, r: [r["X"], layer_norm(W[c])]),
                      ("+whisper L4 + d-vector", lambda c, r: [r["X"], layer_norm(W[c]), layer_norm(D[c])])]
-    print(hp.table_header(folds))
     for name, build in variants:
-        vr = {c: dict(r, X=np.concatenate(build(c, r), 1)) for c, r in rows.items()}
-        t = time.perf_counter()
-        res = np.array([[hp.run_fold(vr, list(f.train), f.test, {}, s) for f in folds] for s in seeds])
-        print(hp.table_row(name, res, time.perf_counter() - t), flush=True)
+        hp.print_row(name, {c: dict(r, X=np.concatenate(build(c, r), 1)) for c, r in rows.items()}, folds, seeds)
 
 
 def main(argv=None) -> int:

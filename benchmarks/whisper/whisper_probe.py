@@ -168,13 +168,20 @@ GATE_TOP_DB = 40.0
 TARGET_DBFS = -26.0
 
 
+def frame_power(samples: np.ndarray, n_frames: int) -> np.ndarray:
+    """``(n_frames,)`` mean power of each 20-ms (320-sample) Whisper frame; 0 past the samples' end."""
+    x = np.asarray(samples, np.float64)
+    n = min(n_frames, x.size // 320)
+    p = np.zeros(n_frames)
+    p[:n] = (x[: n * 320].reshape(n, 320) ** 2).mean(1)
+    return p
+
+
 def frame_gate(samples: np.ndarray, n_frames: int, top_db: float = GATE_TOP_DB) -> np.ndarray:
     """``(n_frames,)`` bool: the Whisper frames (20 ms, 320 samples each) whose energy is within
     ``top_db`` of the loudest frame's (all frames where fewer than 5 pass)."""
-    x = np.asarray(samples, np.float64)
-    n = min(n_frames, x.size // 320)
-    db = np.full(n_frames, -np.inf)
-    db[:n] = 10 * np.log10((x[: n * 320].reshape(n, 320) ** 2).mean(1) + 1e-12)
+    db = 10 * np.log10(frame_power(samples, n_frames) + 1e-12)
+    db[np.size(samples) // 320:] = -np.inf  # frames past the samples' end never pass
     gate = db > db.max() - top_db
     return gate if gate.sum() >= 5 else np.ones(n_frames, bool)
 
@@ -182,11 +189,10 @@ def frame_gate(samples: np.ndarray, n_frames: int, top_db: float = GATE_TOP_DB) 
 def level_normalised(samples: np.ndarray, target_dbfs: float = TARGET_DBFS) -> np.ndarray:
     """The clip scaled so that its gated frames' mean power is ``target_dbfs`` (silent clips as they are)."""
     x = np.asarray(samples, np.float32)
-    g = frame_gate(x, x.size // 320)
-    n = min(g.size, x.size // 320)
+    n = x.size // 320
     if n == 0:
         return x
-    p = (x[: n * 320].reshape(n, 320).astype(np.float64) ** 2).mean(1)[g[:n]].mean()
+    p = frame_power(x, n)[frame_gate(x, n)].mean()
     return x if p <= 1e-12 else (x * np.sqrt(10 ** (target_dbfs / 10) / p)).astype(np.float32)
 
 
@@ -218,13 +224,11 @@ def extract_gate(work_root: Path, model: Path | None, out: Path) -> None:
             continue
         rows = []
         for p in tqdm(workdir_paths(d), desc=f"{d.name} gates", unit="file"):
-            row = []
-            for x in (load_audio(str(p)).samples,):
-                for clip in (x, level_normalised(x)):
-                    fr = encoder_states(clip, enc, (4,))[4]
-                    padded = np.concatenate(chunks(clip))  # what was encoded (short clips padded)
-                    g = frame_gate(padded, len(fr))
-                    row += [pool_frames(fr), pool_frames(fr[g])]
+            row, x = [], load_audio(str(p)).samples
+            for clip in (x, level_normalised(x)):
+                fr = encoder_states(clip, enc, (4,))[4]
+                g = frame_gate(np.concatenate(chunks(clip)), len(fr))  # of what was encoded (short clips padded)
+                row += [pool_frames(fr), pool_frames(fr[g])]
             rows.append(np.concatenate(row))
         np.save(f, np.stack(rows).astype(np.float32))
 
@@ -252,32 +256,24 @@ GATE_MIXES = (
 
 
 def probe_gate(work_root: Path, out: Path, seeds: list[int], only: str | None = None) -> None:
-    """The shipped row with each :data:`GATES` block as its Whisper stream, then :data:`GATE_HEADS`."""
-    import torch
+    """The shipped row with each :data:`GATES` block as its Whisper stream, then :data:`GATE_HEADS`
+    and :data:`GATE_MIXES` (``only``: comma-separated names)."""
+    from emolens.evaluation.generalisation import layer_norm
 
-    from emolens.evaluation.generalisation import layer_norm, loco_folds
-    from emolens.training.package import NOT_SHIPPABLE
-
-    torch.set_num_threads(1)
-    dirs = hp.seeds_and_dirs("0", work_root)[1]
-    rows = hp.pooled_rows(dirs)
+    dirs, rows, folds = hp.shipping_folds(work_root)
     W = {c: np.load(out / f"{d.name}-gate.npy") for d, c in zip(dirs.values(), rows)}
-    folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))
-    print(hp.table_header(folds))
-    block = lambda c, i: W[c][:, i * WIDTH:(i + 1) * WIDTH]
+    block = lambda c, i: W[c][:, i * WIDTH:(i + 1) * WIDTH]  # noqa: E731 - GATES block i of corpus c
     for name, i, opts in [(g, i, {}) for i, g in enumerate(GATES)] + list(GATE_HEADS) + list(GATE_MIXES):
         if only is not None and name not in only.split(","):
             continue
         if isinstance(i, tuple) and i[0] == "avg":  # the blocks' average, one stream
-            parts = [layer_norm(np.mean([block(c, k) for k in i[1:]], 0)) for c in rows]
+            stream = {c: layer_norm(np.mean([block(c, k) for k in i[1:]], 0)) for c in rows}
         elif isinstance(i, tuple):  # the blocks side by side, each normalised apart
-            parts = [np.concatenate([layer_norm(block(c, k)) for k in i], 1) for c in rows]
+            stream = {c: np.concatenate([layer_norm(block(c, k)) for k in i], 1) for c in rows}
         else:
-            parts = [layer_norm(block(c, i)) for c in rows]
-        vr = {c: dict(r, X=np.concatenate([r["X"], part], 1)) for (c, r), part in zip(rows.items(), parts)}
-        t = time.perf_counter()
-        res = np.array([[hp.run_fold(vr, list(f.train), f.test, opts, s) for f in folds] for s in seeds])
-        print(hp.table_row(f"+whisper L4, {name}", res, time.perf_counter() - t), flush=True)
+            stream = {c: layer_norm(block(c, i)) for c in rows}
+        vr = {c: dict(r, X=np.concatenate([r["X"], stream[c]], 1)) for c, r in rows.items()}
+        hp.print_row(f"+whisper L4, {name}", vr, folds, seeds, opts)
 
 
 def workdir_paths(d: Path) -> list:
@@ -298,42 +294,26 @@ POOL_VARIANTS = (
 
 def probe_pool(work_root: Path, out: Path, seeds: list[int]) -> None:
     """The shipped Whisper row with more of layer 4's frame statistics appended (:data:`POOL_VARIANTS`)."""
-    import torch
+    from emolens.evaluation.generalisation import layer_norm
 
-    from emolens.evaluation.generalisation import layer_norm, loco_folds
-    from emolens.training.package import NOT_SHIPPABLE
-
-    torch.set_num_threads(1)
-    dirs = hp.seeds_and_dirs("0", work_root)[1]
-    rows = hp.pooled_rows(dirs)
+    dirs, rows, folds = hp.shipping_folds(work_root)
     W = {c: np.load(out / f"{d.name}-pool.npy") for d, c in zip(dirs.values(), rows)}
-    part = lambda c, k: W[c][:, POOLS.index(k) * 512:(POOLS.index(k) + 1) * 512]
-    folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))
-    print(hp.table_header(folds))
+    part = lambda c, k: W[c][:, POOLS.index(k) * 512:(POOLS.index(k) + 1) * 512]  # noqa: E731
     for name, extra in POOL_VARIANTS:
         vr = {c: dict(r, X=np.concatenate([r["X"], layer_norm(np.concatenate([part(c, "mean"), part(c, "sd")], 1))]
                                           + [layer_norm(part(c, k)) for k in extra], 1)) for c, r in rows.items()}
-        t = time.perf_counter()
-        res = np.array([[hp.run_fold(vr, list(f.train), f.test, {}, s) for f in folds] for s in seeds])
-        print(hp.table_row(name, res, time.perf_counter() - t), flush=True)
+        hp.print_row(name, vr, folds, seeds)
 
 
 def probe_speed(work_root: Path, out: Path, seeds: list[int]) -> None:
     """The shipped Whisper row, and it trained on each corpus twice: as recorded, and with the
     Whisper stream of its speed-perturbed copy (the YAMNet streams and functionals of the
     recording; each copy weighs as one more corpus). Test corpora as recorded."""
-    import torch
+    from emolens.evaluation.generalisation import layer_norm
 
-    from emolens.evaluation.generalisation import layer_norm, loco_folds
-    from emolens.training.package import NOT_SHIPPABLE
-
-    torch.set_num_threads(1)
-    dirs = hp.seeds_and_dirs("0", work_root)[1]
-    rows = hp.pooled_rows(dirs)
+    dirs, rows, folds = hp.shipping_folds(work_root)
     W = {c: np.load(out / f"{d.name}.npy")[:, layer_block((4,))] for d, c in zip(dirs.values(), rows)}
     A = {c: np.load(out / f"{d.name}-speed.npy") for d, c in zip(dirs.values(), rows) if (out / f"{d.name}-speed.npy").exists()}
-    folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))
-    print(hp.table_header(folds))
     vr = {c: dict(r, X=np.concatenate([r["X"], layer_norm(W[c])], 1)) for c, r in rows.items()}
     aug = {f"{c}~speed": dict(rows[c], X=np.concatenate([rows[c]["X"], layer_norm(A[c])], 1)) for c in A}
     for name, extra in (("+whisper L4 (ships)", False), ("+whisper L4, speed-perturbed copies in training", True)):
@@ -346,17 +326,10 @@ def probe_speed(work_root: Path, out: Path, seeds: list[int]) -> None:
 
 def probe(work_root: Path, out: Path, seeds: list[int], only: str | None = None) -> None:
     """The shipped row, and it with Whisper layers appended, on the shipping folds (head_probe's table)."""
-    import torch
+    from emolens.evaluation.generalisation import layer_norm
 
-    from emolens.evaluation.generalisation import layer_norm, loco_folds
-    from emolens.training.package import NOT_SHIPPABLE
-
-    torch.set_num_threads(1)
-    dirs = hp.seeds_and_dirs("0", work_root)[1]
-    rows = hp.pooled_rows(dirs)
+    dirs, rows, folds = hp.shipping_folds(work_root)
     W = {c: np.load(out / f"{d.name}.npy") for d, c in zip(dirs.values(), rows)}
-    folds = loco_folds(list(rows), evaluate_only=sorted(set(rows) & set(NOT_SHIPPABLE)))
-    print(hp.table_header(folds))
     for v, layers, how, opts in [v for v in VARIANTS if only is None or v[0] in only.split(",")]:
         if how in ("concat", "only"):
             block = {c: W[c][:, layer_block(layers)] for c in rows}
@@ -368,11 +341,9 @@ def probe(work_root: Path, out: Path, seeds: list[int], only: str | None = None)
                      for c in rows}
         else:  # the layers' pooled vectors averaged (one 1024-value block)
             block = {c: np.mean([W[c][:, layer_block((k,))] for k in layers], 0) for c in rows}
-        keep = (lambda r: []) if how == "only" else (lambda r: [r["X"]])
+        keep = (lambda r: []) if how == "only" else (lambda r: [r["X"]])  # noqa: E731
         vr = {c: dict(r, X=np.concatenate([*keep(r), layer_norm(block[c])], 1)) for c, r in rows.items()}
-        t = time.perf_counter()
-        res = np.array([[hp.run_fold(vr, list(f.train), f.test, opts, s) for f in folds] for s in seeds])
-        print(hp.table_row(v, res, time.perf_counter() - t), flush=True)
+        hp.print_row(v, vr, folds, seeds, opts)
 
 
 def main(argv: list[str] | None = None) -> int:

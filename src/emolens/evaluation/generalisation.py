@@ -503,9 +503,7 @@ def utterance_decisions(head: FusionHead, feats: dict[str, np.ndarray], utt: np.
             raise ValueError(f"a prosody head decides on each utterance's prosody functionals: pass prosody ({n_utt}, P)")
         x = torch.cat([x, head.scale_prosody(torch.as_tensor(prosody))], 1)
     with torch.no_grad():
-        logits = head.classifier(x)
-        if head.whisper_mlp is not None:  # the Whisper stream's MLP reads the scaled stream: the last columns
-            logits = logits + head.whisper_mlp(x[:, -head.whisper_dim:])
+        logits = head.prosody_row_logits(x) if head.pooling == "mean+prosody" else head.classifier(x)
         return torch.softmax(logits, 1).numpy().astype(np.float64)
 
 
@@ -770,10 +768,12 @@ def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: Loc
         X, Xt = np.concatenate([X, wt(np.concatenate(V))], 1), np.concatenate([Xt, wt(test.whisper)], 1)
     w = _weights(cfg, y, corpus, np.arange(len(y)).astype(str), n_classes)
 
+    train = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+             "mixup": cfg.mixup}
+
     def fit(s: int) -> nn.Module:
-        return fit_classifier(X, y, w, n_classes, hidden=cfg.hidden, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                              lr=cfg.lr, weight_decay=cfg.weight_decay, mixup=cfg.mixup, corpus=corpus,
-                              adversarial=cfg.adversarial, seed=s)
+        return fit_classifier(X, y, w, n_classes, hidden=cfg.hidden, corpus=corpus, adversarial=cfg.adversarial,
+                              seed=s, **train)
 
     model = fit(seed)
     if cfg.ensemble > 1:
@@ -788,9 +788,7 @@ def _run_fold_levers(cfg: HeadConfig, data: dict[str, CorpusFeatures], fold: Loc
         if cfg.whisper <= 0 or cfg.finetune:
             raise ValueError("whisper_mlp needs the Whisper stream (whisper > 0) and no finetune")
         k = test.whisper.shape[1]  # the Whisper stream: the rows' last columns
-        mlp = fit_classifier(X[:, -k:], y, w, n_classes, hidden=cfg.whisper_mlp, epochs=cfg.epochs,
-                             batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, mixup=cfg.mixup,
-                             seed=seed)
+        mlp = fit_classifier(X[:, -k:], y, w, n_classes, hidden=cfg.whisper_mlp, seed=seed, **train)
         with torch.no_grad():  # the two experts' product: the sum of their logits
             xt = torch.from_numpy(np.ascontiguousarray(Xt, np.float32))
             logits = model(xt) + mlp(xt[:, -k:])

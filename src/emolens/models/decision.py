@@ -277,24 +277,21 @@ def decision_for(config: dict, run_dir: str | Path | None = None, head_state: di
 
         raise ModelError(f"model.json head.pooling {pooling!r} is not one this emolens knows "
                          "(mean, mean+std, mean+prosody); update emolens")
-    keys = ["classifier.1.weight", "classifier.1.bias"] + (["prosody_mean", "prosody_scale"] if pooling == "mean+prosody" else [])
     if head_state is not None:
-        arrs = [head_state[k].detach().numpy().astype(np.float32) for k in keys]
+        read = lambda k: head_state[k].detach().numpy().astype(np.float32)  # noqa: E731
     else:
         from safetensors.numpy import load_file
 
         from emolens.models.run_files import MODEL_FILE
 
         st = load_file(str(Path(run_dir) / MODEL_FILE))
-        arrs = [st["head." + k].astype(np.float32) for k in keys]
+        read = lambda k: st["head." + k].astype(np.float32)  # noqa: E731
+    keys = ["classifier.1.weight", "classifier.1.bias"] + (["prosody_mean", "prosody_scale"] if pooling == "mean+prosody" else [])
+    arrs = [read(k) for k in keys]
     if pooling == "mean+std":
         return StatisticsPooling(*arrs)
     p, w = head.get("prosody") or {}, head.get("whisper") or {}
-    mlp = None
-    if int(w.get("mlp", 0)):
-        mkeys = [f"whisper_mlp.{k}" for k in ("0.weight", "0.bias", "2.weight", "2.bias")]
-        mlp = tuple(head_state[k].detach().numpy().astype(np.float32) for k in mkeys) if head_state is not None \
-            else tuple(st["head." + k].astype(np.float32) for k in mkeys)
+    mlp = tuple(read(f"whisper_mlp.{k}") for k in ("0.weight", "0.bias", "2.weight", "2.bias")) if w.get("mlp") else None
     return ProsodyPooling(*arrs, pweight=float(p.get("weight", 2.0)), clip=float(p.get("clip", 6.0)),
                           n_whisper=int(w.get("dim", 0)), wweight=float(w.get("weight", 1.0)), mlp=mlp)
 

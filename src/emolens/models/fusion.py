@@ -199,14 +199,18 @@ class FusionHead(nn.Module):
             return torch.zeros(*batch_shape, self.utterance_dim)
         return self.scale_prosody(self._context[0]).expand(*batch_shape, self.utterance_dim)
 
-    def _prosody_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """The prosody head's logits ``(..., C)`` of embeddings ``z (..., width)`` in the context's
-        clip: ``classifier([z, s(q)])`` plus the Whisper MLP's logits of ``s_w`` when there is one."""
-        sq = self._scaled_context_prosody(z.shape[:-1])
-        out = self.classifier(torch.cat([z, sq], dim=-1))
+    def prosody_row_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The prosody head's logits ``(..., C)`` of rows ``x = [z, s(q)]`` (the embedding, then the
+        scaled utterance vector): ``classifier(x)``, plus the Whisper MLP's logits of the last
+        ``whisper_dim`` columns (``s_w``) when there is one."""
+        out = self.classifier(x)
         if self.whisper_mlp is not None:
-            out = out + self.whisper_mlp(sq[..., self.prosody_dim :])
+            out = out + self.whisper_mlp(x[..., x.shape[-1] - self.whisper_dim :])
         return out
+
+    def _prosody_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """:meth:`prosody_row_logits` of embeddings ``z (..., width)`` in the context's clip."""
+        return self.prosody_row_logits(torch.cat([z, self._scaled_context_prosody(z.shape[:-1])], dim=-1))
 
     def from_embedding(self, z: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` from ``z (B, width)``."""
