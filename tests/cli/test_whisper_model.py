@@ -66,7 +66,8 @@ def test_explain_splits_the_whisper_models_decision_between_its_streams(tmp_path
     from emolens.inference import EmotionRecognizer
 
     angry = next(c for c in example_clips() if c.name == "03-01-05-02-01-01-12.flac")
-    r = _emolens("explain", "--model", "whisper", angry, "--methods", "gxi", "--no-faithfulness", "--out", tmp_path / "ex",
+    r = _emolens("explain", "--model", "whisper", angry, "--methods", "gxi", "--no-faithfulness", "--regions", "none",
+                 "--out", tmp_path / "ex",
                  tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr
     line = next(x for x in r.stdout.splitlines() if x.strip().startswith("streams:"))

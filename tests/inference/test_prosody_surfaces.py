@@ -52,6 +52,10 @@ def test_patch_shares_explanations_and_prosody_lines(rec, tmp_path, write_voice)
     ex = explain(rec, a, methods=("gradcam",), progress=False, with_faithfulness=False)
     assert rec.model.head._context is None
     assert 1 <= len(ex.prosody) <= 3 and all("training average" in p.text for p in ex.prosody)
+    bare = explain(rec, a, methods=("gradcam",), progress=False, with_faithfulness=False, regions=None)
+    assert bare.regions is None  # without regions the prosody lines and stream shares are still given (they were lost)
+    assert [p.text for p in bare.prosody] == [p.text for p in ex.prosody]
+    assert ex.streams is not None and bare.streams.as_dict() == ex.streams.as_dict()
     # the prosody contributions are Integrated Gradients from the training average: they add up
     # to the change of the target's log-probability between the average voice and this one
     p = rec.prosody_inputs(a)

@@ -153,12 +153,17 @@ def explain(rec, source, *, methods=METHODS, target: str | int | None = None, tr
                          extra={"vggish_pretrained": rec.config.get("vggish_pretrained")},
                          has_speech=bool(getattr(a, "has_speech", True)))
         fm = _focus_method(maps, focus)
+        u = None  # the contrast class, if any (regions, prosody lines and stream shares explain t against it)
+        if contrast is not False and contrast is not None:
+            u = runner_up(a.probs, t) if contrast is True else target_index(rec.classes, contrast)
+            if u == t:
+                u = runner_up(a.probs, t)
+        from emolens.explain.prosody import explain_prosody
+        from emolens.explain.streams import explain_streams
+
+        ex.prosody = explain_prosody(rec, a, t, u)  # [] unless the model has a prosody stream
+        ex.streams = explain_streams(rec, a, t, u)  # how much of the decision the map can show; None for a vote
         if regions is not None:
-            u = None
-            if contrast is not False and contrast is not None:
-                u = runner_up(a.probs, t) if contrast is True else target_index(rec.classes, contrast)
-                if u == t:
-                    u = runner_up(a.probs, t)
             if callable(progress):
                 progress(f"regions ({region_method})", 0, 1)
             reg = make_regions(a.log_mel, regions, rec.frontend)
@@ -172,12 +177,6 @@ def explain(rec, source, *, methods=METHODS, target: str | int | None = None, tr
                                                      "backward_calls": 0, "seconds": ra.seconds}
             if callable(progress):
                 progress(f"regions ({region_method})", 1, 1)
-            from emolens.explain.prosody import explain_prosody
-
-            ex.prosody = explain_prosody(rec, a, t, u)  # [] unless the model has a prosody stream
-            from emolens.explain.streams import explain_streams
-
-            ex.streams = explain_streams(rec, a, t, u)  # how much of the decision the map can show; None for a vote
             if focus is None and any(b.sign > 0 for b in ex.boxes):  # the focus audio follows the top regions
                 ex.focus_method = f"regions ({region_method})"
                 ex.focus_mask = box_time_mask(ex.boxes, len(wave), sr)

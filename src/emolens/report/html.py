@@ -94,9 +94,9 @@ def _page(title: str, body: str) -> str:
 
 
 def _sentence(sentence: str, prosody=(), streams: str = "") -> str:
-    """The top regions in words (the decision's split between the streams, and prosody
-    lines, when the model has them), under the region figure."""
-    out = f'<p class="regions-sentence"><b>Top regions (boxes):</b> {_esc(sentence)}</p>'
+    """The top regions in words (when there are regions), then the decision's split between
+    the streams and the prosody lines (when the model has them; with or without regions)."""
+    out = f'<p class="regions-sentence"><b>Top regions (boxes):</b> {_esc(sentence)}</p>' if sentence else ""
     if streams:
         out += f'<p class="streams"><b>Streams:</b> {_esc(streams)}</p>'
     lines = [p if isinstance(p, str) else getattr(p, "text", str(p)) for p in prosody]
@@ -145,7 +145,9 @@ def explanation_section(ex: Explanation, cfg: FrontEndConfig = VGGISH_16K, headi
         from emolens.report.explanation_files import region_title
 
         rp = _render_png(lambda p: plot_regions(ex.log_mel, ex.boxes, p, title=region_title(ex), cfg=cfg))
-        parts += [_img(png_uri(rp), f"top regions of {name}"), _sentence(ex.sentence, ex.prosody, ex.streams.text if ex.streams is not None else "")]
+        parts.append(_img(png_uri(rp), f"top regions of {name}"))
+    parts.append(_sentence(ex.sentence if ex.regions is not None else "", ex.prosody,
+                           ex.streams.text if ex.streams is not None else ""))
     players = [_audio(wav_uri(ex.wave, ex.sample_rate), "original")]
     if ex.focus_mask is not None:
         fp = _render_png(lambda p: plot_focus(ex.wave, ex.sample_rate, ex.focus_mask, p, activation=ex.focus_activation,
@@ -269,8 +271,8 @@ def explain_report_html(folders: Sequence[Path], title: str = "emolens explanati
         for name in ("regions.png", "explanation.png", "focus.png", "faithfulness.png"):
             if (d / name).is_file():
                 sec.append(_img(png_uri(d / name), name))
-            if name == "regions.png" and info.get("sentence"):
-                sec.append(_sentence(info["sentence"], [p.get("text", "") for p in info.get("prosody", [])],
+            if name == "regions.png":  # the regions in words (if any), the streams and prosody lines (with or without)
+                sec.append(_sentence(info.get("sentence") or "", [p.get("text", "") for p in info.get("prosody", [])],
                                      (info.get("streams") or {}).get("text", "")))
         players = []
         src = info.get("file")
