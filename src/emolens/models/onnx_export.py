@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import re
 import warnings
 from pathlib import Path
@@ -114,7 +115,7 @@ def export_onnx(model: FusionNet, path: str | Path, fingerprint: str = "",
     model = static_padding_copy(model.eval().cpu(), patch_shape)
     names = output_names(model)
     x = torch.zeros(2, 1, *patch_shape)
-    tmp = path.with_name(path.name + ".part")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")  # per process: two exporting the same model at once
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python-side shape arithmetic (constant here)
         torch.onnx.export(_ExportWrapper(model), (x,), str(tmp), input_names=[INPUT_NAME], output_names=names,
@@ -227,7 +228,7 @@ def quantize_vggish(src: str | Path, dest: str | Path, calibration: np.ndarray) 
             self.i += 32
             return {INPUT_NAME: x[self.i - 32 : self.i]}
 
-    tmp = dest.with_name(dest.name + ".part")
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.part")
     logging.disable(logging.WARNING)  # the quantiser logs advice for every node
     try:
         quantize_static(str(src), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
