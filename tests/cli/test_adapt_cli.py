@@ -260,7 +260,7 @@ def test_explain_adapt_explains_the_adapted_decision(shared_dir, tmp_path):
     r = _emolens("predict", "--json", "--adapt", "--neutral", neutral, d, tmp_path=tmp_path)
     enrolled = {Path(j["file"]).name: j for j in map(json.loads, r.stdout.splitlines())}
     r = _emolens("explain", "--json", "--adapt", "--neutral", neutral, "--methods", "gradcam", "--no-faithfulness",
-                 "--out", tmp_path / "ex2", d, tmp_path=tmp_path)
+                 "--regions", "none", "--out", tmp_path / "ex2", d, tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr
     explained = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(explained) == len(enrolled) == 5 and neutral.name not in {Path(e["file"]).name for e in explained}
