@@ -83,7 +83,9 @@ def test_explain_splits_the_whisper_models_decision_between_its_streams(tmp_path
     assert r.returncode == 0, r.stderr
     from html import escape
 
-    assert f'<p class="streams"><b>Streams:</b> {escape(got["text"])}</p>' in (tmp_path / "ex" / "report.html").read_text()
+    page = (tmp_path / "ex" / "report.html").read_text()
+    assert f'<p class="streams"><b>Streams:</b> {escape(got["text"])}</p>' in page  # shown without regions too
+    assert '<ul class="prosody">' in page and "the regions explain" not in page  # no regions: none are named
 
 
 def test_neutral_enrolment_with_the_whisper_model(tmp_path):

@@ -101,8 +101,9 @@ def _sentence(sentence: str, prosody=(), streams: str = "") -> str:
         out += f'<p class="streams"><b>Streams:</b> {_esc(streams)}</p>'
     lines = [p if isinstance(p, str) else getattr(p, "text", str(p)) for p in prosody]
     if lines:
+        held = "; the regions explain the spectrogram with them held" if sentence else ""
         out += ('<p class="prosody-title"><b>Prosody</b> (the functionals that moved the decision most, '
-                'each from the reference it names; the regions explain the spectrogram with them held):</p>'
+                f'each from the reference it names{held}):</p>'
                 '<ul class="prosody">' + "".join(f"<li>{_esc(t)}</li>" for t in lines) + "</ul>")
     return out
 
