@@ -31,10 +31,11 @@ import numpy as np
 #: projected out), gender (Hz: soft register from the median pitch, interaction features),
 #: dro (group-DRO step size over training corpora), audioset (append the mean logits of the
 #: speech gate's human-voice AudioSet classes, weight 1), ensemble (epoch counts of heads
-#: whose log probabilities are averaged), parts ((hidden, first column[, stop column]) heads, each on
-#: its columns, log probabilities summed: with a linear head on every column and an MLP
-#: on the last ones, the per-clip streams, the utterance logits stay the patches' linear shares
-#: plus one per-clip term). Unset options are ``DEFAULT_HEAD``'s.
+#: whose log probabilities are averaged), parts ((hidden, first column[, stop column[, seed offset[,
+#: weight]]]) heads, each on its columns, log probabilities summed with the weights (default 1):
+#: with a linear head on every column and an MLP on the last ones, the per-clip streams, the
+#: utterance logits stay the patches' linear shares plus one per-clip term; K MLPs of weight 1/K
+#: average to one MLP with K times the hidden units). Unset options are ``DEFAULT_HEAD``'s.
 VARIANTS: dict[str, tuple[dict, str]] = {
     "ship": ({}, "the shipped row (utt-mixup-prosody)"),
     "ep10": ({"epochs": 10}, "10 epochs instead of 40"),
@@ -153,19 +154,20 @@ def run_fold(rows: dict, train: list[str], test: str, opts: dict, seed: int) -> 
     w = _cell_weights(y, corpus, opts.get("wpow", 1.0))
     epochs, wd = opts.get("epochs", H.epochs), opts.get("wd", H.weight_decay)
 
-    def fit(cols: slice, hidden: int, ep: int = epochs, **kw) -> tuple:
+    def fit(cols: slice, hidden: int, ep: int = epochs, seed_offset: int = 0, weight: float = 1.0, **kw) -> tuple:
         return fit_classifier(X[:, cols], y, w, 4, hidden=hidden, epochs=ep, batch_size=H.batch_size, lr=H.lr,
-                              weight_decay=wd, mixup=H.mixup, seed=seed, **kw), cols
+                              weight_decay=wd, mixup=H.mixup, seed=seed + seed_offset, **kw), cols, weight
 
     every = slice(None)
     if opts.get("dro"):
-        models = [(_fit_dro(X, y, w, corpus, seed, opts["dro"], epochs, wd, H.mixup, H.lr, H.batch_size), every)]
-    elif "parts" in opts:  # (hidden, first column[, stop column]): each head reads X[:, first:stop]
-        models = [fit(slice(p[1], p[2] if len(p) > 2 else None), p[0]) for p in opts["parts"]]
+        models = [(_fit_dro(X, y, w, corpus, seed, opts["dro"], epochs, wd, H.mixup, H.lr, H.batch_size), every, 1.0)]
+    elif "parts" in opts:  # (hidden, first column[, stop column[, seed offset[, weight]]]): a head on X[:, first:stop]
+        models = [fit(slice(p[1], p[2] if len(p) > 2 else None), p[0], seed_offset=p[3] if len(p) > 3 else 0,
+                      weight=p[4] if len(p) > 4 else 1.0) for p in opts["parts"]]
     else:
         models = [fit(every, h, e, corpus=corpus, adversarial=opts.get("adv", 0.0))
                   for e in opts.get("ensemble", (epochs,)) for h in opts.get("hiddens", (opts.get("hidden", H.hidden),))]
-    logp = sum(np.log(predict_proba(m, Xt[:, c]) + 1e-9) for m, c in models)
+    logp = sum(wt * np.log(predict_proba(m, Xt[:, c]) + 1e-9) for m, c, wt in models)
     return float(balanced_accuracy_score(rows[test]["y"], logp.argmax(1)))
 
 

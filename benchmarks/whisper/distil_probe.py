@@ -33,11 +33,14 @@ import head_probe as hp
 #: name -> (regressor, head options, what it tests). Regressors: ``true`` the real Whisper
 #: stream (the reference), ``ridge:<alpha>`` closed-form ridge on the standardised inputs,
 #: ``mlp:<hidden>`` a one-hidden-layer MLP (MSE, Adam, 20 epochs). ``mlp`` in the head options:
-#: the Whisper model's MLP 256 on the stream's columns beside the linear head.
+#: the Whisper model's MLP 256 on the stream's columns beside the linear head (``mlp_k`` of them,
+#: from other seeds, averaged).
 VARIANTS: dict[str, tuple[str, dict, str]] = {
     "ship": ("none", {}, "the shipped default row"),
     "true": ("true", {}, "the real Whisper stream appended (the Whisper row, linear head)"),
     "true-mlp": ("true", {"mlp": 256}, "the real Whisper stream with the MLP on it (the Whisper model's head)"),
+    "true-mlp-x3": ("true", {"mlp": 256, "mlp_k": 3}, "the Whisper model's head with 3 MLPs (seeds s, s+100, s+200) averaged"),
+    "true-mlp-x5": ("true", {"mlp": 256, "mlp_k": 5}, "the Whisper model's head with 5 MLPs averaged"),
     "ridge": ("ridge:1000", {}, "a ridge regression's prediction of the stream appended"),
     "ridge-mlp": ("ridge:1000", {"mlp": 256}, "the ridge prediction, with the MLP on it"),
     "mlp": ("mlp:256", {}, "an MLP regressor's prediction appended"),
@@ -135,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
                 vr = rows if stream is None else {c: dict(rows[c], X=np.concatenate([rows[c]["X"], stream[c]], 1))
                                                   for c in [*f.train, f.test]}
                 o = dict(opts)
-                if stream is not None and o.pop("mlp", 0):
-                    o["parts"] = ((0, 0), (opts["mlp"], -1024 - 82, -82))
+                k = o.pop("mlp_k", 1)
+                if stream is not None and o.pop("mlp", 0):  # K MLPs of weight 1/K: one MLP with K x the units
+                    o["parts"] = ((0, 0), *[(opts["mlp"], -1024 - 82, -82, 100 * j, 1 / k) for j in range(k)])
                 res[si, fi] = hp.run_fold(vr, list(f.train), f.test, o, s)
         print(hp.table_row(name, res, time.perf_counter() - t)
               + (f" test cosine {np.mean(coss):.3f}" if coss else ""), flush=True)
