@@ -35,29 +35,41 @@ def layer_block(layers: tuple[int, ...]) -> np.ndarray:
     return np.concatenate([np.arange(LAYERS.index(k) * WIDTH, (LAYERS.index(k) + 1) * WIDTH) for k in layers])
 
 
-def extract(work_root: Path, model: Path | None, out: Path) -> None:
-    """``out/<work dir>.npy`` ``(U, 1024 * len(LAYERS))``: per utterance, mean and sd over frames of
-    each layer in :data:`LAYERS` (:func:`emolens.models.whisper.pooled_layers`: the whole clip,
-    in chunks of at most 30 s; clips under 0.2 s padded to it), one encoder pass a file."""
+def extract_rows(work_root: Path, model: Path | None, out: Path, suffix: str, layer: int, row, desc: str,
+                 skip: tuple[str, ...] = ()) -> None:
+    """The loop every ``extract*`` command runs: for each prepared work dir (corpus order; not the
+    corpora in ``skip``), ``out/<work dir><suffix>.npy`` ``(U, D)``: ``row(i, samples, encoder)`` of its
+    i-th file (mono 16 kHz samples), one row a file; an existing file is kept (resumable per
+    corpus). The encoder runs up to ``layer`` on two threads."""
     import torch
     from tqdm.auto import tqdm
 
     from emolens.audio.io import load_audio
-    from emolens.models.whisper import load_whisper_encoder, pooled_layers
-    from emolens.workdir import WorkDir
+    from emolens.models.whisper import load_whisper_encoder
 
     torch.set_num_threads(2)
-    enc = load_whisper_encoder(max(LAYERS), model)
+    enc = load_whisper_encoder(layer, model)
     out.mkdir(parents=True, exist_ok=True)
-    for d in hp.seeds_and_dirs("0", work_root)[1].values():
-        f = out / f"{d.name}.npy"
-        if f.exists():
+    for c, d in hp.seeds_and_dirs("0", work_root)[1].items():
+        f = out / f"{d.name}{suffix}.npy"
+        if f.exists() or c in skip:
             continue
-        rows = []
-        for p in tqdm(WorkDir.open(d).manifest.paths(), desc=f"{d.name} Whisper", unit="file"):
-            pooled = pooled_layers(load_audio(str(p)).samples, enc, LAYERS)
-            rows.append(np.concatenate([pooled[k] for k in LAYERS]))
+        rows = [row(i, load_audio(str(p)).samples, enc)
+                for i, p in enumerate(tqdm(workdir_paths(d), desc=f"{d.name} {desc}", unit="file"))]
         np.save(f, np.stack(rows).astype(np.float32))
+
+
+def extract(work_root: Path, model: Path | None, out: Path) -> None:
+    """``out/<work dir>.npy`` ``(U, 1024 * len(LAYERS))``: per utterance, mean and sd over frames of
+    each layer in :data:`LAYERS` (:func:`emolens.models.whisper.pooled_layers`: the whole clip,
+    in chunks of at most 30 s; clips under 0.2 s padded to it), one encoder pass a file."""
+    from emolens.models.whisper import pooled_layers
+
+    def row(i: int, x: np.ndarray, enc) -> np.ndarray:
+        pooled = pooled_layers(x, enc, LAYERS)
+        return np.concatenate([pooled[k] for k in LAYERS])
+
+    extract_rows(work_root, model, out, "", max(LAYERS), row, "Whisper")
 
 
 #: (name, states, how, head options): ``concat`` appends each state's 1024 values, ``avg`` their
@@ -108,25 +120,12 @@ def speed_copy(samples: np.ndarray, factor: float, sr: int = 16000) -> np.ndarra
 def extract_speed(work_root: Path, model: Path | None, out: Path) -> None:
     """``out/<work dir>-speed.npy`` ``(U, 1024)``: layer 4's mean and sd of a speed-perturbed copy
     of every file of the corpora trained on (:data:`SPEEDS`, alternating); CASIA and TurEV-DB are only tested."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from emolens.audio.io import load_audio
-    from emolens.models.whisper import load_whisper_encoder, pooled_layers
+    from emolens.models.whisper import pooled_layers
     from emolens.training.package import NOT_SHIPPABLE
-    from emolens.workdir import WorkDir
 
-    torch.set_num_threads(2)
-    enc = load_whisper_encoder(4, model)
-    out.mkdir(parents=True, exist_ok=True)
-    for c, d in zip(*zip(*hp.seeds_and_dirs("0", work_root)[1].items())):
-        f = out / f"{d.name}-speed.npy"
-        if f.exists() or c in NOT_SHIPPABLE:  # only tested on the shipping folds
-            continue
-        rows = []
-        for i, p in enumerate(tqdm(WorkDir.open(d).manifest.paths(), desc=f"{d.name} speed", unit="file")):
-            rows.append(pooled_layers(speed_copy(load_audio(str(p)).samples, SPEEDS[i % 2]), enc, (4,))[4])
-        np.save(f, np.stack(rows).astype(np.float32))
+    extract_rows(work_root, model, out, "-speed", 4,
+                 lambda i, x, enc: pooled_layers(speed_copy(x, SPEEDS[i % 2]), enc, (4,))[4], "speed",
+                 skip=tuple(NOT_SHIPPABLE))  # only tested on the shipping folds
 
 
 #: layer 4's frame statistics in a ``-pool`` row, 512 values each (``extract-pool``)
@@ -144,22 +143,10 @@ def frame_pools(frames: np.ndarray) -> np.ndarray:
 
 def extract_pool(work_root: Path, model: Path | None, out: Path) -> None:
     """``out/<work dir>-pool.npy`` ``(U, 512 * len(POOLS))``: :func:`frame_pools` of layer 4."""
-    import torch
-    from tqdm.auto import tqdm
+    from emolens.models.whisper import encoder_states
 
-    from emolens.audio.io import load_audio
-    from emolens.models.whisper import encoder_states, load_whisper_encoder
-
-    torch.set_num_threads(2)
-    enc = load_whisper_encoder(4, model)
-    out.mkdir(parents=True, exist_ok=True)
-    for d in hp.seeds_and_dirs("0", work_root)[1].values():
-        f = out / f"{d.name}-pool.npy"
-        if f.exists():
-            continue
-        rows = [frame_pools(encoder_states(load_audio(str(p)).samples, enc, (4,))[4])
-                for p in tqdm(workdir_paths(d), desc=f"{d.name} pools", unit="file")]
-        np.save(f, np.stack(rows).astype(np.float32))
+    extract_rows(work_root, model, out, "-pool", 4, lambda i, x, enc: frame_pools(encoder_states(x, enc, (4,))[4]),
+                 "pools")
 
 
 #: the energy gate's range below the clip's loudest 20-ms frame (dB), and the active level
@@ -204,33 +191,17 @@ def extract_gate(work_root: Path, model: Path | None, out: Path) -> None:
     """``out/<work dir>-gate.npy`` ``(U, 1024 * len(GATES))``: layer 4's mean and sd over all
     frames and over the energy-gated frames (:func:`frame_gate`), of the clip as recorded and
     scaled to a common active level (:func:`level_normalised`); two encoder passes a file."""
-    import torch
-    from tqdm.auto import tqdm
+    from emolens.models.whisper import chunks, encoder_states, pool_frames
 
-    from emolens.audio.io import load_audio
-    from emolens.models.whisper import (
-        chunks,
-        encoder_states,
-        load_whisper_encoder,
-        pool_frames,
-    )
+    def row(i: int, x: np.ndarray, enc) -> np.ndarray:
+        parts = []
+        for clip in (x, level_normalised(x)):
+            fr = encoder_states(clip, enc, (4,))[4]
+            g = frame_gate(np.concatenate(chunks(clip)), len(fr))  # of what was encoded (short clips padded)
+            parts += [pool_frames(fr), pool_frames(fr[g])]
+        return np.concatenate(parts)
 
-    torch.set_num_threads(2)
-    enc = load_whisper_encoder(4, model)
-    out.mkdir(parents=True, exist_ok=True)
-    for d in hp.seeds_and_dirs("0", work_root)[1].values():
-        f = out / f"{d.name}-gate.npy"
-        if f.exists():
-            continue
-        rows = []
-        for p in tqdm(workdir_paths(d), desc=f"{d.name} gates", unit="file"):
-            row, x = [], load_audio(str(p)).samples
-            for clip in (x, level_normalised(x)):
-                fr = encoder_states(clip, enc, (4,))[4]
-                g = frame_gate(np.concatenate(chunks(clip)), len(fr))  # of what was encoded (short clips padded)
-                row += [pool_frames(fr), pool_frames(fr[g])]
-            rows.append(np.concatenate(row))
-        np.save(f, np.stack(rows).astype(np.float32))
+    extract_rows(work_root, model, out, "-gate", 4, row, "gates")
 
 
 #: (name, GATES block, head options) probed after the blocks: the stop-20 linear + MLP 256 average

@@ -307,7 +307,7 @@ class HeadConfig:
     #: (same data, weights, mixup, epochs and seed) and its logits added to the linear head's
     #: (a product of the two experts); 0 = none. The MLP reads only the per-recording Whisper
     #: stream, so the utterance logits stay the patches' linear shares plus one per-recording
-    #: term and the prosody lines stay linear (``head.whisper.mlp``). Stop 21: +2.6 pt mean
+    #: term and the prosody lines stay linear (``head.whisper.mlp``). Stop 21: +2.7 pt mean
     #: LOCO UAR on the Whisper row (``benchmarks/generalisation.md``).
     whisper_mlp: int = 0
 
