@@ -332,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"emolens: error: {e}", file=sys.stderr)
         return 2
-    if args.step == "extract":
+    extractors = {"extract": extract, "extract-speed": extract_speed, "extract-pool": extract_pool,
+                  "extract-gate": extract_gate}
+    if args.step in extractors:
         from emolens.errors import WeightsError
         from emolens.models.whisper import whisper_parts
 
@@ -341,34 +343,29 @@ def main(argv: list[str] | None = None) -> int:
         except WeightsError as e:
             print(f"emolens: error: {e}", file=sys.stderr)
             return 2
-        extract(args.work_root, args.model, args.out)
+        extractors[args.step](args.work_root, args.model, args.out)
         return 0
-    if args.step == "extract-speed":
-        extract_speed(args.work_root, args.model, args.out)
-        return 0
-    if args.step == "extract-pool":
-        extract_pool(args.work_root, args.model, args.out)
-        return 0
-    if args.step == "extract-gate":
-        extract_gate(args.work_root, args.model, args.out)
-        return 0
+    # each probe reads its extract step's files ("probe-gate": "<work dir>-gate.npy"); probe-speed also
+    # reads extract's, and has speed copies of the trained-on corpora only
+    from emolens.training.package import NOT_SHIPPABLE
+
+    suffix = args.step.removeprefix("probe")  # "", "-speed", "-pool" or "-gate"
+    for sfx in ("", "-speed") if suffix == "-speed" else (suffix,):
+        missing = [d.name for c, d in dirs.items() if not (args.out / f"{d.name}{sfx}.npy").exists()
+                   and not (sfx == "-speed" and c in NOT_SHIPPABLE)]
+        if missing:
+            print(f"emolens: error: no Whisper features for {', '.join(missing)} in {args.out}; run "
+                  f"`extract{sfx}` first", file=sys.stderr)
+            return 2
     if args.step == "probe-gate":
         probe_gate(args.work_root, args.out, seeds, args.variants)
-        return 0
-    if args.step == "probe-pool":
+    elif args.step == "probe-pool":
         probe_pool(args.work_root, args.out, seeds)
-        return 0
-    if args.step == "probe-speed":
+    elif args.step == "probe-speed":
         probe_speed(args.work_root, args.out, seeds)
-        return 0
-    missing = [d.name for d in dirs.values() if not (args.out / f"{d.name}.npy").exists()]
-    if missing:
-        print(f"emolens: error: no Whisper features for {', '.join(missing)} in {args.out}; run the extract "
-              "step first", file=sys.stderr)
-        return 2
-    probe(args.work_root, args.out, seeds, args.variants)
+    else:
+        probe(args.work_root, args.out, seeds, args.variants)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
