@@ -133,14 +133,23 @@ def main(argv=None) -> int:
                     help="whisper_probe.py extract-gate's folder (for the Whisper rows)")
     ap.add_argument("--seeds", default="0,1,2")
     a = ap.parse_args(argv)
-    seeds, _ = hp.seeds_and_dirs(a.seeds, a.work_root)
+    try:
+        seeds, dirs = hp.seeds_and_dirs(a.seeds, a.work_root)
+    except ValueError as e:
+        print(f"emolens: error: {e}", file=sys.stderr)
+        return 2
     if a.step == "extract":
         if not a.weights.is_file():
             print(f"emolens: error: no resemblyzer weights at {a.weights}; see the docstring", file=sys.stderr)
             return 2
         extract(a.work_root, a.weights, a.out)
-    else:
-        probe(a.work_root, a.out, a.whisper, seeds)
+        return 0
+    missing = [d.name for d in dirs.values() if not (a.out / f"{d.name}.npy").exists()]
+    if missing:
+        print(f"emolens: error: no d-vectors for {', '.join(missing)} in {a.out}; run the extract step first",
+              file=sys.stderr)
+        return 2
+    probe(a.work_root, a.out, a.whisper, seeds)
     return 0
 
 

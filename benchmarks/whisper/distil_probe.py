@@ -88,13 +88,18 @@ def student_streams(rows: dict, train: list[str], test: str, kind: str, seed: in
     """``{corpus: (U, 1024)}`` predicted Whisper streams for ``train`` (cross-fitted: each from
     the regressor fitted on the other training corpora) and ``test`` (fitted on all of them), and
     the test corpus's mean cosine between predicted and true stream."""
-    inputs = lambda cs: np.concatenate([np.concatenate([rows[c]["X"], rows[c]["Pz"]], 1) for c in cs])  # noqa: E731
-    target = lambda cs: np.concatenate([rows[c]["W"] for c in cs])  # noqa: E731
-    out = {}
-    for c in train:
-        others = [o for o in train if o != c]
-        out[c] = fit_regressor(kind, inputs(others), target(others), seed)(inputs([c]))
-    out[test] = fit_regressor(kind, inputs(train), target(train), seed)(inputs([test]))
+    from emolens.evaluation.utterance_levers import ProsodyScaler
+
+    def predict(fit_on: list[str], apply_to: str) -> np.ndarray:
+        # the functionals scaled (z-scored, clipped) with the regressor's training corpora only, as the head does
+        sc = ProsodyScaler(weight=1.0).fit(np.concatenate([rows[c]["P"] for c in fit_on]))
+        inputs = lambda cs: np.concatenate([np.concatenate([rows[c]["X"], sc.transform(rows[c]["P"])], 1)  # noqa: E731
+                                            for c in cs])
+        f = fit_regressor(kind, inputs(fit_on), np.concatenate([rows[c]["W"] for c in fit_on]), seed)
+        return f(inputs([apply_to]))
+
+    out = {c: predict([o for o in train if o != c], c) for c in train}
+    out[test] = predict(train, test)
     p, t = out[test], rows[test]["W"]
     cos = float(np.mean((p * t).sum(1) / (np.linalg.norm(p, axis=1) * np.linalg.norm(t, axis=1) + 1e-9)))
     return out, cos
@@ -111,16 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"emolens: error: unknown variant(s) {', '.join(unknown)}; one of {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
-    seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        seeds = hp.seeds_and_dirs(args.seeds, args.work_root)[0]
+    except ValueError as e:
+        print(f"emolens: error: {e}", file=sys.stderr)
+        return 2
     from emolens.evaluation.generalisation import layer_norm
     from emolens.features.whisper_files import extract_whisper
     from emolens.workdir import WorkDir
 
     dirs, rows, folds = hp.shipping_folds(args.work_root)
-    for (c, r), d in zip(rows.items(), dirs.values()):
-        r["W"] = layer_norm(extract_whisper(WorkDir.open(d).manifest.paths(), cache_dir=Path(d) / "whisper"))
-        p = r["P"]
-        r["Pz"] = np.nan_to_num((p - p.mean(0)) / (p.std(0) + 1e-6))  # regressor input only (it re-standardises)
+    for r, d in zip(rows.values(), dirs.values()):
+        r["W"] = layer_norm(extract_whisper(WorkDir.open(d).manifest.paths(), cache_dir=Path(d) / "whisper",
+                                            progress=True))  # cached by HEAD=whisper scripts/train_default, else computed here
     for name in names:
         kind, opts, _ = VARIANTS[name]
         t = time.perf_counter()

@@ -47,7 +47,7 @@ def test_training_corpora_get_cross_fitted_predictions() -> None:
 
     def corpus(sign: float, n: int = 150) -> dict:
         X = rng.normal(size=(n, 5)).astype(np.float32)
-        return {"X": X, "Pz": np.zeros((n, 0), np.float32), "W": (sign * X @ B).astype(np.float32)}
+        return {"X": X, "P": np.zeros((n, 0), np.float32), "W": (sign * X @ B).astype(np.float32)}
 
     rows = {"a": corpus(1.0), "b": corpus(1.0), "c": corpus(1.0), "odd": corpus(-1.0), "test": corpus(1.0)}
     out, cos = dp.student_streams(rows, ["a", "b", "c", "odd"], "test", "ridge:1", seed=0)
@@ -56,3 +56,21 @@ def test_training_corpora_get_cross_fitted_predictions() -> None:
     assert c(out["a"], rows["a"]["W"]) > 0.8  # fitted on b, c (and odd): the map points the same way
     assert c(out["odd"], rows["odd"]["W"]) < -0.8  # fitted on a, b, c only: the opposite map, never its own
     assert cos == pytest.approx(c(out["test"], rows["test"]["W"]), abs=1e-6) and cos > 0.8
+
+
+def test_the_test_corpus_is_scaled_with_the_training_corpora_statistics() -> None:
+    """The functionals reach the regressor scaled with the training corpora's statistics: a test
+    corpus whose functionals are all shifted gets another prediction (a per-corpus z-score, which
+    used the test corpus's own statistics, would have hidden the shift)."""
+    rng = np.random.default_rng(3)
+
+    def corpus(n: int = 120) -> dict:
+        X, P = rng.normal(size=(n, 4)).astype(np.float32), rng.normal(size=(n, 3)).astype(np.float32)
+        return {"X": X, "P": P, "W": np.concatenate([X, P], 1).astype(np.float32)}
+
+    rows = {"a": corpus(), "b": corpus(), "test": corpus()}
+    base, _ = dp.student_streams(rows, ["a", "b"], "test", "ridge:1", seed=0)
+    shifted, _ = dp.student_streams(dict(rows, test=dict(rows["test"], P=rows["test"]["P"] + 2.0)), ["a", "b"], "test",
+                                    "ridge:1", seed=0)
+    np.testing.assert_allclose(shifted["a"], base["a"])  # the training corpora's predictions do not move
+    assert np.abs(shifted["test"][:, 4:] - base["test"][:, 4:]).mean() > 1.0  # the shift reaches the prediction
