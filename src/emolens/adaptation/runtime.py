@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from emolens.adaptation.transform import SpeakerAdapter, adapt_rule
+from emolens.adaptation.transform import GATE_REASON, SpeakerAdapter, adapt_rule
 from emolens.errors import ModelError
 from emolens.selection.speech import decide, voting_mask
 
@@ -52,11 +52,13 @@ def measured_note(rec) -> str | None:  # noqa: ANN001 - EmotionRecognizer
     """One line with what ``--adapt`` measured on the model's own leave-one-corpus-out folds
     (``card.adaptation_loco`` of ``model.json``, written by ``scripts/train_default``), or None."""
     m = (rec.config.get("card") or {}).get("adaptation_loco")
-    if not m or "nap" not in m:
+    adapter = getattr(rec, "adapter", None)
+    method = adapter.config.method if adapter is not None else "nap"
+    if not m or method not in m:
         return None
-    line = (f"on this model's leave-one-corpus-out folds --adapt changed UAR by {m['nap'] - m['single']:+.3f} "
-            f"(speakers with all their emotions) and {m['one_nap'] - m['one_single']:+.3f} (speakers showing one "
-            "emotion)")
+    line = (f"on this model's leave-one-corpus-out folds --adapt ({method}) changed UAR by "
+            f"{m[method] - m['single']:+.3f} (speakers with all their emotions) and "
+            f"{m[f'one_{method}'] - m['one_single']:+.3f} (speakers showing one emotion)")
     if "enrol" in m:
         line += (f"; with one --neutral clip of the voice by {m['enrol'] - m['enrol_single']:+.3f} and "
                  f"{m['one_enrol'] - m['one_enrol_single']:+.3f}")
@@ -145,8 +147,8 @@ def adapted_outputs(rec, parts: list, groups: list | None, batch_size: int | Non
     ``(patch outputs (P, K) as the backend's (see :func:`head_outputs`), AudioSet scores
     (P, 521) or None, one GroupReport per group, per-clip adapted flags (N,))``.
 
-    Without ``neutral``: unlabelled adaptation; groups that fail :func:`adapt_rule` keep
-    their single-clip features. With ``neutral`` (``{group key: prepared parts of clips of
+    Without ``neutral``: unlabelled adaptation; groups that fail :func:`adapt_rule`, or that
+    method ``gated``'s spread gate leaves alone, keep their single-clip features. With ``neutral`` (``{group key: prepared parts of clips of
     that voice speaking neutrally}``): neutral enrolment
     (:meth:`~emolens.adaptation.transform.SpeakerAdapter.enrolment_offsets`); a group
     without a neutral clip with speech is not adapted."""
@@ -173,11 +175,15 @@ def adapted_outputs(rec, parts: list, groups: list | None, batch_size: int | Non
     n_clips = np.bincount(clip_gid, minlength=len(uniq))
     if neutral is None:
         seconds = np.bincount(gid, weights=voting.astype(float), minlength=len(uniq)) * hop_s
+        clips = np.repeat(np.arange(len(parts)), sizes)
+        fires = adapter.gate_fires(main, gid, voting, clips) if adapter.config.method == "gated" else None
         for g, key in enumerate(uniq):
             reason = adapt_rule(int(n_clips[g]), float(seconds[g]), adapter.config, single_recording=single_recording)
+            if reason is None and fires is not None and not fires[g]:
+                reason = GATE_REASON
             ok[g] = reason is None
             reports.append(GroupReport(str(key), int(n_clips[g]), float(seconds[g]), ok[g], reason))
-        adapted = adapter.apply(main, gid, voting, seconds, ok)
+        adapted = adapter.apply(main, gid, voting, seconds, ok, clips=clips)
         return head_outputs(rec, adapted), (None if audioset is None else audioset[:n_main]), reports, ok[clip_gid]
     e_gid = np.repeat(np.asarray(enrol_gid, int), [len(q[1]) for q in enrol_parts])
     off, seconds = enrolment(rec, adapter, {k: v[n_main:] for k, v in feats.items()},

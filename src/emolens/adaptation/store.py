@@ -65,18 +65,43 @@ def fit_for_model(work_dir: str | Path, model_dir: str | Path, config: AdaptConf
     speech = speech_probability(audioset, gate) >= gate.threshold
     voting = voting_masks(speech, np.ones(len(ps.utt), bool), ps.utt)
     cfg = config or AdaptConfig()
-    adapter = SpeakerAdapter.fit(feats, ps.utt, voting, work.manifest.speaker_array().astype(str), ps.y_utt,
-                                 np.arange(len(ps.y_utt)), cfg)
+    speakers = work.manifest.speaker_array().astype(str)
+    adapter = SpeakerAdapter.fit(feats, ps.utt, voting, speakers, ps.y_utt, np.arange(len(ps.y_utt)), cfg)
+    if cfg.method == "gated":
+        adapter.gate = gate_from_work(adapter, feats, ps.utt, voting, ps.y_utt, speakers,
+                                      np.asarray([u.corpus for u in work.manifest.utterances], dtype=str))
     save_adapter(model_dir, adapter, {"fitted_on": sorted(set(work.info.get("per_corpus", {})) or ["work dir"]),
                                       "utterances": int(len(ps.y_utt)), **(info or {})})
     return adapter
+
+
+def gate_from_work(adapter: SpeakerAdapter, feats: dict[str, np.ndarray], utt: np.ndarray, voting: np.ndarray,
+                   y_utt: np.ndarray, speakers: np.ndarray, corpus: np.ndarray):
+    """Method ``gated``'s :class:`~emolens.adaptation.transform.SpreadGate` from one work dir's
+    patches: held out by corpus when it holds two or more, else by thirds of its speakers (the
+    gate is fitted on each part scored by what the others learned). ``ValueError`` when it has
+    too few speakers for that."""
+    from emolens.adaptation.transform import SpreadGate
+
+    rows, ids = adapter.clip_rows(feats, utt, voting)
+    spk = np.char.add(np.char.add(corpus, "/"), speakers)[ids]
+    part = corpus[ids]
+    if len(np.unique(part)) < 2:
+        order = {s: i for i, s in enumerate(np.unique(spk))}
+        part = np.array([order[s] % 3 for s in spk])
+    if len(np.unique(part)) < 2:
+        raise ValueError("method gated needs speakers from two or more corpora, or three or more speakers, "
+                         "to fit its spread gate; use AdaptConfig(method='nap')")
+    y = np.asarray(y_utt)[ids]
+    return SpreadGate.fit([(rows[part == p], y[part == p], spk[part == p]) for p in np.unique(part)])
 
 
 def fit_from_corpora(corpora, streams, config: AdaptConfig | None = None) -> SpeakerAdapter:
     """Learn the statistics from per-corpus cached features (objects with ``name``,
     ``feats {stream: (P, D)}``, ``utt (P,)``, ``speech (P,)``, ``y (U,)``, ``speakers (U,)``,
     e.g. ``emolens.evaluation.generalisation.CorpusFeatures``) of the model's ``streams``;
-    with prosody functionals on every corpus (``prosody (U, P)``), their class means too."""
+    with prosody functionals on every corpus (``prosody (U, P)``), their class means too;
+    from two or more corpora, method ``gated``'s spread gate too."""
     from emolens.selection.speech import voting_masks
 
     offs = np.cumsum([0] + [len(c.y) for c in corpora])
@@ -87,6 +112,15 @@ def fit_from_corpora(corpora, streams, config: AdaptConfig | None = None) -> Spe
     spk = np.concatenate([np.char.add(f"{c.name}/", np.asarray(c.speakers).astype(str)) for c in corpora])
     y = np.concatenate([c.y for c in corpora])
     adapter = SpeakerAdapter.fit(feats, utt, voting, spk, y, np.arange(len(y)), config or AdaptConfig())
+    if len(corpora) >= 2:  # method gated's spread gate: each corpus held out in turn
+        from emolens.adaptation.transform import SpreadGate
+
+        parts = []
+        for c, o in zip(corpora, offs):
+            sel = (utt >= o) & (utt < o + len(c.y))  # this corpus's patches
+            rows, ids = adapter.clip_rows({s: feats[s][sel] for s in streams}, utt[sel] - o, voting[sel])
+            parts.append((rows, np.asarray(c.y)[ids], np.char.add(f"{c.name}/", np.asarray(c.speakers).astype(str))[ids]))
+        adapter.gate = SpreadGate.fit(parts)
     if all(getattr(c, "prosody", None) is not None for c in corpora):  # a prosody stream: its class means too
         from emolens.adaptation.transform import prosody_class_means
 
@@ -95,4 +129,4 @@ def fit_from_corpora(corpora, streams, config: AdaptConfig | None = None) -> Spe
     return adapter
 
 
-__all__ = ["ADAPT_FILE", "save_adapter", "load_adapter", "fit_for_model", "fit_from_corpora"]
+__all__ = ["ADAPT_FILE", "save_adapter", "load_adapter", "fit_for_model", "fit_from_corpora", "gate_from_work"]

@@ -14,7 +14,7 @@ from emolens.adaptation.runtime import (
     require_adapter,
     stream_features,
 )
-from emolens.adaptation.transform import adapt_rule
+from emolens.adaptation.transform import GATE_REASON, adapt_rule
 
 
 def adapt_recording(rec, feats: list[dict[str, np.ndarray]], voting: np.ndarray,  # noqa: ANN001
@@ -42,9 +42,13 @@ def adapt_recording(rec, feats: list[dict[str, np.ndarray]], voting: np.ndarray,
                                       f"({secs[0]:.1f} s of speech)"), shift.get(report.key)
     seconds = float(np.sum(voting)) * hop_s
     reason = adapt_rule(1, seconds, adapter.config, single_recording=True)
+    window = max(1, round(adapter.config.gate_window_seconds / hop_s))  # method gated: stretches count as clips
+    clips, one = np.arange(len(voting)) // window, np.zeros(len(voting), int)
+    if reason is None and adapter.config.method == "gated" and not adapter.gate_fires(x, one, voting, clips)[0]:
+        reason = GATE_REASON
     report = GroupReport("this recording", 1, seconds, reason is None, reason)
     if reason is None:
-        x = adapter.apply(x, np.zeros(len(voting), int), voting, np.array([seconds]), np.array([True]))
+        x = adapter.apply(x, one, voting, np.array([seconds]), np.array([True]), clips=clips)
         return head_outputs(rec, x), f"adapt: {report.message()}", None
     return head_outputs(rec, x), f"adapt: not adapted: {reason}", None
 

@@ -2,8 +2,10 @@
 
 The problem: plain speaker z-scoring (``--normalize speaker``) removes a speaker's mean
 *including* a steady emotion (one angry caller is normalised to "average" = neutral).
-This module removes only the part of a speaker's mean offset that identifies the voice
-or the recording setup, learned from labelled training data:
+The shipped method (``gated``, since stop 23) removes a voice's whole mean offset, but only
+when the voice's clips spread along the emotion directions more than one emotion's clips do
+(:class:`SpreadGate`); a voice that may hold one steady emotion is left as it is. The other
+methods remove only a part of every voice's offset, learned from labelled training data:
 
 * ``emotion`` subspace ``E`` (``q`` directions per stream): the principal directions of
   the *within-speaker* emotion deviations ``m[s,e] - mean_e m[s,e]`` (cell means of
@@ -18,9 +20,13 @@ seconds ``S`` and mean feature ``mu_g`` (over its voting patches):
 patch feature becomes ``x - w * R(delta)`` with shrinkage ``w = S / (S + shrink_seconds)``
 and ``R`` one of
 
-* ``nap``:  ``U U^T delta`` - only what identifies the speaker (the default design),
+* ``nap``:  ``U U^T delta`` - only what identifies the speaker (the default until stop 23),
 * ``protect``: ``delta - E E^T delta`` - all of the offset except its emotion part,
 * ``mean``: ``delta`` - shrunk mean shift (a steady emotion is removed with it).
+* ``gated``: ``delta`` for a group the :class:`SpreadGate` says was heard in several
+  emotions, nothing for the others: a voice whose clips spread along the directions where
+  emotions differ no more than one emotion's clips do may be a steady emotion, which a
+  mean shift would erase, so it is left as it is.
 
 A group with fewer than ``min_clips`` clips or ``min_speech_seconds`` of speech is not
 adapted (:func:`adapt_rule` says why). Per stream, all shapes ``(P, D)``.
@@ -41,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 #: Adaptation methods (see module doc); ``none`` = no change.
-ADAPT_METHODS = ("nap", "protect", "mean")
+ADAPT_METHODS = ("nap", "protect", "mean", "gated")
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,9 @@ class AdaptConfig:
     """How ``--adapt`` adapts (defaults: the measured choice, ``benchmarks/adaptation.py``).
 
     Attributes:
-        method: ``nap`` | ``protect`` | ``mean`` (module doc).
+        method: ``nap`` | ``protect`` | ``mean`` | ``gated`` (module doc). ``gated`` since stop 23:
+            on the shipped model's folds +1.8 pt with every emotion per voice and -0.2 pt with one,
+            where ``nap`` lost 2.5 and 7.1 (``benchmarks/adaptation_loco.py --methods nap,mean,gated``).
         k: nuisance directions per stream (``nap``).
         q: protected emotion directions per stream (``nap``: ``U`` is orthogonal to them;
             ``protect``: kept in the offset).
@@ -62,9 +70,15 @@ class AdaptConfig:
             0.511 vs 0.513 mean UAR over both fold kinds; 3 s moves a voice less on a
             one-second clip).
         reference: the class the enrolment clips are recordings of.
+        gate_window_seconds: method ``gated`` on one long recording (``timeline``): the
+            stretch of patches that counts as one clip for the gate. 2 s: the training clips'
+            median is 4-5 speech patches (about 2-2.4 s; EmoDB, RAVDESS, ASED, nEMO). Longer
+            stretches average emotions together (an EmoDB voice's mixed recording: gate
+            probability 0.78 at 2 s, 0.64 at 3 s, 0.12 at 5 s, threshold 0.65), shorter ones
+            add patch noise to the spread (its all-angry recording: 0.13 at 2 s, 0.46 at 1 s).
     """
 
-    method: str = "nap"
+    method: str = "gated"
     k: int = 16
     q: int = 3
     shrink_seconds: float = 10.0
@@ -72,6 +86,7 @@ class AdaptConfig:
     min_speech_seconds: float = 10.0
     enrol_shrink_seconds: float = 3.0
     reference: str = "neutral"
+    gate_window_seconds: float = 2.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +95,11 @@ class AdaptConfig:
     def from_dict(cls, d: dict | None) -> "AdaptConfig":
         d = dict(d or {})
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+#: Why method ``gated`` leaves a voice as it is (the line ``--adapt`` prints for it).
+GATE_REASON = ("its clips vary no more than one emotion's clips do (spread gate): it may hold one steady "
+               "emotion, which adapting would erase; classified clip by clip")
 
 
 def adapt_rule(n_clips: int, speech_seconds: float, config: AdaptConfig, *, single_recording: bool = False) -> str | None:
@@ -133,6 +153,113 @@ def group_means(x: np.ndarray, groups: np.ndarray, weights: np.ndarray | None = 
     s = np.zeros((g, x.shape[1]))
     np.add.at(s, groups, x * w[:, None])
     return s / np.maximum(tot, 1e-12)[:, None], tot
+
+
+#: SpreadGate: shrinkage of its emotion LDA; one-emotion draws per training voice; the share
+#: of one-emotion training voices its threshold lets through (chosen on the training corpora).
+GATE_SHRINKAGE = 0.5
+GATE_DRAWS = 3
+GATE_FALSE_ALARMS = 0.02
+
+
+def _centred(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``x (N, D)`` with the mean of each id's rows removed."""
+    out = np.asarray(x, np.float64).copy()
+    for g in np.unique(ids):
+        i = ids == g
+        out[i] -= out[i].mean(0)
+    return out
+
+
+def _emotion_space(rows: np.ndarray, label: np.ndarray, voice: np.ndarray) -> np.ndarray:
+    """``(D, C-1)`` directions: the LDA of the voice-centred clip rows, scaled so a clip's
+    squared distance from its (voice, emotion) mean averages 1 on these rows."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    c = _centred(rows, voice)
+    lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage=GATE_SHRINKAGE).fit(c, label)
+    n = len(np.unique(label)) - 1
+    d = lda.scalings_[:, :n]
+    cell = np.char.add(np.char.add(np.asarray(voice).astype(str), "/"), np.asarray(label).astype(str))
+    scale = float(np.sqrt((_centred(c @ d, cell) ** 2).sum(1).mean()))
+    return d / scale
+
+
+def one_emotion_draw(label: np.ndarray, voice: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Row indices keeping, for every voice, the rows of one of its emotions (drawn)."""
+    keep = []
+    for v in np.unique(voice):
+        idx = np.flatnonzero(voice == v)
+        keep.append(idx[label[idx] == rng.choice(np.unique(label[idx]))])
+    return np.concatenate(keep)
+
+
+@dataclass
+class SpreadGate:
+    """Was a voice heard in several emotions? (method ``gated``; stop 23, ``benchmarks/adaptation_gate.py``).
+
+    From a voice's clip rows ``(n, D)`` (each clip's mean over its voting patches of the
+    adapter's streams, concatenated in name order: :meth:`SpeakerAdapter.clip_rows`): ``a`` = log of their mean squared
+    deviation along ``directions`` (an LDA of the training clips with each training voice's
+    mean removed, in units of one emotion's own spread), ``b`` = ``a`` minus the log of their
+    mean squared deviation over every column; probability ``sigmoid(coef . (a, b) + intercept)``;
+    the gate fires above ``threshold``."""
+
+    directions: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    threshold: float
+
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        """``(2,)``: ``(a, b)`` of one voice's clip rows ``(n, D)``."""
+        x = np.asarray(rows, np.float64)
+        t = x @ self.directions
+        a = np.log(((t - t.mean(0)) ** 2).sum(1).mean() + 1e-12)
+        return np.array([a, a - np.log(((x - x.mean(0)) ** 2).sum(1).mean() + 1e-12)])
+
+    def probability(self, rows: np.ndarray) -> float:
+        """Probability that the clips ``(n, D)`` of one voice hold several emotions (0 for one clip)."""
+        if len(rows) < 2:
+            return 0.0
+        z = float(self.features(rows) @ self.coef + self.intercept)
+        return float(1.0 / (1.0 + np.exp(-z)))
+
+    def fires(self, rows: np.ndarray) -> bool:
+        return self.probability(rows) > self.threshold
+
+    @classmethod
+    def fit(cls, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], seed: int = 1) -> "SpreadGate":
+        """From labelled training corpora ``[(rows (U, D), label (U,), voice (U,)), ...]`` (two or
+        more; voice ids unique across corpora, e.g. ``corpus/speaker``: the emotion space
+        centres each voice on its own mean): each corpus's voices are scored in the emotion space learned on the *other*
+        corpora (as a new corpus will be), whole (heard in every emotion: positive) and in
+        :data:`GATE_DRAWS` one-emotion draws (negative); the threshold lets
+        :data:`GATE_FALSE_ALARMS` of the negatives through. The directions kept are learned on
+        every corpus."""
+        from sklearn.linear_model import LogisticRegression
+
+        if len(parts) < 2:
+            raise ValueError("the spread gate needs two or more training corpora (it is fitted on each one held out)")
+        rng = np.random.default_rng(seed)
+        feats, target = [], []
+        for i, (rows, label, voice) in enumerate(parts):
+            others = [p for j, p in enumerate(parts) if j != i]
+            probe = cls(_emotion_space(*(np.concatenate([p[k] for p in others]) for k in range(3))), np.zeros(2), 0.0, 0.5)
+            label, voice = np.asarray(label), np.asarray(voice).astype(str)
+            for v in np.unique(voice):
+                feats.append(probe.features(rows[voice == v]))
+                target.append(1)
+            for _ in range(GATE_DRAWS):
+                k = one_emotion_draw(label, voice, rng)
+                for v in np.unique(voice[k]):
+                    feats.append(probe.features(rows[k][voice[k] == v]))
+                    target.append(0)
+        F, t = np.array(feats), np.array(target)
+        lr = LogisticRegression().fit(F, t)
+        neg = 1.0 / (1.0 + np.exp(-(F[t == 0] @ lr.coef_[0] + lr.intercept_[0])))
+        d = _emotion_space(*(np.concatenate([p[k] for p in parts]) for k in range(3)))
+        return cls(d.astype(np.float32), lr.coef_[0].astype(np.float64),
+                   float(lr.intercept_[0]), float(np.quantile(neg, 1 - GATE_FALSE_ALARMS)))
 
 
 @dataclass
@@ -190,6 +317,8 @@ def fit_stream(utt_feats: np.ndarray, speaker: np.ndarray, label: np.ndarray, k:
 
 #: Key of the prosody class means in ``adaptation.safetensors``.
 PROSODY_KEY = "prosody:class_means"
+#: Prefix of the spread gate's arrays in ``adaptation.safetensors``.
+GATE_KEY = "gate:spread"
 
 
 def prosody_class_means(q: np.ndarray, speaker: np.ndarray, label: np.ndarray, n_classes: int) -> np.ndarray:
@@ -215,6 +344,30 @@ class SpeakerAdapter:
     #: ``(C, P)``: each emotion's mean prosody functionals, balanced over speakers (models
     #: with a prosody stream; ``--neutral`` shifts a voice's functionals by them too)
     prosody_means: np.ndarray | None = None
+    #: method ``gated``'s gate (fitted from two or more corpora, :func:`~emolens.adaptation.store.fit_from_corpora`)
+    gate: SpreadGate | None = None
+
+    def clip_rows(self, feats: dict[str, np.ndarray], clips: np.ndarray, voting: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows (N, D), ids (N,))``: the mean over its voting patches of every clip that has
+        some (``clips (P,)`` clip ids), the adapter's streams concatenated in name order."""
+        clips, voting = np.asarray(clips, int), np.asarray(voting, bool)
+        ids = np.unique(clips[voting])
+        local = np.searchsorted(ids, clips[voting])
+        rows = [group_means(np.asarray(feats[n], np.float64)[voting], local)[0] for n in sorted(self.streams)]
+        return np.concatenate(rows, 1), ids
+
+    def gate_fires(self, feats: dict[str, np.ndarray], groups: np.ndarray, voting: np.ndarray,
+                   clips: np.ndarray) -> np.ndarray:
+        """``(G,)`` bool: the :class:`SpreadGate` fires for group ``g`` (its clips' rows)."""
+        if self.gate is None:
+            raise ValueError("these adaptation statistics have no spread gate (method gated): "
+                             "refit them from two or more corpora")
+        groups, clips = np.asarray(groups, int), np.asarray(clips, int)
+        rows, ids = self.clip_rows(feats, clips, voting)
+        clip_group = np.zeros(int(clips.max()) + 1 if len(clips) else 0, int)
+        clip_group[clips] = groups
+        n_groups = int(groups.max()) + 1 if len(groups) else 0
+        return np.array([self.gate.fires(rows[clip_group[ids] == g]) for g in range(n_groups)], bool)
 
     @classmethod
     def fit(cls, feats: dict[str, np.ndarray], utt: np.ndarray, voting: np.ndarray, speaker_utt: np.ndarray,
@@ -232,19 +385,38 @@ class SpeakerAdapter:
         return cls(config, out)
 
     def offsets(self, feats: dict[str, np.ndarray], groups: np.ndarray, voting: np.ndarray,
-                speech_seconds: np.ndarray, method: str | None = None) -> dict[str, np.ndarray]:
+                speech_seconds: np.ndarray, method: str | None = None,
+                clips: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Per stream ``(G, D)``: what to subtract from every patch of group ``g``
         (``groups (P,)`` ids ``0..G-1``; statistics over ``voting`` patches; shrinkage by
-        ``speech_seconds (G,)``)."""
+        ``speech_seconds (G,)``). Method ``gated`` needs ``clips (P,)``, each patch's clip
+        (a long recording: its windows)."""
         method = method or self.config.method
         w = np.asarray(speech_seconds, np.float64)
         w = w / (w + self.config.shrink_seconds)
+        if method == "gated":
+            if clips is None:
+                raise ValueError("method gated needs the clip of every patch")
+            w = w * self.gate_fires(feats, groups, voting, clips)
         out = {}
         for name, x in feats.items():
             st = self.streams[name]
             gm, _ = group_means(np.asarray(x, np.float64), groups, np.asarray(voting, bool))
-            out[name] = (w[:, None] * st.removal(gm - st.mean, method)).astype(np.float32)
+            out[name] = (w[:, None] * st.removal(gm - st.mean, "mean" if method == "gated" else method)).astype(np.float32)
         return out
+
+    def utterance_offsets(self, q: np.ndarray, groups: np.ndarray, weights: np.ndarray,
+                          means: np.ndarray | None = None) -> np.ndarray:
+        """``(G, P)``: what to subtract from the per-clip vectors ``q (N, P)`` (prosody functionals)
+        of group ``g`` (``groups (N,)``) for method ``gated``: ``weights[g]`` (shrinkage times
+        the gate) times the group's mean offset from the training mean balanced over emotions
+        (``means (C, P)``: the class means, default :attr:`prosody_means`)."""
+        means = self.prosody_means if means is None else means
+        if means is None:
+            raise ValueError("these adaptation statistics have no prosody class means; refit them")
+        gm, _ = group_means(np.asarray(q, np.float64), np.asarray(groups, int))
+        w = np.asarray(weights, np.float64)[: len(gm)]
+        return (w[:, None] * (gm - np.asarray(means, np.float64).mean(0))).astype(np.float32)
 
     def enrolment_offsets(self, enrol: dict[str, np.ndarray], enrol_groups: np.ndarray, speech: np.ndarray,
                           speech_seconds: np.ndarray, reference: int) -> dict[str, np.ndarray]:
@@ -300,10 +472,10 @@ class SpeakerAdapter:
 
     def apply(self, feats: dict[str, np.ndarray], groups: np.ndarray, voting: np.ndarray,
               speech_seconds: np.ndarray, adapt: np.ndarray | None = None,
-              method: str | None = None) -> dict[str, np.ndarray]:
+              method: str | None = None, clips: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Adapted copies of ``feats``; groups with ``adapt[g]`` False (see :func:`adapt_rule`) unchanged."""
         groups = np.asarray(groups, int)
-        return self.subtract(feats, groups, self.offsets(feats, groups, voting, speech_seconds, method), adapt)
+        return self.subtract(feats, groups, self.offsets(feats, groups, voting, speech_seconds, method, clips), adapt)
 
     # --- storage (flat arrays for safetensors; config in model.json) ---------------
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -316,17 +488,25 @@ class SpeakerAdapter:
                 out[f"{name}.class_means"] = np.ascontiguousarray(st.class_means, np.float32)
         if self.prosody_means is not None:
             out[PROSODY_KEY] = np.ascontiguousarray(self.prosody_means, np.float32)
+        if self.gate is not None:
+            g = self.gate
+            out.update({f"{GATE_KEY}.directions": np.ascontiguousarray(g.directions, np.float32),
+                        f"{GATE_KEY}.coef": np.asarray(g.coef, np.float64),
+                        f"{GATE_KEY}.intercept_threshold": np.array([g.intercept, g.threshold], np.float64)})
         return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], config: AdaptConfig) -> "SpeakerAdapter":
         arrays = dict(arrays)
         prosody = arrays.pop(PROSODY_KEY, None)
+        g = {k.rsplit(".", 1)[1]: np.asarray(arrays.pop(k)) for k in [k for k in arrays if k.startswith(f"{GATE_KEY}.")]}
+        gate = SpreadGate(g["directions"], g["coef"], float(g["intercept_threshold"][0]),
+                          float(g["intercept_threshold"][1])) if g else None
         names = sorted({k.rsplit(".", 1)[0] for k in arrays})
         return cls(config, {n: StreamAdapter(np.asarray(arrays[f"{n}.mean"]), np.asarray(arrays[f"{n}.nuisance"]),
                                              np.asarray(arrays[f"{n}.emotion"]),
                                              np.asarray(arrays[f"{n}.class_means"]) if f"{n}.class_means" in arrays else None)
-                            for n in names}, None if prosody is None else np.asarray(prosody))
+                            for n in names}, None if prosody is None else np.asarray(prosody), gate)
 
 
 __all__ = ["ADAPT_METHODS", "AdaptConfig", "adapt_rule", "group_means", "fit_stream", "StreamAdapter", "SpeakerAdapter",
