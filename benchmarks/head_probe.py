@@ -52,6 +52,10 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "dro": ({"dro": 0.05}, "group DRO over the training corpora (step 0.05): the worst corpus's loss weighs more"),
     "ep10+40": ({"ensemble": (10, 40)}, "the mean log probability of a 10-epoch and a 40-epoch head"),
     "mlp-prosody": ({"parts": ((0, 0), (256, -82))}, "the linear head plus an MLP 256 head on the 82 prosody functionals alone (log probabilities summed)"),
+    "mlp-all": ({"parts": ((0, 0), (256, 0))}, "the linear head plus an MLP 256 head on every column (log probabilities summed)"),
+    "mlp-yamnet": ({"parts": ((0, 0), (256, 0, -82))}, "the linear head plus an MLP 256 head on the YAMNet streams alone (log probabilities summed)"),
+    "svm-prosody": ({"svm": (1.0, -82)}, "the linear head plus an RBF SVM on the 82 scaled prosody functionals (log probabilities summed)"),
+    "svm-all": ({"svm": (1.0, 0)}, "the linear head plus an RBF SVM on every column (log probabilities summed)"),
     "audioset": ({"audioset": True}, "mean logits of the speech gate's 29 human-voice AudioSet classes (shout, laughter, crying, sigh...)"),
 }
 
@@ -168,6 +172,12 @@ def run_fold(rows: dict, train: list[str], test: str, opts: dict, seed: int) -> 
         models = [fit(every, h, e, corpus=corpus, adversarial=opts.get("adv", 0.0))
                   for e in opts.get("ensemble", (epochs,)) for h in opts.get("hiddens", (opts.get("hidden", H.hidden),))]
     logp = sum(wt * np.log(predict_proba(m, Xt[:, c]) + 1e-9) for m, c, wt in models)
+    if "svm" in opts:  # (weight, first column): an RBF SVM with Platt probabilities on X[:, first:]
+        from sklearn.svm import SVC
+
+        svm_w, first = opts["svm"]
+        svm = SVC(kernel="rbf", C=1.0, probability=True, random_state=seed).fit(X[:, first:], y, sample_weight=w)
+        logp = logp + svm_w * np.log(svm.predict_proba(Xt[:, first:]) + 1e-9)
     return float(balanced_accuracy_score(rows[test]["y"], logp.argmax(1)))
 
 
