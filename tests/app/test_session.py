@@ -84,8 +84,13 @@ def test_adapt_checkbox_says_what_adapt_measured():
 
     m = {"single": 0.466, "nap": 0.452, "mean": 0.568, "one_single": 0.489, "one_nap": 0.393, "one_mean": 0.32}
     info = _adapt_info(SimpleNamespace(config={"card": {"adaptation_loco": m}}))
-    assert info.startswith("On this model's leave-one-corpus-out folds --adapt changed UAR by -0.014")
+    assert info.startswith("On this model's leave-one-corpus-out folds --adapt (nap) changed UAR by -0.014")
     assert "-0.096 (speakers showing one emotion)" in info
+    m |= {"gated": 0.513, "one_gated": 0.518}  # the model's own method names the figures
+    adapter = SimpleNamespace(config=SimpleNamespace(method="gated"))
+    info = _adapt_info(SimpleNamespace(config={"card": {"adaptation_loco": m}}, adapter=adapter))
+    assert info.startswith("On this model's leave-one-corpus-out folds --adapt (gated) changed UAR by +0.047")
+    assert "+0.029 (speakers showing one emotion)" in info
     assert _adapt_info(SimpleNamespace(config={})) is None
 
 

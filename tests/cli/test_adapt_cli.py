@@ -1,4 +1,4 @@
-"""`emolens predict --adapt` over a folder of real clips (one RAVDESS actor) and `timeline --adapt`,
+"""`emolens predict --adapt` over folders of real clips (an EmoDB speaker, RAVDESS actors) and `timeline --adapt`,
 through the entry point, with the shipped model and its adaptation statistics."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 
 RAVDESS_4 = {"01": "neutral", "03": "happy", "04": "sad", "05": "angry"}
+EMODB_4 = {"W": "angry", "F": "happy", "N": "neutral", "T": "sad"}
 
 
 def _emolens(*argv, tmp_path):
@@ -33,23 +34,39 @@ def _actor(shared_dir: Path, tmp_path: Path, actor: str = "12") -> Path:
     return d
 
 
+def _voice(shared_dir: Path, tmp_path: Path, speaker: str = "03", letters: str = "WFNT") -> Path:
+    """An EmoDB speaker's clips of the given emotions (speaker 03, all four: 39 clips) in a folder of
+    links. The spread gate lets this voice through with all its emotions and not with one."""
+    d = tmp_path / f"emodb{speaker}{letters}"
+    d.mkdir()
+    for f in sorted((shared_dir / "data" / "emodb-original" / "wav").glob(f"{speaker}*.flac")):
+        if f.stem[5] in letters:
+            (d / f.name).symlink_to(f)
+    return d
+
+
+def _label(file: str) -> str:
+    name = Path(file).name
+    return RAVDESS_4[name.split("-")[2]] if "-" in name else EMODB_4[Path(name).stem[5]]
+
+
 def _uar(records: list[dict]) -> float:
-    y = np.array([RAVDESS_4[Path(r["file"]).name.split("-")[2]] for r in records])
+    y = np.array([_label(r["file"]) for r in records])
     p = np.array([r["emotion"] for r in records])
     return float(np.mean([np.mean(p[y == c] == c) for c in np.unique(y)]))
 
 
 @pytest.mark.slow
-def test_predict_adapt_folder_of_one_actor(shared_dir, tmp_path):
-    d = _actor(shared_dir, tmp_path)
+def test_predict_adapt_folder_of_one_voice(shared_dir, tmp_path):
+    d = _voice(shared_dir, tmp_path)
     r = _emolens("predict", "--json", "--backend", "torch", d, tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr
     single = [json.loads(l) for l in r.stdout.splitlines()]
     r = _emolens("predict", "--json", "--adapt", "--out", tmp_path / "adapted.csv", d, tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr
     adapted = [json.loads(l) for l in r.stdout.splitlines()]
-    assert len(single) == len(adapted) == 28
-    assert "adapt: adapted to voice" in r.stderr and "28 clips" in r.stderr
+    assert len(single) == len(adapted) == 39
+    assert "adapt: adapted to voice" in r.stderr and "39 clips" in r.stderr
     assert all(a["adapted"] for a in adapted) and not any(s["adapted"] for s in single)
     diff = max(abs(a["probabilities"][c] - s["probabilities"][c]) for a, s in zip(adapted, single) for c in a["probabilities"])
     assert diff > 0.01  # the voice's statistics changed the decision inputs
@@ -59,18 +76,19 @@ def test_predict_adapt_folder_of_one_actor(shared_dir, tmp_path):
     shipped = json.loads((default_model_dir() / "model.json").read_text())
     _, thr = calibration_of(shipped)
     m = shipped["card"]["adaptation_loco"]  # what --adapt measured on the model's own LOCO folds, said up front
-    assert (f"adapt: note: on this model's leave-one-corpus-out folds --adapt changed UAR by {m['nap'] - m['single']:+.3f} "
-            f"(speakers with all their emotions) and {m['one_nap'] - m['one_single']:+.3f}") in r.stderr
+    assert (f"adapt: note: on this model's leave-one-corpus-out folds --adapt (gated) changed UAR by "
+            f"{m['gated'] - m['single']:+.3f} (speakers with all their emotions) and "
+            f"{m['one_gated'] - m['one_single']:+.3f}") in r.stderr
     for rec in adapted:  # every record keeps emotion + probabilities and has the uncertain flag
         assert set(rec["probabilities"]) == {"angry", "happy", "neutral", "sad"}
         assert rec["uncertain"] is (max(rec["probabilities"].values()) < thr)
         assert rec["emotion"] == max(rec["probabilities"], key=rec["probabilities"].get)
         assert abs(sum(rec["probabilities"].values()) - 1) < 1e-5
-    # measured on this actor (shipped model): single clip vs adapted UAR (both well above chance 0.25)
+    # measured on this voice (shipped model): single clip vs adapted UAR (both well above chance 0.25)
     u_single, u_adapt = _uar(single), _uar(adapted)
     assert u_single > 0.4 and u_adapt > 0.4, (u_single, u_adapt)
     rows = (tmp_path / "adapted.csv").read_text().splitlines()
-    assert rows[0].split(",")[7:9] == ["uncertain", "adapted"] and len(rows) == 29
+    assert rows[0].split(",")[7:9] == ["uncertain", "adapted"] and len(rows) == 40
     assert all(line.split(",")[8] == "1" for line in rows[1:])
 
 
@@ -103,6 +121,14 @@ def test_predict_adapt_falls_back_with_too_few_clips(shared_dir, tmp_path):
                  tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "voice 'speaker A'" in r.stderr or "adapted to voice 'speaker A'" in r.stderr
+    # the voice adapted above with all its emotions, now angry in every clip (14): the spread gate
+    # leaves it as it is, so the steady emotion is not erased
+    angry = _voice(shared_dir, tmp_path, letters="W")
+    r = _emolens("predict", "--json", "--adapt", angry, tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "it may hold one steady emotion, which adapting would erase; classified clip by clip" in r.stderr
+    out = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(out) == 14 and not any(o["adapted"] for o in out)
 
 
 def test_predict_adapt_errors(tmp_path, tiny_run, tone):
@@ -118,8 +144,8 @@ def test_predict_adapt_errors(tmp_path, tiny_run, tone):
 
 @pytest.mark.slow
 def test_timeline_adapt(shared_dir, tmp_path):
-    d = _actor(shared_dir, tmp_path)
-    clips = [sf.read(f)[0] for f in sorted(d.iterdir())[::2]]  # 14 clips, about 50 s
+    d = _voice(shared_dir, tmp_path)
+    clips = [sf.read(f)[0] for f in sorted(d.iterdir())[::2]]  # 20 clips, about 50 s
     long = tmp_path / "long.wav"
     sf.write(long, np.concatenate(clips).astype(np.float32), 16000)
     short = tmp_path / "short.wav"
@@ -229,10 +255,11 @@ def test_neutral_clip_without_speech_or_corrupt(shared_dir, tmp_path):
 def test_explain_adapt_explains_the_adapted_decision(shared_dir, tmp_path):
     """`explain --adapt` on a voice folder explains exactly what `predict --adapt` decided
     (same probabilities, per file), says so in its notes, and checks its options as predict does."""
-    src = _actor(shared_dir, tmp_path)
-    d = tmp_path / "six"
+    src = _voice(shared_dir, tmp_path)
+    d = tmp_path / "eight"
     d.mkdir()
-    for f in sorted(src.iterdir())[::5][:6]:  # six clips of the actor, every emotion
+    by = {e: sorted(f for f in src.iterdir() if f.stem[5] == e) for e in "WFNT"}
+    for f in by["N"][:2] + by["W"][:2] + by["F"][:2] + by["T"][:2]:  # eight clips of the voice, every emotion
         (d / f.name).symlink_to(f.resolve())
     r = _emolens("predict", "--json", "--adapt", d, tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -242,7 +269,7 @@ def test_explain_adapt_explains_the_adapted_decision(shared_dir, tmp_path):
                  "--out", tmp_path / "ex", d, tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr
     explained = [json.loads(line) for line in r.stdout.splitlines()]
-    assert len(explained) == 6
+    assert len(explained) == 8
     for e in explained:
         p = predicted[Path(e["file"]).name]
         assert e["label"] == p["emotion"]
@@ -256,14 +283,14 @@ def test_explain_adapt_explains_the_adapted_decision(shared_dir, tmp_path):
                for k in single) > 0.01  # unadapted explanations explain another decision
     r = _emolens("explain", "--neutral", next(d.iterdir()), d, tmp_path=tmp_path)
     assert r.returncode == 2 and "--neutral enrols a voice for --adapt" in r.stderr
-    neutral = sorted(d.iterdir())[0]  # 03-01-01-...: a neutral clip, enrols the voice and is not explained
+    neutral = sorted(f for f in d.iterdir() if f.stem[5] == "N")[0]  # a neutral clip: enrols the voice, is not explained
     r = _emolens("predict", "--json", "--adapt", "--neutral", neutral, d, tmp_path=tmp_path)
     enrolled = {Path(j["file"]).name: j for j in map(json.loads, r.stdout.splitlines())}
     r = _emolens("explain", "--json", "--adapt", "--neutral", neutral, "--methods", "gradcam", "--no-faithfulness",
                  "--regions", "none", "--out", tmp_path / "ex2", d, tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr
     explained = [json.loads(line) for line in r.stdout.splitlines()]
-    assert len(explained) == len(enrolled) == 5 and neutral.name not in {Path(e["file"]).name for e in explained}
+    assert len(explained) == len(enrolled) == 7 and neutral.name not in {Path(e["file"]).name for e in explained}
     for e in explained:
         p = enrolled[Path(e["file"]).name]
         assert max(abs(e["probabilities"][c] - p["probabilities"][c]) for c in p["probabilities"]) < 1e-5

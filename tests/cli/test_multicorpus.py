@@ -70,6 +70,16 @@ def test_two_corpora_end_to_end(tmp_path, capsys, corpora, weights_dir, monkeypa
     assert ev["n"] == 48 and sum(map(sum, ev["confusion"])) == 48 and set(ev["per_corpus"]) == {"emodb", "ravdess"}
     assert (tmp_path / "ev" / "confusion.png").exists() and (tmp_path / "ev" / "confusion.csv").exists()
 
+    # --adapt statistics for the trained model from its work dir: the spread gate held out by corpus
+    from emolens.adaptation.store import fit_for_model
+
+    adapter = fit_for_model(work, tmp_path / "run", progress=False)
+    assert adapter.config.method == "gated" and adapter.gate is not None and adapter.gate.directions.shape[1] == 3
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["adaptation"]["method"] == "gated"
+    code, out, err = run(capsys, "predict", "--model", tmp_path / "run", "--adapt", "--json", emo)
+    assert code == 0, err
+    assert len(out.splitlines()) == 24 and f"voice '{emo}'" in err  # adapted, or told why not
+
     table = tmp_path / "labels.csv"
     table.write_text("path,label\n" + "".join(f"{p},{'fear' if i == 0 else 'sad'}\n" for i, p in enumerate(sorted(emo.iterdir())[:3])))
     code, _, err = run(capsys, "evaluate", "--model", tmp_path / "run", "--labels", table, "--out", tmp_path / "ev2", "--quiet")

@@ -29,11 +29,19 @@ def confidence_lines(config: dict) -> list[str]:
             lines.append("")
     ad = config.get("adaptation")
     if ad:
-        lines += ["## Adaptation to a voice (`--adapt`)", "",
-                  f"Method `{ad.get('method')}`: the mean offset of a voice's speech patches from the training mean, "
-                  f"projected on the {ad.get('k')} directions per stream that separate training speakers with emotion "
-                  f"removed (orthogonal to the {ad.get('q')} main within-speaker emotion directions), shrunk by "
-                  f"S / (S + {ad.get('shrink_seconds')} s) for S seconds of speech, is subtracted. Needs "
+        if ad.get("method") == "gated":
+            what = (f"Method `gated`: the mean offset of a voice's speech patches from the training mean (balanced over "
+                    f"emotions), shrunk by S / (S + {ad.get('shrink_seconds')} s) for S seconds of speech, is subtracted "
+                    "only when the voice's clips spread along the emotion directions more than one emotion's clips do "
+                    "(a spread gate fitted on the training corpora, each held out in turn; a `timeline` recording's "
+                    f"{ad.get('gate_window_seconds', 3.0):g}-s stretches count as its clips): a voice that may hold one "
+                    "steady emotion is classified clip by clip, so adapting cannot erase that emotion.")
+        else:
+            what = (f"Method `{ad.get('method')}`: the mean offset of a voice's speech patches from the training mean, "
+                    f"projected on the {ad.get('k')} directions per stream that separate training speakers with emotion "
+                    f"removed (orthogonal to the {ad.get('q')} main within-speaker emotion directions), shrunk by "
+                    f"S / (S + {ad.get('shrink_seconds')} s) for S seconds of speech, is subtracted.")
+        lines += ["## Adaptation to a voice (`--adapt`)", "", what + " Needs "
                   f">= {ad.get('min_clips')} clips of the voice (one folder or `--speakers` group; a `timeline` recording "
                   f"counts as enough) and >= {ad.get('min_speech_seconds')} s of speech; otherwise clips are classified one by one."
                   + (f" Statistics learned from: {', '.join(ad['fitted_on'])}." if ad.get("fitted_on") else ""), ""]

@@ -241,11 +241,12 @@ def _adaptation_section(cfg: HeadConfig, data: dict, seed: int, held: list[str])
     and its means (``card.adaptation_loco``: the line ``--adapt`` prints)."""
     from emolens.evaluation.adaptation_loco import adaptation_loco
 
-    res = adaptation_loco(cfg, data, seed=seed, evaluate_only=held, methods=("nap", "mean", "enrol"), log=log.info)
+    res = adaptation_loco(cfg, data, seed=seed, evaluate_only=held, methods=("gated", "nap", "mean", "enrol"), log=log.info)
     per, mean = res["per_corpus"], res["mean"]
-    cols = [["corpus", "corpus"], ["single", "single clip"], ["nap", "--adapt (nap)"],
-            ["mean", "mean shift (not shipped)"], ["one_single", "one emotion: single clip"],
-            ["one_nap", "one emotion: --adapt"], ["one_mean", "one emotion: mean shift"],
+    cols = [["corpus", "corpus"], ["single", "single clip"], ["gated", "--adapt (gated)"],
+            ["nap", "nap (--adapt before stop 23)"], ["mean", "mean shift (not shipped)"],
+            ["one_single", "one emotion: single clip"], ["one_gated", "one emotion: --adapt"],
+            ["one_nap", "one emotion: nap"], ["one_mean", "one emotion: mean shift"],
             ["enrol_single", "enrolled voices: single clip"], ["enrol", "--adapt --neutral"],
             ["one_enrol_single", "enrolled, one emotion: single clip"], ["one_enrol", "enrolled, one emotion: --adapt --neutral"]]
     rows = [{"corpus": f"{c} ({LANGUAGES.get(c, '?')})", **{k: f"{v:.3f}" for k, v in r.items()}} for c, r in per.items()]
@@ -255,14 +256,19 @@ def _adaptation_section(cfg: HeadConfig, data: dict, seed: int, held: list[str])
         return ("helps on both" if mean[a] > mean[b] and mean[one_a] >= mean[one_b] - 0.01
                 else "does not help on both: it stays opt-in")
 
+    def change(m: str) -> str:
+        return (f"{mean[m] - mean['single']:+.3f} balanced, {mean[f'one_{m}'] - mean['one_single']:+.3f} one emotion, "
+                f"{verdict(m, 'single', f'one_{m}', 'one_single')}")
+
     return {"title": "Adaptation to a voice (`--adapt`), measured on the same folds",
             "note": (f"UAR per test corpus; statistics learned on the fold's training corpora only. Unlabelled `--adapt` "
-                     f"(nap): each test speaker adapted on its own clips (>= 3 clips and >= 10 s of speech, else clip by "
-                     f"clip); balanced = every speaker with all clips; one emotion = each speaker keeps one emotion's clips "
-                     f"(mean of {res['draws']} draws), the case where adapting on a voice's own clips can erase a steady "
-                     f"emotion: {mean['nap'] - mean['single']:+.3f} balanced, {mean['one_nap'] - mean['one_single']:+.3f} "
-                     f"one emotion, {verdict('nap', 'single', 'one_nap', 'one_single')}. A plain mean shift gains "
-                     f"{mean['mean'] - mean['single']:+.3f} on balanced folds but loses "
+                     f"(gated): each test speaker with >= 3 clips and >= 10 s of speech is shifted by its mean offset "
+                     f"only when its clips spread along the emotion directions more than one emotion's clips do (a "
+                     f"spread gate fitted on the training corpora), else classified clip by clip; balanced = every "
+                     f"speaker with all clips; one emotion = each speaker keeps one emotion's clips (mean of "
+                     f"{res['draws']} draws), the case where adapting on a voice's own clips can erase a steady "
+                     f"emotion: {change('gated')}. Before stop 23 `--adapt` was nap: {change('nap')}. A plain mean "
+                     f"shift gains {mean['mean'] - mean['single']:+.3f} on balanced folds but loses "
                      f"{mean['one_single'] - mean['one_mean']:.3f} when a speaker shows one emotion. `--adapt --neutral`: "
                      f"each speaker with at least two neutral clips gives one of them as its enrolment (not scored); its "
                      f"other clips are scored ({mean['enrol'] - mean['enrol_single']:+.3f}), and with one emotion per "
@@ -390,6 +396,36 @@ def train_default(work_dirs: dict[str, str | Path], out: str | Path, dest: str |
     return card
 
 
+def refit_adaptation(work_dirs: dict[str, str | Path], dest: str | Path, *, seed: int = 0,
+                     cfg: HeadConfig = DEFAULT_HEAD, progress: bool = True) -> dict:
+    """Refit a packaged model's ``--adapt`` statistics (:class:`~emolens.adaptation.transform.AdaptConfig`'s
+    defaults) and re-measure the card's adaptation table on its folds, without retraining its head:
+    what a change of the adaptation method needs (``ADAPT_ONLY=1 scripts/train_default``). The fold
+    heads are retrained from the cached features for the table, so its single-clip column is that
+    draw's. Returns the card's new ``adaptation_loco`` means."""
+    from emolens.adaptation.store import fit_from_corpora, save_adapter
+    from emolens.report.model_card import model_card
+
+    torch.set_num_threads(1)
+    dest = Path(dest)
+    data = load_corpus_features([WorkDir.open(d).root for d in work_dirs.values()], cfg, progress)
+    held = sorted(set(data) & set(NOT_SHIPPABLE))
+    dev = tuple(c for c in data if c not in held)
+    config = json.loads((dest / "model.json").read_text())
+    card = config["card"]
+    section, card["adaptation_loco"] = _adaptation_section(cfg, data, seed, held)
+    section["command"] = card["reproduce"]
+    card["evaluations"] = [e for e in card["evaluations"] if not e["title"].startswith("Adaptation to a voice")] + [section]
+    (dest / "model.json").write_text(json.dumps(config, indent=2))
+    adapter = fit_from_corpora([data[c] for c in dev], cfg.streams)
+    save_adapter(dest, adapter, {"fitted_on": sorted(dev), **({"prosody": True} if adapter.prosody_means is not None else {})})
+    config = json.loads((dest / "model.json").read_text())
+    (dest / "MODEL_CARD.md").write_text(model_card(config, name=card.get("title", "emolens model")))
+    if not cfg.whisper:
+        write_onnx(dest)  # model.json changed: the export records its fingerprint
+    return card["adaptation_loco"]
+
+
 __all__ = [
     "CORPORA",
     "DEFAULT_HEAD",
@@ -402,5 +438,6 @@ __all__ = [
     "load_corpus_features",
     "prepare_corpora",
     "prepared_dirs",
+    "refit_adaptation",
     "train_default",
 ]
