@@ -95,6 +95,26 @@ def test_adapt_checkbox_says_what_adapt_measured():
 
 
 @pytest.mark.slow
+def test_adapt_one_recording_reads_its_stretches(shared_dir, tmp_path):
+    """The app adapts one uploaded recording: its 2-s stretches are the spread gate's clips, so a
+    voice heard in every emotion is adapted and the same voice angry throughout is not."""
+    import soundfile as sf
+
+    wav = sorted((shared_dir / "data" / "emodb-original" / "wav").glob("03*.flac"))
+    mixed = [f for f in wav if f.stem[5] in "WFNT"][::2]  # 20 clips, every emotion, about 50 s
+    angry = [f for f in wav if f.stem[5] == "W"]  # 14 clips, about 35 s
+    s = AppSession(EmotionRecognizer.default(backend="torch"), AppConfig(workdir=tmp_path / "w"))
+    out = {}
+    for name, files in (("mixed", mixed), ("angry", angry)):
+        path = tmp_path / f"{name}.wav"
+        sf.write(path, np.concatenate([sf.read(f)[0] for f in files]).astype(np.float32), 16000)
+        out[name] = s.analyse(path, adapt=True)
+    assert out["mixed"].adapted and any(n.startswith("adapted to voice") for n in out["mixed"].clip.notes)
+    assert not out["angry"].adapted
+    assert any("it may hold one steady emotion" in n for n in out["angry"].clip.notes)
+
+
+@pytest.mark.slow
 def test_adapt_with_a_neutral_clip_of_the_voice(shared_dir, tmp_path):
     rec = EmotionRecognizer.default(backend="torch")
     wav = shared_dir / "data" / "emodb-original" / "wav"

@@ -175,7 +175,12 @@ def adapted_outputs(rec, parts: list, groups: list | None, batch_size: int | Non
     n_clips = np.bincount(clip_gid, minlength=len(uniq))
     if neutral is None:
         seconds = np.bincount(gid, weights=voting.astype(float), minlength=len(uniq)) * hop_s
-        clips = np.repeat(np.arange(len(parts)), sizes)
+        if single_recording:  # the gate reads a long recording's stretches as its clips (as timeline does)
+            window = max(1, round(adapter.config.gate_window_seconds / hop_s))
+            clips = np.concatenate([np.arange(n) // window for n in sizes] or [np.zeros(0, int)])
+            clips = clips + np.repeat(np.cumsum([0] + [-(-n // window) for n in sizes[:-1]]), sizes)
+        else:
+            clips = np.repeat(np.arange(len(parts)), sizes)
         fires = adapter.gate_fires(main, gid, voting, clips) if adapter.config.method == "gated" else None
         for g, key in enumerate(uniq):
             reason = adapt_rule(int(n_clips[g]), float(seconds[g]), adapter.config, single_recording=single_recording)
