@@ -55,7 +55,6 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "mlp-all": ({"parts": ((0, 0), (256, 0))}, "the linear head plus an MLP 256 head on every column (log probabilities summed)"),
     "mlp-yamnet": ({"parts": ((0, 0), (256, 0, -82))}, "the linear head plus an MLP 256 head on the YAMNet streams alone (log probabilities summed)"),
     "svm-prosody": ({"svm": (1.0, -82)}, "the linear head plus an RBF SVM on the 82 scaled prosody functionals (log probabilities summed)"),
-    "svm-all": ({"svm": (1.0, 0)}, "the linear head plus an RBF SVM on every column (log probabilities summed)"),
     "audioset": ({"audioset": True}, "mean logits of the speech gate's 29 human-voice AudioSet classes (shout, laughter, crying, sigh...)"),
 }
 

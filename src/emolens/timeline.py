@@ -200,7 +200,7 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
     if cfg.adapt:
         from emolens.adaptation.runtime import require_adapter, stream_features
 
-        require_adapter(rec)
+        require_adapter(rec, unlabelled=not cfg.neutral)
     with threadpool_limits(1, user_api="blas"):  # see emolens.batch: faster front end, cores left to the model
         for _, patches in stream_patches(path, rec.frontend, rec.patch_config, cfg.block_seconds, info, on_samples):
             if cfg.adapt:

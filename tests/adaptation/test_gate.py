@@ -105,3 +105,17 @@ def test_gate_from_one_corpus_holds_out_thirds_of_its_speakers() -> None:
         one = c.speakers == c.speakers[0]
         gate_from_work(adapter, {"s": c.feats["s"][np.repeat(one, 2)]}, np.repeat(np.arange(one.sum()), 2),
                        np.ones(2 * one.sum(), bool), c.y[one], c.speakers[one], np.full(one.sum(), "c"))
+
+
+def test_adapt_refuses_gated_statistics_without_a_gate_in_one_line() -> None:
+    from types import SimpleNamespace
+
+    from emolens.adaptation.runtime import require_adapter
+    from emolens.errors import ModelError
+
+    rec = SimpleNamespace(adapter=SpeakerAdapter(AdaptConfig(method="gated")), normalize="none", model_dir="m")
+    with pytest.raises(ModelError, match=r"^m's adaptation statistics have no spread gate .*fit_for_model\(WORK, MODEL\)"):
+        require_adapter(rec)
+    assert require_adapter(rec, unlabelled=False) is rec.adapter  # --neutral enrolment needs no gate
+    rec.adapter.config = AdaptConfig(method="nap")
+    assert require_adapter(rec) is rec.adapter

@@ -136,6 +136,21 @@ def test_predict_adapt_errors(tmp_path, tiny_run, tone):
     sf.write(wav, tone, 16000)
     r = _emolens("predict", "--model", tiny_run, "--adapt", wav, tmp_path=tmp_path)
     assert r.returncode == 2 and r.stderr.strip().startswith("emolens: error:") and "no adaptation statistics" in r.stderr
+    # statistics saved for method gated without its gate (fitted from one labelled set): one line, not a traceback
+    import shutil
+
+    from emolens.adaptation.store import save_adapter
+    from emolens.adaptation.transform import AdaptConfig, SpeakerAdapter
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    rng = np.random.default_rng(0)
+    feats = {s: rng.normal(size=(80, 1024)).astype(np.float32) for s in ("yamnet", "yamnet_mid")}
+    utt = np.arange(80)
+    save_adapter(run, SpeakerAdapter.fit(feats, utt, np.ones(80, bool), (utt // 20).astype(str), utt % 4, utt,
+                                         AdaptConfig(k=2, q=2)))
+    r = _emolens("predict", "--model", run, "--adapt", wav, tmp_path=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "have no spread gate (method gated)" in r.stderr, r.stderr
     r = _emolens("predict", "--speakers", tmp_path / "x.csv", wav, tmp_path=tmp_path)
     assert r.returncode == 2 and "--speakers names voices for --adapt" in r.stderr
     r = _emolens("predict", "--uncertain-below", "1.5", wav, tmp_path=tmp_path)

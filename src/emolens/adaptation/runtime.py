@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from emolens.adaptation.transform import GATE_REASON, SpeakerAdapter, adapt_rule
+from emolens.adaptation.transform import GATE_REASON, SpeakerAdapter, adapt_rule, stretch_clips
 from emolens.errors import ModelError
 from emolens.selection.speech import decide, voting_mask
 
@@ -38,13 +38,18 @@ class GroupReport:
         return f"voice {self.key!r}: {self.reason}"
 
 
-def require_adapter(rec) -> SpeakerAdapter:  # noqa: ANN001 - EmotionRecognizer
+def require_adapter(rec, unlabelled: bool = True) -> SpeakerAdapter:  # noqa: ANN001 - EmotionRecognizer
+    """The model's adapter, or a one-line ModelError saying why ``--adapt`` cannot run
+    (``unlabelled``: without ``--neutral``, method ``gated`` needs its spread gate)."""
     adapter = getattr(rec, "adapter", None)
     if adapter is None:
         raise ModelError(f"{rec.model_dir or 'this model'} has no adaptation statistics (adaptation.safetensors); "
                          "fit them with emolens.adaptation.store.fit_for_model(WORK, MODEL) or drop --adapt")
     if rec.normalize != "none":
         raise ModelError("--adapt needs a model trained without --normalize")
+    if unlabelled and adapter.config.method == "gated" and adapter.gate is None:
+        raise ModelError(f"{rec.model_dir or 'this model'}'s adaptation statistics have no spread gate (method gated); "
+                         "refit them with emolens.adaptation.store.fit_for_model(WORK, MODEL) or drop --adapt")
     return adapter
 
 
@@ -148,11 +153,12 @@ def adapted_outputs(rec, parts: list, groups: list | None, batch_size: int | Non
     (P, 521) or None, one GroupReport per group, per-clip adapted flags (N,))``.
 
     Without ``neutral``: unlabelled adaptation; groups that fail :func:`adapt_rule`, or that
-    method ``gated``'s spread gate leaves alone, keep their single-clip features. With ``neutral`` (``{group key: prepared parts of clips of
-    that voice speaking neutrally}``): neutral enrolment
+    method ``gated``'s spread gate leaves alone, keep their single-clip features. With
+    ``neutral`` (``{group key: prepared parts of clips of that voice speaking neutrally}``):
+    neutral enrolment
     (:meth:`~emolens.adaptation.transform.SpeakerAdapter.enrolment_offsets`); a group
     without a neutral clip with speech is not adapted."""
-    adapter = require_adapter(rec)
+    adapter = require_adapter(rec, unlabelled=neutral is None)
     keys = [str(g) for g in (groups if groups is not None else ["all"] * len(parts))]
     uniq, clip_gid = np.unique(np.asarray(keys), return_inverse=True)
     enrol_parts, enrol_gid = [], []
@@ -175,20 +181,18 @@ def adapted_outputs(rec, parts: list, groups: list | None, batch_size: int | Non
     n_clips = np.bincount(clip_gid, minlength=len(uniq))
     if neutral is None:
         seconds = np.bincount(gid, weights=voting.astype(float), minlength=len(uniq)) * hop_s
-        if single_recording:  # the gate reads a long recording's stretches as its clips (as timeline does)
-            window = max(1, round(adapter.config.gate_window_seconds / hop_s))
-            clips = np.concatenate([np.arange(n) // window for n in sizes] or [np.zeros(0, int)])
-            clips = clips + np.repeat(np.cumsum([0] + [-(-n // window) for n in sizes[:-1]]), sizes)
-        else:
-            clips = np.repeat(np.arange(len(parts)), sizes)
-        fires = adapter.gate_fires(main, gid, voting, clips) if adapter.config.method == "gated" else None
+        fires = None
+        if adapter.config.method == "gated":  # a long recording's stretches are its clips (as in timeline)
+            clips = (stretch_clips(sizes, round(adapter.config.gate_window_seconds / hop_s)) if single_recording
+                     else np.repeat(np.arange(len(parts)), sizes))
+            fires = adapter.gate_fires(main, gid, voting, clips)
         for g, key in enumerate(uniq):
             reason = adapt_rule(int(n_clips[g]), float(seconds[g]), adapter.config, single_recording=single_recording)
             if reason is None and fires is not None and not fires[g]:
                 reason = GATE_REASON
             ok[g] = reason is None
             reports.append(GroupReport(str(key), int(n_clips[g]), float(seconds[g]), ok[g], reason))
-        adapted = adapter.apply(main, gid, voting, seconds, ok, clips=clips)
+        adapted = adapter.apply(main, gid, voting, seconds, ok, method=adapter.shift_method())
         return head_outputs(rec, adapted), (None if audioset is None else audioset[:n_main]), reports, ok[clip_gid]
     e_gid = np.repeat(np.asarray(enrol_gid, int), [len(q[1]) for q in enrol_parts])
     off, seconds = enrolment(rec, adapter, {k: v[n_main:] for k, v in feats.items()},

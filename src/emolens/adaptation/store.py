@@ -77,14 +77,16 @@ def fit_for_model(work_dir: str | Path, model_dir: str | Path, config: AdaptConf
 
 def gate_from_work(adapter: SpeakerAdapter, feats: dict[str, np.ndarray], utt: np.ndarray, voting: np.ndarray,
                    y_utt: np.ndarray, speakers: np.ndarray, corpus: np.ndarray):
-    """Method ``gated``'s :class:`~emolens.adaptation.transform.SpreadGate` from one work dir's
-    patches: held out by corpus when it holds two or more, else by thirds of its speakers (the
-    gate is fitted on each part scored by what the others learned). ``ValueError`` when it has
-    too few speakers for that."""
+    """Method ``gated``'s :class:`~emolens.adaptation.transform.SpreadGate` from patch features
+    ``{stream: (P, D)}`` with utterance ids ``utt (P,)`` and ``voting (P,)``, and per utterance
+    ``y_utt``, ``speakers`` and ``corpus (U,)``: held out by corpus (in order of appearance) when
+    there are two or more, else by thirds of the speakers (each part scored by what the others
+    learned). ``ValueError`` when there are too few speakers for that."""
     from emolens.adaptation.transform import SpreadGate
 
     rows, ids = adapter.clip_rows(feats, utt, voting)
-    spk = np.char.add(np.char.add(corpus, "/"), speakers)[ids]
+    corpus = np.asarray(corpus).astype(str)
+    spk = np.char.add(np.char.add(corpus, "/"), np.asarray(speakers).astype(str))[ids]  # ids repeat across corpora
     part = corpus[ids]
     if len(np.unique(part)) < 2:
         order = {s: i for i, s in enumerate(np.unique(spk))}
@@ -93,7 +95,7 @@ def gate_from_work(adapter: SpeakerAdapter, feats: dict[str, np.ndarray], utt: n
         raise ValueError("method gated needs speakers from two or more corpora, or three or more speakers, "
                          "to fit its spread gate; use AdaptConfig(method='nap')")
     y = np.asarray(y_utt)[ids]
-    return SpreadGate.fit([(rows[part == p], y[part == p], spk[part == p]) for p in np.unique(part)])
+    return SpreadGate.fit([(rows[part == p], y[part == p], spk[part == p]) for p in dict.fromkeys(part)])  # in order
 
 
 def fit_from_corpora(corpora, streams, config: AdaptConfig | None = None) -> SpeakerAdapter:
@@ -113,14 +115,8 @@ def fit_from_corpora(corpora, streams, config: AdaptConfig | None = None) -> Spe
     y = np.concatenate([c.y for c in corpora])
     adapter = SpeakerAdapter.fit(feats, utt, voting, spk, y, np.arange(len(y)), config or AdaptConfig())
     if len(corpora) >= 2:  # method gated's spread gate: each corpus held out in turn
-        from emolens.adaptation.transform import SpreadGate
-
-        parts = []
-        for c, o in zip(corpora, offs):
-            sel = (utt >= o) & (utt < o + len(c.y))  # this corpus's patches
-            rows, ids = adapter.clip_rows({s: feats[s][sel] for s in streams}, utt[sel] - o, voting[sel])
-            parts.append((rows, np.asarray(c.y)[ids], np.char.add(f"{c.name}/", np.asarray(c.speakers).astype(str))[ids]))
-        adapter.gate = SpreadGate.fit(parts)
+        adapter.gate = gate_from_work(adapter, feats, utt, voting, y, np.concatenate([c.speakers for c in corpora]),
+                                      np.repeat([c.name for c in corpora], [len(c.y) for c in corpora]))
     if all(getattr(c, "prosody", None) is not None for c in corpora):  # a prosody stream: its class means too
         from emolens.adaptation.transform import prosody_class_means
 

@@ -14,7 +14,7 @@ from emolens.adaptation.runtime import (
     require_adapter,
     stream_features,
 )
-from emolens.adaptation.transform import GATE_REASON, adapt_rule
+from emolens.adaptation.transform import GATE_REASON, adapt_rule, stretch_clips
 
 
 def adapt_recording(rec, feats: list[dict[str, np.ndarray]], voting: np.ndarray,  # noqa: ANN001
@@ -25,7 +25,7 @@ def adapt_recording(rec, feats: list[dict[str, np.ndarray]], voting: np.ndarray,
     of the voice speaking neutrally), the one-line note saying what was done, and (a
     prosody head enrolled with ``neutral``) the ``(P,)`` offset to subtract from the
     recording's prosody functionals, else None."""
-    adapter = require_adapter(rec)
+    adapter = require_adapter(rec, unlabelled=not neutral)
     x = {k: np.concatenate([f[k] for f in feats]) for k in feats[0]}
     hop_s = rec.patch_config.hop_frames * rec.frontend.frame_seconds
     if neutral:
@@ -42,13 +42,14 @@ def adapt_recording(rec, feats: list[dict[str, np.ndarray]], voting: np.ndarray,
                                       f"({secs[0]:.1f} s of speech)"), shift.get(report.key)
     seconds = float(np.sum(voting)) * hop_s
     reason = adapt_rule(1, seconds, adapter.config, single_recording=True)
-    window = max(1, round(adapter.config.gate_window_seconds / hop_s))  # method gated: stretches count as clips
-    clips, one = np.arange(len(voting)) // window, np.zeros(len(voting), int)
-    if reason is None and adapter.config.method == "gated" and not adapter.gate_fires(x, one, voting, clips)[0]:
-        reason = GATE_REASON
+    one = np.zeros(len(voting), int)
+    if reason is None and adapter.config.method == "gated":  # method gated: the recording's stretches are its clips
+        clips = stretch_clips([len(voting)], round(adapter.config.gate_window_seconds / hop_s))
+        if not adapter.gate_fires(x, one, voting, clips)[0]:
+            reason = GATE_REASON
     report = GroupReport("this recording", 1, seconds, reason is None, reason)
     if reason is None:
-        x = adapter.apply(x, one, voting, np.array([seconds]), np.array([True]), clips=clips)
+        x = adapter.apply(x, one, voting, np.array([seconds]), np.array([True]), method=adapter.shift_method())
         return head_outputs(rec, x), f"adapt: {report.message()}", None
     return head_outputs(rec, x), f"adapt: not adapted: {reason}", None
 

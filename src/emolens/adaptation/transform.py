@@ -102,6 +102,15 @@ GATE_REASON = ("its clips vary no more than one emotion's clips do (spread gate)
                "emotion, which adapting would erase; classified clip by clip")
 
 
+def stretch_clips(sizes: list[int], window: int) -> np.ndarray:
+    """``(sum(sizes),)`` clip ids for method ``gated`` on long recordings: each recording of
+    ``sizes[i]`` patches cut into stretches of ``window`` patches, ids unique across recordings."""
+    window = max(1, int(window))
+    ids = [np.arange(n) // window for n in sizes]
+    base = np.cumsum([0] + [-(-n // window) for n in sizes[:-1]])
+    return np.concatenate([i + b for i, b in zip(ids, base)]) if sizes else np.zeros(0, int)
+
+
 def adapt_rule(n_clips: int, speech_seconds: float, config: AdaptConfig, *, single_recording: bool = False) -> str | None:
     """``None`` when a group may be adapted, else the one-line reason it is not."""
     if not single_recording and n_clips < config.min_clips:
@@ -355,6 +364,12 @@ class SpeakerAdapter:
         local = np.searchsorted(ids, clips[voting])
         rows = [group_means(np.asarray(feats[n], np.float64)[voting], local)[0] for n in sorted(self.streams)]
         return np.concatenate(rows, 1), ids
+
+    def shift_method(self, method: str | None = None) -> str:
+        """The shift a group gets once admitted: ``mean`` for ``gated`` (whose gate the caller has
+        folded into the ``adapt`` mask, :meth:`gate_fires`), else the method itself."""
+        method = method or self.config.method
+        return "mean" if method in ("gated", "gated+prosody") else method
 
     def gate_fires(self, feats: dict[str, np.ndarray], groups: np.ndarray, voting: np.ndarray,
                    clips: np.ndarray) -> np.ndarray:

@@ -95,7 +95,7 @@ class AppSession:
             from emolens.adaptation.runtime import require_adapter
             from emolens.audio.io import load_audio
 
-            require_adapter(self.rec)
+            require_adapter(self.rec, unlabelled=neutral is None)
             load = lambda q: load_audio(q, sample_rate=self.rec.frontend.sample_rate,  # noqa: E731
                                         max_seconds=self.config.max_seconds)
             clip = load(p)

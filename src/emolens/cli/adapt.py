@@ -62,7 +62,7 @@ def adapt_request(args, rec, files: list[Path], quiet: bool = False) -> AdaptReq
             require_adapter,
         )
 
-        require_adapter(rec)
+        require_adapter(rec, unlabelled=not neutral)
         note = enrolment_note(rec) if neutral else measured_note(rec)
         if note and not quiet:
             print(f"adapt: note: {note}", file=sys.stderr)

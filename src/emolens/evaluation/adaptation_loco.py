@@ -16,9 +16,10 @@ speech, else clip by clip). Two versions of every test corpus:
 UAR is pooled over the test corpus's clips, as in the LOCO table.
 
 Methods: those of :class:`emolens.adaptation.transform.SpeakerAdapter` (``nap``, the
-``protect``; ``mean``; ``gated``, the unlabelled ``--adapt`` since stop 23: the mean shift of
-the voices the spread gate says were heard in several emotions; ``gated+prosody``, the same
-with the voice's prosody functionals shifted too, measured and not shipped), ``enrol`` (``--adapt --neutral``: each
+unlabelled ``--adapt`` before stop 23; ``protect``; ``mean``; ``gated``, the unlabelled
+``--adapt`` since stop 23: the mean shift of the voices the spread gate says were heard in
+several emotions; ``gated+prosody``, the same with the voice's prosody functionals shifted
+too, measured and not shipped), ``enrol`` (``--adapt --neutral``: each
 test speaker gives ``enrol_clips`` (1) neutral clips, drawn among speakers with at least one
 more, which are not scored; the speaker's other clips are shifted so the enrolment sits at the training
 neutral mean, :func:`enrolled_probs`; keys ``enrol_single`` / ``enrol`` on the scored
@@ -122,13 +123,13 @@ def adapted_probs(head, adapter, cf: CorpusFeatures, streams: Sequence[str], met
     seconds = np.bincount(groups, weights=voting.astype(float), minlength=len(spk_ids)) * PATCH_HOP_SECONDS
     clips = np.bincount(spk_utt, minlength=len(spk_ids))
     ok = np.array([adapt_rule(int(n), float(s), adapter.config) is None for n, s in zip(clips, seconds)])
-    shift_q = method == "gated+prosody"  # research variant: the voice's functionals shifted too
-    method = "gated" if shift_q else method
     x = {s: cf.feats[s] for s in streams}
-    feats = adapter.apply(x, groups, voting, seconds, ok, method=method, clips=cf.utt)
+    if method in ("gated", "gated+prosody"):  # the gate decided once; the admitted voices get the mean shift
+        ok = ok & adapter.gate_fires(x, groups, voting, cf.utt)
+    feats = adapter.apply(x, groups, voting, seconds, ok, method=adapter.shift_method(method))
     q = utterance_vector(head, cf)
-    if shift_q and q is not None and adapter.prosody_means is not None:
-        w = seconds / (seconds + adapter.config.shrink_seconds) * ok * adapter.gate_fires(x, groups, voting, cf.utt)
+    if method == "gated+prosody" and q is not None and adapter.prosody_means is not None:
+        w = seconds / (seconds + adapter.config.shrink_seconds) * ok  # research variant: functionals shifted too
         q = q.copy()
         q[:, : cf.prosody.shape[1]] -= adapter.utterance_offsets(cf.prosody, spk_utt, w)[spk_utt]
     return utterance_decisions(head, feats, cf.utt, cf.speech, cf.n_utt, q)
