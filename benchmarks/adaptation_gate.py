@@ -19,16 +19,22 @@ corpus and class), with ``w`` the gate's probability (``soft``) or ``w = [p > t]
 ``hard@fit``: the gate's threshold, chosen on the training corpora so that 2 % of their
 one-emotion voices are shifted).
 
+Stop 24 added decision-level variants, all measured and dropped: ``em`` (each voice's class prior
+re-estimated by EM from the head's posteriors at :data:`TEMPERATURE`, every voice), ``fit+em``
+(the gated shift, then EM), ``fit+sinkhorn`` (a gated voice's clips spread equally over the
+classes) and ``z@fit`` (a gated voice standardised: mean and half the log scale towards the
+training voices' spread); and a third test condition, ``two`` (each speaker keeps two emotions).
+
 Everything runs on pooled utterance rows (head_probe's: the mean of the speech patches' YAMNet
 streams, the scaled prosody functionals, with ``--head whisper`` the Whisper stream), with the
 shipped linear head's training recipe and a pooled decision; the mean shift here moves every
 column, the prosody and Whisper ones included. Scored as ``adaptation_loco`` scores
-``--adapt``: the balanced test corpora and their one-emotion-per-speaker draws.
+``--adapt``: the balanced test corpora and their one- and two-emotion-per-speaker draws.
 
     python benchmarks/adaptation_gate.py [--work-root runs/default/work] [--head prosody|whisper] [--seeds 0,1,2]
 
 Needs the work dirs of ``scripts/train_default`` (and for ``--head whisper`` their Whisper
-cache). Figures: benchmarks/generalisation.md, "Stop 23".
+cache). Figures: benchmarks/generalisation.md, "Stop 23" and "Stop 24".
 """
 from __future__ import annotations
 
@@ -44,12 +50,16 @@ import head_probe as hp
 
 from emolens.adaptation.transform import SpreadGate
 from emolens.adaptation.transform import one_emotion_draw as one_emotion
+from emolens.adaptation.transform import two_emotion_draw
 
 #: a voice needs this many clips to be shifted (``--adapt``'s rule)
 MIN_CLIPS = 3
 #: hard gates: shift a voice only when the gate's probability exceeds these (``hard@fit``: the
 #: gate's own threshold, chosen on the training corpora)
 THRESHOLDS = (0.5, 0.8)
+#: the decision-level variants read the head's posteriors at this temperature (the shipped
+#: calibration's order of magnitude: T = 2.18)
+TEMPERATURE = 2.0
 
 
 def shift_groups(Z: np.ndarray, groups: np.ndarray, m0: np.ndarray, weight: np.ndarray,
@@ -61,6 +71,50 @@ def shift_groups(Z: np.ndarray, groups: np.ndarray, m0: np.ndarray, weight: np.n
         i = groups == g
         if i.sum() >= min_clips:
             out[i] -= weight[i][0] * (Z[i].mean(0) - m0)
+    return out
+
+
+def em_prior(P: np.ndarray, iterations: int = 20) -> np.ndarray:
+    """Posteriors ``(n, C)`` re-weighted by the group's own class prior, estimated by EM
+    (Saerens et al. 2002) from a uniform training prior."""
+    pi = np.full(P.shape[1], 1 / P.shape[1])
+    Q = P
+    for _ in range(iterations):
+        Q = P * pi
+        Q /= Q.sum(1, keepdims=True)
+        pi = Q.mean(0)
+    return Q
+
+
+def sinkhorn(P: np.ndarray, iterations: int = 20) -> np.ndarray:
+    """Posteriors ``(n, C)`` rescaled so that the group's classes are used equally (balanced assignment)."""
+    Q = P.copy()
+    for _ in range(iterations):
+        Q /= Q.sum(0, keepdims=True) * P.shape[1] / len(P)
+        Q /= Q.sum(1, keepdims=True)
+    return Q
+
+
+def per_group(P: np.ndarray, groups: np.ndarray, fire: np.ndarray, fn, min_clips: int = MIN_CLIPS) -> np.ndarray:
+    """``fn`` applied to each group's posteriors where the group has ``min_clips`` rows and ``fire``."""
+    out = P.copy()
+    for g in np.unique(groups):
+        i = groups == g
+        if i.sum() >= min_clips and fire[i][0]:
+            out[i] = fn(P[i])
+    return out
+
+
+def zscore_groups(Z: np.ndarray, groups: np.ndarray, m0: np.ndarray, s0: np.ndarray, fire: np.ndarray,
+                  shrink: float = 0.5, min_clips: int = MIN_CLIPS) -> np.ndarray:
+    """Each firing group moved to ``m0`` and its per-column spread scaled towards ``s0`` (the
+    training voices' mean within-voice sd), the scale shrunk by ``shrink`` towards 1."""
+    out = Z.copy()
+    for g in np.unique(groups):
+        i = groups == g
+        if i.sum() >= min_clips and fire[i][0]:
+            scale = (s0 / (Z[i].std(0) + 1e-6)) ** shrink
+            out[i] = (Z[i] - Z[i].mean(0)) * scale + m0
     return out
 
 
@@ -116,9 +170,18 @@ def run_fold(rows: dict, train: list[str], test: str, seed: int, draws: int) -> 
     _, own = features(train, train)  # every training corpus in the fold's feature space
     gate = SpreadGate.fit([(z, rows[c]["y"], rows[c]["spk"]) for z, c in zip(own, train)])
 
-    def uar(Z: np.ndarray, yy: np.ndarray) -> float:
+    spk_train = np.concatenate([rows[c]["spk"] for c in train])
+    s0 = np.mean([X[spk_train == v].std(0) for v in np.unique(spk_train)], 0)
+
+    def post(Z: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return float(balanced_accuracy_score(yy, head(torch.from_numpy(Z.astype(np.float32))).argmax(1).numpy()))
+            return torch.softmax(head(torch.from_numpy(Z.astype(np.float32))) / TEMPERATURE, 1).numpy()
+
+    def uar(Z: np.ndarray, yy: np.ndarray) -> float:
+        return float(balanced_accuracy_score(yy, post(Z).argmax(1)))
+
+    def uar_p(P: np.ndarray, yy: np.ndarray) -> float:
+        return float(balanced_accuracy_score(yy, P.argmax(1)))
 
     def scores(Z: np.ndarray, yy: np.ndarray, g: np.ndarray) -> dict[str, float]:
         p = voice_probabilities(gate, Z, g)
@@ -126,6 +189,13 @@ def run_fold(rows: dict, train: list[str], test: str, seed: int, draws: int) -> 
                "soft": uar(shift_groups(Z, g, m0, p), yy), "gate": float(np.mean([p[g == s][0] for s in np.unique(g)]))}
         out.update({f"hard@{t}": uar(shift_groups(Z, g, m0, (p > t).astype(float)), yy) for t in THRESHOLDS})
         out["hard@fit"] = uar(shift_groups(Z, g, m0, (p > gate.threshold).astype(float)), yy)
+        fire = p > gate.threshold
+        everyone = np.ones(len(Z), bool)
+        shifted = shift_groups(Z, g, m0, fire.astype(float))
+        out["em"] = uar_p(per_group(post(Z), g, everyone, em_prior), yy)
+        out["fit+em"] = uar_p(per_group(post(shifted), g, everyone, em_prior), yy)
+        out["fit+sinkhorn"] = uar_p(per_group(post(shifted), g, fire, sinkhorn), yy)
+        out["z@fit"] = uar(zscore_groups(Z, g, m0, s0, fire), yy)
         out["threshold"] = gate.threshold
         return out
 
@@ -134,6 +204,8 @@ def run_fold(rows: dict, train: list[str], test: str, seed: int, draws: int) -> 
     rng = np.random.default_rng(seed)
     one = [scores(Zt[k], yt[k], st[k]) for k in (one_emotion(yt, st, rng) for _ in range(draws))]
     res.update({f"one {k}": float(np.mean([o[k] for o in one])) for k in one[0] if k != "threshold"})
+    two = [scores(Zt[k], yt[k], st[k]) for k in (two_emotion_draw(yt, st, rng) for _ in range(draws))]
+    res.update({f"two {k}": float(np.mean([o[k] for o in two])) for k in two[0] if k != "threshold"})
     return res
 
 

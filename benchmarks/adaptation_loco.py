@@ -52,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                           methods=methods, draws=args.draws, prior_iterations=args.prior_iterations or PRIOR_ITERATIONS,
                           enrol_clips=args.enrol_clips, enrol_whisper=args.enrol_whisper)
     plain = [m for m in methods if m != "enrol"]
-    keys = ["single", *plain, "one_single", *[f"one_{m}" for m in plain]]
+    keys = ["single", *plain, *[f"{c}_{m}" for c in ("one", "two") for m in ("single", *plain)]]
     if "enrol" in methods:
         keys += ["enrol_single", "enrol", "one_enrol_single", "one_enrol"]
-    print("| corpus | " + " | ".join(k.replace("one_", "one emotion: ") for k in keys) + " |")
+    print("| corpus | " + " | ".join(k.replace("one_", "one emotion: ").replace("two_", "two emotions: ") for k in keys) + " |")
     print("|" + "---|" * (len(keys) + 1))
     for c, r in res["per_corpus"].items():
         print(f"| {c} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |")
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     m = res["mean"]
     for meth in plain:
         print(f"{meth}: {100 * (m[meth] - m['single']):+.1f} pt balanced, "
-              f"{100 * (m[f'one_{meth}'] - m['one_single']):+.1f} pt one emotion")
+              f"{100 * (m[f'one_{meth}'] - m['one_single']):+.1f} pt one emotion, "
+              f"{100 * (m[f'two_{meth}'] - m['two_single']):+.1f} pt two emotions")
     if "enrol" in methods:
         print(f"enrol ({args.enrol_clips} neutral clip(s)): {100 * (m['enrol'] - m['enrol_single']):+.1f} pt balanced, "
               f"{100 * (m['one_enrol'] - m['one_enrol_single']):+.1f} pt one emotion (on the clips that are not enrolment)")

@@ -51,6 +51,21 @@ def test_directions_are_in_units_of_one_emotion_s_spread() -> None:
     assert (np.linalg.norm(d[:4], axis=0) / np.linalg.norm(d, axis=0)).min() > 0.9  # the emotion axes, not the voices'
 
 
+def test_two_emotion_draw_keeps_all_clips_of_two_emotions_per_voice() -> None:
+    from emolens.adaptation.transform import two_emotion_draw
+
+    y = np.array([0, 0, 1, 1, 2, 3, 3, 0, 1, 2, 2, 2])
+    v = np.array(["a"] * 7 + ["b"] * 3 + ["c"] * 2)  # c was heard in one emotion only
+    for seed in range(5):
+        k = two_emotion_draw(y, v, np.random.default_rng(seed))
+        assert np.all(np.diff(k) > 0) and len(np.unique(k)) == len(k)
+        for s in ("a", "b"):
+            kept = set(y[k][v[k] == s])
+            assert len(kept) == 2
+            assert np.sum(v[k] == s) == np.isin(y[v == s], list(kept)).sum()  # every clip of the two emotions
+        assert set(y[k][v[k] == "c"]) == {2} and np.sum(v[k] == "c") == 2
+
+
 def test_gate_needs_two_corpora() -> None:
     with pytest.raises(ValueError, match="two or more training corpora"):
         SpreadGate.fit([_clips(np.random.default_rng(2), 4, 3, "c")])

@@ -30,13 +30,16 @@ def test_adaptation_loco_measures_the_gain_and_the_trap() -> None:
                      train_on="utterance")
     res = adaptation_loco(cfg, data, seed=0, methods=("mean", "prior"), draws=2)
     assert set(res["per_corpus"]) == set(data)
-    assert set(res["mean"]) == {"single", "mean", "prior", "one_single", "one_mean", "one_prior"}
+    assert set(res["mean"]) == {"single", "mean", "prior", "one_single", "one_mean", "one_prior",
+                                "two_single", "two_mean", "two_prior"}
     m = res["mean"]
     assert all(0.0 <= v <= 1.0 for v in m.values())
     gain, gain_one = m["mean"] - m["single"], m["one_mean"] - m["one_single"]
     assert gain > 0.2  # the speaker offset removed on balanced speakers
     assert gain_one < gain - 0.15  # ... but not when each speaker shows one emotion (it goes with the offset)
     assert m["prior"] - m["single"] > 0.2  # the prior-aware shift keeps most of the balanced gain
+    # two classes: keeping two emotions keeps every clip, so the two-emotion version is the balanced one
+    assert np.isclose(m["two_single"], m["single"]) and np.isclose(m["two_mean"], m["mean"])
 
 
 def test_neutral_enrolment_helps_balanced_and_one_emotion_speakers() -> None:

@@ -203,6 +203,17 @@ def one_emotion_draw(label: np.ndarray, voice: np.ndarray, rng: np.random.Genera
     return np.concatenate(keep)
 
 
+def two_emotion_draw(label: np.ndarray, voice: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Row indices keeping, for every voice, the rows of two of its emotions (drawn; all of
+    them where it has fewer): a calm stretch and an angry one of the same caller."""
+    keep = []
+    for v in np.unique(voice):
+        idx = np.flatnonzero(voice == v)
+        emotions = np.unique(label[idx])
+        keep.append(idx[np.isin(label[idx], rng.choice(emotions, size=min(2, emotions.size), replace=False))])
+    return np.concatenate(keep)
+
+
 @dataclass
 class SpreadGate:
     """Was a voice heard in several emotions? (method ``gated``; stop 23, ``benchmarks/adaptation_gate.py``).

@@ -236,10 +236,12 @@ def final_head(cfg: HeadConfig, data: dict, seed: int, held: list[str]):
     return run_fold(cfg, data, LocoFold(held[0] if held else dev[0], dev), seed)[1], dev
 
 
-def adaptation_note(mean: dict[str, float], draws: int) -> str:
-    """The note of the card's ``--adapt`` table from its means (``card.adaptation_loco``). A method
+def adaptation_note(mean: dict[str, float], draws: int, per: dict[str, dict[str, float]] | None = None) -> str:
+    """The note of the card's ``--adapt`` table from its means (``card.adaptation_loco``) and, to
+    name the corpus that loses most on two-emotion voices, its rows per corpus. A method
     *helps on both* when it gains on balanced voices and on steady ones; it *keeps steady voices* when
     it gains on balanced ones and loses at most 1 pt on steady ones (the issue's rule)."""
+    per = per or {}
 
     def verdict(a: str, b: str, one_a: str, one_b: str) -> str:
         if mean[a] > mean[b] and mean[one_a] >= mean[one_b]:
@@ -252,13 +254,22 @@ def adaptation_note(mean: dict[str, float], draws: int) -> str:
         return (f"{mean[m] - mean['single']:+.3f} balanced, {mean[f'one_{m}'] - mean['one_single']:+.3f} one emotion, "
                 f"{verdict(m, 'single', f'one_{m}', 'one_single')}")
 
+    def two(m: str) -> str:
+        if f"two_{m}" not in mean:  # tables measured before stop 24
+            return ""
+        worst = min(per, key=lambda c: per[c][f"two_{m}"] - per[c]["two_single"]) if per else None
+        at_worst = (f"; most lost on {worst}: {per[worst][f'two_{m}'] - per[worst]['two_single']:+.3f}"
+                    if worst and per[worst][f"two_{m}"] < per[worst]["two_single"] else "")
+        return (f"; two emotions = each speaker keeps two emotions' clips (a calm and an angry stretch of one "
+                f"caller): {mean[f'two_{m}'] - mean['two_single']:+.3f}{at_worst}")
+
     return (f"UAR per test corpus; statistics learned on the fold's training corpora only. Unlabelled `--adapt` "
             f"(gated): each test speaker with >= 3 clips and >= 10 s of speech is shifted by its mean offset "
             f"only when its clips spread along the emotion directions more than one emotion's clips do (a "
             f"spread gate fitted on the training corpora), else classified clip by clip; balanced = every "
             f"speaker with all clips; one emotion = each speaker keeps one emotion's clips (mean of "
             f"{draws} draws), the case where adapting on a voice's own clips can erase a steady "
-            f"emotion: {change('gated')}. Before stop 23 `--adapt` was nap: {change('nap')}. A plain mean "
+            f"emotion: {change('gated')}{two('gated')}. Before stop 23 `--adapt` was nap: {change('nap')}. A plain mean "
             f"shift gains {mean['mean'] - mean['single']:+.3f} on balanced folds but loses "
             f"{mean['one_single'] - mean['one_mean']:.3f} when a speaker shows one emotion. `--adapt --neutral`: "
             f"each speaker with at least two neutral clips gives one of them as its enrolment (not scored); its "
@@ -278,13 +289,14 @@ def _adaptation_section(cfg: HeadConfig, data: dict, seed: int, held: list[str])
             ["nap", "nap (--adapt before stop 23)"], ["mean", "mean shift (not shipped)"],
             ["one_single", "one emotion: single clip"], ["one_gated", "one emotion: --adapt"],
             ["one_nap", "one emotion: nap"], ["one_mean", "one emotion: mean shift"],
+            ["two_single", "two emotions: single clip"], ["two_gated", "two emotions: --adapt"],
             ["enrol_single", "enrolled voices: single clip"], ["enrol", "--adapt --neutral"],
             ["one_enrol_single", "enrolled, one emotion: single clip"], ["one_enrol", "enrolled, one emotion: --adapt --neutral"]]
     rows = [{"corpus": f"{c} ({LANGUAGES.get(c, '?')})", **{k: f"{v:.3f}" for k, v in r.items()}} for c, r in per.items()]
     rows.append({"corpus": "**mean**", **{k: f"**{v:.3f}**" for k, v in mean.items()}})
 
     return {"title": "Adaptation to a voice (`--adapt`), measured on the same folds",
-            "note": adaptation_note(mean, res["draws"]),
+            "note": adaptation_note(mean, res["draws"], per),
             "columns": cols, "rows": rows, "command": "scripts/train_default"}, mean
 
 
