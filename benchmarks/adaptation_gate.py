@@ -23,7 +23,8 @@ Stop 24 added decision-level variants, all measured and dropped: ``em`` (each vo
 re-estimated by EM from the head's posteriors at :data:`TEMPERATURE`, every voice), ``fit+em``
 (the gated shift, then EM), ``fit+sinkhorn`` (a gated voice's clips spread equally over the
 classes) and ``z@fit`` (a gated voice standardised: mean and half the log scale towards the
-training voices' spread); and a third test condition, ``two`` (each speaker keeps two emotions).
+training voices' spread), ``fit2`` (the gated shift with a gate that also learns two-emotion
+draws as negatives); and a third test condition, ``two`` (each speaker keeps two emotions).
 
 Everything runs on pooled utterance rows (head_probe's: the mean of the speech patches' YAMNet
 streams, the scaled prosody functionals, with ``--head whisper`` the Whisper stream), with the
@@ -169,6 +170,7 @@ def run_fold(rows: dict, train: list[str], test: str, seed: int, draws: int) -> 
     m0 = np.mean([np.mean([X[(corpus == c) & (y == k)].mean(0) for c in train], 0) for k in range(4)], 0)
     _, own = features(train, train)  # every training corpus in the fold's feature space
     gate = SpreadGate.fit([(z, rows[c]["y"], rows[c]["spk"]) for z, c in zip(own, train)])
+    gate2 = SpreadGate.fit([(z, rows[c]["y"], rows[c]["spk"]) for z, c in zip(own, train)], negatives=("one", "two"))
 
     spk_train = np.concatenate([rows[c]["spk"] for c in train])
     s0 = np.mean([X[spk_train == v].std(0) for v in np.unique(spk_train)], 0)
@@ -196,6 +198,8 @@ def run_fold(rows: dict, train: list[str], test: str, seed: int, draws: int) -> 
         out["fit+em"] = uar_p(per_group(post(shifted), g, everyone, em_prior), yy)
         out["fit+sinkhorn"] = uar_p(per_group(post(shifted), g, fire, sinkhorn), yy)
         out["z@fit"] = uar(zscore_groups(Z, g, m0, s0, fire), yy)
+        p2 = voice_probabilities(gate2, Z, g)
+        out["fit2"] = uar(shift_groups(Z, g, m0, (p2 > gate2.threshold).astype(float)), yy)
         out["threshold"] = gate.threshold
         return out
 

@@ -66,6 +66,21 @@ def test_two_emotion_draw_keeps_all_clips_of_two_emotions_per_voice() -> None:
         assert set(y[k][v[k] == "c"]) == {2} and np.sum(v[k] == "c") == 2
 
 
+def test_a_gate_that_learns_two_emotion_voices_as_negatives_holds_them_back() -> None:
+    """``negatives=("one", "two")`` (measured and dropped): on a new corpus the default gate opens for
+    voices heard in two emotions, the stricter one does not; it also opens less on four-emotion voices."""
+    from emolens.adaptation.transform import two_emotion_draw
+
+    rng = np.random.default_rng(0)
+    parts = [_clips(rng, 10, 5, f"c{i}") for i in range(3)]
+    loose, strict = SpreadGate.fit(parts), SpreadGate.fit(parts, negatives=("one", "two"))
+    rows, y, v = _clips(rng, 8, 5, "new", base=10.0)
+    k = two_emotion_draw(y, v, rng)
+    opened = lambda g, r, vv: np.mean([g.fires(r[vv == s]) for s in np.unique(vv)])  # noqa: E731
+    assert opened(loose, rows[k], v[k]) == 1.0 and opened(strict, rows[k], v[k]) == 0.0
+    assert opened(loose, rows, v) == 1.0 and opened(strict, rows, v) < 0.5
+
+
 def test_gate_needs_two_corpora() -> None:
     with pytest.raises(ValueError, match="two or more training corpora"):
         SpreadGate.fit([_clips(np.random.default_rng(2), 4, 3, "c")])

@@ -78,7 +78,8 @@ def test_predict_adapt_folder_of_one_voice(shared_dir, tmp_path):
     m = shipped["card"]["adaptation_loco"]  # what --adapt measured on the model's own LOCO folds, said up front
     assert (f"adapt: note: on this model's leave-one-corpus-out folds --adapt (gated) changed UAR by "
             f"{m['gated'] - m['single']:+.3f} (speakers with all their emotions) and "
-            f"{m['one_gated'] - m['one_single']:+.3f}") in r.stderr
+            f"{m['one_gated'] - m['one_single']:+.3f} (speakers showing one emotion), and by "
+            f"{m['two_gated'] - m['two_single']:+.3f} where speakers show two emotions") in r.stderr
     for rec in adapted:  # every record keeps emotion + probabilities and has the uncertain flag
         assert set(rec["probabilities"]) == {"angry", "happy", "neutral", "sad"}
         assert rec["uncertain"] is (max(rec["probabilities"].values()) < thr)

@@ -65,7 +65,7 @@ def measured_note(rec) -> str | None:  # noqa: ANN001 - EmotionRecognizer
             f"{m[method] - m['single']:+.3f} (speakers with all their emotions) and "
             f"{m[f'one_{method}'] - m['one_single']:+.3f} (speakers showing one emotion)")
     if f"two_{method}" in m:
-        line += f" and {m[f'two_{method}'] - m['two_single']:+.3f} (speakers showing two)"
+        line += f", and by {m[f'two_{method}'] - m['two_single']:+.3f} where speakers show two emotions"
     if "enrol" in m:
         line += (f"; with one --neutral clip of the voice by {m['enrol'] - m['enrol_single']:+.3f} and "
                  f"{m['one_enrol'] - m['one_enrol_single']:+.3f}")

@@ -248,14 +248,17 @@ class SpreadGate:
         return self.probability(rows) > self.threshold
 
     @classmethod
-    def fit(cls, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], seed: int = 1) -> "SpreadGate":
+    def fit(cls, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], seed: int = 1,
+            negatives: tuple[str, ...] = ("one",)) -> "SpreadGate":
         """From labelled training corpora ``[(rows (U, D), label (U,), voice (U,)), ...]`` (two or
         more; voice ids unique across corpora, e.g. ``corpus/speaker``: the emotion space
         centres each voice on its own mean): each corpus's voices are scored in the emotion space learned on the *other*
         corpora (as a new corpus will be), whole (heard in every emotion: positive) and in
         :data:`GATE_DRAWS` one-emotion draws (negative); the threshold lets
         :data:`GATE_FALSE_ALARMS` of the negatives through. The directions kept are learned on
-        every corpus."""
+        every corpus. ``negatives``: the draws that count as negatives, ``"one"`` (one emotion per
+        voice, shipped) and/or ``"two"`` (two emotions; measured in stop 24 and dropped: it closes on
+        balanced voices)."""
         from sklearn.linear_model import LogisticRegression
 
         if len(parts) < 2:
@@ -269,11 +272,13 @@ class SpreadGate:
             for v in np.unique(voice):
                 feats.append(probe.features(rows[voice == v]))
                 target.append(1)
-            for _ in range(GATE_DRAWS):
-                k = one_emotion_draw(label, voice, rng)
-                for v in np.unique(voice[k]):
-                    feats.append(probe.features(rows[k][voice[k] == v]))
-                    target.append(0)
+            for kind in negatives:
+                draw = {"one": one_emotion_draw, "two": two_emotion_draw}[kind]
+                for _ in range(GATE_DRAWS):
+                    k = draw(label, voice, rng)
+                    for v in np.unique(voice[k]):
+                        feats.append(probe.features(rows[k][voice[k] == v]))
+                        target.append(0)
         F, t = np.array(feats), np.array(target)
         lr = LogisticRegression().fit(F, t)
         neg = 1.0 / (1.0 + np.exp(-(F[t == 0] @ lr.coef_[0] + lr.intercept_[0])))
