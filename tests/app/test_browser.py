@@ -231,8 +231,22 @@ def test_app_runs_the_whisper_model(browser, whisper_app, emodb_dir, tmp_path):
     shares = [int(p.rsplit("(", 1)[1]) for p in streams.split("%")[:-1]]
     assert "Whisper stream (not on the map)" in streams and len(shares) == 3 and abs(sum(shares) - 100) <= 2
     page.screenshot(path=str(tmp_path / "whisper-app.png"), full_page=True)
+    # the model card's wide --adapt table (15 columns) scrolls sideways; no number or corpus name
+    # is broken over two lines inside its cell
+    page.get_by_role("tab", name="Model card").click()
+    page.get_by_role("heading", name="Adaptation to a voice").first.scroll_into_view_if_needed()
+    cells = page.eval_on_selector_all(  # each cell's text and the number of lines it is laid out on
+        "#model-card td", "ts => ts.map(t => { const r = document.createRange(); r.selectNodeContents(t);"
+        " return [t.innerText, new Set([...r.getClientRects()].map(x => Math.round(x.top))).size]; })")
+    assert len(cells) > 50 and "0.573" in [c[0] for c in cells]  # the --adapt table is on the card
+    broken = [c[0] for c in cells if c[1] > 1]
+    assert not broken, broken
+    widths = page.eval_on_selector_all("#model-card table", "ts => ts.map(t => [t.scrollWidth, t.clientWidth])")
+    assert any(sw > cw for sw, cw in widths)  # the widest table scrolls instead of squeezing its cells
+    page.screenshot(path=str(tmp_path / "whisper-card.png"))
     if os.environ.get("EMOLENS_SCREENSHOTS"):  # to look at them: EMOLENS_SCREENSHOTS=DIR
         import shutil
 
-        shutil.copy(tmp_path / "whisper-app.png", os.environ["EMOLENS_SCREENSHOTS"])
+        for name in ("whisper-app.png", "whisper-card.png"):
+            shutil.copy(tmp_path / name, os.environ["EMOLENS_SCREENSHOTS"])
     page.close()

@@ -32,6 +32,14 @@ def _methods() -> list[str]:
     return [DEFAULT_METHOD] + [m for m in REGISTRY if m != DEFAULT_METHOD]
 
 
+#: the page's styles: errors in red; the model card's wide tables (the --adapt table has 15
+#: columns) scroll sideways instead of breaking numbers and words inside their cells
+CSS = (".emolens-error{color:#b00020;font-weight:600}"
+       "#model-card table{display:block;overflow-x:auto;max-width:100%;width:max-content}"
+       "#model-card td{white-space:nowrap}"
+       "#model-card th{min-width:6.5em;overflow-wrap:normal;word-break:normal;hyphens:none}")
+
+
 def _adapt_info(rec) -> str | None:  # noqa: ANN001 - EmotionRecognizer
     """What ``--adapt`` measured for this model, under the checkbox (None when unmeasured)."""
     from emolens.adaptation.runtime import measured_note
@@ -127,7 +135,7 @@ def build_app(rec, config: AppConfig, run_dir: str | Path | None = None):
         return (None, None, None, None, None, None, f"<div class='emolens-error'>emolens: error: {text}</div>", "")
 
     with gr.Blocks(title="emolens", analytics_enabled=False, theme=theme,
-                   css=".emolens-error{color:#b00020;font-weight:600}") as demo:
+                   css=CSS) as demo:
         gr.Markdown("# emolens: speech emotion you can see and hear")
         state = gr.State(None)
         with gr.Tab("Analyse"):
