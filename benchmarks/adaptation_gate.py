@@ -190,10 +190,10 @@ def run_fold(rows: dict, train: list[str], test: str, seed: int, draws: int) -> 
         out = {"single": uar(Z, yy), "mean": uar(shift_groups(Z, g, m0, np.ones(len(Z))), yy),
                "soft": uar(shift_groups(Z, g, m0, p), yy), "gate": float(np.mean([p[g == s][0] for s in np.unique(g)]))}
         out.update({f"hard@{t}": uar(shift_groups(Z, g, m0, (p > t).astype(float)), yy) for t in THRESHOLDS})
-        out["hard@fit"] = uar(shift_groups(Z, g, m0, (p > gate.threshold).astype(float)), yy)
         fire = p > gate.threshold
-        everyone = np.ones(len(Z), bool)
         shifted = shift_groups(Z, g, m0, fire.astype(float))
+        out["hard@fit"] = uar(shifted, yy)
+        everyone = np.ones(len(Z), bool)
         out["em"] = uar_p(per_group(post(Z), g, everyone, em_prior), yy)
         out["fit+em"] = uar_p(per_group(post(shifted), g, everyone, em_prior), yy)
         out["fit+sinkhorn"] = uar_p(per_group(post(shifted), g, fire, sinkhorn), yy)

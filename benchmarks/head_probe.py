@@ -54,7 +54,6 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "mlp-prosody": ({"parts": ((0, 0), (256, -82))}, "the linear head plus an MLP 256 head on the 82 prosody functionals alone (log probabilities summed)"),
     "mlp-all": ({"parts": ((0, 0), (256, 0))}, "the linear head plus an MLP 256 head on every column (log probabilities summed)"),
     "mlp-yamnet": ({"parts": ((0, 0), (256, 0, -82))}, "the linear head plus an MLP 256 head on the YAMNet streams alone (log probabilities summed)"),
-    "mlp-prosody": ({"parts": ((0, 0), (256, -82))}, "the linear head plus an MLP 256 head on the 82 scaled prosody functionals alone (log probabilities summed; utterance-level, so the per-patch decomposition would stay exact)"),
     "svm-prosody": ({"svm": (1.0, -82)}, "the linear head plus an RBF SVM on the 82 scaled prosody functionals (log probabilities summed)"),
     "audioset": ({"audioset": True}, "mean logits of the speech gate's 29 human-voice AudioSet classes (shout, laughter, crying, sigh...)"),
 }

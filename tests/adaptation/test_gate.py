@@ -84,6 +84,9 @@ def test_a_gate_that_learns_two_emotion_voices_as_negatives_holds_them_back() ->
 def test_gate_needs_two_corpora() -> None:
     with pytest.raises(ValueError, match="two or more training corpora"):
         SpreadGate.fit([_clips(np.random.default_rng(2), 4, 3, "c")])
+    parts = [_clips(np.random.default_rng(3), 4, 3, f"c{i}") for i in range(2)]
+    with pytest.raises(ValueError, match="use one or more of one, two"):
+        SpreadGate.fit(parts, negatives=("three",))
 
 
 class _Corpus:

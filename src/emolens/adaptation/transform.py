@@ -194,24 +194,28 @@ def _emotion_space(rows: np.ndarray, label: np.ndarray, voice: np.ndarray) -> np
     return d / scale
 
 
-def one_emotion_draw(label: np.ndarray, voice: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Row indices keeping, for every voice, the rows of one of its emotions (drawn)."""
+def _emotion_subset(label: np.ndarray, voice: np.ndarray, pick) -> np.ndarray:
+    """Row indices keeping, for every voice, the rows of the emotions ``pick(its emotions)`` returns."""
     keep = []
     for v in np.unique(voice):
         idx = np.flatnonzero(voice == v)
-        keep.append(idx[label[idx] == rng.choice(np.unique(label[idx]))])
+        keep.append(idx[np.isin(label[idx], pick(np.unique(label[idx])))])
     return np.concatenate(keep)
+
+
+def one_emotion_draw(label: np.ndarray, voice: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Row indices keeping, for every voice, the rows of one of its emotions (drawn)."""
+    return _emotion_subset(label, voice, lambda emotions: rng.choice(emotions))
 
 
 def two_emotion_draw(label: np.ndarray, voice: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Row indices keeping, for every voice, the rows of two of its emotions (drawn; all of
     them where it has fewer): a calm stretch and an angry one of the same caller."""
-    keep = []
-    for v in np.unique(voice):
-        idx = np.flatnonzero(voice == v)
-        emotions = np.unique(label[idx])
-        keep.append(idx[np.isin(label[idx], rng.choice(emotions, size=min(2, emotions.size), replace=False))])
-    return np.concatenate(keep)
+    return _emotion_subset(label, voice, lambda emotions: rng.choice(emotions, size=min(2, emotions.size), replace=False))
+
+
+#: the draws :meth:`SpreadGate.fit` can take as negatives
+GATE_NEGATIVE_DRAWS = {"one": one_emotion_draw, "two": two_emotion_draw}
 
 
 @dataclass
@@ -263,6 +267,9 @@ class SpreadGate:
 
         if len(parts) < 2:
             raise ValueError("the spread gate needs two or more training corpora (it is fitted on each one held out)")
+        unknown = [k for k in negatives if k not in GATE_NEGATIVE_DRAWS]
+        if unknown or not negatives:
+            raise ValueError(f"spread gate negatives {negatives!r}: use one or more of {', '.join(GATE_NEGATIVE_DRAWS)}")
         rng = np.random.default_rng(seed)
         feats, target = [], []
         for i, (rows, label, voice) in enumerate(parts):
@@ -272,8 +279,7 @@ class SpreadGate:
             for v in np.unique(voice):
                 feats.append(probe.features(rows[voice == v]))
                 target.append(1)
-            for kind in negatives:
-                draw = {"one": one_emotion_draw, "two": two_emotion_draw}[kind]
+            for draw in (GATE_NEGATIVE_DRAWS[k] for k in negatives):
                 for _ in range(GATE_DRAWS):
                     k = draw(label, voice, rng)
                     for v in np.unique(voice[k]):
