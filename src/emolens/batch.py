@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
-
-from threadpoolctl import threadpool_limits
 
 from emolens.audio.io import DEFAULT_MAX_SECONDS, load_audio
 from emolens.errors import AudioError, EmolensError
 from emolens.inference import Analysis, EmotionRecognizer
+from emolens.threads import one_blas_thread
 
 #: Added to the over-long error of ``predict`` (long recordings go through ``timeline``).
 TIMELINE_HINT = "for long recordings use `emolens timeline FILE`, which streams them"
@@ -86,7 +85,7 @@ def iter_file_results(rec: EmotionRecognizer, paths: Iterable[str | Path],
     it = iter(paths)
     # BLAS threads off: the front end's small matrix products are ~4x slower with
     # OpenBLAS's thread hand-offs, and the cores are busy with the model and decoding.
-    with threadpool_limits(1, user_api="blas"), \
+    with one_blas_thread(), \
             ThreadPoolExecutor(max_workers=max(1, cfg.workers), thread_name_prefix="emolens-decode") as pool:
         pending: deque = deque()
 
@@ -121,4 +120,4 @@ def default_workers() -> int:
     return 1 if (os.cpu_count() or 1) < 2 else 2
 
 
-__all__ = ["BatchConfig", "FileResult", "iter_file_results", "file_key", "TIMELINE_HINT"]
+__all__ = ["TIMELINE_HINT", "BatchConfig", "FileResult", "file_key", "iter_file_results"]

