@@ -105,11 +105,29 @@ def student_streams(rows: dict, train: list[str], test: str, kind: str, seed: in
     return out, cos
 
 
+def whisper_rows(paths: list, folder: Path) -> np.ndarray:
+    """The clips' Whisper streams ``(U, 1024)``: the shipped stream's cache under ``folder`` (computed
+    where missing), or any other folder's ``.npy`` entries, which must all be there."""
+    from emolens.features.cache import cached_file_vectors
+    from emolens.features.whisper_files import extract_whisper
+
+    if folder.name == "whisper":  # cached by HEAD=whisper scripts/train_default, else computed here
+        return extract_whisper(paths, cache_dir=folder, progress=True)
+
+    def missing(p: Path) -> np.ndarray:
+        raise FileNotFoundError(f"{p} has no stream under {folder}")
+
+    return cached_file_vectors(paths, missing, 1024, folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work-root", type=Path, default=Path("runs/default/work"))
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--whisper-dir", default="whisper",
+                    help="each work dir's sub-folder holding the Whisper stream cache (default: whisper, the shipped "
+                         "float32 stream; stop 25's int8 probe: whisper-int8, written by whisper_int8_probe.py)")
     args = ap.parse_args(argv)
     names = [v for v in args.variants.split(",") if v]
     unknown = [n for n in names if n not in VARIANTS]
@@ -122,13 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emolens: error: {e}", file=sys.stderr)
         return 2
     from emolens.evaluation.generalisation import layer_norm
-    from emolens.features.whisper_files import extract_whisper
     from emolens.workdir import WorkDir
 
     dirs, rows, folds = hp.shipping_folds(args.work_root)
     for r, d in zip(rows.values(), dirs.values()):
-        r["W"] = layer_norm(extract_whisper(WorkDir.open(d).manifest.paths(), cache_dir=Path(d) / "whisper",
-                                            progress=True))  # cached by HEAD=whisper scripts/train_default, else computed here
+        r["W"] = layer_norm(whisper_rows(WorkDir.open(d).manifest.paths(), Path(d) / args.whisper_dir))
     for name in names:
         kind, opts, _ = VARIANTS[name]
         t = time.perf_counter()
