@@ -130,18 +130,31 @@ def run_fold(rows: dict, train: list[str], test: str, opts: dict, seed: int) -> 
     """Balanced accuracy (UAR) on ``test`` of the variant's head trained on ``train``."""
     from sklearn.metrics import balanced_accuracy_score
 
-    from emolens.evaluation.utterance_levers import ProsodyScaler, fit_classifier, predict_proba
+    return float(balanced_accuracy_score(rows[test]["y"], fold_logp(rows, train, [test], opts, seed)[0].argmax(1)))
+
+
+def fold_logp(rows: dict, train: list[str], tests: list[str], opts: dict, seed: int) -> list[np.ndarray]:
+    """The variant's head trained on ``train``: its log probabilities ``(U, 4)`` on each corpus of
+    ``tests`` (a training corpus too, for a teacher's soft labels). ``opts["soft"]``: ``{corpus: (U, 4)}``
+    teacher probabilities of the training rows, mixed into the targets as ``kd * one-hot + (1 - kd) *
+    soft`` (``opts["kd"]``, default 0.5)."""
+    from emolens.evaluation.utterance_levers import (
+        ProsodyScaler,
+        fit_classifier,
+        predict_proba,
+    )
     from emolens.features.prosody import PROSODY_NAMES
     from emolens.selection.speech import VOICE_CLASSES
     from emolens.training.default_model import DEFAULT_HEAD as H
 
     cat = lambda k: np.concatenate([rows[c][k] for c in train])
     y, corpus = cat("y"), np.concatenate([np.full(len(rows[c]["y"]), c) for c in train])
-    P, Pt = cat("P"), rows[test]["P"]
+    tcat = lambda k: np.concatenate([rows[c][k] for c in tests])
+    P, Pt = cat("P"), tcat("P")
     sc = ProsodyScaler(weight=opts.get("pw", H.prosody)).fit(P)
-    X, Xt = np.concatenate([cat("X"), sc.transform(P)], 1), np.concatenate([rows[test]["X"], sc.transform(Pt)], 1)
+    X, Xt = np.concatenate([cat("X"), sc.transform(P)], 1), np.concatenate([tcat("X"), sc.transform(Pt)], 1)
     if opts.get("audioset"):
-        A, At = cat("L")[:, list(VOICE_CLASSES)], rows[test]["L"][:, list(VOICE_CLASSES)]
+        A, At = cat("L")[:, list(VOICE_CLASSES)], tcat("L")[:, list(VOICE_CLASSES)]
         mu, sd = A.mean(0), A.std(0) + 1e-6
         X, Xt = np.concatenate([X, (A - mu) / sd], 1), np.concatenate([Xt, (At - mu) / sd], 1)
     if "gender" in opts:
@@ -156,10 +169,14 @@ def run_fold(rows: dict, train: list[str], test: str, opts: dict, seed: int) -> 
     X, Xt = X.astype(np.float32), Xt.astype(np.float32)
     w = _cell_weights(y, corpus, opts.get("wpow", 1.0))
     epochs, wd = opts.get("epochs", H.epochs), opts.get("wd", H.weight_decay)
+    targets = None
+    if "soft" in opts:
+        kd = opts.get("kd", 0.5)
+        targets = (kd * np.eye(4)[y] + (1 - kd) * np.concatenate([opts["soft"][c] for c in train])).astype(np.float32)
 
     def fit(cols: slice, hidden: int, ep: int = epochs, seed_offset: int = 0, weight: float = 1.0, **kw) -> tuple:
         return fit_classifier(X[:, cols], y, w, 4, hidden=hidden, epochs=ep, batch_size=H.batch_size, lr=H.lr,
-                              weight_decay=wd, mixup=H.mixup, seed=seed + seed_offset, **kw), cols, weight
+                              weight_decay=wd, mixup=H.mixup, seed=seed + seed_offset, targets=targets, **kw), cols, weight
 
     every = slice(None)
     if opts.get("dro"):
@@ -177,7 +194,7 @@ def run_fold(rows: dict, train: list[str], test: str, opts: dict, seed: int) -> 
         svm_w, first = opts["svm"]
         svm = SVC(kernel="rbf", C=1.0, probability=True, random_state=seed).fit(X[:, first:], y, sample_weight=w)
         logp = logp + svm_w * np.log(svm.predict_proba(Xt[:, first:]) + 1e-9)
-    return float(balanced_accuracy_score(rows[test]["y"], logp.argmax(1)))
+    return np.split(logp, np.cumsum([len(rows[c]["y"]) for c in tests])[:-1])
 
 
 def seeds_and_dirs(seeds: str, work_root: Path) -> tuple[list[int], dict[str, Path]]:

@@ -45,7 +45,29 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
     "ridge-mlp": ("ridge:1000", {"mlp": 256}, "the ridge prediction, with the MLP on it"),
     "mlp": ("mlp:256", {}, "an MLP regressor's prediction appended"),
     "mlp-mlp": ("mlp:256", {"mlp": 256}, "the MLP regressor's prediction, with the MLP head on it"),
+    "kd-in": ("kd-in", {"kd": 0.5}, "the default row trained on half labels, half the Whisper model's probabilities "
+                                     "(its head trained on the fold's training corpora; stop 25)"),
+    "kd-cross": ("kd-cross", {"kd": 0.5}, "the same with each training corpus's probabilities from a Whisper head "
+                                           "trained on the other training corpora (how a new corpus looks to it)"),
+    "kd-cross-a0": ("kd-cross", {"kd": 0.0}, "kd-cross on the teacher's probabilities alone"),
 }
+
+
+def teacher_opts() -> dict:
+    """The Whisper model's head (linear on every column, MLP 256 on the Whisper stream's columns)."""
+    return {"parts": ((0, 0), (256, -1024 - 82, -82, 0, 1.0))}
+
+
+def soft_labels(rows: dict, train: list[str], kind: str, seed: int) -> dict[str, np.ndarray]:
+    """``{corpus: (U, 4)}`` the Whisper model's probabilities of each training corpus's clips: from
+    its head trained on every corpus of ``train`` (``kd-in``), or on the others (``kd-cross``)."""
+    def probs(logp: np.ndarray) -> np.ndarray:
+        e = np.exp(logp - logp.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    if kind == "kd-in":
+        return dict(zip(train, (probs(v) for v in hp.fold_logp(rows, train, train, teacher_opts(), seed))))
+    return {c: probs(hp.fold_logp(rows, [t for t in train if t != c], [c], teacher_opts(), seed)[0]) for c in train}
 
 
 def fit_regressor(kind: str, A: np.ndarray, T: np.ndarray, seed: int):
@@ -153,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
             for fi, f in enumerate(folds):
                 if kind == "none":
                     stream = None
+                elif kind.startswith("kd"):
+                    wrows = {c: dict(rows[c], X=np.concatenate([rows[c]["X"], rows[c]["W"]], 1)) for c in rows}
+                    o = dict(opts, soft=soft_labels(wrows, list(f.train), kind, s))
+                    res[si, fi] = hp.run_fold(rows, list(f.train), f.test, o, s)
+                    continue
                 elif kind == "true":
                     stream = {c: rows[c]["W"] for c in [*f.train, f.test]}
                 else:

@@ -86,6 +86,23 @@ def test_fit_classifier_learns_is_seeded_and_checks_the_adversary() -> None:
         fit_classifier(X, y, w, 3, adversarial=0.3, corpus=corpus)
 
 
+def test_fit_classifier_trains_on_given_target_distributions() -> None:
+    """One-hot targets give the labels' model exactly; a teacher's distributions move the
+    probabilities towards them; malformed targets are refused."""
+    rng = np.random.default_rng(4)
+    y = np.arange(200) % 2
+    X = rng.normal(0, 1, (200, 6)).astype(np.float32)
+    X[np.arange(200), y] += 2
+    w = np.ones(200, np.float32)
+    hard = fit_classifier(X, y, w, 2, epochs=15, lr=1e-2, mixup=0.4, seed=1)
+    same = fit_classifier(X, y, w, 2, epochs=15, lr=1e-2, mixup=0.4, seed=1, targets=np.eye(2)[y])
+    np.testing.assert_allclose(predict_proba(hard, X), predict_proba(same, X), atol=1e-6)
+    flat = fit_classifier(X, y, w, 2, epochs=15, lr=1e-2, mixup=0.4, seed=1, targets=np.full((200, 2), 0.5))
+    assert np.abs(predict_proba(flat, X)[:, 1] - 0.5).max() < 0.1 < np.abs(predict_proba(hard, X)[:, 1] - 0.5).mean()
+    with pytest.raises(ValueError, match="distributions"):
+        fit_classifier(X, y, w, 2, targets=np.ones((200, 2)))
+
+
 def _toy(name: str, shift: float, rng, dim: int = 64) -> CorpusFeatures:
     n_utt = 40
     y = np.repeat([0, 1], n_utt // 2)

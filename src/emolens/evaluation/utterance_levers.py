@@ -115,11 +115,13 @@ class _GradReverse(torch.autograd.Function):
 def fit_classifier(X: np.ndarray, y: np.ndarray, weights: np.ndarray, n_classes: int, *, hidden: int = 0,
                    epochs: int = 40, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-4,
                    mixup: float = 0.4, corpus: np.ndarray | None = None, adversarial: float = 0.0,
-                   seed: int = 0) -> nn.Module:
+                   seed: int = 0, targets: np.ndarray | None = None) -> nn.Module:
     """Softmax classifier on ``X (U, D)`` (linear, or an MLP with ``hidden`` units),
     sample ``weights (U,)``, mixup Beta(``mixup``, ``mixup``). With ``adversarial`` > 0
     (needs ``hidden`` and ``corpus``) a corpus classifier reads the hidden layer through
-    gradient reversal. Returns the module in eval mode; deterministic per seed."""
+    gradient reversal. ``targets (U, C)``: target distributions (rows summing to 1, e.g. a
+    teacher's probabilities mixed with the labels) trained on instead of one-hot ``y``.
+    Returns the module in eval mode; deterministic per seed."""
     from emolens.evaluation.generalisation import mixup_batch
 
     torch.manual_seed(seed)
@@ -140,6 +142,10 @@ def fit_classifier(X: np.ndarray, y: np.ndarray, weights: np.ndarray, n_classes:
         D = torch.from_numpy(cid.astype(np.int64))
     Xt, Y, W = torch.from_numpy(np.ascontiguousarray(X, np.float32)), torch.from_numpy(y.astype(np.int64)), \
         torch.from_numpy(np.asarray(weights, np.float32))
+    if targets is not None:
+        T = torch.from_numpy(np.ascontiguousarray(targets, np.float32))
+        if T.shape != (len(y), n_classes) or not torch.allclose(T.sum(1), torch.ones(len(y)), atol=1e-4):
+            raise ValueError(f"targets must be ({len(y)}, {n_classes}) distributions, got {tuple(T.shape)}")
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     n = len(y)
     steps, it = epochs * -(-n // batch_size), 0
@@ -150,7 +156,7 @@ def fit_classifier(X: np.ndarray, y: np.ndarray, weights: np.ndarray, n_classes:
         for s in range(0, n, batch_size):
             i = order[s:s + batch_size]
             xb, wb = Xt[i], W[i]
-            t = nn.functional.one_hot(Y[i], n_classes).float()
+            t = T[i] if targets is not None else nn.functional.one_hot(Y[i], n_classes).float()
             xm, tm, wm = xb, t, wb
             if mixup > 0:
                 xm, tm, wm = mixup_batch(rng, mixup, xb, t, wb)
