@@ -119,6 +119,19 @@ def zscore_groups(Z: np.ndarray, groups: np.ndarray, m0: np.ndarray, s0: np.ndar
     return out
 
 
+def centre_groups(Z: np.ndarray, groups: np.ndarray, fire: np.ndarray | None = None,
+                  min_clips: int = MIN_CLIPS) -> tuple[np.ndarray, np.ndarray]:
+    """``(Z with each (firing) group of at least min_clips rows minus its own mean, (U,) bool: the
+    rows centred)``: the voice-centred head's input (stop 25's ``vc`` variants)."""
+    out, done = Z.copy(), np.zeros(len(Z), bool)
+    for g in np.unique(groups):
+        i = groups == g
+        if i.sum() >= min_clips and (fire is None or fire[i][0]):
+            out[i] = Z[i] - Z[i].mean(0)
+            done[i] = True
+    return out, done
+
+
 def voice_probabilities(gate, Z: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Per row ``(U,)``: the gate's probability for its group's rows."""
     out = np.zeros(len(Z))
@@ -174,6 +187,18 @@ def run_fold(rows: dict, train: list[str], test: str, seed: int, draws: int) -> 
 
     spk_train = np.concatenate([rows[c]["spk"] for c in train])
     s0 = np.mean([X[spk_train == v].std(0) for v in np.unique(spk_train)], 0)
+    # stop 25: a second head trained on each training voice's rows minus the voice's mean (what a
+    # speaker-normalised head learns: emotion as a contrast within one voice)
+    Xc = centre_groups(X, spk_train, min_clips=1)[0]
+    head_c = fit_classifier(Xc.astype(np.float32), y, hp._cell_weights(y, corpus), 4, epochs=H.epochs,
+                            batch_size=H.batch_size, lr=H.lr, weight_decay=H.weight_decay, mixup=H.mixup, seed=seed)
+
+    def uar_vc(Z: np.ndarray, yy: np.ndarray, g: np.ndarray, fire: np.ndarray | None) -> float:
+        C, done = centre_groups(Z, g, fire)
+        with torch.no_grad():
+            logits = np.where(done[:, None], head_c(torch.from_numpy(C.astype(np.float32))).numpy(),
+                              head(torch.from_numpy(Z.astype(np.float32))).numpy())
+        return float(balanced_accuracy_score(yy, logits.argmax(1)))
 
     def post(Z: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -200,6 +225,8 @@ def run_fold(rows: dict, train: list[str], test: str, seed: int, draws: int) -> 
         out["z@fit"] = uar(zscore_groups(Z, g, m0, s0, fire), yy)
         p2 = voice_probabilities(gate2, Z, g)
         out["fit2"] = uar(shift_groups(Z, g, m0, (p2 > gate2.threshold).astype(float)), yy)
+        out["vc-all"] = uar_vc(Z, yy, g, None)
+        out["vc@fit"] = uar_vc(Z, yy, g, fire)
         out["threshold"] = gate.threshold
         return out
 
