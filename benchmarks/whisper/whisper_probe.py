@@ -10,6 +10,7 @@ faster-whisper-base ``model.bin``); the row that ships is measured by
     python benchmarks/whisper/whisper_probe.py extract-speed && ... probe-speed   (9 + 3 min: speed-perturbed training copies)
     python benchmarks/whisper/whisper_probe.py extract-pool && ... probe-pool   (layer 4's frame dynamics, max and range)
     python benchmarks/whisper/whisper_probe.py extract-gate && ... probe-gate   (energy-gated frames, common level)
+    python benchmarks/whisper/whisper_probe.py extract-avg && ... probe-avg   (layers 3-5 averaged, with the MLP head; stop 25)
 (``--work-root``, ``--model``, ``--out``: the prepared work dirs, model.bin, the feature cache.)
 Figures: benchmarks/generalisation.md, "Stop 16", "Stop 19" and "Stop 20".
 """
@@ -101,6 +102,14 @@ VARIANTS = (
     ("+whisper L4 linear and MLP 256 heads averaged", (4,), "concat", {"hiddens": (0, 256)}),
     ("+whisper L4 + L3 sd", (4, 3), "sd-after", {}),
     ("+whisper L4 + L5 sd", (4, 5), "sd-after", {}),
+    # stop 25: the states again, now with the Whisper model's head (``mlp``: an MLP 256 on the
+    # appended Whisper columns beside the linear head, as shipped since stop 21)
+    ("+whisper L4 MLP (ships)", (4,), "concat", {"mlp": 256}),
+    ("+whisper L3 MLP", (3,), "concat", {"mlp": 256}),
+    ("+whisper L5 MLP", (5,), "concat", {"mlp": 256}),
+    ("+whisper avg L3-5 MLP", (3, 4, 5), "avg", {"mlp": 256}),
+    ("+whisper L3 and L4 MLP", (3, 4), "concat", {"mlp": 256}),
+    ("+whisper L4 and L5 MLP", (4, 5), "concat", {"mlp": 256}),
 )
 
 
@@ -247,6 +256,42 @@ def probe_gate(work_root: Path, out: Path, seeds: list[int], only: str | None = 
         hp.print_row(f"+whisper L4, {name}", vr, folds, seeds, opts)
 
 
+#: stop 25: the encoder states whose frames are averaged before pooling (``extract-avg``)
+AVG_LAYERS = (3, 4, 5)
+
+
+def extract_avg(work_root: Path, model: Path | None, out: Path) -> None:
+    """``out/<work dir>-avg.npy`` ``(U, 1024)``: mean and sd over frames of the frame-by-frame
+    average of the states :data:`AVG_LAYERS` (one pooled stream, as a single state's is; the
+    ``avg`` variants of ``probe`` average the states' pooled vectors instead)."""
+    from emolens.models.whisper import encoder_states, pool_frames
+
+    def row(i: int, x: np.ndarray, enc) -> np.ndarray:
+        states = encoder_states(x, enc, AVG_LAYERS)
+        return pool_frames(np.mean([states[k] for k in AVG_LAYERS], 0))
+
+    extract_rows(work_root, model, out, "-avg", max(AVG_LAYERS), row, "Whisper avg")
+
+
+def probe_avg(work_root: Path, out: Path, seeds: list[int]) -> None:
+    """The Whisper model's head on layer 4 (ships), on the pooled vectors of :data:`AVG_LAYERS`
+    averaged, and on the pooled average of their frames (``extract-avg``)."""
+    from emolens.evaluation.generalisation import layer_norm
+
+    dirs, rows, folds = hp.shipping_folds(work_root)
+    names = {c: d.name for d, c in zip(dirs.values(), rows)}
+    W = {c: np.load(out / f"{names[c]}.npy") for c in rows}
+    streams = {
+        "+whisper L4 MLP (ships)": {c: W[c][:, layer_block((4,))] for c in rows},
+        "+whisper L3-5 pooled, averaged, MLP": {c: np.mean([W[c][:, layer_block((k,))] for k in AVG_LAYERS], 0)
+                                                for c in rows},
+        "+whisper L3-5 frames averaged, pooled, MLP": {c: np.load(out / f"{names[c]}-avg.npy") for c in rows},
+    }
+    for name, stream in streams.items():
+        vr = {c: dict(r, X=np.concatenate([r["X"], layer_norm(stream[c])], 1)) for c, r in rows.items()}
+        hp.print_row(name, vr, folds, seeds, {"parts": ((0, 0), (256, -WIDTH - 82, -82, 0, 1.0))})
+
+
 def workdir_paths(d: Path) -> list:
     from emolens.workdir import WorkDir
 
@@ -314,13 +359,16 @@ def probe(work_root: Path, out: Path, seeds: list[int], only: str | None = None)
             block = {c: np.mean([W[c][:, layer_block((k,))] for k in layers], 0) for c in rows}
         keep = (lambda r: []) if how == "only" else (lambda r: [r["X"]])  # noqa: E731
         vr = {c: dict(r, X=np.concatenate([*keep(r), layer_norm(block[c])], 1)) for c, r in rows.items()}
+        if "mlp" in opts:  # linear head on every column, the MLP on the Whisper block (before the 82 functionals)
+            k = next(iter(block.values())).shape[1]
+            opts = {"parts": ((0, 0), (opts["mlp"], -k - 82, -82, 0, 1.0))}
         hp.print_row(v, vr, folds, seeds, opts)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("step", choices=("extract", "probe", "extract-speed", "probe-speed", "extract-pool", "probe-pool",
-                                        "extract-gate", "probe-gate"))
+                                        "extract-gate", "probe-gate", "extract-avg", "probe-avg"))
     ap.add_argument("--work-root", type=Path, default=Path("runs/default/work"))
     ap.add_argument("--model", type=Path, default=None, help="a faster-whisper-base model.bin (default: the whisper extra's)")
     ap.add_argument("--out", type=Path, default=Path("runs/default/whisper-layers"))
@@ -333,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emolens: error: {e}", file=sys.stderr)
         return 2
     extractors = {"extract": extract, "extract-speed": extract_speed, "extract-pool": extract_pool,
-                  "extract-gate": extract_gate}
+                  "extract-gate": extract_gate, "extract-avg": extract_avg}
     if args.step in extractors:
         from emolens.errors import WeightsError
         from emolens.models.whisper import whisper_parts
@@ -349,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     # reads extract's, and has speed copies of the trained-on corpora only
     from emolens.training.package import NOT_SHIPPABLE
 
-    suffix = args.step.removeprefix("probe")  # "", "-speed", "-pool" or "-gate"
-    for sfx in ("", "-speed") if suffix == "-speed" else (suffix,):
+    suffix = args.step.removeprefix("probe")  # "", "-speed", "-pool", "-gate" or "-avg"
+    for sfx in ("", suffix) if suffix in ("-speed", "-avg") else (suffix,):
         missing = [d.name for c, d in dirs.items() if not (args.out / f"{d.name}{sfx}.npy").exists()
                    and not (sfx == "-speed" and c in NOT_SHIPPABLE)]
         if missing:
@@ -363,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         probe_pool(args.work_root, args.out, seeds)
     elif args.step == "probe-speed":
         probe_speed(args.work_root, args.out, seeds)
+    elif args.step == "probe-avg":
+        probe_avg(args.work_root, args.out, seeds)
     else:
         probe(args.work_root, args.out, seeds, args.variants)
     return 0
