@@ -122,7 +122,7 @@ def _save_prosody_run(root: Path, classes=("angry", "happy", "neutral", "sad"), 
         from emolens.models.whisper import WhisperStreamConfig
 
         wc = WhisperStreamConfig()
-        wspec = {"dim": wc.dim, "weight": 1.0, "layer": wc.layer, "pooling": wc.pooling, "features": whisper_cache_tag(wc),
+        wspec = {"dim": wc.dim, "weight": 1.0, **wc.to_spec(), "features": whisper_cache_tag(wc),
                  **({"mlp": whisper_mlp} if whisper_mlp else {})}
     model = FusionNet(len(classes), streams, yamnet=yam, hidden=0, dropout=0.0, pooling="mean+prosody",
                       prosody=spec, whisper=wspec).eval()

@@ -112,7 +112,7 @@ def speed(args: argparse.Namespace, f32: Path, i8: Path) -> None:
     for name, times in best.items():
         x = seconds / min(times)
         print(f"{name:<24} {x:6.0f}x real time  ({x / ref:.2f} of torch)")
-    cfg = WhisperStreamConfig(layer=args.layer)
+    cfg = WhisperStreamConfig(layers=(args.layer,))
     a = np.stack([whisper_stream(c, cfg, enc) for c in clips])
     b = np.stack([int8_stream(c, s8) for c in clips])
     cos = lambda u, v: (u * v).sum(1) / np.linalg.norm(u, axis=1) / np.linalg.norm(v, axis=1)

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():  # torch 2.13 announces the quantized tensors' deprecation
         warnings.simplefilter("ignore", UserWarning)
         q8 = torch.ao.quantization.quantize_dynamic(enc, {torch.nn.Linear}, dtype=torch.qint8)
-    cfg = WhisperStreamConfig(layer=args.layer)
+    cfg = WhisperStreamConfig(layers=(args.layer,))
     clips = [load_audio(f) for f in files]
     audio_s = sum(c.samples.size for c in clips) / 16000
     rec = EmotionRecognizer.from_dir(str(resolve_model(None)), backend="onnx", threads=args.threads)

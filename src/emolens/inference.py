@@ -339,7 +339,7 @@ class EmotionRecognizer:
         from emolens.models.whisper import WhisperStreamConfig
 
         try:
-            wc = WhisperStreamConfig(layer=int(spec["layer"]), pooling=str(spec["pooling"]))
+            wc = WhisperStreamConfig.from_spec(spec)
         except (KeyError, TypeError, ValueError):
             raise ModelError(f"model.json head.whisper {spec!r} lacks layer/pooling; retrain the model") from None
         if spec.get("features") != whisper_cache_tag(wc) or int(spec.get("dim", -1)) != wc.dim:

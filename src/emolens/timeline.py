@@ -186,7 +186,7 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
     if rec.whisper_spec:
         from emolens.models.whisper import patch_hop_stats
 
-        whisper = patch_hop_stats(rec.whisper_encoder(), rec.whisper_config.layer, pc.hop_frames)
+        whisper = patch_hop_stats(rec.whisper_encoder(), rec.whisper_config.layers, pc.hop_frames)
     if llds is not None:
         from emolens.features.prosody import ProsodyConfig, prosody_llds
         from emolens.features.stream import new_samples

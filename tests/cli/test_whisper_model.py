@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from emolens.features.whisper_files import whisper_cache_tag
+from emolens.models.whisper import WhisperStreamConfig
 from emolens.resources import default_model_dir, example_clips
 
 
@@ -23,7 +25,8 @@ def test_whisper_model_ships_head_only_with_its_card():
     assert d is not None
     cfg = json.loads((d / "model.json").read_text())
     w = cfg["head"]["whisper"]
-    assert (w["dim"], w["layer"], w["pooling"]) == (1024, 4, "mean+sd") and w["features"].startswith("whisper-v")
+    assert (w["dim"], w["layer"], w["layers"], w["pooling"]) == (1024, 5, [3, 4, 5], "mean+sd")
+    assert w["features"] == whisper_cache_tag(WhisperStreamConfig()) and w["features"].startswith("whisper-v")
     assert cfg["model"] == "yamnet-layers-prosody-whisper" and cfg["streams"] == ["yamnet_l5", "yamnet_mid", "yamnet_l9"]
     assert not (d / "model.onnx").exists()  # exported to the cache on first use: the package stays small
     assert w["mlp"] == 256  # the MLP on the Whisper stream (stop 21): 1 MB of the folder

@@ -43,7 +43,8 @@ def _by_hand(rec, a, mu) -> np.ndarray:
 
 def test_predict_decides_on_the_clips_whisper_stream(rec, tmp_path, write_voice, voting_mean_embedding) -> None:
     a = rec.analyze(write_voice(tmp_path / "a.wav", 2.5, 180.0))
-    assert rec.whisper_spec["layer"] == 4 and a.context[0].shape == (N_PROSODY + 1024,)
+    assert rec.whisper_config.layers == (3, 4, 5) and rec.whisper_spec["layer"] == 5
+    assert a.context[0].shape == (N_PROSODY + 1024,)
     np.testing.assert_allclose(a.probs, _by_hand(rec, a, voting_mean_embedding(rec, a)), atol=1e-5)
     # the same patches and functionals with another clip's Whisper stream decide differently
     b = rec.analyze(write_voice(tmp_path / "b.wav", 2.5, 330.0, 1))
@@ -71,11 +72,14 @@ def test_prosody_lines_hold_the_whisper_stream_at_the_recordings(rec, tmp_path, 
 
 
 def test_segment_stats_pool_the_frames_of_each_window() -> None:
+    """The stream's frames are states 3, 4 and 5 averaged frame by frame (stop 25), in the clip's
+    stream and in the timeline's running sums alike."""
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.normal(size=16000 * 4)).astype(np.float32)
-    enc = shared_encoder(4)
-    frames = encoder_states(audio, enc, (4,))[4]
-    acc = SegmentStats(enc, 4, 24)
+    enc = shared_encoder(5)
+    states = encoder_states(audio, enc, (3, 4, 5))
+    frames = (states[3] + states[4] + states[5]) / 3
+    acc = SegmentStats(enc, (3, 4, 5), 24)
     for piece in np.array_split(audio, 7):  # fed in uneven blocks
         acc.add(piece)
     sums, squares, counts = acc.finish()
@@ -95,7 +99,9 @@ def test_timeline_windows_pool_the_stream_of_their_span(rec, tmp_path, write_voi
     p = write_voice(tmp_path / "e.wav", 4.0)
     a = rec.analyze(p)
     tl = compute_timeline(rec, p, TimelineConfig(context=1000, block_seconds=1.5))  # every window: the whole clip
-    np.testing.assert_allclose(tl.patch_probs, np.broadcast_to(a.probs, tl.patch_probs.shape), atol=2e-3)
+    # the streamed samples end with the front end's last full window, 20 ms before the clip (stream.new_samples),
+    # and every Whisper frame attends to the rest: the two streams differ by that much (layer 4: < 2e-3; 3-5: 4e-3)
+    np.testing.assert_allclose(tl.patch_probs, np.broadcast_to(a.probs, tl.patch_probs.shape), atol=5e-3)
     short = compute_timeline(rec, p, TimelineConfig(context=3))
     assert not np.allclose(short.patch_probs, tl.patch_probs, atol=1e-3)
 
@@ -170,8 +176,9 @@ def test_stream_inputs_split_the_decision_the_model_took(run, request, tmp_path,
     if d.n_whisper:
         mel = whisper_log_mel(a.clip.samples)
         with torch.no_grad():
-            states = shared_encoder(4)(torch.from_numpy(np.full_like(mel, mel.mean()))[None])[4][0].numpy()
-        w_rows.append(d.scaled(np.concatenate([q[: d.n_prosody], pool_frames(states)]))[d.n_prosody :])
+            states = shared_encoder(5)(torch.from_numpy(np.full_like(mel, mel.mean()))[None])
+        frames = ((states[3] + states[4] + states[5]) / 3)[0].numpy()  # the stream's states 3-5, averaged
+        w_rows.append(d.scaled(np.concatenate([q[: d.n_prosody], pool_frames(frames)]))[d.n_prosody :])
     mlp_net = r.model.head.whisper_mlp  # the Whisper MLP's logits, from torch (0 without one)
 
     def mlp(s_w: np.ndarray) -> np.ndarray:

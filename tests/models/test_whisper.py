@@ -49,7 +49,7 @@ def test_encoder_matches_ctranslate2(full_encoder):
 
 def test_stream_is_the_pooled_truncated_state(full_encoder):
     audio = test_signal()
-    config = W.WhisperStreamConfig(layer=4)
+    config = W.WhisperStreamConfig(layers=(4,))
     stream = W.whisper_stream(audio, config, encoder=W.shared_encoder(4))
     assert stream.shape == (config.dim,) == (1024,) and stream.dtype == np.float32
     with torch.inference_mode():
@@ -57,7 +57,7 @@ def test_stream_is_the_pooled_truncated_state(full_encoder):
     assert frames.shape == (150, 512)  # 50 frames a second
     np.testing.assert_allclose(stream[:512], frames.mean(0).numpy(), atol=1e-4)
     np.testing.assert_allclose(stream[512:], frames.std(0).numpy(), atol=1e-4)
-    mean_only = W.whisper_stream(audio, W.WhisperStreamConfig(layer=4, pooling="mean"), encoder=full_encoder)
+    mean_only = W.whisper_stream(audio, W.WhisperStreamConfig(layers=(4,), pooling="mean"), encoder=full_encoder)
     np.testing.assert_allclose(mean_only, stream[:512], atol=1e-4)
     with pytest.raises(ValueError, match="needs layer 4"):
         W.whisper_stream(audio, config, encoder=W.shared_encoder(2))
@@ -67,7 +67,7 @@ def test_chunks_and_odd_input():
     assert [c.size for c in W.chunks(np.zeros(70 * 16000))] == [373334, 373333, 373333]  # three <= 30 s
     assert [c.size for c in W.chunks(np.zeros(30 * 16000))] == [480000]
     assert [c.size for c in W.chunks(np.zeros(100))] == [3200]  # padded to 0.2 s
-    enc = W.shared_encoder(4)
+    enc = W.shared_encoder(5)  # the default stream: states 3-5
     long = np.tile(test_signal(), 12)  # 36 s: two chunks of 18 s
     stream = W.whisper_stream(long, encoder=enc)
     assert np.all(np.isfinite(stream))
@@ -112,6 +112,6 @@ def test_encoder_pass_runs_numpy_blas_on_one_thread(monkeypatch):
     monkeypatch.setattr(W, "whisper_log_mel", spy)
     with threadpool_limits(2, user_api="blas"):
         before = _blas_threads()
-        W.whisper_stream(test_signal(), W.WhisperStreamConfig(layer=1), encoder=W.shared_encoder(1))
+        W.whisper_stream(test_signal(), W.WhisperStreamConfig(layers=(1,)), encoder=W.shared_encoder(1))
         assert _blas_threads() == before
     assert seen and all(n and set(n) == {1} for n in seen)

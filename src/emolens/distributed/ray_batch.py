@@ -275,8 +275,8 @@ def decode_file(path: str, spec: ModelSpec, cfg: RayBatchConfig) -> dict:
             whisper_stream,
         )
 
-        wcfg = WhisperStreamConfig(layer=int(spec.whisper["layer"]), pooling=spec.whisper["pooling"])
-        whisper = patch_hop_stats(shared_encoder(wcfg.layer), wcfg.layer, pcfg.hop_frames)
+        wcfg = WhisperStreamConfig.from_spec(spec.whisper)
+        whisper = patch_hop_stats(shared_encoder(wcfg.layer), wcfg.layers, pcfg.hop_frames)
     try:
         try:
             seconds = sf.info(path).duration

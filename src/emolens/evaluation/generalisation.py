@@ -657,7 +657,7 @@ def lever_head(cfg: HeadConfig, model: nn.Module, n_classes: int, prosody_scaler
         from emolens.models.whisper import WhisperStreamConfig
 
         wc = WhisperStreamConfig()
-        whisper = {"dim": wc.dim, "weight": float(cfg.whisper), "layer": wc.layer, "pooling": wc.pooling,
+        whisper = {"dim": wc.dim, "weight": float(cfg.whisper), **wc.to_spec(),
                    "features": whisper_cache_tag(wc), **({"mlp": int(cfg.whisper_mlp)} if cfg.whisper_mlp else {})}
     if cfg.prosody > 0:
         if cfg.prosody_set not in PROSODY_SETS or cfg.pooling != "mean" or prosody_scaler is None:

@@ -20,11 +20,14 @@ _VERSION = 1
 
 
 def whisper_cache_tag(cfg=None) -> str:
-    """Sub-folder name of the cache: the recipe version, the weights' digest and a hash of ``cfg``."""
+    """Sub-folder name of the cache: the recipe version, the weights' digest and a hash of ``cfg``
+    (a one-state config hashes as ``{"layer", "pooling"}``, as before stop 25's ``layers``, so its
+    caches and the models trained on it keep their tag)."""
     from emolens.models.whisper import WHISPER_BASE_SHA256, WhisperStreamConfig
 
     cfg = cfg if cfg is not None else WhisperStreamConfig()
-    h = hashlib.sha1(json.dumps(asdict(cfg), sort_keys=True).encode() + WHISPER_BASE_SHA256.encode()).hexdigest()[:10]
+    fields = {"layer": cfg.layer, "pooling": cfg.pooling} if len(cfg.layers) == 1 else asdict(cfg)
+    h = hashlib.sha1(json.dumps(fields, sort_keys=True).encode() + WHISPER_BASE_SHA256.encode()).hexdigest()[:10]
     return f"whisper-v{_VERSION}-{h}"
 
 

