@@ -70,9 +70,11 @@ def _mel(samples: np.ndarray) -> np.ndarray | None:
     return whisper_log_mel(x)
 
 
-def _stream(encoder, layer: int, mel: torch.Tensor) -> torch.Tensor:
-    """Mean and sd (n - 1) over frames of encoder state ``layer``: ``(1024,)`` (differentiable)."""
-    h = encoder(mel[None])[layer][0]
+def _stream(encoder, layers: tuple[int, ...], mel: torch.Tensor) -> torch.Tensor:
+    """Mean and sd (n - 1) over frames of the encoder states ``layers`` averaged frame by frame
+    (the model's stream, :func:`emolens.models.whisper.stream_frames`): ``(1024,)`` (differentiable)."""
+    states = encoder(mel[None])
+    h = torch.stack([states[k][0] for k in layers]).mean(0)
     sd = h.std(0, unbiased=True) if h.shape[0] > 1 else torch.zeros_like(h[0])
     return torch.cat([h.mean(0), sd])
 
@@ -88,7 +90,7 @@ def deleted_whisper_stream(rec, samples: np.ndarray, deleted: np.ndarray, cfg: F
     gone = np.asarray(deleted, bool)[frames[None, :], bands[:, None]]
     m = np.where(gone, mel.mean(), mel).astype(np.float32)
     with torch.inference_mode():
-        return _stream(rec.whisper_encoder(), rec.whisper_config.layer, torch.from_numpy(m)).numpy().astype(np.float32)
+        return _stream(rec.whisper_encoder(), rec.whisper_config.layers, torch.from_numpy(m)).numpy().astype(np.float32)
 
 
 def whisper_region_scores(rec, analysis, region_ids: np.ndarray, n_regions: int, target: int,
@@ -110,7 +112,7 @@ def whisper_region_scores(rec, analysis, region_ids: np.ndarray, n_regions: int,
                             @ np.asarray(d.weight, np.float64)[:, : d.width + d.n_prosody].T + d.bias, dtype=torch.float32)
     x = torch.from_numpy(mel).requires_grad_(True)
     with torch.enable_grad():
-        s = _stream(rec.whisper_encoder(), rec.whisper_config.layer, x)
+        s = _stream(rec.whisper_encoder(), rec.whisper_config.layers, x)
         logits = fixed + d.wweight * F.layer_norm(s, (s.shape[0],), eps=1e-5) @ w[:, d.width + d.n_prosody :].T
         lp = torch.log_softmax(logits, -1)
         score = lp[target] - (lp[contrast] if contrast is not None else 0.0)
