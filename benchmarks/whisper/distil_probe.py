@@ -137,7 +137,8 @@ def whisper_rows(paths: list, folder: Path) -> np.ndarray:
         return extract_whisper(paths, cache_dir=folder, progress=True)
 
     def missing(p: Path) -> np.ndarray:
-        raise FileNotFoundError(f"{p} has no stream under {folder}")
+        raise FileNotFoundError(f"{p} has no stream under {folder}; write them first (whisper-int8: "
+                                "python benchmarks/whisper/whisper_int8_probe.py extract)")
 
     return cached_file_vectors(paths, missing, 1024, folder)
 
@@ -165,8 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     from emolens.workdir import WorkDir
 
     dirs, rows, folds = hp.shipping_folds(args.work_root)
-    for r, d in zip(rows.values(), dirs.values()):
-        r["W"] = layer_norm(whisper_rows(WorkDir.open(d).manifest.paths(), Path(d) / args.whisper_dir))
+    try:
+        for r, d in zip(rows.values(), dirs.values()):
+            r["W"] = layer_norm(whisper_rows(WorkDir.open(d).manifest.paths(), Path(d) / args.whisper_dir))
+    except FileNotFoundError as e:
+        print(f"emolens: error: {e}", file=sys.stderr)
+        return 2
     for name in names:
         kind, opts, _ = VARIANTS[name]
         t = time.perf_counter()

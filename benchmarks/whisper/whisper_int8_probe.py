@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 SHARED = Path(os.environ.get("EMOLENS_SHARED", Path(__file__).resolve().parents[3] / "shared"))
-CORPORA = ("emodb-original", "ravdess", "ased", "nemo", "turev", "casia")
 
 
 def export_encoder(layer: int, folder: Path) -> tuple[Path, Path]:
@@ -120,18 +119,14 @@ def speed(args: argparse.Namespace, f32: Path, i8: Path) -> None:
           f"of the pooled stream (mean and sd) min {cos(a, b).min():.4f}")
 
 
-def extract(args: argparse.Namespace, i8: Path) -> None:
+def extract(args: argparse.Namespace, i8: Path, dirs: dict[str, Path]) -> None:
     from emolens.audio.io import load_audio
     from emolens.features.cache import cached_file_vectors
     from emolens.workdir import WorkDir
 
     sess = session(i8, args.threads)
     t = time.perf_counter()
-    for c in CORPORA:
-        d = args.work_root / c
-        if not (d / "manifest.csv").exists() and not d.is_dir():
-            print(f"emolens: error: no work dir {d}; run scripts/train_default first", file=sys.stderr)
-            raise SystemExit(2)
+    for c, d in dirs.items():
         paths = WorkDir.open(d).manifest.paths()
         cached_file_vectors(paths, lambda p: int8_stream(load_audio(p, sample_rate=16000, max_seconds=None).samples, sess),
                             1024, d / "whisper-int8", desc=c, progress=True)
@@ -149,13 +144,24 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from emolens.errors import WeightsError
 
+    dirs = {}
+    if args.what == "extract":  # the prepared work dirs (one-line error when there are none)
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        import head_probe as hp
+
+        try:
+            dirs = hp.seeds_and_dirs("0", args.work_root)[1]
+        except ValueError as e:
+            print(f"emolens: error: {e}", file=sys.stderr)
+            return 2
+
     with tempfile.TemporaryDirectory() as tmp:
         try:
             f32, i8 = export_encoder(args.layer, Path(tmp))
         except WeightsError as e:
             print(f"emolens: error: {e}", file=sys.stderr)
             return 2
-        speed(args, f32, i8) if args.what == "speed" else extract(args, i8)
+        speed(args, f32, i8) if args.what == "speed" else extract(args, i8, dirs)
     return 0
 
 

@@ -341,7 +341,9 @@ class EmotionRecognizer:
         try:
             wc = WhisperStreamConfig.from_spec(spec)
         except (KeyError, TypeError, ValueError):
-            raise ModelError(f"model.json head.whisper {spec!r} lacks layer/pooling; retrain the model") from None
+            raise ModelError(f"model.json head.whisper names no Whisper stream this emolens computes (layer or layers "
+                             f"0-6, pooling mean or mean+sd): {({k: spec.get(k) for k in ('layer', 'layers', 'pooling')})!r}; "
+                             "retrain the model") from None
         if spec.get("features") != whisper_cache_tag(wc) or int(spec.get("dim", -1)) != wc.dim:
             raise ModelError(f"this model was trained on Whisper features {spec.get('features')!r}, this emolens computes "
                              f"{whisper_cache_tag(wc)!r}; use the emolens version it was trained with, or retrain it")

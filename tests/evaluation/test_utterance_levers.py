@@ -69,12 +69,17 @@ def test_prosody_scaler_standardises_with_training_statistics() -> None:
     assert sc.transform(np.full((1, 88), 1e6)).max() == pytest.approx(12.0)  # clipped at 6 sd, times 2
 
 
+def _separable(n: int, dim: int, n_classes: int, shift: float, seed: int):
+    """``(X (n, dim), y (n,), weights (n,))``: class k lifted by ``shift`` in column k, unit noise."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    X = rng.normal(0, 1, (n, dim)).astype(np.float32)
+    X[np.arange(n), y] += shift
+    return X, y, np.ones(n, np.float32)
+
+
 def test_fit_classifier_learns_is_seeded_and_checks_the_adversary() -> None:
-    rng = np.random.default_rng(3)
-    y = np.arange(300) % 3
-    X = rng.normal(0, 1, (300, 10)).astype(np.float32)
-    X[np.arange(300), y] += 4
-    w = np.ones(300, np.float32)
+    X, y, w = _separable(300, 10, 3, 4.0, seed=3)
     m = fit_classifier(X, y, w, 3, epochs=20, lr=1e-2, mixup=0.4, seed=0)
     assert (predict_proba(m, X).argmax(1) == y).mean() > 0.95
     m2 = fit_classifier(X, y, w, 3, epochs=20, lr=1e-2, mixup=0.4, seed=0)
@@ -89,11 +94,7 @@ def test_fit_classifier_learns_is_seeded_and_checks_the_adversary() -> None:
 def test_fit_classifier_trains_on_given_target_distributions() -> None:
     """One-hot targets give the labels' model exactly; a teacher's distributions move the
     probabilities towards them; malformed targets are refused."""
-    rng = np.random.default_rng(4)
-    y = np.arange(200) % 2
-    X = rng.normal(0, 1, (200, 6)).astype(np.float32)
-    X[np.arange(200), y] += 2
-    w = np.ones(200, np.float32)
+    X, y, w = _separable(200, 6, 2, 2.0, seed=4)
     hard = fit_classifier(X, y, w, 2, epochs=15, lr=1e-2, mixup=0.4, seed=1)
     same = fit_classifier(X, y, w, 2, epochs=15, lr=1e-2, mixup=0.4, seed=1, targets=np.eye(2)[y])
     np.testing.assert_allclose(predict_proba(hard, X), predict_proba(same, X), atol=1e-6)

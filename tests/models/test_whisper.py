@@ -115,3 +115,18 @@ def test_encoder_pass_runs_numpy_blas_on_one_thread(monkeypatch):
         W.whisper_stream(test_signal(), W.WhisperStreamConfig(layers=(1,)), encoder=W.shared_encoder(1))
         assert _blas_threads() == before
     assert seen and all(n and set(n) == {1} for n in seen)
+
+
+def test_stream_config_round_trips_its_spec_and_keeps_the_layer_4_tag():
+    """A model trained on layer 4 alone (before stop 25) names ``layer`` only and keeps its cache
+    tag; the averaged default names its states; bad states are refused in one line."""
+    from emolens.features.whisper_files import whisper_cache_tag
+
+    old = W.WhisperStreamConfig.from_spec({"layer": 4, "pooling": "mean+sd"})
+    assert old == W.WhisperStreamConfig(layers=(4,)) and old.to_spec() == {"layer": 4, "pooling": "mean+sd"}
+    assert whisper_cache_tag(old) == "whisper-v1-4f9636f877"  # the tag the layer-4 caches and model were written under
+    new = W.WhisperStreamConfig()
+    assert new.layer == 5 and W.WhisperStreamConfig.from_spec(new.to_spec()) == new
+    assert whisper_cache_tag(new) != whisper_cache_tag(old)
+    with pytest.raises(ValueError, match="states 0-6"):
+        W.WhisperStreamConfig(layers=(3, 9))
