@@ -242,7 +242,9 @@ def probe(work_root: Path, out: Path, whisper_out: Path, seeds: list[int], only:
     for b in blocks:
         variants += [(f"+{b} MLP", b, "concat"), (f"+{b} linear", b, "linear"),
                      (f"{b} + prosody (no YAMNet) MLP", b, "only")]
-    variants += [("+moonshine tiny and base MLP", ("moonshine tiny", "moonshine base"), "concat")]
+    variants += [("+moonshine tiny and base MLP", ("moonshine tiny", "moonshine base"), "concat"),
+                 ("+whisper L3-5 avg and moonshine tiny state 1 MLP",
+                  ("whisper L3-5 avg (the Whisper model's stream)", "moonshine tiny state 1"), "concat")]
     wanted = [v.strip() for v in only.split(",")] if only else None
     unknown = sorted(set(wanted or ()) - {v[0] for v in variants})
     if unknown:
