@@ -7,6 +7,7 @@ import json
 import pytest
 
 from emolens.report.model_card import model_card
+from emolens.resources import PACKAGED_MODELS
 
 
 def _card_with(evaluation: dict) -> str:
@@ -17,15 +18,13 @@ def _card_with(evaluation: dict) -> str:
 
 
 def test_command_and_its_companion_are_each_code() -> None:
-    md = _card_with({"command": "scripts/train_default", "also": ["more rows", "python benchmarks/generalisation.py"]})
+    md = _card_with({"command": "scripts/train_default", "also": {"what": "more rows", "command": "python benchmarks/generalisation.py"}})
     assert "Command: `scripts/train_default` (more rows: `python benchmarks/generalisation.py`)" in md.splitlines()
     assert "Command: `scripts/train_default`" in _card_with({"command": "scripts/train_default"}).splitlines()
 
 
-@pytest.mark.parametrize("name", ["default_model", "whisper_model"])
+@pytest.mark.parametrize("name", sorted(PACKAGED_MODELS))
 def test_shipped_card_is_what_its_model_json_renders(name: str) -> None:
-    from emolens.resources import default_model_dir
-
-    d = default_model_dir().parent / name
+    d = PACKAGED_MODELS[name]
     config = json.loads((d / "model.json").read_text())
     assert model_card(config, name=config["card"].get("title", "emolens model")) == (d / "MODEL_CARD.md").read_text()

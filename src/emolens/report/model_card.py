@@ -120,7 +120,7 @@ def model_card(config: dict, metrics: dict | None = None, *, name: str = "emolen
             lines += [ev["note"], ""]
         lines += _table(ev["rows"], [tuple(c) for c in ev["columns"]])
         if ev.get("command"):
-            also = f" ({ev['also'][0]}: `{ev['also'][1]}`)" if ev.get("also") else ""
+            also = f" ({ev['also']['what']}: `{ev['also']['command']}`)" if ev.get("also") else ""
             lines += ["", f"Command: `{ev['command']}`{also}"]
         lines.append("")
     if metrics and not card.get("evaluations"):

@@ -375,7 +375,7 @@ def train_default(work_dirs: dict[str, str | Path], out: str | Path, dest: str |
                       f"over the {len(results)} test corpora (chance 0.25). Single clips, decided as `emolens predict` does; "
                       "ECE = expected calibration error of the top probability (15 bins). eGeMAPS+SVM on the same folds."),
              "columns": cols, "rows": rows,
-             "command": reproduce, "also": ["the same folds and more rows", "python benchmarks/generalisation.py"]},
+             "command": reproduce, "also": {"what": "the same folds and more rows", "command": "python benchmarks/generalisation.py"}},
         ],
         "not_for": [
             ("Acted speech only: every training corpus is actors portraying emotions on cue (German, English, Amharic, "
