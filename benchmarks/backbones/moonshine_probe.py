@@ -26,8 +26,9 @@ cut after one state (``onnx.utils.Extractor``) against the whole one:
         --variants "ship,+moonshine tiny state 1 MLP,+moonshine tiny states 1-2 avg MLP"
     python benchmarks/backbones/moonshine_probe.py speed --size tiny --state 1 --wheels /tmp/ms
 
-Clips under :data:`MIN_SECONDS` are zero-padded to it (TurEV-DB's words); clips over
-:data:`CHUNK_SECONDS` run in chunks whose frames are pooled together.
+Clips under :data:`MIN_SECONDS` are zero-padded to it on both sides (TurEV-DB's words); clips
+over 30 s run in the fewest equal pieces of at most 30 s (:func:`emolens.models.whisper.chunks`,
+as the Whisper stream) whose frames are pooled together (:func:`emolens.models.whisper.pool_frames`).
 """
 import argparse
 import sys
@@ -43,7 +44,6 @@ import head_probe as hp
 ENCODERS = {"tiny": ("moonshine_voice/assets/tiny-en/encoder_model.ort", 288),
             "base": ("moonshine_cpp-0.1.4.data/purelib/moonshine_cpp/models/base-en/encoder_model.ort", 416)}
 MIN_SECONDS = 0.5
-CHUNK_SECONDS = 30.0
 SR = 16000
 
 
@@ -144,50 +144,56 @@ def ort_to_onnx(path: Path, extra_outputs=()):
     return model
 
 
-def load_encoder(wheels: Path, size: str, threads: int = 2, states: bool = False):
-    import onnxruntime as ort
-
+def encoder_path(wheels: Path, size: str) -> Path:
+    """The ``.ort`` encoder of ``size`` in the unpacked wheels (FileNotFoundError saying how to get it)."""
     path = wheels / ENCODERS[size][0]
     if not path.exists():
         raise FileNotFoundError(f"no Moonshine {size} encoder at {path}; unpack the wheels there (see the docstring)")
+    return path
+
+
+def session(model, threads: int = 2):
+    """An ONNX Runtime CPU session of ``model`` (a path, or an ONNX ``ModelProto``) on ``threads`` threads."""
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    if states:  # every state as an output (the rebuilt graph); the last output is the last state
-        names = state_names(size)
-        model = ort_to_onnx(path, names[:-1])
-        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    src = model.SerializeToString() if hasattr(model, "SerializeToString") else str(model)
+    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+
+
+def feed(sess, x: np.ndarray) -> dict:
+    """The inputs of one encoder pass over a 16 kHz clip ``(samples,)``: ``input_values`` and,
+    where the graph takes one, an all-ones ``attention_mask``."""
+    f = {"input_values": x[None]}
+    if "attention_mask" in {i.name for i in sess.get_inputs()}:
+        f["attention_mask"] = np.ones((1, x.size), np.int64)
+    return f
+
+
+def load_encoder(wheels: Path, size: str, threads: int = 2, states: bool = False):
+    """The encoder's session; with ``states`` the rebuilt graph with every state as an output
+    (its first output is still the last state, the others follow in :func:`state_names` order)."""
+    path = encoder_path(wheels, size)
+    return session(ort_to_onnx(path, state_names(size)[:-1]) if states else path, threads)
 
 
 def encode(x: np.ndarray, sess) -> np.ndarray:
     """``(frames, width)`` last encoder state of a 16 kHz clip (floats in [-1, 1]); with a
     ``states`` session ``(states, frames, width)``, states 0 (stem) to the last."""
+    from emolens.models.whisper import chunks
+
     x = np.asarray(x, np.float32)
     need = int(MIN_SECONDS * SR)
     if x.size < need:
         pad = need - x.size
         x = np.pad(x, (pad // 2, pad - pad // 2))
-    names = {i.name for i in sess.get_inputs()}
-    chunk = int(CHUNK_SECONDS * SR)
     out = []
-    for s in range(0, x.size, chunk):
-        part = x[s:s + chunk]
-        if part.size < need:  # a short tail joins the previous chunk's frames only
-            continue
-        feed = {"input_values": part[None]}
-        if "attention_mask" in names:
-            feed["attention_mask"] = np.ones((1, part.size), np.int64)
-        y = sess.run(None, feed)
-        out.append(np.stack([y[-1][0]] if len(y) == 1 else [v[0] for v in y[1:]] + [y[0][0]]))
+    for part in chunks(x):
+        y = sess.run(None, feed(sess, part))
+        out.append(np.stack([y[0][0]] if len(y) == 1 else [v[0] for v in y[1:]] + [y[0][0]]))
     frames = np.concatenate(out, axis=1)
     return frames[0] if frames.shape[0] == 1 else frames
-
-
-def pool(frames: np.ndarray) -> np.ndarray:
-    f = np.asarray(frames, np.float64)
-    sd = f.std(0, ddof=1) if len(f) > 1 else np.zeros(f.shape[1])
-    return np.concatenate([f.mean(0), sd]).astype(np.float32)
 
 
 def extract(work_root: Path, wheels: Path, out: Path, size: str, states: bool = False) -> None:
@@ -196,6 +202,7 @@ def extract(work_root: Path, wheels: Path, out: Path, size: str, states: bool = 
     from tqdm.auto import tqdm
 
     from emolens.audio.io import load_audio
+    from emolens.models.whisper import pool_frames
     from emolens.workdir import WorkDir
 
     sess = load_encoder(wheels, size, states=states)
@@ -209,53 +216,77 @@ def extract(work_root: Path, wheels: Path, out: Path, size: str, states: bool = 
             x = load_audio(str(p)).samples
             seconds += x.size / SR
             e = encode(x, sess)
-            rows.append(np.concatenate([pool(s) for s in e]) if states else pool(e))
+            rows.append(np.concatenate([pool_frames(s) for s in e]) if states else pool_frames(e))
         np.save(f, np.stack(rows))
         dt = time.perf_counter() - t
         print(f"{d.name}: {len(rows)} files, {seconds:.0f} s of audio in {dt:.0f} s ({seconds / dt:.0f}x real time, "
               "decoding included)", flush=True)
 
 
+WHISPER = "whisper L3-5 avg (the Whisper model's stream)"
+#: averaged runs of states (first, last) offered as streams
+STATE_RUNS = ((1, 2), (1, 3), (2, 4), (3, 5))
+
+
+def stream_files() -> dict[str, tuple[str, str, slice | tuple[int, int] | None]]:
+    """Every stream the probe can append: name -> (which folder, file suffix, what of the file: all
+    columns, one state's slice, or a run of states to average). In a ``-states`` file state k is at
+    columns ``k*w:(k+1)*w`` (mean then sd, ``w`` twice the width)."""
+    out: dict = {f"moonshine {z}": ("out", f"-moonshine-{z}", None) for z in ENCODERS}
+    out[WHISPER] = ("whisper", "-avg", None)
+    for z, (_, width) in ENCODERS.items():
+        w = 2 * width
+        for k in range(BLOCKS[z] + 1):
+            out[f"moonshine {z} state {k}"] = ("out", f"-moonshine-{z}-states", slice(k * w, (k + 1) * w))
+        for lo, hi in STATE_RUNS:
+            out[f"moonshine {z} states {lo}-{hi} avg"] = ("out", f"-moonshine-{z}-states", (lo, hi, w))
+    return out
+
+
+def variants() -> list[tuple[str, object, str]]:
+    """(name, stream or streams, how): ``concat`` (beside the shipped row, MLP on the stream),
+    ``linear`` (beside it, the linear head only), ``only`` (the prosody functionals and the stream, no YAMNet)."""
+    v = [("ship", None, "concat")]
+    for b in stream_files():
+        v += [(f"+{b} MLP", b, "concat"), (f"+{b} linear", b, "linear"), (f"{b} + prosody (no YAMNet) MLP", b, "only")]
+    return v + [("+moonshine tiny and base MLP", ("moonshine tiny", "moonshine base"), "concat"),
+                ("+whisper L3-5 avg and moonshine tiny state 1 MLP", (WHISPER, "moonshine tiny state 1"), "concat")]
+
+
 def probe(work_root: Path, out: Path, whisper_out: Path, seeds: list[int], only: str | None) -> None:
     from emolens.evaluation.generalisation import layer_norm
+    from emolens.features.prosody import N_PROSODY
 
+    table = variants()
+    wanted = [v.strip() for v in only.split(",")] if only else None
+    unknown = sorted(set(wanted or ()) - {v[0] for v in table})
+    if unknown:
+        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; these exist: {', '.join(v[0] for v in table)}")
     dirs, rows, folds = hp.shipping_folds(work_root)
     names = {c: d.name for d, c in zip(dirs.values(), rows)}
+    files = stream_files()
 
-    def load(suffix: str, base: Path) -> dict | None:
-        files = {c: base / f"{names[c]}{suffix}.npy" for c in rows}
-        return {c: np.load(f) for c, f in files.items()} if all(f.exists() for f in files.values()) else None
+    def stream(key: str) -> dict | None:
+        """``{corpus: (U, D)}`` of one stream, None when its features are not extracted."""
+        where, suffix, part = files[key]
+        paths = {c: (out if where == "out" else whisper_out) / f"{names[c]}{suffix}.npy" for c in rows}
+        if not all(f.exists() for f in paths.values()):
+            return None
+        v = {c: np.load(f) for c, f in paths.items()}
+        if isinstance(part, slice):
+            return {c: a[:, part] for c, a in v.items()}
+        if part is not None:
+            lo, hi, w = part
+            return {c: np.mean([layer_norm(a[:, k * w:(k + 1) * w]) for k in range(lo, hi + 1)], 0) for c, a in v.items()}
+        return v
 
-    blocks = {"moonshine tiny": load("-moonshine-tiny", out), "moonshine base": load("-moonshine-base", out),
-              "whisper L3-5 avg (the Whisper model's stream)": load("-avg", whisper_out)}
-    for size in ENCODERS:  # state k at columns k*w:(k+1)*w (mean then sd, w = twice the width)
-        states = load(f"-moonshine-{size}-states", out)
-        if states is None:
-            continue
-        w = 2 * ENCODERS[size][1]
-        for k in range(BLOCKS[size] + 1):
-            blocks[f"moonshine {size} state {k}"] = {c: v[:, k * w:(k + 1) * w] for c, v in states.items()}
-        for lo, hi in ((1, 2), (1, 3), (2, 4), (3, 5)):
-            blocks[f"moonshine {size} states {lo}-{hi} avg"] = {
-                c: np.mean([layer_norm(v[:, k * w:(k + 1) * w]) for k in range(lo, hi + 1)], 0) for c, v in states.items()}
-    variants = [("ship", None, "concat")]
-    for b in blocks:
-        variants += [(f"+{b} MLP", b, "concat"), (f"+{b} linear", b, "linear"),
-                     (f"{b} + prosody (no YAMNet) MLP", b, "only")]
-    variants += [("+moonshine tiny and base MLP", ("moonshine tiny", "moonshine base"), "concat"),
-                 ("+whisper L3-5 avg and moonshine tiny state 1 MLP",
-                  ("whisper L3-5 avg (the Whisper model's stream)", "moonshine tiny state 1"), "concat")]
-    wanted = [v.strip() for v in only.split(",")] if only else None
-    unknown = sorted(set(wanted or ()) - {v[0] for v in variants})
-    if unknown:
-        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; these exist: {', '.join(v[0] for v in variants)}")
-    for name, b, how in variants:
+    for name, b, how in table:
         if wanted and name not in wanted:
             continue
         if b is None:
             hp.print_row(name, rows, folds, seeds)
             continue
-        parts = [blocks[k] for k in ((b,) if isinstance(b, str) else b)]
+        parts = [stream(k) for k in ((b,) if isinstance(b, str) else b)]
         if any(p is None for p in parts):
             print(f"{name}: skipped (features not extracted)", flush=True)
             continue
@@ -263,7 +294,9 @@ def probe(work_root: Path, out: Path, whisper_out: Path, seeds: list[int], only:
         keep = (lambda r: []) if how == "only" else (lambda r: [r["X"]])
         vr = {c: dict(r, X=np.concatenate([*keep(r), block[c]], 1)) for c, r in rows.items()}
         k = next(iter(block.values())).shape[1]
-        opts = {} if how == "linear" else {"parts": ((0, 0), (256, -k - 82, -82, 0, 1.0))}
+        # the Whisper model's head: the linear head, plus an MLP 256 on the appended block (its last k
+        # columns before the N_PROSODY functionals at the end of X)
+        opts = {} if how == "linear" else {"parts": ((0, 0), (256, -k - N_PROSODY, -N_PROSODY, 0, 1.0))}
         hp.print_row(name, vr, folds, seeds, opts)
 
 
@@ -272,12 +305,9 @@ def speed(wheels: Path, size: str, state: int, out: Path, seconds: float = 3.0, 
     as an ONNX file, the largest difference from the whole graph's state, and the real-time
     factor of both on a ``seconds`` clip (2 threads)."""
     import onnx
-    import onnxruntime as ort
     from onnx.utils import Extractor
 
-    path = wheels / ENCODERS[size][0]
-    if not path.exists():
-        raise FileNotFoundError(f"no Moonshine {size} encoder at {path}; unpack the wheels there (see the docstring)")
+    path = encoder_path(wheels, size)
     if not 0 <= state <= BLOCKS[size]:
         raise ValueError(f"Moonshine {size} has states 0-{BLOCKS[size]}, not {state}")
     name = state_names(size)[state]
@@ -286,15 +316,12 @@ def speed(wheels: Path, size: str, state: int, out: Path, seconds: float = 3.0, 
     cut = out / f"moonshine-{size}-state{state}.onnx"
     out.mkdir(parents=True, exist_ok=True)
     onnx.save(Extractor(model).extract_model(inputs, [name]), cut)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = 2, 1
-    cut_s = ort.InferenceSession(str(cut), opts, providers=["CPUExecutionProvider"])
-    full_s = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    cut_s, full_s = session(cut), session(model)
     x = (0.1 * np.random.default_rng(0).standard_normal(int(seconds * SR))).astype(np.float32)
-    feed = {"input_values": x[None], **({"attention_mask": np.ones((1, x.size), np.int64)} if "attention_mask" in inputs else {})}
-    diff = float(np.abs(cut_s.run(None, feed)[0] - full_s.run([name], feed)[0]).max())
+    f = feed(cut_s, x)
+    diff = float(np.abs(cut_s.run(None, f)[0] - full_s.run([name], f)[0]).max())
     rates = {}
-    for label, run in (("cut", lambda: cut_s.run(None, feed)), ("whole encoder", lambda: full_s.run(None, feed))):
+    for label, run in (("cut", lambda: cut_s.run(None, f)), ("whole encoder", lambda: full_s.run(None, f))):
         run()
         t = time.perf_counter()
         for _ in range(repeats):
