@@ -46,6 +46,10 @@ def test_errors(tmp_path):
     bad.write_bytes(b"RIFF....not audio at all" * 10)
     with pytest.raises(AudioError, match="cannot decode"):
         load_audio(bad)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(AudioError, match=r"empty \(0 bytes\)"):
+        load_audio(empty)
     with pytest.raises(AudioError, match="zero samples"):
         load_audio(_write(tmp_path / "e.wav", np.zeros((0,), np.float32), 16000))
     nan = np.zeros(100, np.float32)

@@ -54,6 +54,9 @@ def test_stream_errors(tmp_path):
     (tmp_path / "bad.wav").write_bytes(b"nope" * 10)
     with pytest.raises(AudioError, match="cannot decode"):
         list(stream_patches(tmp_path / "bad.wav"))
+    (tmp_path / "zero-bytes.wav").write_bytes(b"")
+    with pytest.raises(AudioError, match=r"empty \(0 bytes\)"):
+        list(stream_patches(tmp_path / "zero-bytes.wav"))
     sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 16000)
     with pytest.raises(AudioError, match="zero samples"):
         list(stream_patches(tmp_path / "empty.wav"))

@@ -81,6 +81,18 @@ def validate_waveform(
     return notes
 
 
+def check_audio_path(path: str | Path) -> None:
+    """Raise :class:`AudioError` (one line) when ``path`` is missing, a folder or an empty
+    (0-byte) file: the checks before any decoder sees it."""
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"{p}: no such file; check the path")
+    if p.is_dir():
+        raise AudioError(f"{p}: is a folder, not an audio file")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{p}: the file is empty (0 bytes); record or export it again")
+
+
 def load_audio(
     path: str | Path,
     *,
@@ -99,10 +111,7 @@ def load_audio(
     """
     p = Path(path)
     name = str(p)
-    if not p.exists():
-        raise AudioError(f"{name}: no such file; check the path")
-    if p.is_dir():
-        raise AudioError(f"{name}: is a folder, not an audio file")
+    check_audio_path(p)
     try:
         info = sf.info(str(p))
     except Exception as exc:  # libsndfile raises its own error types

@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from emolens.audio.io import SILENCE_PEAK
+from emolens.audio.io import SILENCE_PEAK, check_audio_path
 from emolens.errors import AudioError
 from emolens.features.mel import (
     VGGISH_16K,
@@ -63,10 +63,7 @@ class StreamInfo:
 def _audio_blocks(path: Path, sample_rate: int, block_seconds: float, info: StreamInfo) -> Iterator[np.ndarray]:
     """Mono float32 blocks at ``sample_rate`` (the resampler's tail flushed at the end)."""
     name = str(path)
-    if not path.exists():
-        raise AudioError(f"{name}: no such file; check the path")
-    if path.is_dir():
-        raise AudioError(f"{name}: is a folder, not an audio file")
+    check_audio_path(path)
     try:
         f = sf.SoundFile(str(path))
     except Exception as exc:  # noqa: BLE001 - libsndfile raises its own types
