@@ -9,7 +9,7 @@ the TFLite reference gets the same decoding pool and then its own front end + YA
 best of ``--repeats`` interleaved rounds, and ratios to TFLite. Then a per-stage
 profile (sequential, one thread for the non-model stages) shows where time goes.
 
-    python benchmarks/inference_speed.py [--model RUN] [--fusion RUN] [--files 200] [--threads 2]
+    python benchmarks/inference_speed.py [--model RUN] [--fusion RUN] [--files 200] [--threads 2] [--split-reference]
     python benchmarks/inference_speed.py --work WORKDIR --head-training   # the old head epoch timing
 """
 
@@ -48,11 +48,11 @@ def tflite_pipeline(files: list[Path], model: Path, threads: int) -> float:
     return time.perf_counter() - t0
 
 
-def emolens_pipeline(rec, files: list[Path]) -> float:
+def emolens_pipeline(rec, files: list[Path], cfg=None) -> float:  # noqa: ANN001 - BatchConfig
     from emolens.batch import BatchConfig, iter_file_results
 
     t0 = time.perf_counter()
-    n = sum(1 for r in iter_file_results(rec, files, BatchConfig()) if r.error is None)
+    n = sum(1 for r in iter_file_results(rec, files, cfg or BatchConfig()) if r.error is None)
     assert n == len(files)
     return time.perf_counter() - t0
 
@@ -157,14 +157,25 @@ def speed_table(args) -> None:
           f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
     if args.fusion == "random":
         args.fusion = random_fusion_run(args.model, args.tflite, Path(tempfile.gettempdir()) / "emolens-bench-fusion")
+    from emolens.batch import BatchConfig, decode_share, split_threads
+    from emolens.models.run_files import read_config
+
     models = [("default", args.model)] + ([("fusion", args.fusion)] if args.fusion else [])
-    recs = {}
+    recs, cfgs = {}, {}
     for name, run in models:
-        for backend in ("torch", "onnx"):
-            rec = EmotionRecognizer.from_dir(run, backend=backend, threads=args.threads)
+        # the ONNX rows run as `emolens predict` does: args.threads cores split between the
+        # model's threads and the decoding threads (emolens.batch.split_threads); torch as before
+        threads, workers = split_threads(args.threads, decode_share(read_config(run)))
+        variants = [("torch", args.threads, 2, ""), ("onnx", threads, workers, "")]
+        if args.split_reference:  # the configuration before the split, measured in the same rounds
+            variants.append(("onnx", args.threads, 2, f" ({args.threads} + 2 threads, 32 files/batch)"))
+        for backend, th, w, label in variants:
+            rec = EmotionRecognizer.from_dir(run, backend=backend, threads=th)
             rec.analyze_clips([])  # no-op
             rec.patch_outputs(np.zeros((8, 96, 64), np.float32))  # warm-up (ORT builds its kernels)
-            recs[f"{name} {backend}"] = rec
+            key = f"{name} {backend}{label}"
+            recs[key] = rec
+            cfgs[key] = BatchConfig(workers=w, files_per_batch=32 if label else BatchConfig.files_per_batch)
     if args.fusion and not args.no_int8:
         recs["fusion onnx int8-vggish"] = int8_recognizer(args.fusion, args.threads, all_files[-30:])
     best: dict[str, float] = {}
@@ -172,13 +183,16 @@ def speed_table(args) -> None:
         best["TFLite YAMNet (ai-edge-litert)"] = min(best.get("TFLite YAMNet (ai-edge-litert)", 1e9),
                                                      tflite_pipeline(files, args.tflite, args.threads))
         for key, rec in recs.items():
-            best[key] = min(best.get(key, 1e9), emolens_pipeline(rec, files))
+            best[key] = min(best.get(key, 1e9), emolens_pipeline(rec, files, cfgs.get(key)))
     ref = audio_s / best["TFLite YAMNet (ai-edge-litert)"]
-    print(f"\n{'whole pipeline':<34}{'x real time':>12}{'vs TFLite':>11}")
+    width = max(34, *(len(k) + 2 for k in best))
+    print(f"\n{'whole pipeline':<{width}}{'x real time':>12}{'vs TFLite':>11}")
     for key, dt in best.items():
-        print(f"{key:<34}{audio_s / dt:>12.0f}{audio_s / dt / ref:>11.2f}")
+        print(f"{key:<{width}}{audio_s / dt:>12.0f}{audio_s / dt / ref:>11.2f}")
     print(f"\nper stage, sequential (x real time of each stage alone; model = the backend's batched forward passes)")
     for key, rec in recs.items():
+        if "threads" in key:  # same stages as its row without the label
+            continue
         t = stage_profile(rec, files)
         n = t.pop("patches")
         print(f"{key:<16} " + "  ".join(f"{k} {audio_s / v:.0f}x" for k, v in t.items()) + f"  ({n} patches)")
@@ -216,6 +230,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=usable_cores())
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--no-int8", action="store_true", help="skip the int8-VGGish fusion row")
+    ap.add_argument("--split-reference", action="store_true",
+                    help="also time the ONNX rows as predict ran them before stop 38: every side all threads, 2 decoding threads, 32 files a batch")
     ap.add_argument("--work", default=None, help="prepared work dir (only with --head-training)")
     ap.add_argument("--head-training", action="store_true", help="time head training epochs instead")
     args = ap.parse_args()

@@ -29,11 +29,11 @@ def add_arguments(p) -> None:  # noqa: ANN001 - argparse parser
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
                    help="inference backend (default auto: ONNX Runtime when installed, the faster one)")
     p.add_argument("--workers", type=int, default=None,
-                   help="decoding threads (default 2); with --engine ray: model actors, one ONNX Runtime session each (default 1)")
+                   help="decoding threads (default: half the usable cores, all of them for the Whisper model, at least 1); with --engine ray: model actors, one ONNX Runtime session each (default 1)")
     p.add_argument("--threads", type=int, default=None,
-                   help="inference threads (default: all usable cores; with --engine ray: per actor, default 1)")
+                   help="inference threads (default: the usable cores the decoding threads leave, at least 1; with --engine ray: per actor, default 1)")
     p.add_argument("--batch-files", type=int, default=None,
-                   help="files whose patches share forward passes (default 32; with --engine ray 16, also the least rows per shard)")
+                   help="files whose patches share forward passes (default 8; with --engine ray 16, also the least rows per shard)")
     from emolens.cli.adapt import add_adapt_arguments
 
     add_adapt_arguments(p, "classified")
@@ -59,14 +59,22 @@ def cmd_predict(args) -> int:
             args.batch_files = 16
         return cmd_predict_ray(args)
     from emolens.audio.io import DEFAULT_MAX_SECONDS
-    from emolens.batch import BatchConfig, file_key, iter_file_results
+    from emolens.batch import BatchConfig, decode_share, file_key, iter_file_results, split_threads
     from emolens.cli.inputs import expand_inputs
     from emolens.inference import EmotionRecognizer, resolve_model
     from emolens.report.results_file import ResultsFile, result_record
 
+    from emolens.models.backends import usable_cores
+    from emolens.models.run_files import read_config
+
     backend = "torch" if getattr(args, "adapt", False) else getattr(args, "backend", "auto")  # --adapt runs the head in torch
-    rec = EmotionRecognizer.from_dir(resolve_model(args.model), backend=backend,
-                                     threads=getattr(args, "threads", None))
+    run_dir = resolve_model(args.model)
+    threads, workers = getattr(args, "threads", None), getattr(args, "workers", None)
+    if backend == "torch":  # --adapt's torch path: all cores to the model (the split measured 4% slower there)
+        workers = max(1, workers or 2)
+    else:
+        threads, workers = split_threads(usable_cores(), decode_share(read_config(run_dir)), threads, workers)
+    rec = EmotionRecognizer.from_dir(run_dir, backend=backend, threads=threads)
     from emolens.errors import EmolensError
 
     thr = getattr(args, "uncertain_below", None)
@@ -88,7 +96,7 @@ def cmd_predict(args) -> int:
         print(f"{'file':<40} {'emotion':<9} {'p':>5} {'speech':>6}  " + " ".join(f"{c[:7]:>7}" for c in rec.classes))
     failures = 0
     max_seconds = DEFAULT_MAX_SECONDS if args.max_seconds is None else args.max_seconds
-    cfg = BatchConfig(workers=max(1, getattr(args, "workers", None) or 2), files_per_batch=max(1, getattr(args, "batch_files", None) or 32),
+    cfg = BatchConfig(workers=workers, files_per_batch=max(1, getattr(args, "batch_files", None) or BatchConfig.files_per_batch),
                       max_seconds=max_seconds)
     if adapt:
         from emolens.adaptation.groups import iter_adapted_results
