@@ -56,6 +56,9 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "mlp-yamnet": ({"parts": ((0, 0), (256, 0, -82))}, "the linear head plus an MLP 256 head on the YAMNet streams alone (log probabilities summed)"),
     "svm-prosody": ({"svm": (1.0, -82)}, "the linear head plus an RBF SVM on the 82 scaled prosody functionals (log probabilities summed)"),
     "audioset": ({"audioset": True}, "mean logits of the speech gate's 29 human-voice AudioSet classes (shout, laughter, crying, sigh...)"),
+    "stable0.5": ({"stable": 0.5}, "only the half of the YAMNet columns whose emotion effect agrees most across the training corpora"),
+    "stable0.25": ({"stable": 0.25}, "only the most consistent quarter of the YAMNet columns"),
+    "stable-soft": ({"stable": "soft"}, "every YAMNet column scaled by its consistency r / (1 + r)"),
 }
 
 
@@ -122,6 +125,21 @@ def _fit_dro(X, y, w, corpus, seed: int, eta: float, epochs: int, wd: float, mix
     return nn.Sequential(lin).eval()
 
 
+def _consistency(X: np.ndarray, y: np.ndarray, corpus: np.ndarray) -> np.ndarray:
+    """Per column: how much the training corpora agree on its emotion effect, ``(D,)``. Each
+    corpus's class means minus their average (the effect, in units of the column's pooled sd);
+    the energy of the effect averaged over corpora over the spread of the corpora's effects
+    around it (large: every corpus moves the column the same way for the same emotion)."""
+    sd = X.std(0) + 1e-6
+    eff = []
+    for c in np.unique(corpus):
+        m = np.stack([X[(corpus == c) & (y == k)].mean(0) for k in np.unique(y)]) / sd
+        eff.append(m - m.mean(0))
+    eff = np.stack(eff)  # (corpora, classes, D)
+    mean = eff.mean(0)
+    return (mean**2).sum(0) / (((eff - mean) ** 2).sum((0, 1)) / len(eff) + 1e-6)
+
+
 def _balanced_mean(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.mean([X[y == c].mean(0) for c in np.unique(y)], 0)
 
@@ -166,6 +184,15 @@ def fold_logp(rows: dict, train: list[str], tests: list[str], opts: dict, seed: 
         mus = np.stack([_balanced_mean(X[corpus == c], y[corpus == c]) for c in train])
         B = np.linalg.svd(mus - mus.mean(0), full_matrices=False)[2][:opts["cnap"]]
         X, Xt = X - (X @ B.T) @ B, Xt - (Xt @ B.T) @ B
+    if "stable" in opts:  # keep (or weight) the YAMNet columns whose emotion effect the training corpora agree on
+        r = _consistency(cat("X"), y, corpus)
+        width = r.size
+        if opts["stable"] == "soft":
+            g = np.concatenate([r / (1 + r), np.ones(X.shape[1] - width)])
+            X, Xt = X * g, Xt * g
+        else:
+            keep = np.concatenate([np.argsort(-r)[: int(round(opts["stable"] * width))], np.arange(width, X.shape[1])])
+            X, Xt = X[:, keep], Xt[:, keep]
     X, Xt = X.astype(np.float32), Xt.astype(np.float32)
     w = _cell_weights(y, corpus, opts.get("wpow", 1.0))
     epochs, wd = opts.get("epochs", H.epochs), opts.get("wd", H.weight_decay)
