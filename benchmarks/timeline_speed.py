@@ -54,10 +54,16 @@ def build_recording(corpus: Path, minutes: float, dest: Path, seed: int = 0) -> 
 CHILD = r"""
 import json, resource, sys, time
 from emolens.inference import EmotionRecognizer
+from emolens.models.run_files import read_config
 from emolens.timeline import TimelineConfig, compute_timeline
 model, path, backend, block, out = sys.argv[1:6]
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-rec = EmotionRecognizer.from_dir(model, backend=backend)
+try:  # the threads `emolens timeline` gives the model (since stop 38)
+    from emolens.timeline import timeline_threads
+    threads = timeline_threads(read_config(model), backend)
+except ImportError:  # an older emolens: all cores
+    threads = None
+rec = EmotionRecognizer.from_dir(model, backend=backend, threads=threads)
 rec.patch_outputs(__import__("numpy").zeros((4, 96, 64), "float32"))  # warm-up
 rss_model = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from emolens.errors import SelectionError
 from emolens.features.stream import StreamInfo, stream_patches
 from emolens.inference import EmotionRecognizer
 from emolens.selection.speech import NO_SPEECH, decide
-from emolens.threads import one_blas_thread
+from emolens.threads import one_blas_thread, prefetch
 
 
 @dataclass(frozen=True)
@@ -174,12 +175,26 @@ def _voting(rec: EmotionRecognizer, patches: np.ndarray, audioset: np.ndarray | 
     return keep & decide(audioset, rec.speech_gate).is_speech
 
 
+def timeline_threads(config: dict, backend: str = "auto") -> int | None:
+    """The model's threads for :func:`compute_timeline` (``config``: the model's ``model.json``):
+    the usable cores but the one that reads and describes the next blocks
+    (:func:`emolens.threads.prefetch`; :func:`emolens.batch.split_threads` with one worker), or
+    None (all cores) when the model runs in torch (``--adapt``), which measured faster with both
+    cores. On 2 cores 1 ONNX Runtime thread: 252x real time against 197x with 2, on 15 minutes."""
+    from emolens.batch import decode_share, split_threads
+    from emolens.models.backends import resolve_backend, usable_cores
+
+    if resolve_backend(backend) == "torch":
+        return None
+    return split_threads(usable_cores(), decode_share(config), workers=1)[0]
+
+
 def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConfig = TimelineConfig()) -> Timeline:
     """Stream ``path`` through ``rec`` block by block; see the module docstring."""
     t0 = time.perf_counter()
     info = StreamInfo()
     probs, voting, feats = [], [], []
-    llds = [] if rec.needs_prosody else None  # a prosody head: frame descriptors, block by block
+    windows = None  # a prosody head: each patch's window functionals, computed while the recording streams
     on_samples = None
     pc, fe = rec.patch_config, rec.frontend
     whisper = None  # a head with a Whisper stream: its encoder's sums per patch hop, block by block
@@ -187,14 +202,15 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
         from emolens.models.whisper import patch_hop_stats
 
         whisper = patch_hop_stats(rec.whisper_encoder(), rec.whisper_config.layers, pc.hop_frames)
-    if llds is not None:
-        from emolens.features.prosody import ProsodyConfig, prosody_llds
+    if rec.needs_prosody:
+        from emolens.features.prosody import ProsodyConfig, WindowProsody, prosody_llds
         from emolens.features.stream import new_samples
 
         pcfg = ProsodyConfig(sample_rate=fe.sample_rate)
+        windows = WindowProsody(pc.patch_frames, pc.hop_frames, cfg.context, pcfg)
 
         def on_samples(x: np.ndarray) -> None:
-            llds.append(prosody_llds(x, pcfg))
+            windows.add(prosody_llds(x, pcfg))
             if whisper is not None:  # the encoder takes each sample once
                 whisper.add(new_samples(x, fe))
     if cfg.adapt:
@@ -202,7 +218,18 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
 
         require_adapter(rec, unlabelled=not cfg.neutral)
     with one_blas_thread():  # see emolens.batch: faster front end, cores left to the model
-        for _, patches in stream_patches(path, rec.frontend, rec.patch_config, cfg.block_seconds, info, on_samples):
+        # the next blocks are decoded, resampled, framed and described (prosody, Whisper) in a
+        # thread of their own while the model classifies this one
+        def analysed(blocks: Iterator[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+            seen = 0
+            for first, patches in blocks:
+                seen += len(patches)
+                if windows is not None:  # the windows this block completes, in the same thread
+                    windows.advance(seen)
+                yield first, patches
+
+        blocks = stream_patches(path, rec.frontend, rec.patch_config, cfg.block_seconds, info, on_samples)
+        for _, patches in prefetch(analysed(blocks), depth=2):
             if cfg.adapt:
                 f, audioset = stream_features(rec, patches)
                 feats.append(f)
@@ -222,10 +249,8 @@ def compute_timeline(rec: EmotionRecognizer, path: str | Path, cfg: TimelineConf
         info.notes.append(note)
     outputs = np.concatenate(probs)
     del probs, feats  # the blocks' copies: the concatenation is all the decision needs
-    if llds is not None:  # each patch row carries the functionals of its window of cfg.context patches
-        from emolens.features.prosody import concat_llds, window_prosody
-
-        q = window_prosody(concat_llds(llds), len(outputs), pc.patch_frames, pc.hop_frames, cfg.context, pcfg)
+    if windows is not None:  # each patch row carries the functionals of its window of cfg.context patches
+        q = windows.finish(len(outputs))
         if whisper is not None:  # and the Whisper stream of the same window (segments = patch hops)
             from emolens.models.whisper import patch_windows
 
@@ -254,4 +279,5 @@ __all__ = [
     "merge_segments",
     "moving_average",
     "patch_intervals",
+    "timeline_threads",
 ]

@@ -116,3 +116,44 @@ def test_unvoiced_means_cover_pauses_unless_audible_only():
     assert lo + 0.2 * (hi - lo) < every < hi - 0.05 * (hi - lo)  # mostly murmur frames (0.8 s against 0.4 s)
     with pytest.raises(ValueError, match="unvoiced_frames"):
         P.ProsodyConfig(unvoiced_frames="quiet")
+
+
+@pytest.mark.parametrize("context", [1, 4, 5])
+def test_window_prosody_streamed_equals_whole_recording(context):
+    """WindowProsody fed chunk by chunk (as the timeline streams) gives exactly the rows of
+    window_prosody on the whole recording, and both the functionals of each window's frames."""
+    from emolens.features.patches import window_bounds
+
+    rng = np.random.default_rng(0)
+    parts = []
+    for f0 in (110, 180, 240, 140, 200):  # voiced stretches and pauses of random length
+        parts += [_vowel(f0, seconds=rng.uniform(0.8, 2.5), vibrato=0.05), np.zeros(int(SR * rng.uniform(0.2, 1.0)), np.float32)]
+    x = np.concatenate(parts)
+    hop, patch = 48, 96  # frames (10 ms): YAMNet's 0.48-s hop and 0.96-s patch
+    chunks = [P.prosody_llds(x[s : s + 3 * SR]) for s in range(0, len(x), 3 * SR)]  # 3-s blocks
+    whole = P.concat_llds(chunks)
+    n_frames = len(whole["voiced"])
+    n_patches = (n_frames - patch) // hop + 1
+    lo, hi = window_bounds(n_patches, context)
+    ref = np.stack([P.prosody_functionals(P.slice_llds(whole, a * hop, (b - 1) * hop + patch)) for a, b in zip(lo, hi)])
+
+    w = P.WindowProsody(patch, hop, context)
+    seen = frames = 0
+    early = []
+    for c in chunks:
+        w.add(c)
+        frames += len(c["voiced"])
+        seen = min(n_patches, max(0, (frames - patch) // hop + 1))
+        w.advance(seen)
+        early.append(len(w.rows))
+    got = w.finish(n_patches)
+    assert got.shape == (n_patches, P.N_PROSODY)
+    assert np.array_equal(got, ref)
+    assert np.array_equal(P.window_prosody(whole, n_patches, patch, hop, context), ref)
+    assert 0 < early[0] < early[-1] <= n_patches  # rows were computed while the chunks came in
+    assert w._base > 0 and len(w._tail["voiced"]) < n_frames / 2  # and old frames were let go
+
+
+def test_window_prosody_of_no_patches():
+    w = P.WindowProsody(96, 48, 5)
+    assert w.finish(0).shape == (0, P.N_PROSODY)

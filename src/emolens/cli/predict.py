@@ -64,13 +64,13 @@ def cmd_predict(args) -> int:
     from emolens.inference import EmotionRecognizer, resolve_model
     from emolens.report.results_file import ResultsFile, result_record
 
-    from emolens.models.backends import usable_cores
+    from emolens.models.backends import resolve_backend, usable_cores
     from emolens.models.run_files import read_config
 
     backend = "torch" if getattr(args, "adapt", False) else getattr(args, "backend", "auto")  # --adapt runs the head in torch
     run_dir = resolve_model(args.model)
     threads, workers = getattr(args, "threads", None), getattr(args, "workers", None)
-    if backend == "torch":  # --adapt's torch path: all cores to the model (the split measured 4% slower there)
+    if resolve_backend(backend) == "torch":  # all cores to torch's model (--adapt's path: the split measured 4% slower)
         workers = max(1, workers or 2)
     else:
         threads, workers = split_threads(usable_cores(), decode_share(read_config(run_dir)), threads, workers)

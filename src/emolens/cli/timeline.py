@@ -26,7 +26,7 @@ def add_parser(sub) -> None:  # noqa: ANN001 - argparse sub-parsers
                         "around it (default 5 = 2.9 s); voting models ignore it")
     p.add_argument("--block-seconds", type=float, default=60.0, help="seconds of audio read and classified per step (default 60)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"], help="inference backend (default auto: ONNX Runtime when installed)")
-    p.add_argument("--threads", type=int, default=None, help="inference threads (default: all usable cores)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: the usable cores but one, which reads the next blocks; all of them with --adapt)")
     p.add_argument("--adapt", action="store_true",
                    help="adapt to the recording's voice (one speaker) from its own speech; needs >= 10 s of speech, else unadapted with a note")
     p.add_argument("--neutral", type=Path, action="append", default=None, metavar="FILE",
@@ -52,12 +52,15 @@ def cmd_timeline(args) -> int:
     from emolens.errors import EmolensError
     from emolens.inference import EmotionRecognizer, resolve_model
     from emolens.report.timeline_figure import plot_timeline
-    from emolens.timeline import TimelineConfig, compute_timeline
+    from emolens.timeline import TimelineConfig, compute_timeline, timeline_threads
 
     if args.smooth < 1 or args.context < 1 or args.block_seconds <= 0:
         raise EmolensError("--smooth and --context must be >= 1 and --block-seconds > 0")
-    rec = EmotionRecognizer.from_dir(resolve_model(args.model), backend="torch" if args.adapt else args.backend,
-                                     threads=args.threads)
+    from emolens.models.run_files import read_config
+
+    run_dir, backend = resolve_model(args.model), "torch" if args.adapt else args.backend
+    threads = args.threads if args.threads is not None else timeline_threads(read_config(run_dir), backend)
+    rec = EmotionRecognizer.from_dir(run_dir, backend=backend, threads=threads)
     if args.neutral and not args.adapt:
         raise EmolensError("--neutral enrols the voice for --adapt: add --adapt")
     for f in args.neutral or []:

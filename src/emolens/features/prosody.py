@@ -50,6 +50,7 @@ __all__ = [
     "PROSODY_NAMES",
     "PROSODY_UNITS",
     "ProsodyConfig",
+    "WindowProsody",
     "prosody_features",
     "prosody_functionals",
     "prosody_llds",
@@ -437,14 +438,66 @@ def slice_llds(llds: dict[str, np.ndarray], start: int, stop: int) -> dict[str, 
     return {k: v[start:stop] for k, v in llds.items()}
 
 
+class WindowProsody:
+    """:func:`window_prosody` computed while a long recording streams: LLD chunks go in as
+    they are analysed (:meth:`add`), each patch's window functionals are computed as soon as
+    its window is final and its frames are in (:meth:`advance`, with the number of patches
+    streamed so far), and :meth:`finish` adds the last windows once the patch count is known.
+    Only the frames a window still to come can read are kept (bounded memory), and every row
+    is the same number :func:`window_prosody` gives for the whole recording."""
+
+    def __init__(self, patch_frames: int, hop_frames: int, context: int, cfg: ProsodyConfig = DEFAULT_PROSODY) -> None:
+        self.patch_frames, self.hop_frames, self.context, self.cfg = patch_frames, hop_frames, max(1, int(context)), cfg
+        self._tail: dict[str, np.ndarray] | None = None  # LLD frames from frame self._base on
+        self._base = 0
+        self._frames = 0  # frames added in all
+        self.rows: list[np.ndarray] = []  # (N_PROSODY,) of patches 0, 1, ... in order
+
+    def add(self, llds: dict[str, np.ndarray]) -> None:
+        """Append the next chunk of frames (:func:`prosody_llds` of the next samples)."""
+        self._tail = llds if self._tail is None else {k: np.concatenate([self._tail[k], llds[k]]) for k in llds}
+        self._frames += len(llds["voiced"])
+
+    def _row(self, lo: int, hi: int) -> np.ndarray:
+        start, stop = lo * self.hop_frames - self._base, (hi - 1) * self.hop_frames + self.patch_frames - self._base
+        return prosody_functionals(slice_llds(self._tail, start, stop), self.cfg)
+
+    def advance(self, n_patches_seen: int) -> None:
+        """Compute every window that is final once ``n_patches_seen`` patches exist (the
+        recording has at least that many) and whose frames have all been added."""
+        while self._tail is not None:
+            i = len(self.rows)
+            lo, hi = max(0, i - (self.context - 1) // 2), i + self.context // 2 + 1
+            if hi > n_patches_seen or (hi - 1) * self.hop_frames + self.patch_frames > self._frames:
+                break
+            self.rows.append(self._row(lo, hi))
+        if self._tail is not None:  # drop the frames before the next window's first one
+            first = max(0, len(self.rows) - (self.context - 1) // 2) * self.hop_frames
+            if first > self._base:
+                self._tail = {k: v[first - self._base :] for k, v in self._tail.items()}
+                self._base = first
+
+    def finish(self, n_patches: int) -> np.ndarray:
+        """``(n_patches, N_PROSODY)``: the rows computed so far and the remaining windows."""
+        from emolens.features.patches import window_bounds
+
+        if self._tail is None:
+            self.add(concat_llds([]))
+        out = np.zeros((n_patches, N_PROSODY), np.float32)
+        k = min(len(self.rows), n_patches)
+        if k:
+            out[:k] = np.stack(self.rows[:k])
+        lo, hi = window_bounds(n_patches, self.context)
+        for i in range(k, n_patches):
+            out[i] = self._row(int(lo[i]), int(hi[i]))
+        return out
+
+
 def window_prosody(llds: dict[str, np.ndarray], n_patches: int, patch_frames: int, hop_frames: int, context: int,
                    cfg: ProsodyConfig = DEFAULT_PROSODY) -> np.ndarray:
     """``(n_patches, N_PROSODY)``: for every patch of a long recording, the functionals of
     the frames of the centred window of ``context`` patches around it (the span whose
     decision :meth:`emolens.models.decision.ProsodyPooling.windows` takes)."""
-    from emolens.features.patches import window_bounds
-
-    out = np.zeros((n_patches, N_PROSODY), np.float32)
-    for i, (lo, hi) in enumerate(zip(*window_bounds(n_patches, context))):
-        out[i] = prosody_functionals(slice_llds(llds, lo * hop_frames, (hi - 1) * hop_frames + patch_frames), cfg)
-    return out
+    w = WindowProsody(patch_frames, hop_frames, context, cfg)
+    w.add(llds)
+    return w.finish(n_patches)
