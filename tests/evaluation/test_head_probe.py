@@ -31,8 +31,9 @@ def _rows(seed: int = 0) -> dict:
     return rows
 
 
-@pytest.mark.parametrize("name", sorted(probe.VARIANTS))
+@pytest.mark.parametrize("name", sorted(v for v in probe.VARIANTS if not v.startswith("stable")))
 def test_every_variant_learns_a_separable_fold(name: str) -> None:
+    """(The stable* variants drop columns on purpose: test_stable_variants_keep_the_consistent_columns.)"""
     opts = dict(probe.VARIANTS[name][0])
     opts["epochs"] = min(opts.get("epochs", 40), 20)
     uar = probe.run_fold(_rows(), ["a", "b"], "c", opts, seed=0)
@@ -76,3 +77,29 @@ def test_parts_with_one_linear_head_is_the_shipped_head() -> None:
         train = [c for c in "abc" if c != test]
         assert probe.run_fold(rows, train, test, {"parts": ((0, 0),), "epochs": 10}, 3) == \
             probe.run_fold(rows, train, test, {"epochs": 10}, 3)
+
+
+def test_stable_variants_keep_the_consistent_columns() -> None:
+    """Half the X columns move the same way for an emotion in every corpus, half the opposite way in
+    each training corpus (a corpus-specific effect): the consistency ranks the first half on top,
+    and the head on them alone (stable0.5) classifies a corpus without the specific effect well
+    above chance (0.25). (Not better than the shipped head here either: its mixup-trained linear
+    head averages the opposite effects away, as on the real folds.)"""
+    rng = np.random.default_rng(0)
+    good, bad = rng.normal(0, 1, (4, 32)), rng.normal(0, 1, (4, 32))
+    rows = {}
+    for k, name in enumerate(("a", "b", "c")):
+        y = np.repeat(np.arange(4), 30)
+        sign = (1.0, -1.0, 0.0)[k]  # the bad columns: +, - in training, absent in the test corpus
+        X = np.concatenate([good[y], sign * bad[y] * 1.5], 1) + rng.normal(0, 1.0, (120, 64))
+        P = rng.normal(0, 1, (120, 82))  # no prosody signal here
+        P[:, PROSODY_NAMES.index("pitch median")] = 150.0
+        rows[name] = {"X": X.astype(np.float32), "P": P.astype(np.float32),
+                      "L": np.zeros((120, 521), np.float32), "y": y}
+    X = np.concatenate([rows[c]["X"] for c in "ab"])
+    y = np.concatenate([rows[c]["y"] for c in "ab"])
+    r = probe._consistency(X, y, np.repeat(["a", "b"], 120))
+    assert set(np.argsort(-r)[:32]) == set(range(32))
+    assert r[:32].min() > 5 * r[32:].max()
+    for name in ("stable0.5", "stable0.25", "stable-soft"):
+        assert probe.run_fold(rows, ["a", "b"], "c", dict(probe.VARIANTS[name][0]), seed=0) >= 0.5, name
