@@ -12,6 +12,12 @@ over ``smooth`` patches, labels every patch (``"no speech"`` when the recognizer
 speech gate finds no voice in it, or its GDS drops it), and merges
 consecutive patches with the same label into :class:`Segment` s.
 
+Threads: the blocks are read, resampled, framed and described (prosody, the Whisper stream)
+in a thread of their own, up to two blocks ahead (:func:`emolens.threads.prefetch`), and each
+patch's window functionals are computed there as soon as their frames are in
+(:class:`emolens.features.prosody.WindowProsody`), while the model classifies the current
+block on the other cores (:func:`timeline_threads`).
+
 Time axis: patch ``p`` (0.96 s, hop 0.48 s) owns the hop-long interval around its
 centre, ``[p*hop + (patch-hop)/2, (p+1)*hop + (patch-hop)/2)``; the first starts at 0
 and the last ends at the end of the recording, so segments tile the recording.
