@@ -282,3 +282,28 @@ def test_a_shard_whose_commit_was_cut_short_is_redone_once(ray_session, rec, tmp
     ids = t.column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 6
     assert not list((out / "_emolens" / "checkpoint").glob("*.pending.parquet"))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_dedupe_shards_keeps_one_row_per_id(tmp_path, fmt):
+    """A file recorded in two shards (a retried write, a missed pending shard) is kept once,
+    in the first shard; a shard left empty is deleted; a rewrite cut short is cleaned up and
+    never read as a shard."""
+    import pyarrow as pa
+
+    from emolens.distributed.ray_batch import dedupe_shards
+
+    shards = {"a": ["f1", "f2"], "b": ["f2", "f3", "f4"], "c": ["f1", "f4"]}
+    for name, ids in shards.items():
+        rows = [{"id": i, "label": f"{name}-{i}"} for i in ids]
+        if fmt == "parquet":
+            pq.write_table(pa.Table.from_pylist(rows), tmp_path / f"{name}.parquet")
+        else:
+            (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / f"_dedupe-b.{fmt}").write_text("half written")  # a kill during an earlier rewrite
+    assert dedupe_shards(tmp_path, fmt) == 3
+    t = read_results(tmp_path, fmt)
+    got = dict(zip(t.column("id").to_pylist(), t.column("label").to_pylist()))
+    assert t.num_rows == 4 and got == {"f1": "a-f1", "f2": "a-f2", "f3": "b-f3", "f4": "b-f4"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"a.{fmt}", f"b.{fmt}"]  # c held only repeats
+    assert dedupe_shards(tmp_path, fmt) == 0  # idempotent

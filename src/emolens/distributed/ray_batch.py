@@ -616,14 +616,69 @@ def read_results(out: str | Path, format: str | None = None, columns: list[str] 
         f = out / META_DIR / "run.json"
         format = json.loads(f.read_text())["format"] if f.exists() else "parquet"
     if format == "parquet":
-        files = sorted(out.glob("*.parquet"))
+        files = _shard_files(out, "parquet")
         return (pads.dataset([str(f) for f in files], format="parquet").to_table(columns=columns) if files
                 else pa.table({"id": pa.array([], pa.string())}))
-    recs = [json.loads(ln) for f in sorted(out.glob("*.jsonl")) for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    recs = [json.loads(ln) for f in _shard_files(out, "jsonl") for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
     if not recs:
         return pa.table({"id": pa.array([], pa.string())})
     keys = list(dict.fromkeys(k for r in recs for k in r))  # error rows lack most fields
     return pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in recs])
+
+
+def _shard_files(out: Path, format: str) -> list[Path]:
+    """The result shards of ``out`` in name order (names starting with "_" are not shards)."""
+    ext = "parquet" if format == "parquet" else "jsonl"
+    return sorted(f for f in out.glob(f"*.{ext}") if not f.name.startswith("_"))
+
+
+def dedupe_shards(out: str | Path, format: str = "parquet") -> int:
+    """Rewrite the result shards of ``out`` so that every id is recorded once, and return
+    how many rows were removed.
+
+    Ray Data's two-phase commit keeps a job that is killed and run again to one row per
+    file almost always, but under load the suite once found 8 of 24 files recorded twice
+    after a kill and a re-run (32 rows). A write task that Ray retried, or a shard that the
+    pending-commit cleanup missed, would both do this.
+    The id is the file's path, size and mtime, so two rows with one id are the same file
+    version classified twice, and the first one kept is as good as the other. Each shard
+    that holds ids an earlier shard (name order) already holds is written again without
+    them: to a temporary name, then renamed over the shard. A shard left with no rows is
+    deleted. Readers never see a half-written shard."""
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    for left in out.glob("_dedupe-*"):  # a rewrite a kill cut short: the shard itself is intact
+        left.unlink()
+    seen: set[str] = set()
+    removed = 0
+    for f in _shard_files(out, format):
+        if format == "parquet":
+            t = pq.read_table(f)
+            ids = t.column("id").to_pylist()
+        else:
+            lines = [ln for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            ids = [json.loads(ln)["id"] for ln in lines]
+        keep, local = [], set()
+        for i in ids:
+            keep.append(i not in seen and i not in local)
+            local.add(i)
+        seen |= local
+        if all(keep):
+            continue
+        removed += keep.count(False)
+        if not any(keep):
+            f.unlink()
+            continue
+        tmp = f.with_name(f"_dedupe-{f.name}")  # "_" prefix: Parquet readers skip it
+        if format == "parquet":
+            import pyarrow as pa
+
+            pq.write_table(t.filter(pa.array(keep)), tmp)
+        else:
+            tmp.write_text("".join(ln + "\n" for ln, k in zip(lines, keep) if k), encoding="utf-8")
+        os.replace(tmp, f)
+    return removed
 
 
 def _checkpoint(out: Path) -> tuple[set[str], bool]:
@@ -694,6 +749,9 @@ def run_ray_batch(rec, inputs: Iterable[str | Path], out: str | Path, cfg: RayBa
                            "run the same command again to finish it") from None
     finally:
         ctx.checkpoint_config = None
+    dropped = dedupe_shards(out, cfg.format)  # exactly once even where Ray's commit was not (see there)
+    if dropped:
+        logging.getLogger(__name__).warning("%d result rows recorded twice by Ray were removed from %s", dropped, out)
     committed, _ = _checkpoint(out)
     now = {i for i in committed if i in rows and i not in done}
     t = read_results(out, cfg.format, columns=["id", "error"])  # complete now: the job cleaned up pending shards
@@ -731,5 +789,5 @@ def cmd_predict_ray(args) -> int:  # noqa: ANN001 - argparse namespace of `emole
     return 2 if s.classified and s.errors == s.classified else 0
 
 
-__all__ = ["RayBatchConfig", "ModelSpec", "RunSummary", "run_ray_batch", "collect_inputs", "read_results", "init_ray",
+__all__ = ["RayBatchConfig", "ModelSpec", "RunSummary", "run_ray_batch", "collect_inputs", "read_results", "dedupe_shards", "init_ray",
            "decode_file", "file_record", "file_segments", "result_schema", "cmd_predict_ray"]
