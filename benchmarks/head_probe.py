@@ -224,6 +224,32 @@ def fold_logp(rows: dict, train: list[str], tests: list[str], opts: dict, seed: 
     return np.split(logp, np.cumsum([len(rows[c]["y"]) for c in tests])[:-1])
 
 
+def extract_clip_features(work_root: Path, out: Path, file_name, feature, desc: str) -> None:  # noqa: ANN001 - callables
+    """For every prepared work dir ``d`` of ``work_root``: ``feature(samples)`` (a 1-D array) of
+    each of its files (mono 16 kHz, manifest order), stacked ``(U, D)`` into
+    ``out / file_name(d.name)``; a work dir whose file exists is skipped (resumable). Prints the
+    speed, decoding included. What every stream probe's ``extract`` step does."""
+    from tqdm.auto import tqdm
+
+    from emolens.audio.io import load_audio
+    from emolens.workdir import WorkDir
+
+    out.mkdir(parents=True, exist_ok=True)
+    for d in seeds_and_dirs("0", work_root)[1].values():
+        f = out / file_name(d.name)
+        if f.exists():
+            continue
+        t, seconds, rows = time.perf_counter(), 0.0, []
+        for p in tqdm(list(WorkDir.open(d).manifest.paths()), desc=f"{d.name} {desc}", unit="file"):
+            x = load_audio(str(p)).samples
+            seconds += x.size / 16000
+            rows.append(feature(x))
+        np.save(f, np.stack(rows))
+        dt = time.perf_counter() - t
+        print(f"{d.name}: {len(rows)} files, {seconds:.0f} s of audio in {dt:.0f} s ({seconds / dt:.0f}x real time, "
+              "decoding included)", flush=True)
+
+
 def seeds_and_dirs(seeds: str, work_root: Path) -> tuple[list[int], dict[str, Path]]:
     """The ``--seeds`` list and the prepared work dirs of ``work_root`` (``prepared_dirs``);
     ValueError with a one-line message when either is wrong."""

@@ -161,7 +161,7 @@ def speed_table(args) -> None:
     from emolens.models.run_files import read_config
 
     models = [("default", args.model)] + ([("fusion", args.fusion)] if args.fusion else [])
-    recs, cfgs = {}, {}
+    recs, cfgs, references = {}, {}, set()
     for name, run in models:
         # the ONNX rows run as `emolens predict` does: args.threads cores split between the
         # model's threads and the decoding threads (emolens.batch.split_threads); torch as before
@@ -176,6 +176,8 @@ def speed_table(args) -> None:
             key = f"{name} {backend}{label}"
             recs[key] = rec
             cfgs[key] = BatchConfig(workers=w, files_per_batch=32 if label else BatchConfig.files_per_batch)
+            if label:
+                references.add(key)
     if args.fusion and not args.no_int8:
         recs["fusion onnx int8-vggish"] = int8_recognizer(args.fusion, args.threads, all_files[-30:])
     best: dict[str, float] = {}
@@ -191,7 +193,7 @@ def speed_table(args) -> None:
         print(f"{key:<{width}}{audio_s / dt:>12.0f}{audio_s / dt / ref:>11.2f}")
     print(f"\nper stage, sequential (x real time of each stage alone; model = the backend's batched forward passes)")
     for key, rec in recs.items():
-        if "threads" in key:  # same stages as its row without the label
+        if key in references:  # the same stages as its row without the label
             continue
         t = stage_profile(rec, files)
         n = t.pop("patches")

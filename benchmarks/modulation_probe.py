@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -71,25 +70,7 @@ def modulation_features(samples: np.ndarray) -> np.ndarray:
 
 def extract(work_root: Path, out: Path) -> None:
     """``out/<work dir>-modulation.npy`` ``(U, 56)`` in each work dir's manifest order."""
-    from tqdm.auto import tqdm
-
-    from emolens.audio.io import load_audio
-    from emolens.workdir import WorkDir
-
-    out.mkdir(parents=True, exist_ok=True)
-    for d in hp.seeds_and_dirs("0", work_root)[1].values():
-        f = out / f"{d.name}-modulation.npy"
-        if f.exists():
-            continue
-        t, seconds, feats = time.perf_counter(), 0.0, []
-        for p in tqdm(list(WorkDir.open(d).manifest.paths()), desc=f"{d.name} modulation", unit="file"):
-            x = load_audio(str(p)).samples
-            seconds += x.size / 16000
-            feats.append(modulation_features(x))
-        np.save(f, np.stack(feats))
-        dt = time.perf_counter() - t
-        print(f"{d.name}: {len(feats)} files, {seconds:.0f} s of audio in {dt:.0f} s ({seconds / dt:.0f}x real time, "
-              "decoding included)", flush=True)
+    hp.extract_clip_features(work_root, out, lambda name: f"{name}-modulation.npy", modulation_features, "modulation")
 
 
 VARIANTS = ("ship", "+mod as prosody", "+mod linear", "+mod MLP", "+mod shares as prosody", "+mod octaves as prosody")

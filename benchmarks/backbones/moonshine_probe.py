@@ -199,28 +199,16 @@ def encode(x: np.ndarray, sess) -> np.ndarray:
 def extract(work_root: Path, wheels: Path, out: Path, size: str, states: bool = False) -> None:
     """``out/<work dir>-moonshine-<size>.npy`` ``(U, 2 * width)``: mean and sd over frames of the
     last state; with ``states``, ``...-states.npy`` ``(U, (blocks + 1) * 2 * width)``, states 0 to last."""
-    from tqdm.auto import tqdm
-
-    from emolens.audio.io import load_audio
     from emolens.models.whisper import pool_frames
-    from emolens.workdir import WorkDir
 
     sess = load_encoder(wheels, size, states=states)
-    out.mkdir(parents=True, exist_ok=True)
-    for d in hp.seeds_and_dirs("0", work_root)[1].values():
-        f = out / f"{d.name}-moonshine-{size}{'-states' if states else ''}.npy"
-        if f.exists():
-            continue
-        t, seconds, rows = time.perf_counter(), 0.0, []
-        for p in tqdm(list(WorkDir.open(d).manifest.paths()), desc=f"{d.name} moonshine {size}", unit="file"):
-            x = load_audio(str(p)).samples
-            seconds += x.size / SR
-            e = encode(x, sess)
-            rows.append(np.concatenate([pool_frames(s) for s in e]) if states else pool_frames(e))
-        np.save(f, np.stack(rows))
-        dt = time.perf_counter() - t
-        print(f"{d.name}: {len(rows)} files, {seconds:.0f} s of audio in {dt:.0f} s ({seconds / dt:.0f}x real time, "
-              "decoding included)", flush=True)
+
+    def feature(x: np.ndarray) -> np.ndarray:
+        e = encode(x, sess)
+        return np.concatenate([pool_frames(s) for s in e]) if states else pool_frames(e)
+
+    hp.extract_clip_features(work_root, out, lambda name: f"{name}-moonshine-{size}{'-states' if states else ''}.npy",
+                             feature, f"moonshine {size}")
 
 
 WHISPER = "whisper L3-5 avg (the Whisper model's stream)"

@@ -22,7 +22,6 @@ so it would not have fit the 300x budget without a coarser step either.
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -60,29 +59,13 @@ def embed(x: np.ndarray, models) -> np.ndarray:
 
 
 def extract(work_root: Path, models_dir: Path, out: Path) -> None:
-    from tqdm.auto import tqdm
-
-    from emolens.audio.io import load_audio
-    from emolens.workdir import WorkDir
-
     models = load_models(models_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for d in hp.seeds_and_dirs("0", work_root)[1].values():
-        f = out / f"{d.name}.npy"
-        if f.exists():
-            continue
-        t = time.perf_counter()
-        seconds = 0.0
-        rows = []
-        for p in tqdm(list(WorkDir.open(d).manifest.paths()), desc=f"{d.name} speech embeddings", unit="file"):
-            x = load_audio(str(p)).samples
-            seconds += x.size / 16000
-            e = embed(x, models)
-            rows.append(np.concatenate([e.mean(0), e.std(0)]))
-        np.save(f, np.stack(rows).astype(np.float32))
-        dt = time.perf_counter() - t
-        print(f"{d.name}: {len(rows)} files, {seconds:.0f} s of audio in {dt:.0f} s "
-              f"({seconds / dt:.0f}x real time, decoding included)", flush=True)
+
+    def feature(x: np.ndarray) -> np.ndarray:
+        e = embed(x, models)
+        return np.concatenate([e.mean(0), e.std(0)]).astype(np.float32)
+
+    hp.extract_clip_features(work_root, out, lambda name: f"{name}.npy", feature, "speech embeddings")
 
 
 def probe(work_root: Path, out: Path, seeds: list[int]) -> None:

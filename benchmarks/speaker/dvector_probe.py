@@ -18,7 +18,6 @@ resemblyzer's ``preprocess_wav`` does (its webrtcvad silence trimming is left ou
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -90,23 +89,10 @@ def embed(x: np.ndarray, enc, rate: float = 1.3, min_coverage: float = 0.75) -> 
 
 def extract(work_root: Path, weights: Path, out: Path) -> None:
     import torch
-    from tqdm.auto import tqdm
-
-    from emolens.audio.io import load_audio
-    from emolens.workdir import WorkDir
 
     torch.set_num_threads(1)
     enc = load_encoder(weights)
-    out.mkdir(parents=True, exist_ok=True)
-    for d in hp.seeds_and_dirs("0", work_root)[1].values():
-        f = out / f"{d.name}.npy"
-        if f.exists():
-            continue
-        t = time.perf_counter()
-        paths = list(WorkDir.open(d).manifest.paths())
-        rows = [embed(load_audio(str(p)).samples, enc) for p in tqdm(paths, desc=f"{d.name} d-vectors", unit="file")]
-        np.save(f, np.stack(rows))
-        print(f"{d.name}: {len(rows)} files in {time.perf_counter() - t:.0f} s", flush=True)
+    hp.extract_clip_features(work_root, out, lambda name: f"{name}.npy", lambda x: embed(x, enc), "d-vectors")
 
 
 def probe(work_root: Path, out: Path, whisper: Path, seeds: list[int]) -> None:

@@ -63,18 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     audio_s = sum(c.samples.size for c in clips) / 16000
     # both models run as `emolens predict` runs them: the cores split between the model's
     # threads and the decoding threads (emolens.batch.split_threads)
-    splits = {}
-
-    def recognizer(run: Path) -> EmotionRecognizer:
+    def recognizer(run: Path) -> tuple[EmotionRecognizer, BatchConfig]:
         threads, workers = split_threads(args.threads, decode_share(read_config(run)))
-        r = EmotionRecognizer.from_dir(str(run), backend="onnx", threads=threads)
-        splits[id(r)] = BatchConfig(workers=workers)
-        return r
+        return EmotionRecognizer.from_dir(str(run), backend="onnx", threads=threads), BatchConfig(workers=workers)
 
-    rec = recognizer(resolve_model(None))
+    rec, rec_cfg = recognizer(resolve_model(None))
     rec.patch_outputs(np.zeros((8, 96, 64), np.float32))  # warm-up
     wdir = default_model_dir("whisper")
-    wrec = recognizer(wdir) if wdir else None
+    wrec, wrec_cfg = recognizer(wdir) if wdir else (None, None)
     if wrec is not None:
         wrec.analyze_clips([clips[0]])  # warm-up (and the one-off ONNX export to the cache)
     whisper_stream(clips[0].samples, cfg, enc)
@@ -82,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(files)} files, {audio_s:.0f} s of audio from {args.corpus}; {args.threads} threads; load average "
           f"{os.getloadavg()[0]:.1f}")
 
-    def shipped(r=rec) -> float:  # noqa: ANN001
+    def shipped(r=rec, cfg=rec_cfg) -> float:  # noqa: ANN001
         t = time.perf_counter()
-        assert sum(1 for x in iter_file_results(r, files, splits[id(r)]) if x.error is None) == len(files)
+        assert sum(1 for x in iter_file_results(r, files, cfg) if x.error is None) == len(files)
         return time.perf_counter() - t
 
     def stream(model) -> float:
@@ -98,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [shipped, lambda: stream(enc), lambda: stream(q8)]
     if wrec is not None:
         best["predict --model whisper"] = []
-        runs.append(lambda: shipped(wrec))
+        runs.append(lambda: shipped(wrec, wrec_cfg))
     for _ in range(2):  # interleaved rounds, best of each
         for (name, times), run in zip(best.items(), runs):
             times.append(run())

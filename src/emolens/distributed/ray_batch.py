@@ -645,6 +645,7 @@ def dedupe_shards(out: str | Path, format: str = "parquet") -> int:
     that holds ids an earlier shard (name order) already holds is written again without
     them: to a temporary name, then renamed over the shard. A shard left with no rows is
     deleted. Readers never see a half-written shard."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     out = Path(out)
@@ -672,8 +673,6 @@ def dedupe_shards(out: str | Path, format: str = "parquet") -> int:
             continue
         tmp = f.with_name(f"_dedupe-{f.name}")  # "_" prefix: Parquet readers skip it
         if format == "parquet":
-            import pyarrow as pa
-
             pq.write_table(t.filter(pa.array(keep)), tmp)
         else:
             tmp.write_text("".join(ln + "\n" for ln, k in zip(lines, keep) if k), encoding="utf-8")
