@@ -157,15 +157,15 @@ def speed_table(args) -> None:
           f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
     if args.fusion == "random":
         args.fusion = random_fusion_run(args.model, args.tflite, Path(tempfile.gettempdir()) / "emolens-bench-fusion")
-    from emolens.batch import BatchConfig, decode_share, split_threads
+    from emolens.batch import BatchConfig, predict_threads
     from emolens.models.run_files import read_config
 
     models = [("default", args.model)] + ([("fusion", args.fusion)] if args.fusion else [])
     recs, cfgs, references = {}, {}, set()
     for name, run in models:
         # the ONNX rows run as `emolens predict` does: args.threads cores split between the
-        # model's threads and the decoding threads (emolens.batch.split_threads); torch as before
-        threads, workers = split_threads(args.threads, decode_share(read_config(run)))
+        # model's threads and the decoding threads (emolens.batch.predict_threads); torch as before
+        threads, workers = predict_threads(read_config(run), "onnx", cores=args.threads)
         variants = [("torch", args.threads, 2, ""), ("onnx", threads, workers, "")]
         if args.split_reference:  # the configuration before the split, measured in the same rounds
             variants.append(("onnx", args.threads, 2, f" ({args.threads} + 2 threads, 32 files/batch)"))

@@ -33,3 +33,14 @@ def test_decode_share_reads_the_model_json():
     assert decode_share({"head": {"prosody": {}}}) == DECODE_SHARE["default"]
     assert decode_share({}) == DECODE_SHARE["default"]
     assert BatchConfig().files_per_batch == 8
+
+
+def test_predict_threads_splits_for_onnx_and_keeps_every_core_for_torch():
+    from emolens.batch import predict_threads
+
+    whisper = {"head": {"whisper": {"dim": 1024}}}
+    assert predict_threads({}, "onnx", cores=2) == (1, 1)
+    assert predict_threads(whisper, "onnx", cores=2) == (1, 2)
+    assert predict_threads({}, "onnx", threads=2, cores=2) == (2, 1)  # the user's --threads kept
+    assert predict_threads({}, "torch", cores=2) == (None, 2)  # torch: all cores (None), 2 decoding threads
+    assert predict_threads({}, "torch", threads=1, workers=3, cores=2) == (1, 3)

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from emolens.audio.io import load_audio
-    from emolens.batch import BatchConfig, decode_share, iter_file_results, split_threads
+    from emolens.batch import BatchConfig, iter_file_results, predict_threads
     from emolens.errors import WeightsError
     from emolens.inference import EmotionRecognizer, resolve_model
     from emolens.models.run_files import read_config
@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     clips = [load_audio(f) for f in files]
     audio_s = sum(c.samples.size for c in clips) / 16000
     # both models run as `emolens predict` runs them: the cores split between the model's
-    # threads and the decoding threads (emolens.batch.split_threads)
+    # threads and the decoding threads (emolens.batch.predict_threads)
     def recognizer(run: Path) -> tuple[EmotionRecognizer, BatchConfig]:
-        threads, workers = split_threads(args.threads, decode_share(read_config(run)))
+        threads, workers = predict_threads(read_config(run), "onnx", cores=args.threads)
         return EmotionRecognizer.from_dir(str(run), backend="onnx", threads=threads), BatchConfig(workers=workers)
 
     rec, rec_cfg = recognizer(resolve_model(None))

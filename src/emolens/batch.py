@@ -11,7 +11,6 @@ the run. :func:`file_key` identifies a file for resuming (absolute path, size, m
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -151,4 +150,17 @@ def split_threads(cores: int, decode_share: float = DECODE_SHARE["default"],
     return max(1, int(threads)), max(1, int(workers))
 
 
-__all__ = ["DECODE_SHARE", "TIMELINE_HINT", "BatchConfig", "FileResult", "decode_share", "file_key", "iter_file_results", "split_threads"]
+def predict_threads(config: dict, backend: str = "auto", threads: int | None = None, workers: int | None = None,
+                    cores: int | None = None) -> tuple[int | None, int]:
+    """``(model threads, decoding workers)`` as ``emolens predict`` runs a model (``config``:
+    its ``model.json``) on ``cores`` (default: the usable ones): :func:`split_threads` for
+    ONNX Runtime; the torch backend (``--adapt``'s path) keeps all cores for the model
+    (``None``) and 2 decoding threads, which measured 4 % faster there than the split."""
+    from emolens.models.backends import resolve_backend, usable_cores
+
+    if resolve_backend(backend) == "torch":
+        return threads, max(1, workers or 2)
+    return split_threads(cores or usable_cores(), decode_share(config), threads, workers)
+
+
+__all__ = ["DECODE_SHARE", "TIMELINE_HINT", "BatchConfig", "FileResult", "decode_share", "file_key", "iter_file_results", "predict_threads", "split_threads"]

@@ -59,21 +59,16 @@ def cmd_predict(args) -> int:
             args.batch_files = 16
         return cmd_predict_ray(args)
     from emolens.audio.io import DEFAULT_MAX_SECONDS
-    from emolens.batch import BatchConfig, decode_share, file_key, iter_file_results, split_threads
+    from emolens.batch import BatchConfig, file_key, iter_file_results, predict_threads
     from emolens.cli.inputs import expand_inputs
     from emolens.inference import EmotionRecognizer, resolve_model
     from emolens.report.results_file import ResultsFile, result_record
 
-    from emolens.models.backends import resolve_backend, usable_cores
     from emolens.models.run_files import read_config
 
     backend = "torch" if getattr(args, "adapt", False) else getattr(args, "backend", "auto")  # --adapt runs the head in torch
     run_dir = resolve_model(args.model)
-    threads, workers = getattr(args, "threads", None), getattr(args, "workers", None)
-    if resolve_backend(backend) == "torch":  # all cores to torch's model (--adapt's path: the split measured 4% slower)
-        workers = max(1, workers or 2)
-    else:
-        threads, workers = split_threads(usable_cores(), decode_share(read_config(run_dir)), threads, workers)
+    threads, workers = predict_threads(read_config(run_dir), backend, getattr(args, "threads", None), getattr(args, "workers", None))
     rec = EmotionRecognizer.from_dir(run_dir, backend=backend, threads=threads)
     from emolens.errors import EmolensError
 

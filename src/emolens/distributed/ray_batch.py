@@ -654,9 +654,8 @@ def dedupe_shards(out: str | Path, format: str = "parquet") -> int:
     seen: set[str] = set()
     removed = 0
     for f in _shard_files(out, format):
-        if format == "parquet":
-            t = pq.read_table(f)
-            ids = t.column("id").to_pylist()
+        if format == "parquet":  # the id column only: the whole shard is read when it needs rewriting
+            ids = pq.read_table(f, columns=["id"]).column("id").to_pylist()
         else:
             lines = [ln for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
             ids = [json.loads(ln)["id"] for ln in lines]
@@ -673,7 +672,7 @@ def dedupe_shards(out: str | Path, format: str = "parquet") -> int:
             continue
         tmp = f.with_name(f"_dedupe-{f.name}")  # "_" prefix: Parquet readers skip it
         if format == "parquet":
-            pq.write_table(t.filter(pa.array(keep)), tmp)
+            pq.write_table(pq.read_table(f).filter(pa.array(keep)), tmp)
         else:
             tmp.write_text("".join(ln + "\n" for ln, k in zip(lines, keep) if k), encoding="utf-8")
         os.replace(tmp, f)
